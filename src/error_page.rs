@@ -1,0 +1,162 @@
+//! The responses the proxy writes itself (DESIGN section 8: only for what
+//! the proxy decides): one [`Refusal`] type, rendered as JSON, or as an HTML
+//! page for browsers. The proxy shell turns every refusal into a response
+//! through [`Refusal::render`] and nowhere else.
+
+use serde::Serialize;
+
+/// A request the proxy answers itself, with its status and reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// 400: the request is malformed.
+    BadRequest(String),
+    /// 401: the caller may not reach this path.
+    Unauthorized(String),
+    /// 404: no such app, or a path that is never exposed.
+    NotFound(String),
+    /// 421: the host is not one of this Portal's.
+    Misdirected(String),
+    /// 502: the upstream could not be reached or answered badly.
+    BadGateway(String),
+    /// 504: the upstream did not answer in time.
+    GatewayTimeout(String),
+}
+
+#[derive(Serialize)]
+struct JsonBody<'a> {
+    error: &'a str,
+    message: &'a str,
+}
+
+impl Refusal {
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::BadRequest(_) => 400,
+            Refusal::Unauthorized(_) => 401,
+            Refusal::NotFound(_) => 404,
+            Refusal::Misdirected(_) => 421,
+            Refusal::BadGateway(_) => 502,
+            Refusal::GatewayTimeout(_) => 504,
+        }
+    }
+
+    /// A stable machine-readable code, for scripts and for the access log.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::BadRequest(_) => "bad_request",
+            Refusal::Unauthorized(_) => "unauthorized",
+            Refusal::NotFound(_) => "not_found",
+            Refusal::Misdirected(_) => "misdirected_request",
+            Refusal::BadGateway(_) => "bad_gateway",
+            Refusal::GatewayTimeout(_) => "gateway_timeout",
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Refusal::BadRequest(m)
+            | Refusal::Unauthorized(m)
+            | Refusal::NotFound(m)
+            | Refusal::Misdirected(m)
+            | Refusal::BadGateway(m)
+            | Refusal::GatewayTimeout(m) => m,
+        }
+    }
+
+    /// `(content type, body)`: HTML when the client's `Accept` asks for
+    /// `text/html` (a browser), JSON otherwise.
+    pub fn render(&self, accept: Option<&str>) -> (&'static str, Vec<u8>) {
+        if accept.is_some_and(wants_html) {
+            ("text/html; charset=utf-8", self.html().into_bytes())
+        } else {
+            let body = JsonBody {
+                error: self.code(),
+                message: self.message(),
+            };
+            let mut json = serde_json::to_vec(&body).expect("strings always serialize");
+            json.push(b'\n');
+            ("application/json", json)
+        }
+    }
+
+    fn html(&self) -> String {
+        let status = self.status();
+        let reason = http::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Error");
+        format!(
+            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{status} {reason}</title></head>\n\
+             <body><h1>{status} {reason}</h1>\n<p>{}</p>\n<hr><p>portal-proxy</p></body></html>\n",
+            escape_html(self.message())
+        )
+    }
+}
+
+/// Whether an `Accept` header value names `text/html` (with q above 0).
+fn wants_html(accept: &str) -> bool {
+    accept.split(',').any(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("");
+        media.eq_ignore_ascii_case("text/html")
+            && !parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            })
+    })
+}
+
+fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_unless_the_client_is_a_browser() {
+        let r = Refusal::NotFound("no app named \"x\"".into());
+        let (ct, body) = r.render(None);
+        assert_eq!(ct, "application/json");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"], "not_found");
+        assert_eq!(v["message"], "no app named \"x\"");
+        for accept in [
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            "TEXT/HTML",
+            "application/json, text/html;q=0.5",
+        ] {
+            assert_eq!(
+                r.render(Some(accept)).0,
+                "text/html; charset=utf-8",
+                "{accept}"
+            );
+        }
+        for accept in ["application/json", "*/*", "text/html;q=0", "text/htmlx"] {
+            assert_eq!(r.render(Some(accept)).0, "application/json", "{accept}");
+        }
+    }
+
+    #[test]
+    fn html_escapes_the_message() {
+        let r = Refusal::Misdirected("host \"<script>\" is not served here".into());
+        let (_, body) = r.render(Some("text/html"));
+        let body = String::from_utf8(body).unwrap();
+        assert!(body.contains("421 Misdirected Request"));
+        assert!(body.contains("&lt;script&gt;"));
+        assert!(!body.contains("<script>"));
+    }
+}

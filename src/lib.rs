@@ -1,0 +1,15 @@
+//! portal-proxy: the edge proxy of a Portal (see DESIGN.md in the shared
+//! folder, and README.md). Pure modules hold the decisions; `proxy`,
+//! `redirect` and `server` are the Pingora shell around them.
+
+pub mod app_meta;
+pub mod config;
+pub mod demo;
+pub mod error_page;
+pub mod identity;
+pub mod proxy;
+pub mod redirect;
+pub mod route;
+pub mod server;
+pub mod state;
+pub mod tls;

@@ -1,0 +1,119 @@
+//! Command line: run the proxy (`-c FILE`, `-t` to check, `-u` to take over
+//! from a running instance), `keygen`, `id`, `demo`. Only wiring lives here.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pingora::server::configuration::Opt;
+
+use portal_proxy::config::Config;
+use portal_proxy::identity::{short_id, Identity};
+use portal_proxy::{demo, server};
+
+/// Where the config is read from when `-c` is not given.
+const DEFAULT_CONFIG: &str = "/etc/portal-proxy/portal-proxy.yaml";
+
+#[derive(Parser)]
+#[command(name = "portal-proxy", version, about = "The edge proxy of a Portal")]
+struct Cli {
+    /// Pingora's options: -c (our YAML config), -t (check and exit),
+    /// -u (graceful upgrade), -d (daemonize).
+    #[command(flatten)]
+    opt: Opt,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a new ed25519 identity key (PKCS#8 PEM) and print its Portal ID.
+    Keygen {
+        /// Where to write the key; an existing file is never overwritten.
+        path: PathBuf,
+    },
+    /// Print the Portal ID and short ID of a key file.
+    Id { path: PathBuf },
+    /// Start a demo Portal on localhost: key, certificate, one app.
+    Demo {
+        /// Folder for the demo's files (kept between runs).
+        #[arg(long, default_value = "portal-proxy-demo")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 8443)]
+        https_port: u16,
+        #[arg(long, default_value_t = 8080)]
+        http_port: u16,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match cli.command {
+        Some(Command::Keygen { path }) => keygen(&path),
+        Some(Command::Id { path }) => print_id(&path),
+        Some(Command::Demo {
+            dir,
+            https_port,
+            http_port,
+        }) => match demo::prepare(&dir, https_port, http_port) {
+            Ok(d) => {
+                println!("{}", d.instructions());
+                run(&d.config_file, cli.opt)
+            }
+            Err(e) => fail(format!("demo: {e}")),
+        },
+        None => {
+            let file = PathBuf::from(cli.opt.conf.as_deref().unwrap_or(DEFAULT_CONFIG));
+            run(&file, cli.opt)
+        }
+    }
+}
+
+fn run(file: &Path, opt: Opt) -> ExitCode {
+    let config = match Config::load(file) {
+        Ok(c) => c,
+        Err(e) => return fail(e.to_string()),
+    };
+    if opt.test {
+        return if server::check(&config) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    let loaded = match server::load(&config) {
+        Ok(l) => l,
+        Err(errors) => return fail(errors.join("\n")),
+    };
+    match server::build(&config, loaded, opt) {
+        Ok(server) => server.run_forever(),
+        Err(e) => fail(e),
+    }
+}
+
+fn keygen(path: &Path) -> ExitCode {
+    let identity = Identity::generate();
+    match identity.write_new(path) {
+        Ok(()) => {
+            println!("{}", identity.id);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+fn print_id(path: &Path) -> ExitCode {
+    match Identity::load(path) {
+        Ok(identity) => {
+            println!("id: {}\nshort_id: {}", identity.id, short_id(&identity.id));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+fn fail(message: String) -> ExitCode {
+    eprintln!("portal-proxy: {message}");
+    ExitCode::FAILURE
+}

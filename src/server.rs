@@ -1,0 +1,166 @@
+//! Start-up: loads what the config names (identity, certificate, state),
+//! reports problems for `-t`, and wires the Pingora services. Used by
+//! `main` for `-t`, for a normal start and for the demo.
+
+use std::sync::Arc;
+
+use log::{info, warn};
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::listening::Service;
+use rustls::sign::CertifiedKey;
+
+use crate::config::Config;
+use crate::identity::Identity;
+use crate::proxy::{Portal, PortalProxy};
+use crate::redirect::RedirectToHttps;
+use crate::state::{SharedState, Snapshot, StateError};
+use crate::tls::{load_certified_key, CertResolver};
+
+/// Everything loaded from disk at start-up.
+pub struct Loaded {
+    pub identity: Identity,
+    pub certificate: CertifiedKey,
+    pub snapshot: Snapshot,
+    /// State files left out; the proxy serves without them.
+    pub state_errors: Vec<StateError>,
+}
+
+impl Loaded {
+    /// The Portal's domain, `<short_id>.<base_domain>`.
+    pub fn domain(&self, config: &Config) -> String {
+        format!("{}.{}", self.identity.short_id(), config.base_domain)
+    }
+}
+
+/// Loads the files the config names. Errors are the reasons the proxy
+/// cannot start at all (each naming its file); broken state files are not
+/// among them, they are in [`Loaded::state_errors`].
+pub fn load(config: &Config) -> Result<Loaded, Vec<String>> {
+    let mut errors = Vec::new();
+    let identity = Identity::load(&config.key_file)
+        .map_err(|e| errors.push(format!("portal.key_file: {e}")))
+        .ok();
+    let certificate = load_certified_key(&config.tls_cert_file, &config.tls_key_file)
+        .map_err(|e| errors.push(format!("tls: {e}")))
+        .ok();
+    let state = Snapshot::load(&config.state_dir)
+        .map_err(|e| errors.push(format!("state_dir: {e}")))
+        .ok();
+    match (identity, certificate, state) {
+        (Some(identity), Some(certificate), Some((snapshot, state_errors))) => Ok(Loaded {
+            identity,
+            certificate,
+            snapshot,
+            state_errors,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// The Pingora server settings from the `server:` section.
+fn server_conf(config: &Config) -> ServerConf {
+    let s = &config.server;
+    let mut conf = ServerConf {
+        threads: s.threads,
+        user: s.user.clone(),
+        group: s.group.clone(),
+        grace_period_seconds: s.grace_period_seconds,
+        graceful_shutdown_timeout_seconds: s.graceful_shutdown_timeout_seconds,
+        ..ServerConf::default()
+    };
+    if let Some(p) = &s.pid_file {
+        conf.pid_file = p.display().to_string();
+    }
+    if let Some(p) = &s.upgrade_sock {
+        conf.upgrade_sock = p.display().to_string();
+    }
+    if let Some(n) = s.upstream_keepalive_pool_size {
+        conf.upstream_keepalive_pool_size = n;
+    }
+    conf
+}
+
+/// Builds the server with every configured listener; the caller runs it.
+pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, String> {
+    for e in &loaded.state_errors {
+        warn!("state file left out: {e}");
+    }
+    let domain = loaded.domain(config);
+    info!(
+        "Portal {} serving *.{domain} with {} app(s): {}",
+        loaded.identity.id,
+        loaded.snapshot.apps.len(),
+        loaded
+            .snapshot
+            .apps
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    // Our `-c` is our own YAML, not Pingora's config file.
+    opt.conf = None;
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf(config));
+    server.bootstrap();
+
+    let portal = Arc::new(Portal {
+        domain,
+        home_app: config.home_app.clone(),
+        core_upstream: config.core_upstream.clone(),
+        upstreams: config.upstreams.clone(),
+        limits: config.limits.clone(),
+        state: Arc::new(SharedState::new(loaded.snapshot)),
+    });
+
+    let mut https = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        PortalProxy::new(portal),
+        "portal-proxy https",
+    );
+    let resolver = Arc::new(CertResolver::new(loaded.certificate));
+    let mut tls = TlsSettings::intermediate("", "").map_err(|e| e.to_string())?;
+    tls.set_cert_resolver(resolver);
+    tls.enable_h2();
+    https.add_tls_with_settings(&config.listen_https.to_string(), None, tls);
+    server.add_service(https);
+
+    if let Some(addr) = config.listen_http {
+        let mut redirect = Service::new(
+            "portal-proxy http redirect".to_string(),
+            RedirectToHttps {
+                https_port: config.listen_https.port(),
+            },
+        );
+        redirect.add_tcp(&addr.to_string());
+        server.add_service(redirect);
+    }
+    Ok(server)
+}
+
+/// `-t`: what an operator sees. Returns whether everything is valid.
+pub fn check(config: &Config) -> bool {
+    match load(config) {
+        Err(errors) => {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
+            false
+        }
+        Ok(loaded) => {
+            for e in &loaded.state_errors {
+                eprintln!("error: {e}");
+            }
+            println!(
+                "portal {} at {}: {} app(s) loaded, {} state error(s)",
+                loaded.identity.id,
+                loaded.domain(config),
+                loaded.snapshot.apps.len(),
+                loaded.state_errors.len()
+            );
+            loaded.state_errors.is_empty()
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The state the Portal core writes under `state_dir` (DESIGN section 2),
+//! loaded into one immutable [`Snapshot`] that the request filters read
+//! through [`SharedState`] (an `ArcSwap`: readers never wait on a reload).
+//! A broken app is reported and skipped; the others load.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::app_meta::AppMeta;
+use crate::config::is_app_name;
+
+/// One state file that failed validation, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateError {
+    pub file: PathBuf,
+    pub message: String,
+}
+
+impl std::fmt::Display for StateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.file.display(), self.message)
+    }
+}
+
+/// Everything the request path needs from `state_dir`, validated.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub apps: BTreeMap<String, Arc<AppMeta>>,
+}
+
+impl Snapshot {
+    /// Loads the whole state; the errors name each file left out.
+    pub fn load(state_dir: &Path) -> Result<(Snapshot, Vec<StateError>), StateError> {
+        if !state_dir.is_dir() {
+            return Err(StateError {
+                file: state_dir.to_path_buf(),
+                message: "state_dir is not a readable directory".into(),
+            });
+        }
+        let (apps, errors) = load_apps(&state_dir.join("apps"));
+        Ok((Snapshot { apps }, errors))
+    }
+
+    /// The app of that name, if it is loaded and has an `http` entrypoint.
+    pub fn http_app(&self, name: &str) -> Option<&Arc<AppMeta>> {
+        self.apps.get(name).filter(|a| a.http.is_some())
+    }
+}
+
+/// The file names of an app's metadata, the current layout first.
+pub const APP_FILES: [&str; 2] = ["app_meta.json", "app.json"];
+
+/// Loads `apps/<app>/app_meta.json` (or the older `app.json`) for every
+/// folder under `apps_dir`. A missing `apps_dir` is an empty Portal.
+pub fn load_apps(apps_dir: &Path) -> (BTreeMap<String, Arc<AppMeta>>, Vec<StateError>) {
+    let mut apps = BTreeMap::new();
+    let mut errors = Vec::new();
+    let entries = match std::fs::read_dir(apps_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (apps, errors),
+        Err(e) => {
+            errors.push(StateError {
+                file: apps_dir.to_path_buf(),
+                message: format!("cannot list: {e}"),
+            });
+            return (apps, errors);
+        }
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // Editors and the core's atomic writes leave dot folders behind.
+        if name.starts_with('.') {
+            continue;
+        }
+        let Some(file) = APP_FILES.iter().map(|f| dir.join(f)).find(|p| p.is_file()) else {
+            errors.push(StateError {
+                file: dir,
+                message: format!("no {} or {}", APP_FILES[0], APP_FILES[1]),
+            });
+            continue;
+        };
+        if !is_app_name(&name) {
+            errors.push(StateError {
+                file,
+                message: format!(
+                    "folder name {name:?} is not an app name (lower-case letters, digits, '-'): it cannot be a subdomain"
+                ),
+            });
+            continue;
+        }
+        let result = std::fs::read(&file)
+            .map_err(|e| format!("cannot read: {e}"))
+            .and_then(|bytes| AppMeta::parse(&name, &bytes).map_err(|e| e.to_string()));
+        match result {
+            Ok(app) => {
+                apps.insert(name, Arc::new(app));
+            }
+            Err(message) => errors.push(StateError { file, message }),
+        }
+    }
+    (apps, errors)
+}
+
+/// The current snapshot, swapped whole on reload.
+pub struct SharedState {
+    current: ArcSwap<Snapshot>,
+}
+
+impl SharedState {
+    pub fn new(snapshot: Snapshot) -> Self {
+        SharedState {
+            current: ArcSwap::from_pointee(snapshot),
+        }
+    }
+
+    /// The snapshot to use for one request, from start to end.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    pub fn store(&self, snapshot: Snapshot) {
+        self.current.store(Arc::new(snapshot));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn broken_apps_are_reported_and_the_rest_load() {
+        let dir = std::env::temp_dir().join(format!("pp-state-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let apps = dir.join("apps");
+        let ok = r#"{"port":80,"paths":{"":{"access":"public"}}}"#;
+        write(&apps.join("good/app_meta.json"), ok);
+        write(&apps.join("old/app.json"), ok);
+        // app_meta.json wins over app.json.
+        write(
+            &apps.join("both/app_meta.json"),
+            r#"{"port":81,"paths":{"":{"access":"public"}}}"#,
+        );
+        write(&apps.join("both/app.json"), "not read");
+        write(&apps.join("broken/app_meta.json"), r#"{"port":80}"#);
+        write(&apps.join("Bad_Name/app_meta.json"), ok);
+        std::fs::create_dir_all(apps.join("empty")).unwrap();
+        std::fs::create_dir_all(apps.join(".tmp")).unwrap();
+
+        let (snapshot, errors) = Snapshot::load(&dir).unwrap();
+        let names: Vec<_> = snapshot.apps.keys().map(String::as_str).collect();
+        assert_eq!(names, ["both", "good", "old"]);
+        assert_eq!(snapshot.apps["both"].http.as_ref().unwrap().port, 81);
+        let mut messages: Vec<_> = errors.iter().map(ToString::to_string).collect();
+        messages.sort();
+        assert_eq!(messages.len(), 3, "{messages:#?}");
+        assert!(
+            messages[0].contains("Bad_Name/app_meta.json")
+                && messages[0].contains("not an app name")
+        );
+        assert!(messages[1].contains("broken/app_meta.json") && messages[1].contains("paths"));
+        assert!(messages[2].contains("empty") && messages[2].contains("no app_meta.json"));
+
+        assert!(Snapshot::load(&dir.join("missing")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

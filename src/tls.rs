@@ -1,0 +1,154 @@
+//! The serving certificate (DESIGN sections 3 and 8): loaded from PEM files
+//! into a rustls resolver whose key can be swapped while connections are
+//! being served, and the self-signed certificate of the demo. Used when the
+//! HTTPS listener is built, and by the certificate reloader.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {reason}")]
+    Cert { path: String, reason: String },
+    #[error("{path}: {reason}")]
+    Key { path: String, reason: String },
+    #[error("{cert} and {key} do not belong together: {reason}")]
+    Mismatch {
+        cert: String,
+        key: String,
+        reason: String,
+    },
+}
+
+/// Reads a certificate chain (leaf first) and its private key from PEM files
+/// and checks that they belong together.
+pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, TlsError> {
+    let cert_err = |reason: String| TlsError::Cert {
+        path: cert_file.display().to_string(),
+        reason,
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
+        .map_err(|e| cert_err(format!("cannot read certificates: {e}")))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| cert_err(format!("bad PEM: {e}")))?;
+    if chain.is_empty() {
+        return Err(cert_err("no CERTIFICATE block".into()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| TlsError::Key {
+        path: key_file.display().to_string(),
+        reason: format!("no usable private key: {e}"),
+    })?;
+    certified_key(chain, key).map_err(|reason| TlsError::Mismatch {
+        cert: cert_file.display().to_string(),
+        key: key_file.display().to_string(),
+        reason,
+    })
+}
+
+fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<CertifiedKey, String> {
+    let provider = rustls::crypto::ring::default_provider();
+    CertifiedKey::from_der(chain, key, &provider).map_err(|e| e.to_string())
+}
+
+/// Serves one certificate to every client (the Portal's wildcard covers all
+/// its hosts) and lets it be replaced without touching open connections:
+/// each handshake reads the current key once.
+pub struct CertResolver {
+    current: ArcSwap<CertifiedKey>,
+}
+
+impl CertResolver {
+    pub fn new(key: CertifiedKey) -> Self {
+        CertResolver {
+            current: ArcSwap::from_pointee(key),
+        }
+    }
+
+    /// Serves `key` to every handshake that starts from now on.
+    pub fn replace(&self, key: CertifiedKey) {
+        self.current.store(Arc::new(key));
+    }
+}
+
+impl fmt::Debug for CertResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertResolver").finish_non_exhaustive()
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// A certificate authority and a certificate it signed for `domain` and
+/// `*.domain`, as PEM: the demo's and the tests' stand-in for the Portal's
+/// real wildcard certificate (clients trust `ca_pem`).
+pub struct DemoCertificate {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+pub fn demo_certificate(domain: &str) -> Result<DemoCertificate, rcgen::Error> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(
+        DnType::CommonName,
+        format!("portal-proxy demo CA for {domain}"),
+    );
+    let ca_key = KeyPair::generate()?;
+    let ca = ca_params.self_signed(&ca_key)?;
+
+    let mut params = CertificateParams::new(vec![domain.to_string(), format!("*.{domain}")])?;
+    params.distinguished_name.push(DnType::CommonName, domain);
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &ca, &ca_key)?;
+    Ok(DemoCertificate {
+        ca_pem: ca.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_a_pair_and_refuses_mismatches() {
+        let dir = std::env::temp_dir().join(format!("pp-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let demo = demo_certificate("abcdef.example.org").unwrap();
+        let (cert, key) = (demo.cert_pem, demo.key_pem);
+        let other_key = demo_certificate("abcdef.example.org").unwrap().key_pem;
+        let p = |n: &str| dir.join(n);
+        std::fs::write(p("cert.pem"), &cert).unwrap();
+        std::fs::write(p("key.pem"), &key).unwrap();
+        std::fs::write(p("other.pem"), &other_key).unwrap();
+        std::fs::write(p("junk.pem"), "junk").unwrap();
+
+        load_certified_key(&p("cert.pem"), &p("key.pem")).unwrap();
+        let mismatch = load_certified_key(&p("cert.pem"), &p("other.pem")).unwrap_err();
+        assert!(matches!(mismatch, TlsError::Mismatch { .. }), "{mismatch}");
+        let no_cert = load_certified_key(&p("junk.pem"), &p("key.pem")).unwrap_err();
+        assert!(no_cert.to_string().contains("junk.pem"), "{no_cert}");
+        let no_key = load_certified_key(&p("cert.pem"), &p("junk.pem")).unwrap_err();
+        assert!(no_key.to_string().contains("private key"), "{no_key}");
+        let missing = load_certified_key(&p("missing.pem"), &p("key.pem")).unwrap_err();
+        assert!(missing.to_string().contains("missing.pem"), "{missing}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
