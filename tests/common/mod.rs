@@ -1,0 +1,316 @@
+//! Test harness: a real `portal-proxy` process with real TLS (a CA and a
+//! wildcard certificate made here), real upstreams on loopback ports chosen
+//! by the OS, and reqwest clients (HTTP/1.1 and HTTP/2) that trust the CA.
+#![allow(dead_code)] // each test file uses a part of the harness
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use portal_proxy::identity::Identity;
+use portal_proxy::tls::demo_certificate;
+use serde::{Deserialize, Serialize};
+
+/// What an echo upstream received, as it reports it in its JSON body.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Echo {
+    pub upstream: String,
+    pub method: String,
+    /// Path and query, exactly as received.
+    pub target: String,
+    /// Lower-case names; repeated headers joined with ", ".
+    pub headers: BTreeMap<String, String>,
+    pub body_len: usize,
+}
+
+/// An HTTP/1.1 upstream on a loopback port that answers every request with
+/// an [`Echo`], except `/status/<code>` which answers `<code>` with the body
+/// `upstream <name> says <code>` (an app's own error page).
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub name: String,
+}
+
+impl Upstream {
+    /// Starts the upstream in a thread of its own, which lives as long as
+    /// the test process (so dropping it never blocks an async test).
+    pub fn start(name: &str) -> Upstream {
+        let listener = StdListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let label = Arc::new(name.to_string());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let label = label.clone();
+                    tokio::spawn(async move {
+                        let service =
+                            hyper::service::service_fn(move |req| echo(label.clone(), req));
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .with_upgrades()
+                            .await;
+                    });
+                }
+            })
+        });
+        Upstream {
+            addr,
+            name: name.to_string(),
+        }
+    }
+}
+
+async fn echo(
+    name: Arc<String>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    if let Some(code) = parts.uri.path().strip_prefix("/status/") {
+        let code: u16 = code.parse().unwrap_or(500);
+        return Ok(Response::builder()
+            .status(code)
+            .header("content-type", "text/plain")
+            .body(Full::new(Bytes::from(format!(
+                "upstream {name} says {code}"
+            ))))
+            .unwrap());
+    }
+    let mut headers = BTreeMap::<String, String>::new();
+    for (k, v) in &parts.headers {
+        let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        headers
+            .entry(k.as_str().to_string())
+            .and_modify(|e| {
+                e.push_str(", ");
+                e.push_str(&v)
+            })
+            .or_insert(v);
+    }
+    let echo = Echo {
+        upstream: name.to_string(),
+        method: parts.method.to_string(),
+        target: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        headers,
+        body_len: body.len(),
+    };
+    Ok(Response::builder()
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(serde_json::to_vec(&echo).unwrap())))
+        .unwrap())
+}
+
+/// A loopback port that was free a moment ago (the proxy binds it itself;
+/// [`Proxy::start`] retries with new ports if another process took it).
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The files of one Portal: identity, CA, wildcard certificate, state dir.
+pub struct PortalFiles {
+    pub dir: PathBuf,
+    pub identity: Identity,
+    /// `<short_id>.portal.test`.
+    pub domain: String,
+    pub ca_pem: String,
+}
+
+pub const BASE_DOMAIN: &str = "portal.test";
+
+impl PortalFiles {
+    pub fn new(test: &str) -> PortalFiles {
+        let dir = std::env::temp_dir().join(format!("pp-it-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("state/apps")).unwrap();
+        let identity = Identity::generate();
+        identity.write_new(&dir.join("identity.pem")).unwrap();
+        let domain = format!("{}.{BASE_DOMAIN}", identity.short_id());
+        let cert = demo_certificate(&domain).unwrap();
+        std::fs::write(dir.join("cert.pem"), &cert.cert_pem).unwrap();
+        std::fs::write(dir.join("key.pem"), &cert.key_pem).unwrap();
+        PortalFiles {
+            dir,
+            identity,
+            domain,
+            ca_pem: cert.ca_pem,
+        }
+    }
+
+    /// Writes `state/apps/<name>/app_meta.json`.
+    pub fn app(&self, name: &str, app_meta: &str) -> &Self {
+        let dir = self.dir.join("state/apps").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("app_meta.json"), app_meta).unwrap();
+        self
+    }
+
+    /// `<app>.<domain>`, or the Portal's own domain for `""`.
+    pub fn host(&self, app: &str) -> String {
+        if app.is_empty() {
+            self.domain.clone()
+        } else {
+            format!("{app}.{}", self.domain)
+        }
+    }
+}
+
+impl Drop for PortalFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An app_meta.json with an http entrypoint and the given `paths` JSON.
+pub fn app_meta(paths: &str) -> String {
+    format!(
+        r#"{{"v":"1.0","entrypoints":[{{"container_name":"unused","container_port":80,"entrypoint_port":"http"}}],"paths":{paths}}}"#
+    )
+}
+
+/// A running proxy process, killed on drop.
+pub struct Proxy {
+    child: Child,
+    pub https: SocketAddr,
+    pub http: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Proxy {
+    /// Starts the proxy for `files` with the config body `extra` (YAML keys
+    /// after the fixed ones: `core`, `upstreams`, ...). Waits until the
+    /// HTTPS port accepts connections.
+    pub fn start(files: &PortalFiles, extra: &str) -> Proxy {
+        for _attempt in 0..5 {
+            let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let config = format!(
+                "portal: {{ key_file: identity.pem, base_domain: {BASE_DOMAIN} }}\n\
+                 state_dir: state\n\
+                 listen: {{ https: \"{https}\", http: \"{http}\" }}\n\
+                 tls: {{ cert_file: cert.pem, key_file: key.pem }}\n\
+                 server: {{ threads: 2, pid_file: proxy.pid, upgrade_sock: upgrade.sock }}\n\
+                 {extra}\n"
+            );
+            let config_file = files.dir.join("portal-proxy.yaml");
+            std::fs::write(&config_file, config).unwrap();
+            let log = files.dir.join("proxy.log");
+            let child = Command::new(env!("CARGO_BIN_EXE_portal-proxy"))
+                .arg("-c")
+                .arg(&config_file)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            let mut proxy = Proxy {
+                child,
+                https,
+                http,
+                log,
+            };
+            if proxy.wait_ready() {
+                return proxy;
+            }
+        }
+        panic!("the proxy did not start in 5 attempts");
+    }
+
+    /// Polls until both ports accept; false if the process exited first.
+    fn wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                eprintln!("proxy exited with {status}:\n{}", self.log_text());
+                return false;
+            }
+            if TcpStream::connect(self.https).is_ok() && TcpStream::connect(self.http).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the proxy did not listen within 20 s:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `https://<host>:<port><path>` for this proxy.
+    pub fn url(&self, host: &str, path: &str) -> String {
+        format!("https://{host}:{}{path}", self.https.port())
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Resolves every name to 127.0.0.1 (the URL's port is used).
+struct Loopback;
+
+impl reqwest::dns::Resolve for Loopback {
+    fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async {
+            let addrs: reqwest::dns::Addrs =
+                Box::new(std::iter::once(SocketAddr::from(([127, 0, 0, 1], 0))));
+            Ok(addrs)
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// A client that trusts the test CA, sends every name to loopback and never
+/// follows redirects.
+pub fn client(ca_pem: &str, protocol: Protocol) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap();
+    let builder = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .tls_built_in_root_certs(false)
+        .dns_resolver(Arc::new(Loopback))
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20));
+    match protocol {
+        Protocol::Http1 => builder.http1_only(),
+        Protocol::Http2 => builder,
+    }
+    .build()
+    .unwrap()
+}
