@@ -211,6 +211,15 @@ impl ProxyHttp for PortalProxy {
         }
     }
 
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<()> {
+        // Idle timeouts on the client's body and on writes to it, never a
+        // total one: uploads and event streams may last hours.
+        let idle = self.portal.limits.downstream_idle_timeout;
+        session.set_read_timeout(Some(idle));
+        session.set_write_timeout(Some(idle));
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         match self.decide(session.req_header(), ctx) {
             Ok(()) => Ok(false),
