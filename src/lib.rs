@@ -2,10 +2,13 @@
 //! folder, and README.md). Pure modules hold the decisions; `proxy`,
 //! `redirect` and `server` are the Pingora shell around them.
 
+pub mod access;
 pub mod app_meta;
+pub mod caller;
 pub mod config;
 pub mod demo;
 pub mod error_page;
+pub mod headers;
 pub mod identity;
 pub mod proxy;
 pub mod redirect;

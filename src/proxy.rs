@@ -16,10 +16,16 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
+use crate::access::{check_path, decide, match_rule};
+use crate::app_meta::Access;
+use crate::caller::{
+    bearer_token, cookie_values, remove_cookie, Caller, Terminals, TERMINAL_COOKIE,
+};
 use crate::config::{AppUpstreams, HostPort, Limits};
 use crate::error_page::Refusal;
+use crate::headers::{normalize_name, AppHeaders};
 use crate::route::{normalize_host, strip_core_prefix, CoreAccess, RouteError, Router, Target};
-use crate::state::SharedState;
+use crate::state::{App, SharedState, Snapshot};
 
 /// What the proxy knows of its Portal; shared by every request.
 pub struct Portal {
@@ -31,6 +37,8 @@ pub struct Portal {
     pub upstreams: BTreeMap<String, AppUpstreams>,
     pub limits: Limits,
     pub state: Arc<SharedState>,
+    /// The `portal` object of header templates.
+    pub template_portal: minijinja::Value,
 }
 
 /// The HTTPS listener's request handling.
@@ -52,6 +60,16 @@ pub struct RequestCtx {
     pub upstream: Option<HostPort>,
     /// What the proxy answered itself, if it did.
     pub refusal: Option<Refusal>,
+    pub caller: Caller,
+    /// The state the request was decided with, used in every later phase.
+    pub snapshot: Option<Arc<Snapshot>>,
+    /// The app and the index of its matched path rule.
+    pub app: Option<(Arc<App>, usize)>,
+    /// The access of the matched rule (core paths included).
+    pub access: Option<Access>,
+    /// The path to forward when it differs from the one received (the core
+    /// prefix stripped, unreserved characters decoded), query included.
+    pub forward_path: Option<String>,
 }
 
 /// The host a request names: the `:authority` (HTTP/2) or absolute-form
@@ -64,7 +82,9 @@ fn request_host(req: &RequestHeader) -> Option<&str> {
 }
 
 impl PortalProxy {
-    /// Decides where the request goes, or the refusal to answer with.
+    /// Decides where the request goes and as whom, or the refusal to answer
+    /// with: route (section 3), path check, caller (section 4), rule and
+    /// access (section 6).
     fn decide(&self, req: &RequestHeader, ctx: &mut RequestCtx) -> Result<(), Refusal> {
         let host = request_host(req)
             .and_then(normalize_host)
@@ -74,45 +94,64 @@ impl PortalProxy {
             domain: &self.portal.domain,
             home_app: &self.portal.home_app,
         };
+        let raw_path = req.uri.path();
         let target = router
-            .route(&host, req.uri.path(), |app| {
-                snapshot.http_app(app).is_some()
-            })
+            .route(&host, raw_path, |app| snapshot.http_app(app).is_some())
             .map_err(|e| match e {
                 RouteError::NoHost => Refusal::BadRequest(e.to_string()),
                 RouteError::UnknownApp(_) => Refusal::NotFound(e.to_string()),
                 RouteError::Misdirected(_) => Refusal::Misdirected(e.to_string()),
             })?;
-        let upstream = match &target {
-            Target::Core(CoreAccess::Public) => self.portal.core_upstream.clone(),
+        let path = check_path(raw_path).map_err(|e| Refusal::BadRequest(e.to_string()))?;
+        ctx.caller = identify(req, &snapshot.terminals);
+
+        let (upstream, access, app) = match &target {
+            Target::Core(CoreAccess::Public) => {
+                (self.portal.core_upstream.clone(), Access::Public, None)
+            }
             Target::Core(CoreAccess::Protected) => {
-                // Terminal identification lands with DESIGN section 4; until
-                // then nobody is a terminal, so this fails closed.
-                return Err(Refusal::Unauthorized(
-                    "this path is for the Portal owner's devices only".into(),
-                ));
+                (self.portal.core_upstream.clone(), Access::Private, None)
             }
             Target::Core(CoreAccess::Internal) => {
                 return Err(Refusal::NotFound(
                     "this path is not served from outside".into(),
                 ))
             }
-            Target::App(app) => {
-                let from_config = self.portal.upstreams.get(app).and_then(|u| u.http.clone());
-                let from_meta = || {
-                    let ep = snapshot.http_app(app)?.http.as_ref()?;
-                    Some(HostPort {
-                        host: ep.host.clone(),
-                        port: ep.port,
-                    })
+            Target::App(name) => {
+                let app = snapshot
+                    .http_app(name)
+                    .expect("routing only picks loaded apps with an http entrypoint")
+                    .clone();
+                let rule = match_rule(&app.meta.paths, &path)
+                    .expect("every app has the \"\" rule, which matches every path");
+                let upstream = match self.portal.upstreams.get(name).and_then(|u| u.http.clone()) {
+                    Some(configured) => configured,
+                    None => {
+                        let ep = app.meta.http.as_ref().expect("checked by http_app");
+                        HostPort {
+                            host: ep.host.clone(),
+                            port: ep.port,
+                        }
+                    }
                 };
-                from_config
-                    .or_else(from_meta)
-                    .expect("routing only picks apps with an http entrypoint")
+                (upstream, app.meta.paths[rule].access, Some((app, rule)))
             }
         };
-        ctx.target = Some(target);
+        ctx.access = Some(access);
+        ctx.target = Some(target.clone());
+        decide(access, &ctx.caller).map_err(|denied| Refusal::Unauthorized(denied.to_string()))?;
+
+        let forward = match target {
+            Target::Core(_) => Some(strip_core_prefix(&path).to_string()),
+            Target::App(_) => matches!(path, std::borrow::Cow::Owned(_)).then(|| path.to_string()),
+        };
+        ctx.forward_path = forward.map(|p| match req.uri.query() {
+            Some(q) => format!("{p}?{q}"),
+            None => p,
+        });
         ctx.upstream = Some(upstream);
+        ctx.app = app;
+        ctx.snapshot = Some(snapshot);
         Ok(())
     }
 
@@ -133,6 +172,78 @@ impl PortalProxy {
             .write_response_body(Some(Bytes::from(body)), true)
             .await?;
         Ok(())
+    }
+}
+
+/// The caller of a request: a terminal when the `authorization` cookie or a
+/// bearer token proves one, else anonymous (peers come with section 5).
+fn identify(req: &RequestHeader, terminals: &Terminals) -> Caller {
+    if terminals.is_empty() {
+        return Caller::Anonymous;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let cookies = req
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| cookie_values(v, TERMINAL_COOKIE));
+    let bearer = req
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| bearer_token(v.as_bytes()));
+    cookies
+        .chain(bearer)
+        .find_map(|token| terminals.identify(token, now))
+        .unwrap_or(Caller::Anonymous)
+}
+
+/// Removes what must never reach an upstream (DESIGN section 6): client
+/// `X-Ptl-*` headers (any spelling), the headers the app's rules set, and
+/// the terminal credential (the `authorization` cookie, a bearer token
+/// signed with the terminal secret).
+fn strip_client_headers(req: &mut RequestHeader, app: Option<&AppHeaders>, terminals: &Terminals) {
+    let doomed: Vec<http::HeaderName> = req
+        .headers
+        .keys()
+        .filter(|name| match app {
+            Some(app) => app.strips(name.as_str()),
+            None => normalize_name(name.as_str()).starts_with("x-ptl-"),
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        req.remove_header(&name);
+    }
+    let cookies: Vec<http::HeaderValue> = req
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .cloned()
+        .collect();
+    if cookies.iter().any(|v| {
+        v.to_str()
+            .map_or(true, |v| cookie_values(v, TERMINAL_COOKIE).next().is_some())
+    }) {
+        req.remove_header(&http::header::COOKIE);
+        for value in cookies {
+            // A Cookie header that is not text cannot be parsed: dropped.
+            let Ok(text) = value.to_str() else { continue };
+            if let Some(kept) = remove_cookie(text, TERMINAL_COOKIE) {
+                let _ = req.append_header(http::header::COOKIE, kept);
+            }
+        }
+    }
+    let credential = req
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| bearer_token(v.as_bytes()))
+        .is_some_and(|token| terminals.is_credential(token));
+    if credential {
+        req.remove_header(&http::header::AUTHORIZATION);
     }
 }
 
@@ -208,10 +319,19 @@ impl ProxyHttp for PortalProxy {
             target: None,
             upstream: None,
             refusal: None,
+            caller: Caller::Anonymous,
+            snapshot: None,
+            app: None,
+            access: None,
+            forward_path: None,
         }
     }
 
-    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<()> {
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
         // Idle timeouts on the client's body and on writes to it, never a
         // total one: uploads and event streams may last hours.
         let idle = self.portal.limits.downstream_idle_timeout;
@@ -270,19 +390,46 @@ impl ProxyHttp for PortalProxy {
         if let Some(host) = request_host(session.req_header()).map(str::to_owned) {
             upstream_request.insert_header("x-forwarded-host", host)?;
         }
-        if let Some(Target::Core(_)) = ctx.target {
-            let stripped = upstream_request
-                .uri
-                .path_and_query()
-                .map(|pq| strip_core_prefix(pq.as_str()).to_owned())
-                .unwrap_or_else(|| "/".to_owned());
+        let snapshot = ctx
+            .snapshot
+            .as_ref()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "request not decided"))?;
+        let app = ctx.app.as_ref();
+        strip_client_headers(
+            upstream_request,
+            app.map(|(a, _)| &a.headers),
+            &snapshot.terminals,
+        );
+        match app {
+            Some((app, rule)) => {
+                let (headers, problems) =
+                    app.headers
+                        .render(*rule, &ctx.caller, &self.portal.template_portal);
+                for (name, value) in headers {
+                    upstream_request.insert_header(name, value)?;
+                }
+                for p in problems {
+                    warn!("app {:?}: header left out: {p}", app.meta.name);
+                }
+            }
+            None => {
+                // The core learns who is calling from fixed headers.
+                let (client_type, client_id, client_name) = ctx.caller.parts();
+                upstream_request.insert_header("x-ptl-client-type", client_type)?;
+                upstream_request.insert_header("x-ptl-client-id", client_id)?;
+                if let Ok(name) = http::HeaderValue::from_bytes(client_name.as_bytes()) {
+                    upstream_request.insert_header("x-ptl-client-name", name)?;
+                }
+            }
+        }
+        if let Some(path) = &ctx.forward_path {
             let mut parts = upstream_request.uri.clone().into_parts();
-            parts.path_and_query = Some(stripped.parse().map_err(|e| {
-                Error::because(ErrorType::InternalError, "rewriting the core path", e)
-            })?);
-            let uri = http::Uri::from_parts(parts).map_err(|e| {
-                Error::because(ErrorType::InternalError, "rewriting the core path", e)
-            })?;
+            parts.path_and_query =
+                Some(path.parse().map_err(|e| {
+                    Error::because(ErrorType::InternalError, "rewriting the path", e)
+                })?);
+            let uri = http::Uri::from_parts(parts)
+                .map_err(|e| Error::because(ErrorType::InternalError, "rewriting the path", e))?;
             upstream_request.set_uri(uri);
         }
         Ok(())

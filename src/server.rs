@@ -12,6 +12,7 @@ use pingora::services::listening::Service;
 use rustls::sign::CertifiedKey;
 
 use crate::config::Config;
+use crate::headers::{portal_value, PortalInfo};
 use crate::identity::Identity;
 use crate::proxy::{Portal, PortalProxy};
 use crate::redirect::RedirectToHttps;
@@ -107,12 +108,18 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     server.bootstrap();
 
     let portal = Arc::new(Portal {
-        domain,
+        domain: domain.clone(),
         home_app: config.home_app.clone(),
         core_upstream: config.core_upstream.clone(),
         upstreams: config.upstreams.clone(),
         limits: config.limits.clone(),
         state: Arc::new(SharedState::new(loaded.snapshot)),
+        template_portal: portal_value(&PortalInfo {
+            id: loaded.identity.id.clone(),
+            short_id: loaded.identity.short_id().to_string(),
+            domain: domain.clone(),
+            public_key_pem: loaded.identity.public_key_pem.clone(),
+        }),
     });
 
     let mut https = pingora::proxy::http_proxy_service_with_name(

@@ -10,7 +10,16 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::app_meta::AppMeta;
+use crate::caller::{TerminalEntry, Terminals};
 use crate::config::is_app_name;
+use crate::headers::AppHeaders;
+
+/// A loaded app: its metadata and its compiled header templates.
+#[derive(Debug)]
+pub struct App {
+    pub meta: AppMeta,
+    pub headers: AppHeaders,
+}
 
 /// One state file that failed validation, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +37,8 @@ impl std::fmt::Display for StateError {
 /// Everything the request path needs from `state_dir`, validated.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    pub apps: BTreeMap<String, Arc<AppMeta>>,
+    pub apps: BTreeMap<String, Arc<App>>,
+    pub terminals: Terminals,
 }
 
 impl Snapshot {
@@ -40,13 +50,14 @@ impl Snapshot {
                 message: "state_dir is not a readable directory".into(),
             });
         }
-        let (apps, errors) = load_apps(&state_dir.join("apps"));
-        Ok((Snapshot { apps }, errors))
+        let (apps, mut errors) = load_apps(&state_dir.join("apps"));
+        let terminals = load_terminals(state_dir, &mut errors);
+        Ok((Snapshot { apps, terminals }, errors))
     }
 
     /// The app of that name, if it is loaded and has an `http` entrypoint.
-    pub fn http_app(&self, name: &str) -> Option<&Arc<AppMeta>> {
-        self.apps.get(name).filter(|a| a.http.is_some())
+    pub fn http_app(&self, name: &str) -> Option<&Arc<App>> {
+        self.apps.get(name).filter(|a| a.meta.http.is_some())
     }
 }
 
@@ -55,7 +66,7 @@ pub const APP_FILES: [&str; 2] = ["app_meta.json", "app.json"];
 
 /// Loads `apps/<app>/app_meta.json` (or the older `app.json`) for every
 /// folder under `apps_dir`. A missing `apps_dir` is an empty Portal.
-pub fn load_apps(apps_dir: &Path) -> (BTreeMap<String, Arc<AppMeta>>, Vec<StateError>) {
+pub fn load_apps(apps_dir: &Path) -> (BTreeMap<String, Arc<App>>, Vec<StateError>) {
     let mut apps = BTreeMap::new();
     let mut errors = Vec::new();
     let entries = match std::fs::read_dir(apps_dir) {
@@ -97,7 +108,11 @@ pub fn load_apps(apps_dir: &Path) -> (BTreeMap<String, Arc<AppMeta>>, Vec<StateE
         }
         let result = std::fs::read(&file)
             .map_err(|e| format!("cannot read: {e}"))
-            .and_then(|bytes| AppMeta::parse(&name, &bytes).map_err(|e| e.to_string()));
+            .and_then(|bytes| AppMeta::parse(&name, &bytes).map_err(|e| e.to_string()))
+            .and_then(|meta| {
+                let headers = AppHeaders::compile(&meta).map_err(|e| e.to_string())?;
+                Ok(App { meta, headers })
+            });
         match result {
             Ok(app) => {
                 apps.insert(name, Arc::new(app));
@@ -106,6 +121,80 @@ pub fn load_apps(apps_dir: &Path) -> (BTreeMap<String, Arc<AppMeta>>, Vec<StateE
         }
     }
     (apps, errors)
+}
+
+/// The file of the owner's paired devices.
+pub const TERMINALS_FILE: &str = "terminals.json";
+/// The HMAC secret of terminal JWTs.
+pub const TERMINAL_SECRET_FILE: &str = "terminal_jwt_secret";
+
+/// Loads `terminals.json` and `terminal_jwt_secret`. A missing file means
+/// none (no terminal can sign in without a secret); a broken one is
+/// reported and treated as missing.
+pub fn load_terminals(state_dir: &Path, errors: &mut Vec<StateError>) -> Terminals {
+    let file = state_dir.join(TERMINALS_FILE);
+    let entries = match read_optional(&file) {
+        Ok(None) => Vec::new(),
+        Ok(Some(bytes)) => match parse_terminals(&bytes) {
+            Ok(entries) => entries,
+            Err(message) => {
+                errors.push(StateError { file, message });
+                Vec::new()
+            }
+        },
+        Err(message) => {
+            errors.push(StateError { file, message });
+            Vec::new()
+        }
+    };
+    let file = state_dir.join(TERMINAL_SECRET_FILE);
+    let secret = match read_optional(&file) {
+        Ok(Some(mut bytes)) => {
+            while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                bytes.pop();
+            }
+            if bytes.is_empty() {
+                errors.push(StateError {
+                    file,
+                    message: "empty secret: no terminal can sign in".into(),
+                });
+                None
+            } else {
+                Some(bytes)
+            }
+        }
+        Ok(None) => None,
+        Err(message) => {
+            errors.push(StateError { file, message });
+            None
+        }
+    };
+    Terminals::new(secret.as_deref(), entries)
+}
+
+fn parse_terminals(bytes: &[u8]) -> Result<Vec<TerminalEntry>, String> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let entries: Vec<TerminalEntry> = serde_path_to_error::deserialize(de)
+        .map_err(|e| format!("invalid JSON at {}: {}", e.path(), e.inner()))?;
+    let mut seen = std::collections::HashSet::new();
+    for (i, t) in entries.iter().enumerate() {
+        if t.id.is_empty() {
+            return Err(format!("[{i}].id: empty"));
+        }
+        if !seen.insert(t.id.as_str()) {
+            return Err(format!("[{i}].id: {:?} appears twice", t.id));
+        }
+    }
+    Ok(entries)
+}
+
+/// The file's bytes, `None` when it does not exist.
+fn read_optional(file: &Path) -> Result<Option<Vec<u8>>, String> {
+    match std::fs::read(file) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read: {e}")),
+    }
 }
 
 /// The current snapshot, swapped whole on reload.
@@ -161,7 +250,7 @@ mod tests {
         let (snapshot, errors) = Snapshot::load(&dir).unwrap();
         let names: Vec<_> = snapshot.apps.keys().map(String::as_str).collect();
         assert_eq!(names, ["both", "good", "old"]);
-        assert_eq!(snapshot.apps["both"].http.as_ref().unwrap().port, 81);
+        assert_eq!(snapshot.apps["both"].meta.http.as_ref().unwrap().port, 81);
         let mut messages: Vec<_> = errors.iter().map(ToString::to_string).collect();
         messages.sort();
         assert_eq!(messages.len(), 3, "{messages:#?}");
@@ -173,6 +262,83 @@ mod tests {
         assert!(messages[2].contains("empty") && messages[2].contains("no app_meta.json"));
 
         assert!(Snapshot::load(&dir.join("missing")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn apps_with_bad_templates_are_refused() {
+        let dir = std::env::temp_dir().join(format!("pp-state-tpl-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        write(
+            &dir.join("apps/bad/app_meta.json"),
+            r#"{"port":80,"paths":{"":{"access":"public","headers":{"X-Ptl-User":"{{ auth.client_id"}}}}"#,
+        );
+        write(
+            &dir.join("apps/good/app.json"),
+            r#"{"port":80,"paths":{"":{"access":"public"}}}"#,
+        );
+        let (snapshot, errors) = Snapshot::load(&dir).unwrap();
+        assert_eq!(snapshot.apps.keys().collect::<Vec<_>>(), ["good"]);
+        assert_eq!(errors.len(), 1);
+        let message = errors[0].to_string();
+        assert!(
+            message.contains("bad/app_meta.json") && message.contains("x-ptl-user"),
+            "{message}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn terminals_and_secret() {
+        let dir = std::env::temp_dir().join(format!("pp-state-term-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut errors = Vec::new();
+        let t = load_terminals(&dir, &mut errors);
+        assert!(
+            t.is_empty() && errors.is_empty(),
+            "missing files are empty, not errors"
+        );
+
+        write(
+            &dir.join(TERMINALS_FILE),
+            r#"[{"id":"t1","name":"Laptop"},{"id":"t2","name":"Phone"}]"#,
+        );
+        write(&dir.join(TERMINAL_SECRET_FILE), "secret\n");
+        let t = load_terminals(&dir, &mut errors);
+        assert_eq!(t.len(), 2);
+        assert!(errors.is_empty(), "{errors:?}");
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &serde_json::json!({"sub": "t2"}),
+            &jsonwebtoken::EncodingKey::from_secret(b"secret"),
+        )
+        .unwrap();
+        assert!(
+            t.identify(&token, 0).is_some(),
+            "the trailing newline is not part of the secret"
+        );
+
+        for (text, needle) in [
+            (
+                r#"[{"id":"t1","name":"a"},{"id":"t1","name":"b"}]"#,
+                "appears twice",
+            ),
+            (r#"[{"id":"t1"}]"#, "[0]"),
+            (r#"{"t1":"a"}"#, "invalid JSON"),
+            (r#"[{"id":"","name":"a"}]"#, "[0].id: empty"),
+        ] {
+            write(&dir.join(TERMINALS_FILE), text);
+            let mut errors = Vec::new();
+            let t = load_terminals(&dir, &mut errors);
+            assert!(t.is_empty());
+            assert_eq!(errors.len(), 1, "{text}");
+            let message = errors[0].to_string();
+            assert!(
+                message.contains("terminals.json") && message.contains(needle),
+                "{message}"
+            );
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,0 +1,329 @@
+//! Who is calling (DESIGN section 4): the [`Caller`] of a request, and
+//! terminal identification from the `authorization` cookie or a bearer
+//! token (an HS256 JWT whose `sub` is a terminal of `terminals.json`).
+//! Pure; `request_filter` calls [`Terminals::identify`]. The peer caller is
+//! decided by signature verification (section 5) before this runs.
+
+use std::collections::HashMap;
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+/// The identity a request is served under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Anonymous,
+    /// One of the owner's paired devices.
+    Terminal {
+        id: String,
+        name: String,
+    },
+    /// Another Portal, by its full Portal ID.
+    Peer {
+        id: String,
+        name: String,
+    },
+}
+
+impl Caller {
+    /// `auth.client_type`.
+    pub fn client_type(&self) -> &'static str {
+        match self {
+            Caller::Anonymous => "anonymous",
+            Caller::Terminal { .. } => "terminal",
+            Caller::Peer { .. } => "peer",
+        }
+    }
+
+    /// `(client_type, client_id, client_name)` as templates see them.
+    pub fn parts(&self) -> (&'static str, &str, &str) {
+        match self {
+            Caller::Anonymous => ("anonymous", "", ""),
+            Caller::Terminal { id, name } | Caller::Peer { id, name } => {
+                (self.client_type(), id, name)
+            }
+        }
+    }
+
+    /// One caller of each kind, for checking templates at load time.
+    pub fn samples() -> [Caller; 3] {
+        [
+            Caller::Anonymous,
+            Caller::Terminal {
+                id: "terminal-id".into(),
+                name: "terminal name".into(),
+            },
+            Caller::Peer {
+                id: "a".repeat(crate::identity::PORTAL_ID_LEN),
+                name: "peer name".into(),
+            },
+        ]
+    }
+}
+
+/// The name of the cookie that carries a terminal's JWT.
+pub const TERMINAL_COOKIE: &str = "authorization";
+
+/// The owner's paired devices and the secret their tokens are signed with.
+pub struct Terminals {
+    key: Option<DecodingKey>,
+    /// id -> name.
+    names: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for Terminals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        f.debug_struct("Terminals")
+            .field("has_secret", &self.key.is_some())
+            .field("count", &self.names.len())
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    exp: Option<f64>,
+    #[serde(default)]
+    nbf: Option<f64>,
+}
+
+/// One entry of `terminals.json`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TerminalEntry {
+    pub id: String,
+    pub name: String,
+}
+
+impl Default for Terminals {
+    fn default() -> Self {
+        Terminals::new(None, Vec::new())
+    }
+}
+
+impl Terminals {
+    /// `secret` is the content of `terminal_jwt_secret`, trailing newline
+    /// already trimmed; `None` when there is none (no terminal can sign in).
+    pub fn new(secret: Option<&[u8]>, entries: Vec<TerminalEntry>) -> Self {
+        Terminals {
+            key: secret
+                .filter(|s| !s.is_empty())
+                .map(DecodingKey::from_secret),
+            names: entries.into_iter().map(|t| (t.id, t.name)).collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    fn validation() -> Validation {
+        let mut v = Validation::new(Algorithm::HS256);
+        // `exp` and `nbf` are checked below, as numbers of any JSON kind.
+        v.validate_exp = false;
+        v.required_spec_claims.clear();
+        v
+    }
+
+    /// The claims of `token` if its signature is ours (any claims).
+    fn claims(&self, token: &str) -> Option<Claims> {
+        let key = self.key.as_ref()?;
+        jsonwebtoken::decode::<Claims>(token, key, &Self::validation())
+            .ok()
+            .map(|data| data.claims)
+    }
+
+    /// The terminal `token` proves, at `now` (Unix seconds): signed with the
+    /// secret, not expired, not before its `nbf`, and its `sub` a terminal
+    /// that still exists. Anything else is `None`: the caller is then
+    /// anonymous, never refused.
+    pub fn identify(&self, token: &str, now: u64) -> Option<Caller> {
+        let claims = self.claims(token)?;
+        let now = now as f64;
+        if claims.exp.is_some_and(|exp| exp <= now) || claims.nbf.is_some_and(|nbf| nbf > now) {
+            return None;
+        }
+        let name = self.names.get(&claims.sub)?;
+        Some(Caller::Terminal {
+            id: claims.sub,
+            name: name.clone(),
+        })
+    }
+
+    /// Whether `token` is a terminal credential (signed with the secret,
+    /// whatever its claims say): such a token never reaches an app.
+    pub fn is_credential(&self, token: &str) -> bool {
+        self.key.is_some()
+            && jsonwebtoken::decode::<serde_json::Value>(
+                token,
+                self.key.as_ref().expect("checked"),
+                &Self::validation(),
+            )
+            .is_ok()
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header value.
+pub fn bearer_token(authorization: &[u8]) -> Option<&str> {
+    let value = std::str::from_utf8(authorization).ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// The values of the cookie `name` in one `Cookie` header value.
+pub fn cookie_values<'a>(cookie_header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> {
+    cookie_header.split(';').filter_map(move |pair| {
+        let (k, v) = pair.trim().split_once('=')?;
+        (k.trim() == name).then(|| v.trim().trim_matches('"'))
+    })
+}
+
+/// The `Cookie` header value without the cookie `name`; `None` when nothing
+/// is left.
+pub fn remove_cookie(cookie_header: &str, name: &str) -> Option<String> {
+    let kept: Vec<&str> = cookie_header
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| pair.split_once('=').map_or(pair.trim(), |(k, _)| k.trim()) != name)
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const NOW: u64 = 1_800_000_000;
+
+    fn token(claims: serde_json::Value, secret: &[u8], alg: Algorithm) -> String {
+        encode(
+            &Header::new(alg),
+            &claims,
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    }
+
+    fn terminals() -> Terminals {
+        Terminals::new(
+            Some(SECRET),
+            vec![TerminalEntry {
+                id: "t1".into(),
+                name: "Laptop".into(),
+            }],
+        )
+    }
+
+    #[test]
+    fn terminal_tokens() {
+        let t = terminals();
+        let hs = |c| token(c, SECRET, Algorithm::HS256);
+        let laptop = Some(Caller::Terminal {
+            id: "t1".into(),
+            name: "Laptop".into(),
+        });
+        let cases: Vec<(&str, String, Option<Caller>)> = vec![
+            ("no exp", hs(json!({"sub": "t1"})), laptop.clone()),
+            (
+                "future exp",
+                hs(json!({"sub": "t1", "exp": NOW + 60})),
+                laptop.clone(),
+            ),
+            (
+                "float exp",
+                hs(json!({"sub": "t1", "exp": NOW as f64 + 0.5})),
+                laptop.clone(),
+            ),
+            ("past exp", hs(json!({"sub": "t1", "exp": NOW - 1})), None),
+            ("exp now", hs(json!({"sub": "t1", "exp": NOW})), None),
+            (
+                "exp not a number",
+                hs(json!({"sub": "t1", "exp": "never"})),
+                None,
+            ),
+            (
+                "future nbf",
+                hs(json!({"sub": "t1", "nbf": NOW + 60})),
+                None,
+            ),
+            ("unknown terminal", hs(json!({"sub": "t2"})), None),
+            ("no sub", hs(json!({"name": "t1"})), None),
+            (
+                "other secret",
+                token(json!({"sub": "t1"}), b"other", Algorithm::HS256),
+                None,
+            ),
+            (
+                "HS512",
+                token(json!({"sub": "t1"}), SECRET, Algorithm::HS512),
+                None,
+            ),
+            ("garbage", "a.b.c".into(), None),
+            (
+                "alg none",
+                // {"alg":"none"}.{"sub":"t1"}.
+                "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ0MSJ9.".into(),
+                None,
+            ),
+        ];
+        for (what, tok, want) in cases {
+            assert_eq!(t.identify(&tok, NOW), want, "{what}");
+        }
+        // Without a secret nobody is a terminal.
+        let no_secret = Terminals::new(
+            None,
+            vec![TerminalEntry {
+                id: "t1".into(),
+                name: "x".into(),
+            }],
+        );
+        assert_eq!(no_secret.identify(&hs(json!({"sub": "t1"})), NOW), None);
+        assert!(!no_secret.is_credential(&hs(json!({"sub": "t1"}))));
+    }
+
+    #[test]
+    fn credentials_are_recognized_whatever_their_claims() {
+        let t = terminals();
+        let expired = token(json!({"sub": "gone", "exp": 1}), SECRET, Algorithm::HS256);
+        assert!(t.is_credential(&expired));
+        let foreign = token(json!({"sub": "t1"}), b"app's own", Algorithm::HS256);
+        assert!(!t.is_credential(&foreign));
+        assert!(!t.is_credential("opaque-api-token"));
+    }
+
+    #[test]
+    fn bearer_and_cookies() {
+        assert_eq!(bearer_token(b"Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token(b"bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token(b"Basic abc"), None);
+        assert_eq!(bearer_token(b"Bearer "), None);
+        let header = "theme=dark; authorization=tok1; x=1; authorization=\"tok2\"";
+        assert_eq!(
+            cookie_values(header, "authorization").collect::<Vec<_>>(),
+            ["tok1", "tok2"]
+        );
+        assert_eq!(
+            remove_cookie(header, "authorization").as_deref(),
+            Some("theme=dark; x=1")
+        );
+        assert_eq!(remove_cookie("authorization=t", "authorization"), None);
+        assert_eq!(
+            remove_cookie("authorizationx=t", "authorization").as_deref(),
+            Some("authorizationx=t")
+        );
+    }
+}

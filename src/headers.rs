@@ -1,0 +1,350 @@
+//! Identity headers (DESIGN sections 4 and 6): the app's header templates,
+//! compiled once when the app is loaded and rendered for each request, and
+//! the rules for which client headers never reach an app. Pure; the proxy
+//! applies the result in `upstream_request_filter`.
+
+use std::collections::BTreeSet;
+
+use http::{HeaderName, HeaderValue};
+use minijinja::{Environment, UndefinedBehavior, Value};
+use serde::Serialize;
+
+use crate::app_meta::AppMeta;
+use crate::caller::Caller;
+
+/// The `portal` object of the template context: the same for every request.
+#[derive(Debug, Clone, Serialize)]
+pub struct PortalInfo {
+    pub id: String,
+    pub short_id: String,
+    pub domain: String,
+    pub public_key_pem: String,
+}
+
+#[derive(Serialize)]
+struct AuthInfo<'a> {
+    client_type: &'a str,
+    client_id: &'a str,
+    client_name: &'a str,
+}
+
+/// A template that failed to compile, or to render with a sample context
+/// (an unknown variable, a bad filter, ...).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("paths.{prefix:?}.headers.{header}: {reason}")]
+pub struct TemplateError {
+    pub prefix: String,
+    pub header: String,
+    pub reason: String,
+}
+
+/// The compiled header templates of one app.
+pub struct AppHeaders {
+    env: Environment<'static>,
+    /// Per path rule (same order as `AppMeta::paths`): header name and the
+    /// template's name in `env`.
+    rules: Vec<Vec<(HeaderName, String)>>,
+    /// Every header named in any rule, as [`normalize_name`] gives it.
+    named: BTreeSet<String>,
+}
+
+impl std::fmt::Debug for AppHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppHeaders")
+            .field("named", &self.named)
+            .finish_non_exhaustive()
+    }
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    // An unknown variable is an error, so a typo is caught at load time
+    // instead of sending an empty identity.
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Header values, not HTML.
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env
+}
+
+impl AppHeaders {
+    /// Compiles every template of `app` and renders each once per client
+    /// type with sample values, so that a template that cannot render is
+    /// refused now rather than failing on requests.
+    pub fn compile(app: &AppMeta) -> Result<AppHeaders, TemplateError> {
+        let mut env = environment();
+        let mut rules = Vec::with_capacity(app.paths.len());
+        let mut named = BTreeSet::new();
+        for (i, rule) in app.paths.iter().enumerate() {
+            let mut headers = Vec::with_capacity(rule.headers.len());
+            for (name, source) in &rule.headers {
+                let err = |reason: String| TemplateError {
+                    prefix: rule.prefix.clone(),
+                    header: name.to_string(),
+                    reason,
+                };
+                let template_name = format!("{i}/{name}");
+                env.add_template_owned(template_name.clone(), source.clone())
+                    .map_err(|e| err(describe(&e)))?;
+                headers.push((name.clone(), template_name));
+                named.insert(normalize_name(name.as_str()));
+            }
+            rules.push(headers);
+        }
+        let compiled = AppHeaders { env, rules, named };
+        let sample = PortalInfo {
+            id: "a".repeat(crate::identity::PORTAL_ID_LEN),
+            short_id: "a".repeat(crate::identity::SHORT_ID_LEN),
+            domain: "aaaaaa.example.org".into(),
+            public_key_pem: "-----BEGIN PUBLIC KEY-----".into(),
+        };
+        let sample = Value::from_serialize(&sample);
+        for caller in Caller::samples() {
+            for (i, rule) in compiled.rules.iter().enumerate() {
+                for (name, template) in rule {
+                    compiled
+                        .render_one(template, &caller, &sample)
+                        .map_err(|reason| TemplateError {
+                            prefix: app.paths[i].prefix.clone(),
+                            header: name.to_string(),
+                            reason,
+                        })?;
+                }
+            }
+        }
+        Ok(compiled)
+    }
+
+    fn render_one(
+        &self,
+        template: &str,
+        caller: &Caller,
+        portal: &Value,
+    ) -> Result<String, String> {
+        let (client_type, client_id, client_name) = caller.parts();
+        let auth = AuthInfo {
+            client_type,
+            client_id,
+            client_name,
+        };
+        let ctx = minijinja::context! {
+            auth => Value::from_serialize(&auth),
+            portal => portal.clone(),
+            client_type => client_type,
+            client_id => client_id,
+            client_name => client_name,
+        };
+        self.env
+            .get_template(template)
+            .and_then(|t| t.render(ctx))
+            .map_err(|e| describe(&e))
+    }
+
+    /// The headers of rule `rule` (an index into `AppMeta::paths`) for
+    /// `caller`. A value that is not a valid header value (a control
+    /// character in a terminal's name, say) is left out and reported.
+    pub fn render(
+        &self,
+        rule: usize,
+        caller: &Caller,
+        portal: &Value,
+    ) -> (Vec<(HeaderName, HeaderValue)>, Vec<String>) {
+        let mut out = Vec::new();
+        let mut problems = Vec::new();
+        for (name, template) in self.rules.get(rule).into_iter().flatten() {
+            match self.render_one(template, caller, portal) {
+                Ok(value) => match HeaderValue::from_bytes(value.as_bytes()) {
+                    Ok(v) => out.push((name.clone(), v)),
+                    Err(_) => problems.push(format!(
+                        "{name}: rendered value is not a valid header value"
+                    )),
+                },
+                Err(e) => problems.push(format!("{name}: {e}")),
+            }
+        }
+        (out, problems)
+    }
+
+    /// Whether a client header of this name must be removed before the
+    /// request reaches the app: any `X-Ptl-*` (also spelled with `_`) and any
+    /// header one of the app's rules sets.
+    pub fn strips(&self, name: &str) -> bool {
+        let normalized = normalize_name(name);
+        is_portal_header(&normalized) || self.named.contains(&normalized)
+    }
+}
+
+/// Lower case with `_` as `-`: proxies and CGI-style servers treat
+/// `X_Ptl_User` and `X-Ptl-User` as one header.
+pub fn normalize_name(name: &str) -> String {
+    name.bytes()
+        .map(|b| {
+            if b == b'_' {
+                '-'
+            } else {
+                b.to_ascii_lowercase() as char
+            }
+        })
+        .collect()
+}
+
+fn is_portal_header(normalized: &str) -> bool {
+    normalized.starts_with("x-ptl-")
+}
+
+/// A one-line description of a template error, with the detail minijinja
+/// knows (its own `Display` leaves out the cause).
+fn describe(e: &minijinja::Error) -> String {
+    match e.detail() {
+        Some(detail) => format!("{}: {detail}", e.kind()),
+        None => e.to_string(),
+    }
+}
+
+/// The `portal` value for templates, built once at start-up.
+pub fn portal_value(info: &PortalInfo) -> Value {
+    Value::from_serialize(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(paths: &str) -> AppMeta {
+        AppMeta::parse(
+            "app",
+            format!(r#"{{"port":80,"paths":{paths}}}"#).as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn portal() -> Value {
+        portal_value(&PortalInfo {
+            id: "b2bllavf0w7lygfaj6hqxs8h5tbw8f3e7ap8j8vd2x3pgn5za2eyrcnjtlk6j8ralqg89y7kvqbtegd2a3jv1a9vfl41nzayj72lxt2".into(),
+            short_id: "b2blla".into(),
+            domain: "b2blla.p.getportal.org".into(),
+            public_key_pem: "PEM".into(),
+        })
+    }
+
+    fn render(paths: &str, caller: &Caller) -> Vec<(String, String)> {
+        let app = app(paths);
+        let headers = AppHeaders::compile(&app).unwrap();
+        let (out, problems) = headers.render(0, caller, &portal());
+        assert!(problems.is_empty(), "{problems:?}");
+        out.into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn corpus_expressions_render_for_each_caller() {
+        let paths = r#"{"":{"access":"public","headers":{
+            "X-Ptl-Client-Id":"{{ auth.client_id }}",
+            "X-Ptl-Client-Name":"{{ auth.client_name }}",
+            "X-Ptl-Client-Type":"{{ auth.client_type }}",
+            "X-Ptl-Legacy":"{{ client_type }}/{{ client_id }}/{{ client_name }}",
+            "X-Ptl-User":"{{ portal.id[:6] }}@example.com",
+            "X-Ptl-Admin":"admin@{{ portal.domain }}",
+            "X-Ptl-Id":"{{ portal.id }}",
+            "X-Ptl-Static":"terminal"}}}"#;
+        let terminal = Caller::Terminal {
+            id: "t1".into(),
+            name: "Laptop".into(),
+        };
+        let got = render(paths, &terminal);
+        let get = |n: &str| got.iter().find(|(k, _)| k == n).unwrap().1.clone();
+        assert_eq!(get("x-ptl-client-id"), "t1");
+        assert_eq!(get("x-ptl-client-name"), "Laptop");
+        assert_eq!(get("x-ptl-client-type"), "terminal");
+        assert_eq!(get("x-ptl-legacy"), "terminal/t1/Laptop");
+        assert_eq!(get("x-ptl-user"), "b2blla@example.com");
+        assert_eq!(get("x-ptl-admin"), "admin@b2blla.p.getportal.org");
+        assert_eq!(get("x-ptl-id").len(), 103);
+        assert_eq!(get("x-ptl-static"), "terminal");
+
+        let got = render(paths, &Caller::Anonymous);
+        let get = |n: &str| got.iter().find(|(k, _)| k == n).unwrap().1.clone();
+        assert_eq!(get("x-ptl-client-type"), "anonymous");
+        assert_eq!(get("x-ptl-client-id"), "");
+        assert_eq!(get("x-ptl-legacy"), "anonymous//");
+    }
+
+    #[test]
+    fn bad_templates_are_refused_with_their_place() {
+        let cases = [
+            (
+                r#"{"":{"access":"public","headers":{"X-A":"{{ auth.client_id "}}}"#,
+                "syntax",
+            ),
+            (
+                r#"{"":{"access":"public","headers":{"X-A":"{{ auth.nope }}"}}}"#,
+                "undefined",
+            ),
+            (
+                r#"{"":{"access":"public","headers":{"X-A":"{{ user }}"}}}"#,
+                "undefined",
+            ),
+            (
+                r#"{"":{"access":"public","headers":{"X-A":"{{ client_id | nofilter }}"}}}"#,
+                "filter",
+            ),
+        ];
+        for (paths, needle) in cases {
+            let err = AppHeaders::compile(&app(paths)).expect_err(paths);
+            assert_eq!(err.header, "x-a");
+            assert_eq!(err.prefix, "");
+            assert!(err.reason.to_lowercase().contains(needle), "{paths}: {err}");
+        }
+    }
+
+    #[test]
+    fn invalid_rendered_values_are_left_out() {
+        let headers = AppHeaders::compile(&app(
+            r#"{"":{"access":"public","headers":{"X-Ptl-Client-Name":"{{ auth.client_name }}","X-Ptl-Client-Id":"{{ auth.client_id }}"}}}"#,
+        ))
+        .unwrap();
+        let caller = Caller::Terminal {
+            id: "t1".into(),
+            name: "evil\r\nX-Injected: 1".into(),
+        };
+        let (out, problems) = headers.render(0, &caller, &portal());
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0.as_str(), "x-ptl-client-id");
+        assert_eq!(problems.len(), 1);
+        // Non-ASCII names are fine (sent as UTF-8 bytes).
+        let caller = Caller::Terminal {
+            id: "t1".into(),
+            name: "Jörg's phone".into(),
+        };
+        let (out, _) = headers.render(0, &caller, &portal());
+        let name = out.iter().find(|(k, _)| k == "x-ptl-client-name").unwrap();
+        assert_eq!(name.1.as_bytes(), "Jörg's phone".as_bytes());
+    }
+
+    #[test]
+    fn stripped_headers() {
+        let headers = AppHeaders::compile(&app(
+            r#"{"":{"access":"public","headers":{"Remote-User":"{{ client_id }}"}},"/x/":{"access":"public","headers":{"X-Ptl-User":"a"}}}"#,
+        ))
+        .unwrap();
+        for name in [
+            "x-ptl-client-id",
+            "X-PTL-ANYTHING",
+            "x_ptl_client_id",
+            "X_Ptl-User",
+            "remote-user",
+            "Remote_User",
+        ] {
+            assert!(headers.strips(name), "{name}");
+        }
+        for name in [
+            "x-ptlfoo",
+            "x-forwarded-for",
+            "cookie",
+            "remote-users",
+            "xptl-a",
+        ] {
+            assert!(!headers.strips(name), "{name}");
+        }
+    }
+}
