@@ -2,7 +2,7 @@
 //! files are read from the folder named by `PORTAL_CORPUS_DIR` (`.ci/run`
 //! sets it to `../shared/corpus`); they are not copied into this repository.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use portal_proxy::app_meta::{Access, AppMeta};
 use portal_proxy::state::Snapshot;
@@ -33,7 +33,7 @@ fn corpus_dir() -> Option<PathBuf> {
 }
 
 /// `(app name, file)` of one corpus folder, sorted.
-fn files(dir: &PathBuf, folder: &str) -> Vec<(String, PathBuf)> {
+fn files(dir: &Path, folder: &str) -> Vec<(String, PathBuf)> {
     let mut out: Vec<_> = std::fs::read_dir(dir.join(folder))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -135,4 +135,78 @@ fn corpus_loads_as_a_state_dir() {
         assert_eq!(snapshot.apps.len(), corpus.len(), "{folder}");
         std::fs::remove_dir_all(&state).unwrap();
     }
+}
+
+/// Every header template of every corpus app compiles and renders, for
+/// each kind of caller, to a valid header value.
+#[test]
+fn every_corpus_header_renders_for_each_caller() {
+    use portal_proxy::caller::Caller;
+    use portal_proxy::headers::{portal_value, AppHeaders, PortalInfo};
+    let Some(dir) = corpus_dir() else { return };
+    let identity = portal_proxy::identity::Identity::generate();
+    let portal = portal_value(&PortalInfo {
+        id: identity.id.clone(),
+        short_id: identity.short_id().to_string(),
+        domain: format!("{}.p.getportal.org", identity.short_id()),
+        public_key_pem: identity.public_key_pem.clone(),
+    });
+    let callers = [
+        Caller::Anonymous,
+        Caller::Terminal {
+            id: "terminal-1".into(),
+            name: "Owner's laptop".into(),
+        },
+        Caller::Peer {
+            id: identity.id.clone(),
+            name: "Friend's Portal".into(),
+        },
+    ];
+    let mut rendered = 0;
+    for folder in ["app_meta", "app_json"] {
+        for (name, path) in files(&dir, folder) {
+            let app = AppMeta::parse(&name, &std::fs::read(&path).unwrap()).unwrap();
+            let headers =
+                AppHeaders::compile(&app).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            for caller in &callers {
+                for (i, rule) in app.paths.iter().enumerate() {
+                    let (out, problems) = headers.render(i, caller, &portal);
+                    assert!(problems.is_empty(), "{}: {problems:?}", path.display());
+                    assert_eq!(out.len(), rule.headers.len(), "{}", path.display());
+                    for ((name, value), (_, source)) in out.iter().zip(&rule.headers) {
+                        let value = value.to_str().unwrap();
+                        let (client_type, client_id, client_name) = caller.parts();
+                        let want = match source.as_str() {
+                            "{{ auth.client_id }}" | "{{ client_id }}" => client_id.to_string(),
+                            "{{ auth.client_name }}" | "{{ client_name }}" => {
+                                client_name.to_string()
+                            }
+                            "{{ auth.client_type }}" | "{{ client_type }}" => {
+                                client_type.to_string()
+                            }
+                            "{{ portal.id }}" => identity.id.clone(),
+                            "{{ portal.id[:6] }}@example.com" => {
+                                format!("{}@example.com", identity.short_id())
+                            }
+                            "admin@{{ portal.domain }}" => {
+                                format!("admin@{}.p.getportal.org", identity.short_id())
+                            }
+                            literal => {
+                                assert!(
+                                    !literal.contains("{{"),
+                                    "{}: untested template {literal}",
+                                    path.display()
+                                );
+                                literal.to_string()
+                            }
+                        };
+                        assert_eq!(value, want, "{}: {name}", path.display());
+                        rendered += 1;
+                    }
+                }
+            }
+        }
+    }
+    // 70 header entries in the corpus, each rendered for 3 callers.
+    assert_eq!(rendered, 70 * 3);
 }

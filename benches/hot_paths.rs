@@ -1,0 +1,127 @@
+//! The pure functions every request (or every state reload) goes through:
+//! host normalization and routing, Portal ID derivation, app_meta.json
+//! parsing. Run with `cargo bench --bench hot_paths`.
+
+use std::collections::BTreeSet;
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+
+use portal_proxy::app_meta::AppMeta;
+use portal_proxy::identity::portal_id;
+use portal_proxy::route::{normalize_host, CoreAccess, Router, Target};
+
+const DOMAIN: &str = "b2blla.p.getportal.org";
+
+/// An app_meta.json as the Portal core writes it: store metadata the proxy
+/// ignores, two entrypoints, several path rules with header templates.
+const APP_META: &str = r#"{
+  "v": "1.0",
+  "name": "Mosquitto",
+  "version": "2.0.18",
+  "description": "An MQTT broker with a web dashboard",
+  "store_info": {
+    "author": "Eclipse Foundation",
+    "license": "EPL-2.0",
+    "tags": ["mqtt", "iot", "broker"],
+    "icon": "https://example.org/mosquitto.png",
+    "screenshots": ["one.png", "two.png"]
+  },
+  "entrypoints": [
+    {
+      "container_name": "mosquitto-web",
+      "container_port": 8080,
+      "entrypoint_port": "http"
+    },
+    {
+      "container_name": "mosquitto",
+      "container_port": 1883,
+      "entrypoint_port": "mqtt"
+    }
+  ],
+  "paths": {
+    "": {"access": "private"},
+    "/public/": {"access": "public", "headers": null},
+    "/api/": {
+      "access": "private",
+      "headers": {
+        "X-Ptl-Client-Id": "{{ auth.client_id }}",
+        "X-Ptl-Client-Type": "{{ auth.client_type }}"
+      }
+    },
+    "/api/peers/": {
+      "access": "peer",
+      "headers": {"X-Ptl-Peer": "{{ auth.peer_id }}"}
+    },
+    "/mqtt": {"access": "public"},
+    "/static/": {"access": "public"}
+  }
+}"#;
+
+fn routing(c: &mut Criterion) {
+    let apps: BTreeSet<&str> = [
+        "web-terminal",
+        "files",
+        "mosquitto",
+        "home-assistant",
+        "photos",
+        "notes",
+    ]
+    .into_iter()
+    .collect();
+    let router = Router {
+        domain: DOMAIN,
+        home_app: "web-terminal",
+    };
+    let route = |raw_host: &str, path: &str| {
+        let host = normalize_host(raw_host)?;
+        router.route(&host, path, |app| apps.contains(app)).ok()
+    };
+    // The benchmarks measure what they are meant to.
+    assert_eq!(
+        route("Files.B2BLLA.p.getportal.org:443", "/index.html"),
+        Some(Target::App("files".into()))
+    );
+    assert_eq!(
+        route("b2blla.p.getportal.org", "/core/public/status"),
+        Some(Target::Core(CoreAccess::Public))
+    );
+
+    let mut group = c.benchmark_group("route");
+    group.bench_function("app_host", |b| {
+        b.iter(|| {
+            route(
+                black_box("Files.B2BLLA.p.getportal.org:443"),
+                black_box("/index.html"),
+            )
+        })
+    });
+    group.bench_function("core_path", |b| {
+        b.iter(|| {
+            route(
+                black_box("b2blla.p.getportal.org"),
+                black_box("/core/public/status"),
+            )
+        })
+    });
+    group.finish();
+}
+
+fn identity(c: &mut Criterion) {
+    let key: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(37).wrapping_add(11));
+    assert_eq!(portal_id(&key).len(), 103);
+    c.bench_function("portal_id", |b| b.iter(|| portal_id(black_box(&key))));
+}
+
+fn app_meta(c: &mut Criterion) {
+    let json = APP_META.as_bytes();
+    let parsed = AppMeta::parse("mosquitto", json).expect("the bench's app_meta.json is valid");
+    assert_eq!(parsed.paths.len(), 6);
+    assert!(parsed.http.is_some() && parsed.mqtt.is_some());
+    c.bench_function("app_meta_parse", |b| {
+        b.iter(|| AppMeta::parse(black_box("mosquitto"), black_box(json)))
+    });
+}
+
+criterion_group!(benches, routing, identity, app_meta);
+criterion_main!(benches);
