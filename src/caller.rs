@@ -66,7 +66,9 @@ pub const TERMINAL_COOKIE: &str = "authorization";
 
 /// The owner's paired devices and the secret their tokens are signed with.
 pub struct Terminals {
+    secret: Option<Vec<u8>>,
     key: Option<DecodingKey>,
+    entries: Vec<TerminalEntry>,
     /// id -> name.
     names: HashMap<String, String>,
 }
@@ -108,12 +110,26 @@ impl Terminals {
     /// `secret` is the content of `terminal_jwt_secret`, trailing newline
     /// already trimmed; `None` when there is none (no terminal can sign in).
     pub fn new(secret: Option<&[u8]>, entries: Vec<TerminalEntry>) -> Self {
+        let secret = secret.filter(|s| !s.is_empty());
         Terminals {
-            key: secret
-                .filter(|s| !s.is_empty())
-                .map(DecodingKey::from_secret),
-            names: entries.into_iter().map(|t| (t.id, t.name)).collect(),
+            secret: secret.map(<[u8]>::to_vec),
+            key: secret.map(DecodingKey::from_secret),
+            names: entries
+                .iter()
+                .map(|t| (t.id.clone(), t.name.clone()))
+                .collect(),
+            entries,
         }
+    }
+
+    /// The secret, for keeping it across a reload that fails to read it.
+    pub(crate) fn secret(&self) -> Option<&[u8]> {
+        self.secret.as_deref()
+    }
+
+    /// The entries of `terminals.json` as loaded.
+    pub fn entries(&self) -> &[TerminalEntry] {
+        &self.entries
     }
 
     pub fn len(&self) -> usize {

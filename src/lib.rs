@@ -12,6 +12,7 @@ pub mod headers;
 pub mod identity;
 pub mod proxy;
 pub mod redirect;
+pub mod reload;
 pub mod route;
 pub mod server;
 pub mod state;

@@ -8,6 +8,7 @@ use log::{info, warn};
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
+use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use rustls::sign::CertifiedKey;
 
@@ -16,6 +17,7 @@ use crate::headers::{portal_value, PortalInfo};
 use crate::identity::Identity;
 use crate::proxy::{Portal, PortalProxy};
 use crate::redirect::RedirectToHttps;
+use crate::reload::StateReloader;
 use crate::state::{SharedState, Snapshot, StateError};
 use crate::tls::{load_certified_key, CertResolver};
 
@@ -107,13 +109,22 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     let mut server = Server::new_with_opt_and_conf(opt, server_conf(config));
     server.bootstrap();
 
+    let state = Arc::new(SharedState::new(loaded.snapshot));
+    server.add_service(background_service(
+        "state reload",
+        StateReloader {
+            state_dir: config.state_dir.clone(),
+            state: state.clone(),
+        },
+    ));
+
     let portal = Arc::new(Portal {
         domain: domain.clone(),
         home_app: config.home_app.clone(),
         core_upstream: config.core_upstream.clone(),
         upstreams: config.upstreams.clone(),
         limits: config.limits.clone(),
-        state: Arc::new(SharedState::new(loaded.snapshot)),
+        state,
         template_portal: portal_value(&PortalInfo {
             id: loaded.identity.id.clone(),
             short_id: loaded.identity.short_id().to_string(),

@@ -1,7 +1,9 @@
 //! The state the Portal core writes under `state_dir` (DESIGN section 2),
 //! loaded into one immutable [`Snapshot`] that the request filters read
 //! through [`SharedState`] (an `ArcSwap`: readers never wait on a reload).
-//! A broken app is reported and skipped; the others load.
+//! A file that fails validation never replaces its last good version: a
+//! broken app keeps serving as it was (or is left out if it never loaded),
+//! and the other apps and files load as usual.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,13 +26,33 @@ pub struct App {
 /// One state file that failed validation, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateError {
+    /// Which kind of file: `app`, `terminals`, `terminal_jwt_secret`, ...
+    /// (a bounded metrics label).
+    pub kind: &'static str,
     pub file: PathBuf,
     pub message: String,
+    /// Whether the last good version of the file is still in use.
+    pub kept_previous: bool,
+}
+
+impl StateError {
+    fn new(kind: &'static str, file: PathBuf, message: impl Into<String>) -> Self {
+        StateError {
+            kind,
+            file,
+            message: message.into(),
+            kept_previous: false,
+        }
+    }
 }
 
 impl std::fmt::Display for StateError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.file.display(), self.message)
+        write!(f, "{}: {}", self.file.display(), self.message)?;
+        if self.kept_previous {
+            write!(f, " (keeping its last good version)")?;
+        }
+        Ok(())
     }
 }
 
@@ -44,14 +66,25 @@ pub struct Snapshot {
 impl Snapshot {
     /// Loads the whole state; the errors name each file left out.
     pub fn load(state_dir: &Path) -> Result<(Snapshot, Vec<StateError>), StateError> {
+        Snapshot::reload(state_dir, &Snapshot::default())
+    }
+
+    /// Loads the state again; a file that fails validation keeps its
+    /// version in `previous`.
+    pub fn reload(
+        state_dir: &Path,
+        previous: &Snapshot,
+    ) -> Result<(Snapshot, Vec<StateError>), StateError> {
         if !state_dir.is_dir() {
-            return Err(StateError {
-                file: state_dir.to_path_buf(),
-                message: "state_dir is not a readable directory".into(),
-            });
+            return Err(StateError::new(
+                "state_dir",
+                state_dir.to_path_buf(),
+                "state_dir is not a readable directory",
+            ));
         }
-        let (apps, mut errors) = load_apps(&state_dir.join("apps"));
-        let terminals = load_terminals(state_dir, &mut errors);
+        let mut errors = Vec::new();
+        let apps = load_apps(&state_dir.join("apps"), &previous.apps, &mut errors);
+        let terminals = load_terminals(state_dir, &previous.terminals, &mut errors);
         Ok((Snapshot { apps, terminals }, errors))
     }
 
@@ -65,19 +98,24 @@ impl Snapshot {
 pub const APP_FILES: [&str; 2] = ["app_meta.json", "app.json"];
 
 /// Loads `apps/<app>/app_meta.json` (or the older `app.json`) for every
-/// folder under `apps_dir`. A missing `apps_dir` is an empty Portal.
-pub fn load_apps(apps_dir: &Path) -> (BTreeMap<String, Arc<App>>, Vec<StateError>) {
+/// folder under `apps_dir`. A missing `apps_dir` is an empty Portal. An app
+/// that fails keeps its version in `previous`, if it has one.
+pub fn load_apps(
+    apps_dir: &Path,
+    previous: &BTreeMap<String, Arc<App>>,
+    errors: &mut Vec<StateError>,
+) -> BTreeMap<String, Arc<App>> {
     let mut apps = BTreeMap::new();
-    let mut errors = Vec::new();
     let entries = match std::fs::read_dir(apps_dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (apps, errors),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return apps,
         Err(e) => {
-            errors.push(StateError {
-                file: apps_dir.to_path_buf(),
-                message: format!("cannot list: {e}"),
-            });
-            return (apps, errors);
+            // Cannot list: every app keeps its last good version.
+            let mut error =
+                StateError::new("app", apps_dir.to_path_buf(), format!("cannot list: {e}"));
+            error.kept_previous = !previous.is_empty();
+            errors.push(error);
+            return previous.clone();
         }
     };
     for entry in entries.flatten() {
@@ -90,37 +128,45 @@ pub fn load_apps(apps_dir: &Path) -> (BTreeMap<String, Arc<App>>, Vec<StateError
         if name.starts_with('.') {
             continue;
         }
-        let Some(file) = APP_FILES.iter().map(|f| dir.join(f)).find(|p| p.is_file()) else {
-            errors.push(StateError {
-                file: dir,
-                message: format!("no {} or {}", APP_FILES[0], APP_FILES[1]),
-            });
-            continue;
-        };
-        if !is_app_name(&name) {
-            errors.push(StateError {
-                file,
-                message: format!(
-                    "folder name {name:?} is not an app name (lower-case letters, digits, '-'): it cannot be a subdomain"
-                ),
-            });
-            continue;
-        }
-        let result = std::fs::read(&file)
-            .map_err(|e| format!("cannot read: {e}"))
-            .and_then(|bytes| AppMeta::parse(&name, &bytes).map_err(|e| e.to_string()))
-            .and_then(|meta| {
-                let headers = AppHeaders::compile(&meta).map_err(|e| e.to_string())?;
-                Ok(App { meta, headers })
-            });
-        match result {
+        match load_app(&dir, &name) {
             Ok(app) => {
                 apps.insert(name, Arc::new(app));
             }
-            Err(message) => errors.push(StateError { file, message }),
+            Err(mut error) => {
+                if let Some(app) = previous.get(&name) {
+                    apps.insert(name, app.clone());
+                    error.kept_previous = true;
+                }
+                errors.push(error);
+            }
         }
     }
-    (apps, errors)
+    apps
+}
+
+fn load_app(dir: &Path, name: &str) -> Result<App, StateError> {
+    let Some(file) = APP_FILES.iter().map(|f| dir.join(f)).find(|p| p.is_file()) else {
+        return Err(StateError::new(
+            "app",
+            dir.to_path_buf(),
+            format!("no {} or {}", APP_FILES[0], APP_FILES[1]),
+        ));
+    };
+    if !is_app_name(name) {
+        return Err(StateError::new(
+            "app",
+            file,
+            format!("folder name {name:?} is not an app name (lower-case letters, digits, '-'): it cannot be a subdomain"),
+        ));
+    }
+    std::fs::read(&file)
+        .map_err(|e| format!("cannot read: {e}"))
+        .and_then(|bytes| AppMeta::parse(name, &bytes).map_err(|e| e.to_string()))
+        .and_then(|meta| {
+            let headers = AppHeaders::compile(&meta).map_err(|e| e.to_string())?;
+            Ok(App { meta, headers })
+        })
+        .map_err(|message| StateError::new("app", file, message))
 }
 
 /// The file of the owner's paired devices.
@@ -129,24 +175,27 @@ pub const TERMINALS_FILE: &str = "terminals.json";
 pub const TERMINAL_SECRET_FILE: &str = "terminal_jwt_secret";
 
 /// Loads `terminals.json` and `terminal_jwt_secret`. A missing file means
-/// none (no terminal can sign in without a secret); a broken one is
-/// reported and treated as missing.
-pub fn load_terminals(state_dir: &Path, errors: &mut Vec<StateError>) -> Terminals {
-    let file = state_dir.join(TERMINALS_FILE);
-    let entries = match read_optional(&file) {
-        Ok(None) => Vec::new(),
-        Ok(Some(bytes)) => match parse_terminals(&bytes) {
-            Ok(entries) => entries,
-            Err(message) => {
-                errors.push(StateError { file, message });
-                Vec::new()
-            }
-        },
-        Err(message) => {
-            errors.push(StateError { file, message });
-            Vec::new()
-        }
+/// none (no terminal can sign in without a secret); a broken one keeps its
+/// version in `previous`.
+pub fn load_terminals(
+    state_dir: &Path,
+    previous: &Terminals,
+    errors: &mut Vec<StateError>,
+) -> Terminals {
+    let mut keep = |kind, file, message: String| {
+        let mut error = StateError::new(kind, file, message);
+        error.kept_previous = true;
+        errors.push(error);
     };
+    let file = state_dir.join(TERMINALS_FILE);
+    let entries =
+        match read_optional(&file).and_then(|b| b.map(|b| parse_terminals(&b)).transpose()) {
+            Ok(entries) => entries.unwrap_or_default(),
+            Err(message) => {
+                keep("terminals", file, message);
+                previous.entries().to_vec()
+            }
+        };
     let file = state_dir.join(TERMINAL_SECRET_FILE);
     let secret = match read_optional(&file) {
         Ok(Some(mut bytes)) => {
@@ -154,19 +203,16 @@ pub fn load_terminals(state_dir: &Path, errors: &mut Vec<StateError>) -> Termina
                 bytes.pop();
             }
             if bytes.is_empty() {
-                errors.push(StateError {
-                    file,
-                    message: "empty secret: no terminal can sign in".into(),
-                });
-                None
+                keep("terminal_jwt_secret", file, "empty secret".into());
+                previous.secret().map(<[u8]>::to_vec)
             } else {
                 Some(bytes)
             }
         }
         Ok(None) => None,
         Err(message) => {
-            errors.push(StateError { file, message });
-            None
+            keep("terminal_jwt_secret", file, message);
+            previous.secret().map(<[u8]>::to_vec)
         }
     };
     Terminals::new(secret.as_deref(), entries)
@@ -217,6 +263,15 @@ impl SharedState {
     pub fn store(&self, snapshot: Snapshot) {
         self.current.store(Arc::new(snapshot));
     }
+
+    /// Reloads from `state_dir` and swaps the result in; returns the files
+    /// that failed (each kept its last good version, if any).
+    pub fn reload(&self, state_dir: &Path) -> Result<Vec<StateError>, StateError> {
+        let previous = self.load();
+        let (snapshot, errors) = Snapshot::reload(state_dir, &previous)?;
+        self.store(snapshot);
+        Ok(errors)
+    }
 }
 
 #[cfg(test)]
@@ -266,6 +321,68 @@ mod tests {
     }
 
     #[test]
+    fn a_broken_file_keeps_its_last_good_version() {
+        let dir = std::env::temp_dir().join(format!("pp-state-keep-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let public = r#"{"port":80,"paths":{"":{"access":"public"}}}"#;
+        write(&dir.join("apps/a/app_meta.json"), public);
+        write(&dir.join("apps/b/app_meta.json"), public);
+        write(
+            &dir.join(TERMINALS_FILE),
+            r#"[{"id":"t1","name":"Laptop"}]"#,
+        );
+        write(&dir.join(TERMINAL_SECRET_FILE), "s3cret");
+        let (first, errors) = Snapshot::load(&dir).unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+
+        // Break app a, terminals.json and the secret; change app b.
+        write(&dir.join("apps/a/app_meta.json"), "{ half written");
+        write(
+            &dir.join("apps/b/app_meta.json"),
+            r#"{"port":81,"paths":{"":{"access":"public"}}}"#,
+        );
+        write(&dir.join(TERMINALS_FILE), "[");
+        write(&dir.join(TERMINAL_SECRET_FILE), "\n");
+        write(&dir.join("apps/new/app_meta.json"), "{}");
+        let (second, errors) = Snapshot::reload(&dir, &first).unwrap();
+        assert!(
+            Arc::ptr_eq(&first.apps["a"], &second.apps["a"]),
+            "a keeps its last good version"
+        );
+        assert_eq!(
+            second.apps["b"].meta.http.as_ref().unwrap().port,
+            81,
+            "b is updated"
+        );
+        assert!(
+            !second.apps.contains_key("new"),
+            "an app that never loaded stays out"
+        );
+        assert_eq!(second.terminals.entries(), first.terminals.entries());
+        assert_eq!(second.terminals.secret(), Some(&b"s3cret"[..]));
+        let mut kinds: Vec<_> = errors.iter().map(|e| (e.kind, e.kept_previous)).collect();
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            [
+                ("app", false),
+                ("app", true),
+                ("terminal_jwt_secret", true),
+                ("terminals", true)
+            ]
+        );
+        assert!(errors
+            .iter()
+            .any(|e| e.to_string().contains("keeping its last good version")));
+
+        // A removed app folder removes the app.
+        std::fs::remove_dir_all(dir.join("apps/a")).unwrap();
+        let (third, _) = Snapshot::reload(&dir, &second).unwrap();
+        assert!(!third.apps.contains_key("a"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn apps_with_bad_templates_are_refused() {
         let dir = std::env::temp_dir().join(format!("pp-state-tpl-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -294,7 +411,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut errors = Vec::new();
-        let t = load_terminals(&dir, &mut errors);
+        let t = load_terminals(&dir, &Terminals::default(), &mut errors);
         assert!(
             t.is_empty() && errors.is_empty(),
             "missing files are empty, not errors"
@@ -305,7 +422,7 @@ mod tests {
             r#"[{"id":"t1","name":"Laptop"},{"id":"t2","name":"Phone"}]"#,
         );
         write(&dir.join(TERMINAL_SECRET_FILE), "secret\n");
-        let t = load_terminals(&dir, &mut errors);
+        let t = load_terminals(&dir, &Terminals::default(), &mut errors);
         assert_eq!(t.len(), 2);
         assert!(errors.is_empty(), "{errors:?}");
         let token = jsonwebtoken::encode(
@@ -330,7 +447,7 @@ mod tests {
         ] {
             write(&dir.join(TERMINALS_FILE), text);
             let mut errors = Vec::new();
-            let t = load_terminals(&dir, &mut errors);
+            let t = load_terminals(&dir, &Terminals::default(), &mut errors);
             assert!(t.is_empty());
             assert_eq!(errors.len(), 1, "{text}");
             let message = errors[0].to_string();

@@ -146,6 +146,8 @@ pub struct PortalFiles {
 }
 
 pub const BASE_DOMAIN: &str = "portal.test";
+/// The content of every test Portal's `terminal_jwt_secret`.
+pub const TERMINAL_SECRET: &str = "test terminal secret";
 
 impl PortalFiles {
     pub fn new(test: &str) -> PortalFiles {
@@ -158,6 +160,11 @@ impl PortalFiles {
         let cert = demo_certificate(&domain).unwrap();
         std::fs::write(dir.join("cert.pem"), &cert.cert_pem).unwrap();
         std::fs::write(dir.join("key.pem"), &cert.key_pem).unwrap();
+        std::fs::write(
+            dir.join("state/terminal_jwt_secret"),
+            format!("{TERMINAL_SECRET}\n"),
+        )
+        .unwrap();
         PortalFiles {
             dir,
             identity,
@@ -172,6 +179,35 @@ impl PortalFiles {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("app_meta.json"), app_meta).unwrap();
         self
+    }
+
+    /// Writes a file of the state dir (atomically, as the Portal core does:
+    /// a temporary file renamed over the old one).
+    pub fn state_file(&self, name: &str, content: &str) -> &Self {
+        let path = self.dir.join("state").join(name);
+        let tmp = self.dir.join("state").join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, content).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        self
+    }
+
+    /// `terminals.json` with `(id, name)` entries.
+    pub fn terminals(&self, terminals: &[(&str, &str)]) -> &Self {
+        let list: Vec<_> = terminals
+            .iter()
+            .map(|(id, name)| serde_json::json!({"id": id, "name": name}))
+            .collect();
+        self.state_file("terminals.json", &serde_json::to_string(&list).unwrap())
+    }
+
+    /// A terminal JWT for `sub`, signed with [`TERMINAL_SECRET`].
+    pub fn terminal_token(&self, sub: &str) -> String {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &serde_json::json!({"sub": sub, "exp": 4_000_000_000u64}),
+            &jsonwebtoken::EncodingKey::from_secret(TERMINAL_SECRET.as_bytes()),
+        )
+        .unwrap()
     }
 
     /// `<app>.<domain>`, or the Portal's own domain for `""`.
@@ -195,6 +231,22 @@ pub fn app_meta(paths: &str) -> String {
     format!(
         r#"{{"v":"1.0","entrypoints":[{{"container_name":"unused","container_port":80,"entrypoint_port":"http"}}],"paths":{paths}}}"#
     )
+}
+
+/// Polls `check` every 20 ms until it returns true or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
 }
 
 /// A running proxy process, killed on drop.
