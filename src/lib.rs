@@ -15,5 +15,6 @@ pub mod redirect;
 pub mod reload;
 pub mod route;
 pub mod server;
+pub mod signature;
 pub mod state;
 pub mod tls;

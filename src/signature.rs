@@ -1,0 +1,521 @@
+//! Peer request signatures (DESIGN section 5): the RFC 9421 profile of
+//! Portal, with RFC 9530 `Content-Digest`. Parsing (`sfv`), the signature
+//! base, ed25519 `verify_strict`, the time window, and the signing side used
+//! by outbound peering and the `sign` subcommand. Pure: no Pingora types;
+//! `request_filter` calls [`parse`] and [`verify`], `request_body_filter`
+//! checks the body against [`ContentDigest`].
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use http::HeaderMap;
+use sfv::{BareItem, Dictionary, InnerList, ListEntry, ListSerializer, Parser};
+use sha2::{Digest, Sha256, Sha512};
+
+/// The label of the signature the proxy verifies; other labels are ignored.
+pub const LABEL: &str = "portal";
+/// Components every signature must cover.
+pub const REQUIRED: [&str; 4] = ["@method", "@authority", "@path", "@query"];
+/// The component that binds the body.
+pub const CONTENT_DIGEST: &str = "content-digest";
+
+/// Why a signed request is refused. [`SignatureError::reason`] is the
+/// machine-readable code of DESIGN section 5.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("keyid {0:?} is not a peer of this Portal")]
+    UnknownPeer(String),
+    #[error("the signature does not verify")]
+    BadSignature,
+    #[error("the signature expired at {expires} (now {now})")]
+    Expired { expires: i64, now: i64 },
+    #[error("the signature was created at {created}, in the future (now {now})")]
+    NotYetValid { created: i64, now: i64 },
+    #[error("nonce {0:?} was already used")]
+    Replayed(String),
+    #[error("Content-Digest does not match the body")]
+    DigestMismatch,
+    #[error("the signature does not cover {0:?}")]
+    MissingComponent(String),
+    #[error("{0}")]
+    Malformed(String),
+}
+
+impl SignatureError {
+    /// The reason code sent in the 401 body and counted in metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SignatureError::UnknownPeer(_) => "unknown_peer",
+            SignatureError::BadSignature => "bad_signature",
+            SignatureError::Expired { .. } => "expired",
+            SignatureError::NotYetValid { .. } => "not_yet_valid",
+            SignatureError::Replayed(_) => "replayed",
+            SignatureError::DigestMismatch => "digest_mismatch",
+            SignatureError::MissingComponent(_) => "missing_component",
+            SignatureError::Malformed(_) => "malformed",
+        }
+    }
+
+    /// Every reason code, for metrics that start at zero.
+    pub const REASONS: [&'static str; 8] = [
+        "unknown_peer",
+        "bad_signature",
+        "expired",
+        "not_yet_valid",
+        "replayed",
+        "digest_mismatch",
+        "missing_component",
+        "malformed",
+    ];
+}
+
+fn malformed(message: impl Into<String>) -> SignatureError {
+    SignatureError::Malformed(message.into())
+}
+
+/// The parts of a request that a signature covers, as the proxy received
+/// them.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestParts<'a> {
+    pub method: &'a str,
+    /// `@authority`: see [`authority`].
+    pub authority: &'a str,
+    /// The path as received, percent-encoding untouched.
+    pub path: &'a str,
+    /// The query as received, without `?`; `None` when absent.
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    /// Whether the request carries a body (which `content-digest` binds).
+    pub has_body: bool,
+}
+
+/// `@authority` of a request to `host` (RFC 9421 section 2.2.3): lower case,
+/// without the default port of https.
+pub fn authority(host: &str) -> String {
+    let host = host.strip_suffix(":443").unwrap_or(host);
+    host.to_ascii_lowercase()
+}
+
+/// One labelled signature of a request: its `Signature-Input` member and
+/// its `Signature` bytes (any RFC 9421 profile).
+#[derive(Debug, Clone)]
+pub struct SignatureField {
+    /// The `Signature-Input` member: covered components and parameters.
+    pub input: InnerList,
+    pub components: Vec<String>,
+    pub signature: [u8; 64],
+}
+
+/// The `portal` signature of a request, parsed but not yet verified.
+#[derive(Debug, Clone)]
+pub struct ParsedSignature {
+    pub field: SignatureField,
+    pub created: i64,
+    pub expires: i64,
+    pub nonce: String,
+    pub keyid: String,
+}
+
+/// Finds and parses the signature labelled `label`. `Ok(None)` when the
+/// request carries none with that label.
+pub fn parse_field(
+    headers: &HeaderMap,
+    label: &str,
+) -> Result<Option<SignatureField>, SignatureError> {
+    let input = field_dictionary(headers, "signature-input")?;
+    let signature = field_dictionary(headers, "signature")?;
+    let input = input.as_ref().and_then(|d| d.get(label));
+    let signature = signature.as_ref().and_then(|d| d.get(label));
+    let (input, signature) = match (input, signature) {
+        (None, None) => return Ok(None),
+        (Some(_), None) => return Err(malformed(format!("Signature has no {label:?} member"))),
+        (None, Some(_)) => {
+            return Err(malformed(format!(
+                "Signature-Input has no {label:?} member"
+            )))
+        }
+        (Some(i), Some(s)) => (i, s),
+    };
+    let ListEntry::InnerList(input) = input else {
+        return Err(malformed(format!(
+            "Signature-Input {label:?} is not an inner list"
+        )));
+    };
+    let signature = match signature {
+        ListEntry::Item(item) => item.bare_item.as_byte_sequence(),
+        ListEntry::InnerList(_) => None,
+    }
+    .ok_or_else(|| malformed(format!("Signature {label:?} is not a byte sequence")))?;
+    let signature: [u8; 64] = signature.try_into().map_err(|_| {
+        malformed(format!(
+            "an ed25519 signature has 64 bytes, not {}",
+            signature.len()
+        ))
+    })?;
+
+    let mut components = Vec::with_capacity(input.items.len());
+    for item in &input.items {
+        let name = item
+            .bare_item
+            .as_string()
+            .ok_or_else(|| malformed("a covered component is not a string"))?
+            .as_str();
+        if !item.params.is_empty() {
+            return Err(malformed(format!(
+                "component parameters are not supported ({name:?})"
+            )));
+        }
+        if components.iter().any(|c| c == name) {
+            return Err(malformed(format!("component {name:?} is covered twice")));
+        }
+        components.push(name.to_string());
+    }
+    Ok(Some(SignatureField {
+        input: input.clone(),
+        components,
+        signature,
+    }))
+}
+
+/// Finds and parses the `portal` signature with the parameters of the
+/// Portal profile. `Ok(None)` when the request carries no signature with
+/// that label (it is then not a peer request); an error when it carries
+/// one that cannot be used.
+pub fn parse(headers: &HeaderMap) -> Result<Option<ParsedSignature>, SignatureError> {
+    let Some(field) = parse_field(headers, LABEL)? else {
+        return Ok(None);
+    };
+    let param = |name: &str| field.input.params.get(name);
+    let int = |name: &str| -> Result<i64, SignatureError> {
+        match param(name) {
+            None => Err(malformed(format!("parameter {name} is missing"))),
+            Some(v) => v
+                .as_integer()
+                .map(i64::from)
+                .ok_or_else(|| malformed(format!("parameter {name} is not an integer"))),
+        }
+    };
+    let string = |name: &str| -> Result<String, SignatureError> {
+        match param(name) {
+            None => Err(malformed(format!("parameter {name} is missing"))),
+            Some(v) => v
+                .as_string()
+                .map(|s| s.as_str().to_string())
+                .ok_or_else(|| malformed(format!("parameter {name} is not a string"))),
+        }
+    };
+    let created = int("created")?;
+    let expires = int("expires")?;
+    let nonce = string("nonce")?;
+    let keyid = string("keyid")?;
+    if let Some(alg) = param("alg") {
+        if alg.as_string().map(|s| s.as_str()) != Some("ed25519") {
+            return Err(malformed("parameter alg must be \"ed25519\""));
+        }
+    }
+    if nonce.is_empty() {
+        return Err(malformed("parameter nonce is empty"));
+    }
+    Ok(Some(ParsedSignature {
+        field,
+        created,
+        expires,
+        nonce,
+        keyid,
+    }))
+}
+
+/// Parses a header as an RFC 8941 dictionary (all its lines, combined).
+fn field_dictionary(headers: &HeaderMap, name: &str) -> Result<Option<Dictionary>, SignatureError> {
+    let mut values = headers.get_all(name).iter().peekable();
+    if values.peek().is_none() {
+        return Ok(None);
+    }
+    let mut combined = Vec::new();
+    for (i, v) in values.enumerate() {
+        if i > 0 {
+            combined.extend_from_slice(b", ");
+        }
+        combined.extend_from_slice(v.as_bytes());
+    }
+    Parser::new(&combined)
+        .parse::<Dictionary>()
+        .map(Some)
+        .map_err(|e| malformed(format!("{name} is not a structured-field dictionary: {e}")))
+}
+
+/// The time rules of a signature.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// Allowed clock difference with the sender, seconds (5).
+    pub skew: i64,
+    /// Longest allowed `expires - created`, seconds (300).
+    pub max_validity: i64,
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Window {
+            skew: 5,
+            max_validity: 300,
+        }
+    }
+}
+
+/// Checks a parsed signature against the request and the peer's key, at
+/// `now` (Unix seconds). The nonce is not checked here (see `replay`), nor
+/// the body (see [`ContentDigest`]).
+pub fn verify(
+    parts: &RequestParts<'_>,
+    sig: &ParsedSignature,
+    key_of: impl FnOnce(&str) -> Option<VerifyingKey>,
+    now: i64,
+    window: Window,
+) -> Result<(), SignatureError> {
+    let components = &sig.field.components;
+    for required in REQUIRED {
+        if !components.iter().any(|c| c == required) {
+            return Err(SignatureError::MissingComponent(required.into()));
+        }
+    }
+    if parts.has_body && !components.iter().any(|c| c == CONTENT_DIGEST) {
+        return Err(SignatureError::MissingComponent(CONTENT_DIGEST.into()));
+    }
+    if sig.expires < sig.created {
+        return Err(malformed("expires is before created"));
+    }
+    if sig.expires - sig.created > window.max_validity {
+        return Err(malformed(format!(
+            "validity of {} s is longer than the {} s allowed",
+            sig.expires - sig.created,
+            window.max_validity
+        )));
+    }
+    if sig.created > now + window.skew {
+        return Err(SignatureError::NotYetValid {
+            created: sig.created,
+            now,
+        });
+    }
+    if sig.expires < now - window.skew {
+        return Err(SignatureError::Expired {
+            expires: sig.expires,
+            now,
+        });
+    }
+    let key = key_of(&sig.keyid).ok_or_else(|| SignatureError::UnknownPeer(sig.keyid.clone()))?;
+    let base = signature_base(parts, components, &sig.field.input)?;
+    key.verify_strict(
+        base.as_bytes(),
+        &Signature::from_bytes(&sig.field.signature),
+    )
+    .map_err(|_| SignatureError::BadSignature)
+}
+
+/// The value of one covered component (RFC 9421 section 2).
+fn component_value(parts: &RequestParts<'_>, name: &str) -> Result<String, SignatureError> {
+    let path = if parts.path.is_empty() {
+        "/"
+    } else {
+        parts.path
+    };
+    Ok(match name {
+        "@method" => parts.method.to_string(),
+        "@authority" => parts.authority.to_string(),
+        "@scheme" => "https".to_string(),
+        "@path" => path.to_string(),
+        "@query" => format!("?{}", parts.query.unwrap_or("")),
+        "@request-target" => match parts.query {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_string(),
+        },
+        "@target-uri" => match parts.query {
+            Some(q) => format!("https://{}{path}?{q}", parts.authority),
+            None => format!("https://{}{path}", parts.authority),
+        },
+        derived if derived.starts_with('@') => {
+            return Err(malformed(format!("component {derived:?} is not supported")))
+        }
+        field => {
+            if field.bytes().any(|b| b.is_ascii_uppercase()) {
+                return Err(malformed(format!(
+                    "field component {field:?} must be lower case"
+                )));
+            }
+            let mut values = parts.headers.get_all(field).iter().peekable();
+            if values.peek().is_none() {
+                return Err(SignatureError::MissingComponent(field.to_string()));
+            }
+            let mut joined = String::new();
+            for (i, v) in values.enumerate() {
+                let v = v
+                    .to_str()
+                    .map_err(|_| malformed(format!("field {field:?} is not text")))?;
+                if i > 0 {
+                    joined.push_str(", ");
+                }
+                joined.push_str(v.trim());
+            }
+            joined
+        }
+    })
+}
+
+/// The signature base (RFC 9421 section 2.5) of `components` with the
+/// signature parameters `input`.
+pub fn signature_base(
+    parts: &RequestParts<'_>,
+    components: &[String],
+    input: &InnerList,
+) -> Result<String, SignatureError> {
+    let mut base = String::with_capacity(256);
+    for name in components {
+        let value = component_value(parts, name)?;
+        if value.contains('\n') {
+            return Err(malformed(format!("component {name:?} contains a newline")));
+        }
+        base.push('"');
+        base.push_str(name);
+        base.push_str("\": ");
+        base.push_str(&value);
+        base.push('\n');
+    }
+    base.push_str("\"@signature-params\": ");
+    base.push_str(&serialize_inner_list(input));
+    Ok(base)
+}
+
+fn serialize_inner_list(input: &InnerList) -> String {
+    let mut ser = ListSerializer::new();
+    ser.members(std::iter::once(&ListEntry::InnerList(input.clone())));
+    ser.finish().unwrap_or_default()
+}
+
+/// The digests a `Content-Digest` field promises (RFC 9530), for the
+/// algorithms the proxy knows; at least one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentDigest {
+    pub sha256: Option<Vec<u8>>,
+    pub sha512: Option<Vec<u8>>,
+}
+
+impl ContentDigest {
+    /// Parses the request's `Content-Digest`.
+    pub fn from_headers(headers: &HeaderMap) -> Result<ContentDigest, SignatureError> {
+        let dict = field_dictionary(headers, CONTENT_DIGEST)?
+            .ok_or_else(|| SignatureError::MissingComponent(CONTENT_DIGEST.into()))?;
+        let bytes = |alg: &str| -> Result<Option<Vec<u8>>, SignatureError> {
+            match dict.get(alg) {
+                None => Ok(None),
+                Some(ListEntry::Item(item)) => match &item.bare_item {
+                    BareItem::ByteSequence(b) => Ok(Some(b.clone())),
+                    _ => Err(malformed(format!(
+                        "Content-Digest {alg} is not a byte sequence"
+                    ))),
+                },
+                Some(ListEntry::InnerList(_)) => {
+                    Err(malformed(format!("Content-Digest {alg} is a list")))
+                }
+            }
+        };
+        let digest = ContentDigest {
+            sha256: bytes("sha-256")?,
+            sha512: bytes("sha-512")?,
+        };
+        if digest.sha256.is_none() && digest.sha512.is_none() {
+            return Err(malformed("Content-Digest has neither sha-256 nor sha-512"));
+        }
+        Ok(digest)
+    }
+
+    /// Whether `body` has every digest promised.
+    pub fn matches(&self, body: &[u8]) -> bool {
+        let ok256 = self
+            .sha256
+            .as_ref()
+            .is_none_or(|d| Sha256::digest(body).as_slice() == d.as_slice());
+        let ok512 = self
+            .sha512
+            .as_ref()
+            .is_none_or(|d| Sha512::digest(body).as_slice() == d.as_slice());
+        ok256 && ok512
+    }
+}
+
+/// The `Content-Digest` value for `body`: `sha-256=:<base64>:`.
+pub fn content_digest(body: &[u8]) -> String {
+    format!("sha-256=:{}:", B64.encode(Sha256::digest(body)))
+}
+
+/// The headers that sign a request: `Signature-Input` and `Signature`
+/// values for the `portal` label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureHeaders {
+    pub signature_input: String,
+    pub signature: String,
+}
+
+/// What to sign, besides the request parts.
+#[derive(Debug, Clone)]
+pub struct SignParams<'a> {
+    pub keyid: &'a str,
+    pub created: i64,
+    pub expires: i64,
+    pub nonce: &'a str,
+}
+
+/// A fresh nonce: 16 random bytes, base64url without padding.
+pub fn new_nonce() -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Signs a request the way [`verify`] checks it: covers `@method`,
+/// `@authority`, `@path`, `@query`, and `content-digest` when the request
+/// has a body (its `Content-Digest` header must then be in `parts.headers`).
+pub fn sign(
+    parts: &RequestParts<'_>,
+    key: &SigningKey,
+    params: &SignParams<'_>,
+) -> Result<SignatureHeaders, SignatureError> {
+    let mut components: Vec<String> = REQUIRED.iter().map(|c| c.to_string()).collect();
+    if parts.has_body {
+        components.push(CONTENT_DIGEST.to_string());
+    }
+    let input = format!(
+        "({});created={};expires={};nonce=\"{}\";keyid=\"{}\";alg=\"ed25519\"",
+        components
+            .iter()
+            .map(|c| format!("\"{c}\""))
+            .collect::<Vec<_>>()
+            .join(" "),
+        params.created,
+        params.expires,
+        params.nonce,
+        params.keyid
+    );
+    let parsed: InnerList = match Parser::new(&input).parse::<sfv::List>() {
+        Ok(mut list) if list.len() == 1 => match list.remove(0) {
+            ListEntry::InnerList(l) => l,
+            ListEntry::Item(_) => return Err(malformed("signature parameters")),
+        },
+        _ => {
+            return Err(malformed(
+                "nonce or keyid cannot be a structured-field string",
+            ))
+        }
+    };
+    let base = signature_base(parts, &components, &parsed)?;
+    let signature = key.sign(base.as_bytes());
+    Ok(SignatureHeaders {
+        signature_input: format!("{LABEL}={}", serialize_inner_list(&parsed)),
+        signature: format!("{LABEL}=:{}:", B64.encode(signature.to_bytes())),
+    })
+}
+
+#[cfg(test)]
+#[path = "signature_tests.rs"]
+mod tests;

@@ -1,0 +1,473 @@
+//! Tests of `signature`: the RFC 9421 ed25519 vector and the refusals.
+
+use super::*;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use http::HeaderValue;
+
+/// RFC 9421 Appendix B.1.4, `test-key-ed25519`.
+const RFC_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEAJrQLj5P/89iXES9+vFgrIy29clF9CC/oPPsw3c5D0bs=
+-----END PUBLIC KEY-----
+";
+const RFC_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF
+-----END PRIVATE KEY-----
+";
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    h
+}
+
+#[test]
+fn rfc9421_b26_ed25519_vector() {
+    // RFC 9421 Appendix B.2: the test request, and B.2.6 its signature.
+    let h = headers(&[
+        ("host", "example.com"),
+        ("date", "Tue, 20 Apr 2021 02:07:55 GMT"),
+        ("content-type", "application/json"),
+        (
+            "content-digest",
+            "sha-512=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWnrIiYllu7BNNyealdVLvRwEmTHWXvJwew==:",
+        ),
+        ("content-length", "18"),
+        (
+            "signature-input",
+            "sig-b26=(\"date\" \"@method\" \"@path\" \"@authority\" \"content-type\" \"content-length\");created=1618884473;keyid=\"test-key-ed25519\"",
+        ),
+        (
+            "signature",
+            "sig-b26=:wqcAqbmYJ2ji2glfAMaRy4gruYYnx2nEFN2HN6jrnDnQCK1u02Gb04v9EDgwUPiu4A0w6vuQv5lIp5WPpBKRCw==:",
+        ),
+    ]);
+    let parts = RequestParts {
+        method: "POST",
+        authority: "example.com",
+        path: "/foo",
+        query: Some("param=Value&Pet=dog"),
+        headers: &h,
+        has_body: true,
+    };
+    let field = parse_field(&h, "sig-b26").unwrap().unwrap();
+    let base = signature_base(&parts, &field.components, &field.input).unwrap();
+    assert_eq!(
+        base,
+        "\"date\": Tue, 20 Apr 2021 02:07:55 GMT\n\"@method\": POST\n\"@path\": /foo\n\"@authority\": example.com\n\
+         \"content-type\": application/json\n\"content-length\": 18\n\"@signature-params\": (\"date\" \"@method\" \
+         \"@path\" \"@authority\" \"content-type\" \"content-length\");created=1618884473;keyid=\"test-key-ed25519\""
+    );
+    let public = VerifyingKey::from_public_key_pem(RFC_PUBLIC).unwrap();
+    public
+        .verify_strict(base.as_bytes(), &Signature::from_bytes(&field.signature))
+        .expect("the RFC's signature verifies");
+    // Ed25519 is deterministic: signing the base reproduces the RFC's bytes.
+    let private = SigningKey::from_pkcs8_pem(RFC_PRIVATE).unwrap();
+    assert_eq!(private.sign(base.as_bytes()).to_bytes(), field.signature);
+    // The body of the test request matches its Content-Digest.
+    let digest = ContentDigest::from_headers(&h).unwrap();
+    assert!(digest.matches(br#"{"hello": "world"}"#));
+    assert!(!digest.matches(br#"{"hello": "World"}"#));
+    // Another label is not the Portal profile's: no peer signature here.
+    assert!(parse(&h).unwrap().is_none());
+}
+
+const NOW: i64 = 1_800_000_000;
+
+struct Signed {
+    key: SigningKey,
+    keyid: String,
+    headers: HeaderMap,
+}
+
+/// A request signed by a fresh key: `POST https://app.abcdef.example.org/p/a?x=1`
+/// with a body when `body` is given.
+fn signed(body: Option<&[u8]>, created: i64, expires: i64) -> Signed {
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let keyid = crate::identity::portal_id(key.verifying_key().as_bytes());
+    let mut h = HeaderMap::new();
+    if let Some(body) = body {
+        h.insert("content-digest", content_digest(body).parse().unwrap());
+    }
+    let sig = sign(
+        &RequestParts {
+            method: "POST",
+            authority: "app.abcdef.example.org",
+            path: "/p/a",
+            query: Some("x=1"),
+            headers: &h,
+            has_body: body.is_some(),
+        },
+        &key,
+        &SignParams {
+            keyid: &keyid,
+            created,
+            expires,
+            nonce: &new_nonce(),
+        },
+    )
+    .unwrap();
+    h.insert("signature-input", sig.signature_input.parse().unwrap());
+    h.insert("signature", sig.signature.parse().unwrap());
+    Signed {
+        key,
+        keyid,
+        headers: h,
+    }
+}
+
+/// Verifies `s` as received with the given request parts.
+fn check(
+    s: &Signed,
+    method: &str,
+    authority: &str,
+    path: &str,
+    query: Option<&str>,
+    has_body: bool,
+) -> Result<(), SignatureError> {
+    let parsed = parse(&s.headers)?.expect("a portal signature");
+    let parts = RequestParts {
+        method,
+        authority,
+        path,
+        query,
+        headers: &s.headers,
+        has_body,
+    };
+    let public = s.key.verifying_key();
+    verify(
+        &parts,
+        &parsed,
+        |id| (id == s.keyid).then_some(public),
+        NOW,
+        Window::default(),
+    )
+}
+
+fn ok(s: &Signed) -> Result<(), SignatureError> {
+    check(
+        s,
+        "POST",
+        "app.abcdef.example.org",
+        "/p/a",
+        Some("x=1"),
+        s.headers.contains_key("content-digest"),
+    )
+}
+
+#[test]
+fn signer_and_verifier_agree() {
+    ok(&signed(None, NOW, NOW + 60)).unwrap();
+    let s = signed(Some(b"hello"), NOW, NOW + 60);
+    ok(&s).unwrap();
+    let digest = ContentDigest::from_headers(&s.headers).unwrap();
+    assert!(digest.matches(b"hello"));
+    assert!(!digest.matches(b"hellp"));
+    let input = s.headers["signature-input"].to_str().unwrap();
+    assert!(input.starts_with(
+        "portal=(\"@method\" \"@authority\" \"@path\" \"@query\" \"content-digest\");created="
+    ));
+    assert!(
+        input.contains(&format!("keyid=\"{}\"", s.keyid)) && input.ends_with(";alg=\"ed25519\"")
+    );
+}
+
+#[test]
+fn time_window() {
+    let reason = |created, expires| ok(&signed(None, created, expires)).map_err(|e| e.reason());
+    assert_eq!(reason(NOW - 10, NOW + 10), Ok(()));
+    assert_eq!(reason(NOW + 5, NOW + 60), Ok(()), "5 s of skew allowed");
+    assert_eq!(reason(NOW + 6, NOW + 60), Err("not_yet_valid"));
+    assert_eq!(reason(NOW - 60, NOW - 5), Ok(()), "5 s of skew allowed");
+    assert_eq!(reason(NOW - 60, NOW - 6), Err("expired"));
+    assert_eq!(reason(NOW, NOW + 300), Ok(()));
+    assert_eq!(
+        reason(NOW, NOW + 301),
+        Err("malformed"),
+        "too long a validity"
+    );
+    assert_eq!(
+        reason(NOW, NOW - 1),
+        Err("malformed"),
+        "expires before created"
+    );
+}
+
+#[test]
+fn tampering_is_a_bad_signature() {
+    let s = signed(Some(b"body"), NOW, NOW + 60);
+    let cases = [
+        (
+            "method",
+            check(
+                &s,
+                "PUT",
+                "app.abcdef.example.org",
+                "/p/a",
+                Some("x=1"),
+                true,
+            ),
+        ),
+        (
+            "host",
+            check(
+                &s,
+                "POST",
+                "other.abcdef.example.org",
+                "/p/a",
+                Some("x=1"),
+                true,
+            ),
+        ),
+        (
+            "path",
+            check(
+                &s,
+                "POST",
+                "app.abcdef.example.org",
+                "/p/b",
+                Some("x=1"),
+                true,
+            ),
+        ),
+        (
+            "path encoding",
+            check(
+                &s,
+                "POST",
+                "app.abcdef.example.org",
+                "/p/%61",
+                Some("x=1"),
+                true,
+            ),
+        ),
+        (
+            "query",
+            check(
+                &s,
+                "POST",
+                "app.abcdef.example.org",
+                "/p/a",
+                Some("x=2"),
+                true,
+            ),
+        ),
+        (
+            "no query",
+            check(&s, "POST", "app.abcdef.example.org", "/p/a", None, true),
+        ),
+    ];
+    for (what, result) in cases {
+        assert_eq!(
+            result.map_err(|e| e.reason()),
+            Err("bad_signature"),
+            "{what}"
+        );
+    }
+    // The body is bound through Content-Digest: changing the header breaks
+    // the signature, changing the body breaks the digest.
+    let mut t = signed(Some(b"body"), NOW, NOW + 60);
+    t.headers
+        .insert("content-digest", content_digest(b"other").parse().unwrap());
+    assert_eq!(ok(&t).map_err(|e| e.reason()), Err("bad_signature"));
+    let digest = ContentDigest::from_headers(&s.headers).unwrap();
+    assert!(!digest.matches(b"bodx"));
+    // A flipped signature bit.
+    let mut t = signed(None, NOW, NOW + 60);
+    let sig = t.headers["signature"].to_str().unwrap().to_string();
+    let flipped = sig.replacen(&sig[8..9], if &sig[8..9] == "A" { "B" } else { "A" }, 1);
+    t.headers.insert("signature", flipped.parse().unwrap());
+    assert_eq!(ok(&t).map_err(|e| e.reason()), Err("bad_signature"));
+}
+
+#[test]
+fn unknown_peer_and_another_peers_key() {
+    let s = signed(None, NOW, NOW + 60);
+    let parsed = parse(&s.headers).unwrap().unwrap();
+    let parts = RequestParts {
+        method: "POST",
+        authority: "app.abcdef.example.org",
+        path: "/p/a",
+        query: Some("x=1"),
+        headers: &s.headers,
+        has_body: false,
+    };
+    let err = verify(&parts, &parsed, |_| None, NOW, Window::default()).unwrap_err();
+    assert_eq!(err.reason(), "unknown_peer");
+    // keyid names a known peer, but the signature is by another key.
+    let other = SigningKey::generate(&mut rand::rngs::OsRng).verifying_key();
+    let err = verify(&parts, &parsed, |_| Some(other), NOW, Window::default()).unwrap_err();
+    assert_eq!(err.reason(), "bad_signature");
+}
+
+/// Replaces the `portal` Signature-Input with `input` (signature unchanged).
+fn with_input(s: &Signed, input: &str) -> Result<(), SignatureError> {
+    let mut h = s.headers.clone();
+    h.insert("signature-input", input.parse().unwrap());
+    let t = Signed {
+        key: s.key.clone(),
+        keyid: s.keyid.clone(),
+        headers: h,
+    };
+    ok(&t)
+}
+
+#[test]
+fn refusals_by_reason() {
+    let s = signed(None, NOW, NOW + 60);
+    let params = format!(
+        "created={NOW};expires={};nonce=\"n\";keyid=\"{}\"",
+        NOW + 60,
+        s.keyid
+    );
+    let all = "\"@method\" \"@authority\" \"@path\" \"@query\"";
+    let cases: Vec<(String, &str)> = vec![
+        (
+            format!("portal=(\"@authority\" \"@path\" \"@query\");{params}"),
+            "missing_component",
+        ),
+        (
+            format!("portal=(\"@method\" \"@path\" \"@query\");{params}"),
+            "missing_component",
+        ),
+        (
+            format!("portal=(\"@method\" \"@authority\" \"@query\");{params}"),
+            "missing_component",
+        ),
+        (
+            format!("portal=(\"@method\" \"@authority\" \"@path\");{params}"),
+            "missing_component",
+        ),
+        (
+            format!("portal=({all} \"x-absent\");{params}"),
+            "missing_component",
+        ),
+        (
+            format!(
+                "portal=({all});created={NOW};nonce=\"n\";keyid=\"{}\"",
+                s.keyid
+            ),
+            "malformed",
+        ),
+        (
+            format!(
+                "portal=({all});expires={NOW};nonce=\"n\";keyid=\"{}\"",
+                s.keyid
+            ),
+            "malformed",
+        ),
+        (
+            format!(
+                "portal=({all});created={NOW};expires={NOW};keyid=\"{}\"",
+                s.keyid
+            ),
+            "malformed",
+        ),
+        (
+            format!("portal=({all});created={NOW};expires={NOW};nonce=\"n\""),
+            "malformed",
+        ),
+        (
+            format!("portal=({all});{params};alg=\"rsa-pss-sha512\""),
+            "malformed",
+        ),
+        (
+            format!("portal=({all});created=\"{NOW}\";expires={NOW};nonce=\"n\";keyid=\"k\""),
+            "malformed",
+        ),
+        (format!("portal=({all} \"@method\");{params}"), "malformed"),
+        (format!("portal=({all} \"@status\");{params}"), "malformed"),
+        (format!("portal=({all} \"date\";sf);{params}"), "malformed"),
+        (format!("portal=({all} \"X-Upper\");{params}"), "malformed"),
+        ("portal=\"not a list\"".to_string(), "malformed"),
+        ("portal=(".to_string(), "malformed"),
+    ];
+    for (input, reason) in cases {
+        assert_eq!(
+            with_input(&s, &input).map_err(|e| e.reason()),
+            Err(reason),
+            "{input}"
+        );
+    }
+    // A body without content-digest coverage.
+    assert_eq!(
+        check(
+            &s,
+            "POST",
+            "app.abcdef.example.org",
+            "/p/a",
+            Some("x=1"),
+            true
+        )
+        .map_err(|e| e.reason()),
+        Err("missing_component")
+    );
+    // One of the two fields without the label.
+    let mut h = s.headers.clone();
+    h.insert("signature", "other=:AAAA:".parse().unwrap());
+    assert_eq!(parse(&h).map_err(|e| e.reason()).err(), Some("malformed"));
+    let mut h = s.headers.clone();
+    h.insert("signature", "portal=:AAAA:".parse().unwrap());
+    assert_eq!(
+        parse(&h).map_err(|e| e.reason()).err(),
+        Some("malformed"),
+        "short signature"
+    );
+}
+
+#[test]
+fn other_labels_are_ignored() {
+    let s = signed(None, NOW, NOW + 60);
+    let mut h = s.headers.clone();
+    // A second, unrelated signature beside ours.
+    h.append(
+        "signature-input",
+        "other=(\"@method\");created=1".parse().unwrap(),
+    );
+    h.append("signature", "other=:AAAA:".parse().unwrap());
+    let t = Signed {
+        key: s.key.clone(),
+        keyid: s.keyid.clone(),
+        headers: h,
+    };
+    ok(&t).unwrap();
+    // Only another label: not a peer request at all.
+    let only_other = headers(&[
+        ("signature-input", "sig1=(\"@method\");created=1"),
+        ("signature", "sig1=:AAAA:"),
+    ]);
+    assert!(parse(&only_other).unwrap().is_none());
+}
+
+#[test]
+fn content_digest_parsing() {
+    let h = headers(&[(
+        "content-digest",
+        "sha-256=:AAAA:, sha-512=:AAAA:, md5=:AAAA:",
+    )]);
+    let d = ContentDigest::from_headers(&h).unwrap();
+    assert!(d.sha256.is_some() && d.sha512.is_some());
+    for bad in ["md5=:AAAA:", "sha-256=\"x\"", "sha-256=(1)", "%%%"] {
+        let h = headers(&[("content-digest", bad)]);
+        assert_eq!(
+            ContentDigest::from_headers(&h)
+                .map_err(|e| e.reason())
+                .err(),
+            Some("malformed"),
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        ContentDigest::from_headers(&HeaderMap::new())
+            .map_err(|e| e.reason())
+            .err(),
+        Some("missing_component")
+    );
+    assert_eq!(authority("App.Example.org:443"), "app.example.org");
+    assert_eq!(authority("app.example.org:8443"), "app.example.org:8443");
+}
