@@ -131,6 +131,14 @@ pub mod raw {
     pub struct Peering {
         #[serde(default)]
         pub ca_file: Option<String>,
+        #[serde(default)]
+        pub clock_skew_seconds: Option<u32>,
+        #[serde(default)]
+        pub max_signature_validity_seconds: Option<u32>,
+        #[serde(default)]
+        pub max_signed_body_bytes: Option<u64>,
+        #[serde(default)]
+        pub replay_cache_per_peer: Option<usize>,
     }
 
     /// Pingora server settings exposed to operators.
@@ -295,11 +303,26 @@ pub struct Config {
     pub core_upstream: HostPort,
     pub upstreams: BTreeMap<String, AppUpstreams>,
     pub internal_listen: Option<SocketAddr>,
-    pub peering_ca_file: Option<PathBuf>,
+    pub peering: Peering,
     pub metrics_listen: Option<SocketAddr>,
     pub server: ServerSettings,
     pub limits: Limits,
 }
+
+/// Peer request settings (DESIGN sections 5 and 7).
+#[derive(Debug, Clone)]
+pub struct Peering {
+    /// Extra trust roots for peer Portals' certificates.
+    pub ca_file: Option<PathBuf>,
+    pub window: crate::signature::Window,
+    /// Largest signed request body buffered for its digest check.
+    pub max_signed_body: usize,
+    /// Live nonces kept per peer by the replay cache.
+    pub replay_cache_per_peer: usize,
+}
+
+/// Default of `peering.max_signed_body_bytes`: 8 MiB.
+pub const DEFAULT_MAX_SIGNED_BODY: usize = 8 * 1024 * 1024;
 
 /// Default of `home_app`: the Portal's own terminal UI.
 pub const DEFAULT_HOME_APP: &str = "web-terminal";
@@ -509,10 +532,62 @@ impl Validator {
         let internal_listen = raw
             .internal
             .and_then(|l| self.addr("internal.listen", &l.listen));
-        let peering_ca_file = raw
-            .peering
-            .and_then(|p| p.ca_file)
-            .map(|f| self.path("peering.ca_file", &f));
+        let raw_peering = raw.peering.unwrap_or(raw::Peering {
+            ca_file: None,
+            clock_skew_seconds: None,
+            max_signature_validity_seconds: None,
+            max_signed_body_bytes: None,
+            replay_cache_per_peer: None,
+        });
+        let default_window = crate::signature::Window::default();
+        let skew = raw_peering
+            .clock_skew_seconds
+            .map_or(default_window.skew, i64::from);
+        if skew > 300 {
+            self.error(
+                "peering.clock_skew_seconds",
+                format!("{skew} is more than 300"),
+            );
+        }
+        let max_validity = raw_peering
+            .max_signature_validity_seconds
+            .map_or(default_window.max_validity, i64::from);
+        if !(1..=3600).contains(&max_validity) {
+            self.error(
+                "peering.max_signature_validity_seconds",
+                format!("{max_validity} is not from 1 to 3600"),
+            );
+        }
+        let max_signed_body = raw_peering
+            .max_signed_body_bytes
+            .map_or(DEFAULT_MAX_SIGNED_BODY, |b| {
+                usize::try_from(b).unwrap_or(usize::MAX)
+            });
+        if max_signed_body > 1024 * 1024 * 1024 {
+            self.error(
+                "peering.max_signed_body_bytes",
+                format!(
+                    "{max_signed_body} is more than 1 GiB, which the proxy would hold in memory"
+                ),
+            );
+        }
+        let replay_cache_per_peer = raw_peering
+            .replay_cache_per_peer
+            .unwrap_or(crate::replay::DEFAULT_PER_PEER);
+        if replay_cache_per_peer == 0 {
+            self.error(
+                "peering.replay_cache_per_peer",
+                "0 would refuse every peer request",
+            );
+        }
+        let peering = Peering {
+            ca_file: raw_peering
+                .ca_file
+                .map(|f| self.path("peering.ca_file", &f)),
+            window: crate::signature::Window { skew, max_validity },
+            max_signed_body,
+            replay_cache_per_peer,
+        };
         let metrics_listen = raw
             .metrics
             .and_then(|l| self.addr("metrics.listen", &l.listen));
@@ -603,7 +678,7 @@ impl Validator {
             core_upstream: core_upstream.expect("checked above"),
             upstreams,
             internal_listen,
-            peering_ca_file,
+            peering,
             metrics_listen,
             server,
             limits,
@@ -665,9 +740,12 @@ server: { threads: 2 }
         assert_eq!(c.upstreams["mosquitto"].mqtt.as_ref().unwrap().port, 1883);
         assert_eq!(c.upstreams["dns-app"].http.as_ref().unwrap().host, "web");
         assert_eq!(
-            c.peering_ca_file.as_deref(),
+            c.peering.ca_file.as_deref(),
             Some(Path::new("/etc/portal-proxy/ca.pem"))
         );
+        assert_eq!(c.peering.window.skew, 5);
+        assert_eq!(c.peering.window.max_validity, 300);
+        assert_eq!(c.peering.max_signed_body, 8 * 1024 * 1024);
         assert_eq!(c.server.threads, 2);
         assert_eq!(c.limits.upstream_connect_timeout, Duration::from_secs(5));
     }

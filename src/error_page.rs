@@ -12,8 +12,13 @@ pub enum Refusal {
     BadRequest(String),
     /// 401: the caller may not reach this path.
     Unauthorized(String),
+    /// 401: a peer signature that failed, with its reason code (DESIGN
+    /// section 5).
+    Signature(&'static str, String),
     /// 404: no such app, or a path that is never exposed.
     NotFound(String),
+    /// 413: a signed body larger than the limit.
+    PayloadTooLarge(String),
     /// 421: the host is not one of this Portal's.
     Misdirected(String),
     /// 502: the upstream could not be reached or answered badly.
@@ -25,6 +30,8 @@ pub enum Refusal {
 #[derive(Serialize)]
 struct JsonBody<'a> {
     error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
     message: &'a str,
 }
 
@@ -32,7 +39,8 @@ impl Refusal {
     pub fn status(&self) -> u16 {
         match self {
             Refusal::BadRequest(_) => 400,
-            Refusal::Unauthorized(_) => 401,
+            Refusal::Unauthorized(_) | Refusal::Signature(..) => 401,
+            Refusal::PayloadTooLarge(_) => 413,
             Refusal::NotFound(_) => 404,
             Refusal::Misdirected(_) => 421,
             Refusal::BadGateway(_) => 502,
@@ -44,7 +52,8 @@ impl Refusal {
     pub fn code(&self) -> &'static str {
         match self {
             Refusal::BadRequest(_) => "bad_request",
-            Refusal::Unauthorized(_) => "unauthorized",
+            Refusal::Unauthorized(_) | Refusal::Signature(..) => "unauthorized",
+            Refusal::PayloadTooLarge(_) => "payload_too_large",
             Refusal::NotFound(_) => "not_found",
             Refusal::Misdirected(_) => "misdirected_request",
             Refusal::BadGateway(_) => "bad_gateway",
@@ -56,6 +65,8 @@ impl Refusal {
         match self {
             Refusal::BadRequest(m)
             | Refusal::Unauthorized(m)
+            | Refusal::Signature(_, m)
+            | Refusal::PayloadTooLarge(m)
             | Refusal::NotFound(m)
             | Refusal::Misdirected(m)
             | Refusal::BadGateway(m)
@@ -71,6 +82,10 @@ impl Refusal {
         } else {
             let body = JsonBody {
                 error: self.code(),
+                reason: match self {
+                    Refusal::Signature(reason, _) => Some(reason),
+                    _ => None,
+                },
                 message: self.message(),
             };
             let mut json = serde_json::to_vec(&body).expect("strings always serialize");
@@ -148,6 +163,18 @@ mod tests {
         for accept in ["application/json", "*/*", "text/html;q=0", "text/htmlx"] {
             assert_eq!(r.render(Some(accept)).0, "application/json", "{accept}");
         }
+    }
+
+    #[test]
+    fn signature_refusals_carry_their_reason() {
+        let r = Refusal::Signature("expired", "the signature expired".into());
+        assert_eq!(r.status(), 401);
+        let v: serde_json::Value = serde_json::from_slice(&r.render(None).1).unwrap();
+        assert_eq!(v["error"], "unauthorized");
+        assert_eq!(v["reason"], "expired");
+        let v: serde_json::Value =
+            serde_json::from_slice(&Refusal::NotFound("x".into()).render(None).1).unwrap();
+        assert!(v.get("reason").is_none());
     }
 
     #[test]

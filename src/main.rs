@@ -34,6 +34,25 @@ enum Command {
     },
     /// Print the Portal ID and short ID of a key file.
     Id { path: PathBuf },
+    /// Print the headers that sign a request as this Portal (DESIGN
+    /// section 5), for `curl -H @file`.
+    Sign {
+        /// The Portal's identity key (PKCS#8 PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// The request method.
+        #[arg(short = 'X', long, default_value = "GET")]
+        method: String,
+        /// A file whose bytes are the request body.
+        #[arg(long)]
+        body_file: Option<PathBuf>,
+        /// Seconds the signature stays valid (at most the receiver's limit,
+        /// 300 by default).
+        #[arg(long, default_value_t = 60)]
+        validity: i64,
+        /// The full URL: https://<app>.<short_id>.<base_domain>/path?query
+        url: String,
+    },
     /// Start a demo Portal on localhost: key, certificate, one app.
     Demo {
         /// Folder for the demo's files (kept between runs).
@@ -52,6 +71,13 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Keygen { path }) => keygen(&path),
         Some(Command::Id { path }) => print_id(&path),
+        Some(Command::Sign {
+            key,
+            method,
+            body_file,
+            validity,
+            url,
+        }) => sign(&key, &method, body_file.as_deref(), validity, &url),
         Some(Command::Demo {
             dir,
             https_port,
@@ -107,6 +133,46 @@ fn print_id(path: &Path) -> ExitCode {
     match Identity::load(path) {
         Ok(identity) => {
             println!("id: {}\nshort_id: {}", identity.id, short_id(&identity.id));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+fn sign(key: &Path, method: &str, body_file: Option<&Path>, validity: i64, url: &str) -> ExitCode {
+    let identity = match Identity::load(key) {
+        Ok(i) => i,
+        Err(e) => return fail(e.to_string()),
+    };
+    let uri: http::Uri = match url.parse() {
+        Ok(u) => u,
+        Err(e) => return fail(format!("{url:?} is not a URL: {e}")),
+    };
+    let (Some(authority), Some("https")) = (uri.authority(), uri.scheme_str()) else {
+        return fail(format!("{url:?} is not an https:// URL"));
+    };
+    let body = match body_file.map(std::fs::read).transpose() {
+        Ok(b) => b,
+        Err(e) => return fail(format!("cannot read the body file: {e}")),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    match portal_proxy::signature::signed_headers(
+        &identity.signing_key,
+        &identity.id,
+        &method.to_ascii_uppercase(),
+        authority.as_str(),
+        path,
+        body.as_deref(),
+        now,
+        validity,
+    ) {
+        Ok(headers) => {
+            for (name, value) in headers {
+                println!("{name}: {value}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => fail(e.to_string()),

@@ -16,6 +16,7 @@ use log::{error, info, warn};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
+use crate::replay::ReplayCache;
 use crate::state::{SharedState, APP_FILES};
 
 /// How often the state files are looked at: well inside the 1 s DESIGN
@@ -62,6 +63,8 @@ pub fn fingerprint(state_dir: &Path) -> u64 {
 pub struct StateReloader {
     pub state_dir: PathBuf,
     pub state: Arc<SharedState>,
+    /// Forgets the nonces of peers that a reload removed.
+    pub replay: Arc<ReplayCache>,
 }
 
 impl StateReloader {
@@ -73,10 +76,16 @@ impl StateReloader {
                     warn!("state reload ({why}): {e}");
                 }
                 let s = self.state.load();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                self.replay
+                    .retain_peers(|id| s.peers.get(id).is_some(), now);
                 info!(
-                    "state reloaded ({why}): {} app(s), {} terminal(s), {} error(s)",
+                    "state reloaded ({why}): {} app(s), {} terminal(s), {} peer(s), {} error(s)",
                     s.apps.len(),
                     s.terminals.len(),
+                    s.peers.len(),
                     errors.len()
                 );
             }

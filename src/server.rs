@@ -18,6 +18,7 @@ use crate::identity::Identity;
 use crate::proxy::{Portal, PortalProxy};
 use crate::redirect::RedirectToHttps;
 use crate::reload::StateReloader;
+use crate::replay::ReplayCache;
 use crate::state::{SharedState, Snapshot, StateError};
 use crate::tls::{load_certified_key, CertResolver};
 
@@ -110,11 +111,13 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     server.bootstrap();
 
     let state = Arc::new(SharedState::new(loaded.snapshot));
+    let replay = Arc::new(ReplayCache::new(config.peering.replay_cache_per_peer));
     server.add_service(background_service(
         "state reload",
         StateReloader {
             state_dir: config.state_dir.clone(),
             state: state.clone(),
+            replay: replay.clone(),
         },
     ));
 
@@ -131,6 +134,8 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
             domain: domain.clone(),
             public_key_pem: loaded.identity.public_key_pem.clone(),
         }),
+        peering: config.peering.clone(),
+        replay: replay.clone(),
     });
 
     let mut https = pingora::proxy::http_proxy_service_with_name(

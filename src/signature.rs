@@ -516,6 +516,59 @@ pub fn sign(
     })
 }
 
+/// Signs a request to `https://<authority><path>?<query>` now, valid for
+/// `validity` seconds, with a fresh nonce; the headers to add, in order:
+/// `Content-Digest` (when there is a body), `Signature-Input`, `Signature`.
+/// Used by outbound peering and the `sign` subcommand.
+pub fn signed_headers(
+    key: &SigningKey,
+    keyid: &str,
+    method: &str,
+    authority_: &str,
+    path_and_query: &str,
+    body: Option<&[u8]>,
+    now: i64,
+    validity: i64,
+) -> Result<Vec<(&'static str, String)>, SignatureError> {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    let mut headers = HeaderMap::new();
+    let mut out = Vec::with_capacity(3);
+    if let Some(body) = body {
+        let digest = content_digest(body);
+        headers.insert(
+            CONTENT_DIGEST,
+            digest.parse().expect("base64 is a header value"),
+        );
+        out.push(("Content-Digest", digest));
+    }
+    let authority_ = authority(authority_);
+    let parts = RequestParts {
+        method,
+        authority: &authority_,
+        path: if path.is_empty() { "/" } else { path },
+        query,
+        headers: &headers,
+        has_body: body.is_some(),
+    };
+    let nonce = new_nonce();
+    let sig = sign(
+        &parts,
+        key,
+        &SignParams {
+            keyid,
+            created: now,
+            expires: now + validity,
+            nonce: &nonce,
+        },
+    )?;
+    out.push(("Signature-Input", sig.signature_input));
+    out.push(("Signature", sig.signature));
+    Ok(out)
+}
+
 #[cfg(test)]
 #[path = "signature_tests.rs"]
 mod tests;

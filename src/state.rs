@@ -15,6 +15,7 @@ use crate::app_meta::AppMeta;
 use crate::caller::{TerminalEntry, Terminals};
 use crate::config::is_app_name;
 use crate::headers::AppHeaders;
+use crate::peers::Peers;
 
 /// A loaded app: its metadata and its compiled header templates.
 #[derive(Debug)]
@@ -61,6 +62,7 @@ impl std::fmt::Display for StateError {
 pub struct Snapshot {
     pub apps: BTreeMap<String, Arc<App>>,
     pub terminals: Terminals,
+    pub peers: Arc<Peers>,
 }
 
 impl Snapshot {
@@ -85,7 +87,15 @@ impl Snapshot {
         let mut errors = Vec::new();
         let apps = load_apps(&state_dir.join("apps"), &previous.apps, &mut errors);
         let terminals = load_terminals(state_dir, &previous.terminals, &mut errors);
-        Ok((Snapshot { apps, terminals }, errors))
+        let peers = load_peers(state_dir, &previous.peers, &mut errors);
+        Ok((
+            Snapshot {
+                apps,
+                terminals,
+                peers,
+            },
+            errors,
+        ))
     }
 
     /// The app of that name, if it is loaded and has an `http` entrypoint.
@@ -216,6 +226,44 @@ pub fn load_terminals(
         }
     };
     Terminals::new(secret.as_deref(), entries)
+}
+
+/// The file of peer Portals.
+pub const PEERS_FILE: &str = "peers.json";
+
+/// Loads `peers.json`: a missing file is no peers; entries that fail
+/// validation are left out; a file that cannot be read or parsed keeps the
+/// previous peers.
+pub fn load_peers(
+    state_dir: &Path,
+    previous: &Arc<Peers>,
+    errors: &mut Vec<StateError>,
+) -> Arc<Peers> {
+    let file = state_dir.join(PEERS_FILE);
+    let parsed = read_optional(&file).and_then(|bytes| {
+        bytes
+            .map(|b| Peers::parse(&b).map_err(|e| e.to_string()))
+            .transpose()
+    });
+    match parsed {
+        Ok(None) => Arc::new(Peers::default()),
+        Ok(Some((peers, entry_errors))) => {
+            for e in entry_errors {
+                errors.push(StateError::new(
+                    "peers",
+                    file.clone(),
+                    format!("entry left out: {e}"),
+                ));
+            }
+            Arc::new(peers)
+        }
+        Err(message) => {
+            let mut error = StateError::new("peers", file, message);
+            error.kept_previous = true;
+            errors.push(error);
+            previous.clone()
+        }
+    }
 }
 
 fn parse_terminals(bytes: &[u8]) -> Result<Vec<TerminalEntry>, String> {
