@@ -38,6 +38,9 @@ pub struct Echo {
 pub struct Upstream {
     pub addr: SocketAddr,
     pub name: String,
+    /// Every request received: `(target, body bytes received, whether
+    /// the body arrived whole)`.
+    pub received: Record,
 }
 
 impl Upstream {
@@ -48,6 +51,8 @@ impl Upstream {
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let label = Arc::new(name.to_string());
+        let received: Record = Arc::default();
+        let record = received.clone();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -60,9 +65,11 @@ impl Upstream {
                         continue;
                     };
                     let label = label.clone();
+                    let record = record.clone();
                     tokio::spawn(async move {
-                        let service =
-                            hyper::service::service_fn(move |req| echo(label.clone(), req));
+                        let service = hyper::service::service_fn(move |req| {
+                            echo(label.clone(), record.clone(), req)
+                        });
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), service)
                             .with_upgrades()
@@ -74,20 +81,44 @@ impl Upstream {
         Upstream {
             addr,
             name: name.to_string(),
+            received,
         }
     }
 }
 
+/// See [`Upstream::received`].
+pub type Record = Arc<std::sync::Mutex<Vec<(String, usize, bool)>>>;
+
 async fn echo(
     name: Arc<String>,
+    record: Record,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.to_string())
         .unwrap_or_default();
+    // Read frame by frame, to know how much arrived of a body cut short.
+    let mut body = body;
+    let mut bytes = Vec::new();
+    let whole = loop {
+        match body.frame().await {
+            None => break true,
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    bytes.extend_from_slice(data);
+                }
+            }
+            Some(Err(_)) => break false,
+        }
+    };
+    record
+        .lock()
+        .unwrap()
+        .push((target.clone(), bytes.len(), whole));
+    let body = Bytes::from(bytes);
     if let Some(code) = parts.uri.path().strip_prefix("/status/") {
         let code: u16 = code.parse().unwrap_or(500);
         return Ok(Response::builder()
@@ -112,11 +143,7 @@ async fn echo(
     let echo = Echo {
         upstream: name.to_string(),
         method: parts.method.to_string(),
-        target: parts
-            .uri
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or_default(),
+        target,
         headers,
         body_len: body.len(),
     };

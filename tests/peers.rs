@@ -1,0 +1,351 @@
+//! Peer requests end to end (DESIGN sections 4 and 5): signed by another
+//! Portal's key, verified by the real proxy over real TLS, with the body
+//! held back until its digest matched.
+
+mod common;
+
+use common::*;
+use portal_proxy::identity::Identity;
+use portal_proxy::signature::signed_headers;
+use reqwest::StatusCode;
+
+const APP: &str = r#"{
+  "": {"access": "private"},
+  "/open/": {"access": "public"},
+  "/peer/": {"access": "peer", "headers": {
+      "X-Ptl-Client-Id": "{{ auth.client_id }}",
+      "X-Ptl-Client-Name": "{{ auth.client_name }}",
+      "X-Ptl-Client-Type": "{{ auth.client_type }}"}}
+}"#;
+
+struct Setup {
+    files: PortalFiles,
+    proxy: Proxy,
+    app: Upstream,
+    peer: Identity,
+    stranger: Identity,
+}
+
+fn setup(test: &str, extra: &str) -> Setup {
+    let files = PortalFiles::new(test);
+    let app = Upstream::start("app");
+    let peer = Identity::generate();
+    let stranger = Identity::generate();
+    files.app("app", &app_meta(APP)).state_file(
+        "peers.json",
+        &serde_json::json!([{"id": peer.id, "name": "Friend", "public_key": peer.public_key_pem}])
+            .to_string(),
+    );
+    let config = format!(
+        "core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams:\n  app: \"{}\"\n{extra}",
+        app.addr
+    );
+    let proxy = Proxy::start(&files, &config);
+    Setup {
+        files,
+        proxy,
+        app,
+        peer,
+        stranger,
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+impl Setup {
+    fn authority(&self) -> String {
+        format!("{}:{}", self.files.host("app"), self.proxy.https.port())
+    }
+
+    /// A request to `path_and_query` signed by `who`, with `body`.
+    fn signed(
+        &self,
+        client: &reqwest::Client,
+        who: &Identity,
+        method: &str,
+        path_and_query: &str,
+        body: Option<&[u8]>,
+    ) -> reqwest::RequestBuilder {
+        let headers = signed_headers(
+            &who.signing_key,
+            &who.id,
+            method,
+            &self.authority(),
+            path_and_query,
+            body,
+            now(),
+            60,
+        )
+        .unwrap();
+        let mut request = client.request(
+            method.parse().unwrap(),
+            format!("https://{}{path_and_query}", self.authority()),
+        );
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        if let Some(body) = body {
+            request = request.body(body.to_vec());
+        }
+        request
+    }
+}
+
+/// The 401 body's reason code.
+async fn reason(resp: reqwest::Response) -> String {
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    body["reason"].as_str().unwrap_or("").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_reaches_peer_paths_with_its_identity() {
+    let s = setup("peer-ok", "");
+    for protocol in [Protocol::Http1, Protocol::Http2] {
+        let client = client(&s.files.ca_pem, protocol);
+        let resp = s
+            .signed(&client, &s.peer, "GET", "/peer/x?y=1", None)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{protocol:?}");
+        let echo: Echo = resp.json().await.unwrap();
+        assert_eq!(echo.headers["x-ptl-client-type"], "peer");
+        assert_eq!(echo.headers["x-ptl-client-id"], s.peer.id);
+        assert_eq!(echo.headers["x-ptl-client-name"], "Friend");
+        assert_eq!(echo.target, "/peer/x?y=1");
+        // A body arrives intact, small and larger than one read.
+        for size in [5usize, 300_000] {
+            let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let resp = s
+                .signed(&client, &s.peer, "POST", "/peer/upload", Some(&body))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK, "{protocol:?} {size}");
+            let echo: Echo = resp.json().await.unwrap();
+            assert_eq!(echo.body_len, size);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_is_refused_on_private_paths() {
+    let s = setup("peer-private", "");
+    let client = client(&s.files.ca_pem, Protocol::Http2);
+    let resp = s
+        .signed(&client, &s.peer, "GET", "/private/x", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized");
+    // Anonymous callers are refused on peer paths.
+    let resp = client
+        .get(format!("https://{}/peer/x", s.authority()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // A peer may use public paths.
+    let resp = s
+        .signed(&client, &s.peer, "GET", "/open/", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_signatures_are_refused_with_their_reason_on_every_path() {
+    let s = setup("peer-refusals", "");
+    let client = client(&s.files.ca_pem, Protocol::Http1);
+    // Unknown Portal: refused even on a public path (fail closed).
+    let resp = s
+        .signed(&client, &s.stranger, "GET", "/open/", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reason(resp).await, "unknown_peer");
+    // Signed for one path, sent to another.
+    let headers = signed_headers(
+        &s.peer.signing_key,
+        &s.peer.id,
+        "GET",
+        &s.authority(),
+        "/peer/a",
+        None,
+        now(),
+        60,
+    )
+    .unwrap();
+    let mut request = client.get(format!("https://{}/peer/b", s.authority()));
+    for (name, value) in &headers {
+        request = request.header(*name, value);
+    }
+    assert_eq!(reason(request.send().await.unwrap()).await, "bad_signature");
+    // Expired.
+    let headers = signed_headers(
+        &s.peer.signing_key,
+        &s.peer.id,
+        "GET",
+        &s.authority(),
+        "/open/",
+        None,
+        now() - 120,
+        60,
+    )
+    .unwrap();
+    let mut request = client.get(format!("https://{}/open/", s.authority()));
+    for (name, value) in &headers {
+        request = request.header(*name, value);
+    }
+    assert_eq!(reason(request.send().await.unwrap()).await, "expired");
+    // Malformed.
+    let resp = client
+        .get(format!("https://{}/open/", s.authority()))
+        .header("signature-input", "portal=(")
+        .header("signature", "portal=:AAAA:")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reason(resp).await, "malformed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_request_is_refused() {
+    let s = setup("peer-replay", "");
+    let client = client(&s.files.ca_pem, Protocol::Http2);
+    let headers = signed_headers(
+        &s.peer.signing_key,
+        &s.peer.id,
+        "GET",
+        &s.authority(),
+        "/peer/x",
+        None,
+        now(),
+        60,
+    )
+    .unwrap();
+    let send = || {
+        let mut request = client.get(format!("https://{}/peer/x", s.authority()));
+        for (name, value) in &headers {
+            request = request.header(*name, value);
+        }
+        request.send()
+    };
+    assert_eq!(send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(reason(send().await.unwrap()).await, "replayed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_does_not_match_its_digest_never_reaches_the_app_whole() {
+    let s = setup("peer-digest", "");
+    for protocol in [Protocol::Http1, Protocol::Http2] {
+        let client = client(&s.files.ca_pem, protocol);
+        for size in [10usize, 200_000] {
+            let signed_body = vec![b'a'; size];
+            let mut sent = signed_body.clone();
+            sent[size - 1] = b'b';
+            let target = format!("/peer/mismatch-{size}");
+            let headers = signed_headers(
+                &s.peer.signing_key,
+                &s.peer.id,
+                "POST",
+                &s.authority(),
+                &target,
+                Some(&signed_body),
+                now(),
+                60,
+            )
+            .unwrap();
+            let mut request = client
+                .post(format!("https://{}{target}", s.authority()))
+                .body(sent);
+            for (name, value) in &headers {
+                request = request.header(*name, value);
+            }
+            let resp = request.send().await.unwrap();
+            // The echo app answers only once it read a whole body: the
+            // answer is the proxy's refusal, never the app's echo.
+            assert_eq!(reason(resp).await, "digest_mismatch", "{protocol:?} {size}");
+            // Nothing of the body reached the app: it is held back until
+            // its digest matched.
+            let received = s.app.received.lock().unwrap().clone();
+            assert!(
+                !received.iter().any(|(t, len, _)| *t == target && *len > 0),
+                "the app received body bytes for {target}: {received:?}"
+            );
+        }
+    }
+    // The same app does receive whole signed bodies that match.
+    let client = client(&s.files.ca_pem, Protocol::Http1);
+    let resp = s
+        .signed(&client, &s.peer, "POST", "/peer/ok", Some(b"fine"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(s
+        .app
+        .received
+        .lock()
+        .unwrap()
+        .contains(&("/peer/ok".to_string(), 4, true)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_bodies_over_the_limit_are_413() {
+    let s = setup("peer-limit", "peering: { max_signed_body_bytes: 1000 }\n");
+    let client = client(&s.files.ca_pem, Protocol::Http1);
+    let resp = s
+        .signed(&client, &s.peer, "POST", "/peer/x", Some(&[b'x'; 1000]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = s
+        .signed(&client, &s.peer, "POST", "/peer/x", Some(&[b'x'; 1001]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "payload_too_large");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_peer_is_accepted_after_a_state_reload() {
+    let s = setup("peer-reload", "");
+    let client = client(&s.files.ca_pem, Protocol::Http2);
+    let resp = s
+        .signed(&client, &s.stranger, "GET", "/peer/x", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reason(resp).await, "unknown_peer");
+    s.files.state_file(
+        "peers.json",
+        &serde_json::json!([
+            {"id": s.peer.id, "name": "Friend", "public_key": s.peer.public_key_pem},
+            {"id": s.stranger.id, "name": "New friend", "public_key": s.stranger.public_key_pem},
+        ])
+        .to_string(),
+    );
+    let accepted = eventually(std::time::Duration::from_secs(5), || async {
+        s.signed(&client, &s.stranger, "GET", "/peer/x", None)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == StatusCode::OK
+    })
+    .await;
+    assert!(accepted, "the new peer was not accepted within 5 s");
+}
