@@ -123,5 +123,81 @@ fn app_meta(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, routing, identity, app_meta);
+/// The whole verification of a peer request (parse `Signature-Input` and
+/// `Signature`, build the base, `verify_strict`) beside `verify_strict`
+/// alone on the same base: the goal is at most 10% above it.
+fn signature(c: &mut Criterion) {
+    use ed25519_dalek::{Signature, SigningKey};
+    use portal_proxy::signature::{
+        parse, signature_base, signed_headers, verify, Outgoing, RequestParts, Window,
+    };
+
+    let key = SigningKey::from_bytes(&[7u8; 32]);
+    let keyid = portal_proxy::identity::portal_id(key.verifying_key().as_bytes());
+    let now = 1_800_000_000;
+    let authority = "files.b2blla.p.getportal.org";
+    let path = "/api/peer/share?item=42&format=json";
+    let body = br#"{"message": "hello from a peer"}"#;
+    let mut headers = http::HeaderMap::new();
+    let request = Outgoing {
+        method: "POST",
+        authority,
+        path_and_query: path,
+        body: Some(body),
+    };
+    for (name, value) in signed_headers(&key, &keyid, &request, now, 60).unwrap() {
+        headers.insert(name, value.parse().unwrap());
+    }
+    headers.insert("content-type", "application/json".parse().unwrap());
+    let parts = RequestParts {
+        method: "POST",
+        authority,
+        path: "/api/peer/share",
+        query: Some("item=42&format=json"),
+        headers: &headers,
+        has_body: true,
+    };
+    let public = key.verifying_key();
+    let parsed = parse(&headers).unwrap().unwrap();
+    verify(&parts, &parsed, |_| Some(public), now, Window::default())
+        .expect("the request verifies");
+    let base = signature_base(&parts, &parsed.field.components, &parsed.field.input).unwrap();
+    let sig = Signature::from_bytes(&parsed.field.signature);
+
+    let mut group = c.benchmark_group("signature");
+    group.bench_function("ed25519_verify_strict", |b| {
+        b.iter(|| {
+            public
+                .verify_strict(black_box(base.as_bytes()), black_box(&sig))
+                .unwrap()
+        })
+    });
+    group.bench_function("verify_request", |b| {
+        b.iter(|| {
+            let parsed = parse(black_box(&headers)).unwrap().unwrap();
+            verify(
+                black_box(&parts),
+                &parsed,
+                |_| Some(public),
+                now,
+                Window::default(),
+            )
+            .unwrap()
+        })
+    });
+    group.bench_function("parse_and_base_only", |b| {
+        b.iter(|| {
+            let parsed = parse(black_box(&headers)).unwrap().unwrap();
+            signature_base(
+                black_box(&parts),
+                &parsed.field.components,
+                &parsed.field.input,
+            )
+            .unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, routing, identity, app_meta, signature);
 criterion_main!(benches);

@@ -7,7 +7,9 @@
 use std::path::Path;
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, KeypairBytes,
+};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use sha2::{Digest, Sha512};
 
@@ -122,10 +124,7 @@ impl Identity {
             path: path.display().to_string(),
             source,
         };
-        let pem = self
-            .signing_key
-            .to_pkcs8_pem(LineEnding::LF)
-            .expect("an ed25519 key always encodes as PKCS#8");
+        let pem = self.private_key_pem();
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -137,6 +136,18 @@ impl Identity {
 
     pub fn short_id(&self) -> &str {
         short_id(&self.id)
+    }
+
+    /// The private key as PKCS#8 v1 PEM (RFC 8410: the seed only), the form
+    /// `openssl genpkey -algorithm ed25519` writes. Not v2 (with the public
+    /// key): OpenSSL 3.0 and Python's `cryptography` cannot read that.
+    pub fn private_key_pem(&self) -> zeroize::Zeroizing<String> {
+        KeypairBytes {
+            secret_key: self.signing_key.to_bytes(),
+            public_key: None,
+        }
+        .to_pkcs8_pem(LineEnding::LF)
+        .expect("an ed25519 key always encodes as PKCS#8")
     }
 }
 
@@ -224,6 +235,10 @@ mod tests {
         identity.write_new(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("-----BEGIN PRIVATE KEY-----"));
+        // PKCS#8 v1, as OpenSSL writes Ed25519 keys: 48 bytes of DER,
+        // `MC4CAQAw...` in base64.
+        let b64: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+        assert!(b64.starts_with("MC4CAQAw"), "{b64}");
         let loaded = Identity::load(&path).unwrap();
         assert_eq!(loaded.id, identity.id);
         assert!(

@@ -159,13 +159,17 @@ fn sign(key: &Path, method: &str, body_file: Option<&Path>, validity: i64, url: 
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let method = method.to_ascii_uppercase();
+    let request = portal_proxy::signature::Outgoing {
+        method: &method,
+        authority: authority.as_str(),
+        path_and_query: path,
+        body: body.as_deref(),
+    };
     match portal_proxy::signature::signed_headers(
         &identity.signing_key,
         &identity.id,
-        &method.to_ascii_uppercase(),
-        authority.as_str(),
-        path,
-        body.as_deref(),
+        &request,
         now,
         validity,
     ) {

@@ -516,20 +516,32 @@ pub fn sign(
     })
 }
 
-/// Signs a request to `https://<authority><path>?<query>` now, valid for
-/// `validity` seconds, with a fresh nonce; the headers to add, in order:
-/// `Content-Digest` (when there is a body), `Signature-Input`, `Signature`.
-/// Used by outbound peering and the `sign` subcommand.
+/// An outgoing request to sign: `method https://<authority><path_and_query>`.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub method: &'a str,
+    pub authority: &'a str,
+    pub path_and_query: &'a str,
+    pub body: Option<&'a [u8]>,
+}
+
+/// Signs `request` as `keyid` at `now`, valid for `validity` seconds, with
+/// a fresh nonce; the headers to add, in order: `Content-Digest` (when
+/// there is a body), `Signature-Input`, `Signature`. Used by outbound
+/// peering and the `sign` subcommand.
 pub fn signed_headers(
     key: &SigningKey,
     keyid: &str,
-    method: &str,
-    authority_: &str,
-    path_and_query: &str,
-    body: Option<&[u8]>,
+    request: &Outgoing<'_>,
     now: i64,
     validity: i64,
 ) -> Result<Vec<(&'static str, String)>, SignatureError> {
+    let Outgoing {
+        method,
+        authority: authority_,
+        path_and_query,
+        body,
+    } = *request;
     let (path, query) = match path_and_query.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (path_and_query, None),

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use portal_proxy::identity::Identity;
-use portal_proxy::signature::signed_headers;
+use portal_proxy::signature::{signed_headers, Outgoing};
 use reqwest::StatusCode;
 
 const APP: &str = r#"{
@@ -50,6 +50,25 @@ fn setup(test: &str, extra: &str) -> Setup {
     }
 }
 
+/// The headers that sign `method https://<authority><path_and_query>` as
+/// `who`, created at `created`, valid 60 s.
+fn headers_for(
+    who: &Identity,
+    method: &str,
+    authority: &str,
+    path_and_query: &str,
+    body: Option<&[u8]>,
+    created: i64,
+) -> Vec<(&'static str, String)> {
+    let request = Outgoing {
+        method,
+        authority,
+        path_and_query,
+        body,
+    };
+    signed_headers(&who.signing_key, &who.id, &request, created, 60).unwrap()
+}
+
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -71,17 +90,7 @@ impl Setup {
         path_and_query: &str,
         body: Option<&[u8]>,
     ) -> reqwest::RequestBuilder {
-        let headers = signed_headers(
-            &who.signing_key,
-            &who.id,
-            method,
-            &self.authority(),
-            path_and_query,
-            body,
-            now(),
-            60,
-        )
-        .unwrap();
+        let headers = headers_for(who, method, &self.authority(), path_and_query, body, now());
         let mut request = client.request(
             method.parse().unwrap(),
             format!("https://{}{path_and_query}", self.authority()),
@@ -174,34 +183,14 @@ async fn bad_signatures_are_refused_with_their_reason_on_every_path() {
         .unwrap();
     assert_eq!(reason(resp).await, "unknown_peer");
     // Signed for one path, sent to another.
-    let headers = signed_headers(
-        &s.peer.signing_key,
-        &s.peer.id,
-        "GET",
-        &s.authority(),
-        "/peer/a",
-        None,
-        now(),
-        60,
-    )
-    .unwrap();
+    let headers = headers_for(&s.peer, "GET", &s.authority(), "/peer/a", None, now());
     let mut request = client.get(format!("https://{}/peer/b", s.authority()));
     for (name, value) in &headers {
         request = request.header(*name, value);
     }
     assert_eq!(reason(request.send().await.unwrap()).await, "bad_signature");
     // Expired.
-    let headers = signed_headers(
-        &s.peer.signing_key,
-        &s.peer.id,
-        "GET",
-        &s.authority(),
-        "/open/",
-        None,
-        now() - 120,
-        60,
-    )
-    .unwrap();
+    let headers = headers_for(&s.peer, "GET", &s.authority(), "/open/", None, now() - 120);
     let mut request = client.get(format!("https://{}/open/", s.authority()));
     for (name, value) in &headers {
         request = request.header(*name, value);
@@ -222,17 +211,7 @@ async fn bad_signatures_are_refused_with_their_reason_on_every_path() {
 async fn a_replayed_request_is_refused() {
     let s = setup("peer-replay", "");
     let client = client(&s.files.ca_pem, Protocol::Http2);
-    let headers = signed_headers(
-        &s.peer.signing_key,
-        &s.peer.id,
-        "GET",
-        &s.authority(),
-        "/peer/x",
-        None,
-        now(),
-        60,
-    )
-    .unwrap();
+    let headers = headers_for(&s.peer, "GET", &s.authority(), "/peer/x", None, now());
     let send = || {
         let mut request = client.get(format!("https://{}/peer/x", s.authority()));
         for (name, value) in &headers {
@@ -254,17 +233,14 @@ async fn a_body_that_does_not_match_its_digest_never_reaches_the_app_whole() {
             let mut sent = signed_body.clone();
             sent[size - 1] = b'b';
             let target = format!("/peer/mismatch-{size}");
-            let headers = signed_headers(
-                &s.peer.signing_key,
-                &s.peer.id,
+            let headers = headers_for(
+                &s.peer,
                 "POST",
                 &s.authority(),
                 &target,
                 Some(&signed_body),
                 now(),
-                60,
-            )
-            .unwrap();
+            );
             let mut request = client
                 .post(format!("https://{}{target}", s.authority()))
                 .body(sent);
