@@ -122,9 +122,9 @@ pub fn parse_field(
     headers: &HeaderMap,
     label: &str,
 ) -> Result<Option<SignatureField>, SignatureError> {
-    let input = field_dictionary(headers, "signature-input")?;
+    let input =
+        field_dictionary(headers, "signature-input")?.and_then(|mut d| d.shift_remove(label));
     let signature = field_dictionary(headers, "signature")?;
-    let input = input.as_ref().and_then(|d| d.get(label));
     let signature = signature.as_ref().and_then(|d| d.get(label));
     let (input, signature) = match (input, signature) {
         (None, None) => return Ok(None),
@@ -171,7 +171,7 @@ pub fn parse_field(
         components.push(name.to_string());
     }
     Ok(Some(SignatureField {
-        input: input.clone(),
+        input,
         components,
         signature,
     }))
@@ -227,18 +227,18 @@ pub fn parse(headers: &HeaderMap) -> Result<Option<ParsedSignature>, SignatureEr
 
 /// Parses a header as an RFC 8941 dictionary (all its lines, combined).
 fn field_dictionary(headers: &HeaderMap, name: &str) -> Result<Option<Dictionary>, SignatureError> {
-    let mut values = headers.get_all(name).iter().peekable();
-    if values.peek().is_none() {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
         return Ok(None);
+    };
+    // Several field lines are one list, joined by commas (RFC 9110 5.3).
+    let mut combined = std::borrow::Cow::Borrowed(first.as_bytes());
+    for v in values {
+        let c = combined.to_mut();
+        c.extend_from_slice(b", ");
+        c.extend_from_slice(v.as_bytes());
     }
-    let mut combined = Vec::new();
-    for (i, v) in values.enumerate() {
-        if i > 0 {
-            combined.extend_from_slice(b", ");
-        }
-        combined.extend_from_slice(v.as_bytes());
-    }
-    Parser::new(&combined)
+    Parser::new(combined.as_ref())
         .parse::<Dictionary>()
         .map(Some)
         .map_err(|e| malformed(format!("{name} is not a structured-field dictionary: {e}")))
@@ -387,7 +387,11 @@ pub fn signature_base(
 
 fn serialize_inner_list(input: &InnerList) -> String {
     let mut ser = ListSerializer::new();
-    ser.members(std::iter::once(&ListEntry::InnerList(input.clone())));
+    {
+        let mut list = ser.inner_list();
+        list.items(&input.items);
+        let _ = list.finish().parameters(&input.params);
+    }
     ser.finish().unwrap_or_default()
 }
 
