@@ -15,8 +15,14 @@ pub enum Refusal {
     /// 401: a peer signature that failed, with its reason code (DESIGN
     /// section 5).
     Signature(&'static str, String),
+    /// 403: the caller is not allowed here at all (an unknown source on the
+    /// internal listener).
+    Forbidden(String),
     /// 404: no such app, or a path that is never exposed.
     NotFound(String),
+    /// 404: the peer named by an app is unknown or ambiguous, with the
+    /// reason (`unknown_peer`, `ambiguous_peer`).
+    NoSuchPeer(&'static str, String),
     /// 413: a signed body larger than the limit.
     PayloadTooLarge(String),
     /// 421: the host is not one of this Portal's.
@@ -41,7 +47,8 @@ impl Refusal {
             Refusal::BadRequest(_) => 400,
             Refusal::Unauthorized(_) | Refusal::Signature(..) => 401,
             Refusal::PayloadTooLarge(_) => 413,
-            Refusal::NotFound(_) => 404,
+            Refusal::Forbidden(_) => 403,
+            Refusal::NotFound(_) | Refusal::NoSuchPeer(..) => 404,
             Refusal::Misdirected(_) => 421,
             Refusal::BadGateway(_) => 502,
             Refusal::GatewayTimeout(_) => 504,
@@ -54,7 +61,8 @@ impl Refusal {
             Refusal::BadRequest(_) => "bad_request",
             Refusal::Unauthorized(_) | Refusal::Signature(..) => "unauthorized",
             Refusal::PayloadTooLarge(_) => "payload_too_large",
-            Refusal::NotFound(_) => "not_found",
+            Refusal::Forbidden(_) => "forbidden",
+            Refusal::NotFound(_) | Refusal::NoSuchPeer(..) => "not_found",
             Refusal::Misdirected(_) => "misdirected_request",
             Refusal::BadGateway(_) => "bad_gateway",
             Refusal::GatewayTimeout(_) => "gateway_timeout",
@@ -67,7 +75,9 @@ impl Refusal {
             | Refusal::Unauthorized(m)
             | Refusal::Signature(_, m)
             | Refusal::PayloadTooLarge(m)
+            | Refusal::Forbidden(m)
             | Refusal::NotFound(m)
+            | Refusal::NoSuchPeer(_, m)
             | Refusal::Misdirected(m)
             | Refusal::BadGateway(m)
             | Refusal::GatewayTimeout(m) => m,
@@ -83,7 +93,7 @@ impl Refusal {
             let body = JsonBody {
                 error: self.code(),
                 reason: match self {
-                    Refusal::Signature(reason, _) => Some(reason),
+                    Refusal::Signature(reason, _) | Refusal::NoSuchPeer(reason, _) => Some(reason),
                     _ => None,
                 },
                 message: self.message(),

@@ -11,6 +11,7 @@ pub mod error_page;
 pub mod headers;
 pub mod identity;
 pub mod metrics;
+pub mod peering;
 pub mod peers;
 pub mod proxy;
 pub mod redirect;

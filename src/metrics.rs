@@ -13,6 +13,8 @@ pub struct Metrics {
     pub registry: Registry,
     /// `portal_proxy_signature_refusals_total{reason}`.
     pub signature_refusals: IntCounterVec,
+    /// `portal_proxy_outbound_requests_total{peer,status_class}`.
+    pub outbound_requests: IntCounterVec,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -36,9 +38,16 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     for reason in SignatureError::REASONS {
         signature_refusals.with_label_values(&[reason]);
     }
+    let outbound_requests = counter_vec(
+        &registry,
+        "portal_proxy_outbound_requests_total",
+        "Requests apps sent to peer Portals through the internal listener, by peer and by the status class returned to the app.",
+        &["peer", "status_class"],
+    );
     Metrics {
         registry,
         signature_refusals,
+        outbound_requests,
     }
 });
 
@@ -47,5 +56,14 @@ pub fn signature_refused(e: &SignatureError) {
     METRICS
         .signature_refusals
         .with_label_values(&[e.reason()])
+        .inc();
+}
+
+/// Counts a request sent to a peer (`peer` is its Portal ID, from
+/// `peers.json`: a bounded set).
+pub fn outbound(peer: &str, status_class: &str) {
+    METRICS
+        .outbound_requests
+        .with_label_values(&[peer, status_class])
         .inc();
 }

@@ -15,6 +15,7 @@ use rustls::sign::CertifiedKey;
 use crate::config::Config;
 use crate::headers::{portal_value, PortalInfo};
 use crate::identity::Identity;
+use crate::peering::InternalApi;
 use crate::proxy::{Portal, PortalProxy};
 use crate::redirect::RedirectToHttps;
 use crate::reload::StateReloader;
@@ -110,6 +111,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     let mut server = Server::new_with_opt_and_conf(opt, server_conf(config));
     server.bootstrap();
 
+    let identity = Arc::new(loaded.identity);
     let state = Arc::new(SharedState::new(loaded.snapshot));
     let replay = Arc::new(ReplayCache::new(config.peering.replay_cache_per_peer));
     server.add_service(background_service(
@@ -127,12 +129,12 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         core_upstream: config.core_upstream.clone(),
         upstreams: config.upstreams.clone(),
         limits: config.limits.clone(),
-        state,
+        state: state.clone(),
         template_portal: portal_value(&PortalInfo {
-            id: loaded.identity.id.clone(),
-            short_id: loaded.identity.short_id().to_string(),
+            id: identity.id.clone(),
+            short_id: identity.short_id().to_string(),
             domain: domain.clone(),
-            public_key_pem: loaded.identity.public_key_pem.clone(),
+            public_key_pem: identity.public_key_pem.clone(),
         }),
         peering: config.peering.clone(),
         replay: replay.clone(),
@@ -149,6 +151,19 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     tls.enable_h2();
     https.add_tls_with_settings(&config.listen_https.to_string(), None, tls);
     server.add_service(https);
+
+    if let Some(addr) = config.internal_listen {
+        let api = InternalApi::new(
+            state.clone(),
+            identity.clone(),
+            &config.base_domain,
+            &config.peering,
+            &config.limits,
+        )?;
+        let mut internal = Service::new("portal-proxy internal".to_string(), api);
+        internal.add_tcp(&addr.to_string());
+        server.add_service(internal);
+    }
 
     if let Some(addr) = config.listen_http {
         let mut redirect = Service::new(

@@ -5,7 +5,8 @@
 //! broken app keeps serving as it was (or is left out if it never loaded),
 //! and the other apps and files load as usual.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -63,6 +64,8 @@ pub struct Snapshot {
     pub apps: BTreeMap<String, Arc<App>>,
     pub terminals: Terminals,
     pub peers: Arc<Peers>,
+    /// Which app a source address of the internal listener belongs to.
+    pub app_addresses: Arc<HashMap<IpAddr, String>>,
 }
 
 impl Snapshot {
@@ -88,11 +91,13 @@ impl Snapshot {
         let apps = load_apps(&state_dir.join("apps"), &previous.apps, &mut errors);
         let terminals = load_terminals(state_dir, &previous.terminals, &mut errors);
         let peers = load_peers(state_dir, &previous.peers, &mut errors);
+        let app_addresses = load_app_addresses(state_dir, &previous.app_addresses, &mut errors);
         Ok((
             Snapshot {
                 apps,
                 terminals,
                 peers,
+                app_addresses,
             },
             errors,
         ))
@@ -266,6 +271,75 @@ pub fn load_peers(
     }
 }
 
+/// The file of the apps' container addresses.
+pub const APP_ADDRESSES_FILE: &str = "app_addresses.json";
+
+/// Loads `app_addresses.json` (`{"<app>": ["<ip>", ...]}`) as a map from
+/// address to app. An address claimed by two apps belongs to neither (an
+/// app must never be taken for another); a bad entry is left out; a file
+/// that cannot be parsed keeps the previous map.
+pub fn load_app_addresses(
+    state_dir: &Path,
+    previous: &Arc<HashMap<IpAddr, String>>,
+    errors: &mut Vec<StateError>,
+) -> Arc<HashMap<IpAddr, String>> {
+    let file = state_dir.join(APP_ADDRESSES_FILE);
+    let parsed = read_optional(&file).and_then(|bytes| {
+        bytes
+            .map(|b| {
+                serde_json::from_slice::<BTreeMap<String, Vec<String>>>(&b).map_err(|e| {
+                    format!("invalid JSON: {e} (expected {{\"<app>\": [\"<ip>\", ...]}})")
+                })
+            })
+            .transpose()
+    });
+    let raw = match parsed {
+        Ok(None) => return Arc::new(HashMap::new()),
+        Ok(Some(raw)) => raw,
+        Err(message) => {
+            let mut error = StateError::new("app_addresses", file, message);
+            error.kept_previous = true;
+            errors.push(error);
+            return previous.clone();
+        }
+    };
+    let mut by_ip: HashMap<IpAddr, String> = HashMap::new();
+    let mut shared = std::collections::HashSet::new();
+    for (app, ips) in raw {
+        if !is_app_name(&app) {
+            errors.push(StateError::new(
+                "app_addresses",
+                file.clone(),
+                format!("{app:?} is not an app name: entry left out"),
+            ));
+            continue;
+        }
+        for ip in ips {
+            let Ok(addr) = ip.parse::<IpAddr>() else {
+                errors.push(StateError::new(
+                    "app_addresses",
+                    file.clone(),
+                    format!("{app}: {ip:?} is not an IP address: left out"),
+                ));
+                continue;
+            };
+            if let Some(other) = by_ip.get(&addr).filter(|o| **o != app) {
+                errors.push(StateError::new(
+                    "app_addresses",
+                    file.clone(),
+                    format!("{addr} is listed for {other} and {app}: it belongs to neither"),
+                ));
+                shared.insert(addr);
+            }
+            by_ip.insert(addr, app.clone());
+        }
+    }
+    for addr in shared {
+        by_ip.remove(&addr);
+    }
+    Arc::new(by_ip)
+}
+
 fn parse_terminals(bytes: &[u8]) -> Result<Vec<TerminalEntry>, String> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let entries: Vec<TerminalEntry> = serde_path_to_error::deserialize(de)
@@ -427,6 +501,34 @@ mod tests {
         std::fs::remove_dir_all(dir.join("apps/a")).unwrap();
         let (third, _) = Snapshot::reload(&dir, &second).unwrap();
         assert!(!third.apps.contains_key("a"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn app_addresses() {
+        let dir = std::env::temp_dir().join(format!("pp-state-addr-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        write(
+            &dir.join(APP_ADDRESSES_FILE),
+            r#"{"files":["172.20.0.5","fd00::5"],"notes":["172.20.0.6","172.20.0.7","bad"],"evil":["172.20.0.7"],"Bad_Name":["172.20.0.8"]}"#,
+        );
+        let mut errors = Vec::new();
+        let map = load_app_addresses(&dir, &Arc::default(), &mut errors);
+        let app = |ip: &str| map.get(&ip.parse::<IpAddr>().unwrap()).cloned();
+        assert_eq!(app("172.20.0.5").as_deref(), Some("files"));
+        assert_eq!(app("fd00::5").as_deref(), Some("files"));
+        assert_eq!(app("172.20.0.6").as_deref(), Some("notes"));
+        assert_eq!(app("172.20.0.7"), None, "claimed by two apps: neither");
+        assert_eq!(app("172.20.0.8"), None);
+        assert_eq!(map.len(), 3);
+        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(messages.len(), 3, "{messages:#?}");
+        // A broken file keeps the previous map.
+        write(&dir.join(APP_ADDRESSES_FILE), "{");
+        let mut errors = Vec::new();
+        let kept = load_app_addresses(&dir, &map, &mut errors);
+        assert!(Arc::ptr_eq(&kept, &map));
+        assert!(errors[0].kept_previous);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

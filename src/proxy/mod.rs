@@ -16,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 use log::{info, warn};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
+use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
@@ -98,22 +99,26 @@ pub struct RequestCtx {
 impl PortalProxy {
     /// Writes a refusal as the whole response.
     async fn refuse(&self, session: &mut Session, refusal: Refusal) -> Result<()> {
-        let accept = session
-            .req_header()
-            .headers
-            .get(http::header::ACCEPT)
-            .and_then(|v| v.to_str().ok());
-        let (content_type, body) = refusal.render(accept);
-        let mut resp = ResponseHeader::build(refusal.status(), Some(4))?;
-        resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
-        resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-        resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-        session.write_response_header(Box::new(resp), false).await?;
-        session
-            .write_response_body(Some(Bytes::from(body)), true)
-            .await?;
-        Ok(())
+        write_refusal(session.as_downstream_mut(), &refusal).await
     }
+}
+
+/// Writes a refusal as the whole response, JSON or HTML by the request's
+/// `Accept` (every listener's one way of answering by itself).
+pub(crate) async fn write_refusal(session: &mut ServerSession, refusal: &Refusal) -> Result<()> {
+    let accept = session
+        .req_header()
+        .headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let (content_type, body) = refusal.render(accept);
+    let mut resp = ResponseHeader::build(refusal.status(), Some(4))?;
+    resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    session.write_response_header(Box::new(resp)).await?;
+    session.write_response_body(Bytes::from(body), true).await?;
+    Ok(())
 }
 
 #[async_trait]
