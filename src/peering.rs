@@ -218,22 +218,23 @@ impl InternalApi {
             Some((peer, path)) => (peer, path),
             None => (rest, ""),
         };
-        let peer =
-            match snapshot.peers.lookup(peer_ref) {
-                Lookup::Found(peer) => peer,
-                Lookup::Unknown => return Err(Refusal::NoSuchPeer(
+        let peer = match snapshot.peers.lookup(peer_ref) {
+            Lookup::Found(peer) => peer,
+            Lookup::Unknown => {
+                return Err(Refusal::NoSuchPeer(
                     "unknown_peer",
                     format!(
                         "no peer has the ID or unique prefix (6 characters at least) {peer_ref:?}"
                     ),
-                )),
-                Lookup::Ambiguous(n) => {
-                    return Err(Refusal::NoSuchPeer(
-                        "ambiguous_peer",
-                        format!("{n} peers start with {peer_ref:?}: give more characters"),
-                    ))
-                }
-            };
+                ))
+            }
+            Lookup::Ambiguous(n) => {
+                return Err(Refusal::NoSuchPeer(
+                    "ambiguous_peer",
+                    format!("{n} peers start with {peer_ref:?}: give more characters"),
+                ))
+            }
+        };
         crate::access::check_path(&format!("/{path}"))
             .map_err(|e| Refusal::BadRequest(e.to_string()))?;
         let body = self.read_body(session).await?;

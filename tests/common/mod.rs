@@ -30,11 +30,45 @@ pub struct Echo {
     /// Lower-case names; repeated headers joined with ", ".
     pub headers: BTreeMap<String, String>,
     pub body_len: usize,
+    /// SHA-256 of the body, hex.
+    pub body_sha256: String,
+}
+
+/// A response body of `left` zero bytes, made 64 KiB at a time as it is
+/// read (never held whole).
+struct Zeros {
+    left: usize,
+}
+
+static ZERO_CHUNK: [u8; 65536] = [0; 65536];
+
+impl hyper::body::Body for Zeros {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let n = self.left.min(ZERO_CHUNK.len());
+        self.left -= n;
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(
+            &ZERO_CHUNK[..n],
+        )))))
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.left as u64)
+    }
 }
 
 /// An HTTP/1.1 upstream on a loopback port that answers every request with
 /// an [`Echo`], except `/status/<code>` which answers `<code>` with the body
-/// `upstream <name> says <code>` (an app's own error page).
+/// `upstream <name> says <code>` (an app's own error page), and
+/// `.../bytes/<n>` which answers `n` zero bytes, streamed.
 pub struct Upstream {
     pub addr: SocketAddr,
     pub name: String,
@@ -89,11 +123,13 @@ impl Upstream {
 /// See [`Upstream::received`].
 pub type Record = Arc<std::sync::Mutex<Vec<(String, usize, bool)>>>;
 
+type EchoBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
 async fn echo(
     name: Arc<String>,
     record: Record,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<EchoBody>, Infallible> {
     let (parts, body) = req.into_parts();
     let target = parts
         .uri
@@ -124,9 +160,18 @@ async fn echo(
         return Ok(Response::builder()
             .status(code)
             .header("content-type", "text/plain")
-            .body(Full::new(Bytes::from(format!(
-                "upstream {name} says {code}"
-            ))))
+            .body(Full::new(Bytes::from(format!("upstream {name} says {code}"))).boxed())
+            .unwrap());
+    }
+    if let Some(n) = parts
+        .uri
+        .path()
+        .rsplit_once("/bytes/")
+        .and_then(|(_, n)| n.parse().ok())
+    {
+        return Ok(Response::builder()
+            .header("content-type", "application/octet-stream")
+            .body(Zeros { left: n }.boxed())
             .unwrap());
     }
     let mut headers = BTreeMap::<String, String>::new();
@@ -146,11 +191,20 @@ async fn echo(
         target,
         headers,
         body_len: body.len(),
+        body_sha256: sha256_hex(&body),
     };
     Ok(Response::builder()
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(serde_json::to_vec(&echo).unwrap())))
+        .body(Full::new(Bytes::from(serde_json::to_vec(&echo).unwrap())).boxed())
         .unwrap())
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A loopback port that was free a moment ago (the proxy binds it itself;
@@ -338,6 +392,10 @@ impl Proxy {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("the proxy did not listen within 20 s:\n{}", self.log_text());
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn log_text(&self) -> String {

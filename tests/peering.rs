@@ -1,0 +1,368 @@
+//! Two Portals peering with nothing in between (DESIGN section 7): app
+//! alpha on Portal 1 calls Portal 2's alpha through Portal 1's internal
+//! listener; Portal 1 signs, Portal 2 verifies. Apps are told apart by
+//! their source address (127.0.0.2 is alpha, 127.0.0.3 is beta).
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use common::*;
+use reqwest::StatusCode;
+
+const APP: &str = r#"{
+  "": {"access": "private"},
+  "/peer/": {"access": "peer", "headers": {
+      "X-Ptl-Client-Id": "{{ auth.client_id }}",
+      "X-Ptl-Client-Name": "{{ auth.client_name }}",
+      "X-Ptl-Client-Type": "{{ auth.client_type }}"}}
+}"#;
+
+const ALPHA_IP: &str = "127.0.0.2";
+const BETA_IP: &str = "127.0.0.3";
+
+struct Portal {
+    files: PortalFiles,
+    proxy: Proxy,
+    internal: SocketAddr,
+}
+
+struct Setup {
+    p1: Portal,
+    p2: Portal,
+    /// Portal 2's alpha (its beta answers as `beta2`).
+    alpha2: Upstream,
+    _beta2: Upstream,
+}
+
+fn peer_entry(p: &PortalFiles, https: SocketAddr, name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": p.identity.id,
+        "name": name,
+        "public_key": p.identity.public_key_pem,
+        "address": https.to_string(),
+    })
+}
+
+/// Starts Portal 1 and Portal 2, each a peer of the other.
+fn setup(test: &str) -> Setup {
+    let f1 = PortalFiles::new(&format!("{test}-p1"));
+    let f2 = PortalFiles::new(&format!("{test}-p2"));
+    let (alpha2, beta2) = (Upstream::start("alpha2"), Upstream::start("beta2"));
+    f2.app("alpha", &app_meta(APP)).app("beta", &app_meta(APP));
+    // Each trusts the other's CA for the peer connection.
+    std::fs::write(f1.dir.join("peer-ca.pem"), &f2.ca_pem).unwrap();
+    std::fs::write(f2.dir.join("peer-ca.pem"), &f1.ca_pem).unwrap();
+    f1.state_file(
+        "app_addresses.json",
+        &serde_json::json!({"alpha": [ALPHA_IP], "beta": [BETA_IP]}).to_string(),
+    );
+    let internal1: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let internal2: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let p2_proxy = Proxy::start(
+        &f2,
+        &format!(
+            "core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams: {{ alpha: \"{}\", beta: \"{}\" }}\n\
+             internal: {{ listen: \"{internal2}\" }}\npeering: {{ ca_file: peer-ca.pem }}\n",
+            alpha2.addr, beta2.addr
+        ),
+    );
+    let p1_proxy = Proxy::start(
+        &f1,
+        &format!(
+            "core: {{ upstream: \"127.0.0.1:1\" }}\ninternal: {{ listen: \"{internal1}\" }}\n\
+             peering: {{ ca_file: peer-ca.pem }}\n"
+        ),
+    );
+    // Each lists the other, at its real address (no DNS for *.portal.test).
+    f1.state_file(
+        "peers.json",
+        &serde_json::json!([peer_entry(&f2, p2_proxy.https, "Portal 2")]).to_string(),
+    );
+    f2.state_file(
+        "peers.json",
+        &serde_json::json!([peer_entry(&f1, p1_proxy.https, "Portal 1")]).to_string(),
+    );
+    Setup {
+        p1: Portal {
+            files: f1,
+            proxy: p1_proxy,
+            internal: internal1,
+        },
+        p2: Portal {
+            files: f2,
+            proxy: p2_proxy,
+            internal: internal2,
+        },
+        alpha2,
+        _beta2: beta2,
+    }
+}
+
+/// A plain HTTP client whose connections come from `source`, as an app's
+/// container would.
+fn app_client(source: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(source.parse::<IpAddr>().unwrap())
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+impl Setup {
+    /// `http://<portal 1 internal>/internal/call_peer/<portal 2 id prefix>/<path>`
+    fn call_url(&self, path: &str) -> String {
+        format!(
+            "http://{}/internal/call_peer/{}/{path}",
+            self.p1.internal,
+            &self.p2.files.identity.id[..10]
+        )
+    }
+
+    /// Waits until both Portals loaded each other's peers.json.
+    async fn peered(&self) {
+        let ready = eventually(Duration::from_secs(5), || async {
+            let list: serde_json::Value = app_client(ALPHA_IP)
+                .get(format!("http://{}/internal/peers", self.p1.internal))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let list2: serde_json::Value = app_client(ALPHA_IP)
+                .get(format!("http://{}/internal/peers", self.p2.internal))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            list.as_array().is_some_and(|l| l.len() == 1)
+                && list2.as_array().is_some_and(|l| l.len() == 1)
+        })
+        .await;
+        assert!(ready, "the Portals did not load their peers.json");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_calls_the_same_app_on_a_peer() {
+    let s = setup("call");
+    s.peered().await;
+    let list: serde_json::Value = app_client(ALPHA_IP)
+        .get(format!("http://{}/internal/peers", s.p1.internal))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let p2 = &s.p2.files.identity;
+    assert_eq!(
+        list,
+        serde_json::json!([{"id": p2.id, "short_id": p2.short_id(), "name": "Portal 2"}])
+    );
+
+    let resp = app_client(ALPHA_IP)
+        .get(s.call_url("peer/hello?x=1&y=%20z"))
+        .header("x-ptl-client-id", "spoofed")
+        .header("cookie", "session=secret")
+        .header("x-custom", "kept")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let echo: Echo = resp.json().await.unwrap();
+    assert_eq!(echo.upstream, "alpha2");
+    assert_eq!(echo.target, "/peer/hello?x=1&y=%20z");
+    let p1 = &s.p1.files.identity;
+    assert_eq!(echo.headers["x-ptl-client-type"], "peer");
+    assert_eq!(echo.headers["x-ptl-client-id"], p1.id);
+    assert_eq!(echo.headers["x-ptl-client-name"], "Portal 1");
+    assert_eq!(echo.headers["x-custom"], "kept");
+    assert!(!echo.headers.contains_key("cookie"), "{:?}", echo.headers);
+    assert_eq!(
+        echo.headers["host"],
+        format!(
+            "alpha.{}.{BASE_DOMAIN}:{}",
+            p2.short_id(),
+            s.p2.proxy.https.port()
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_body_arrives_intact() {
+    let s = setup("post");
+    s.peered().await;
+    let body: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let resp = app_client(ALPHA_IP)
+        .post(s.call_url("peer/upload"))
+        .header("content-type", "application/octet-stream")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let echo: Echo = resp.json().await.unwrap();
+    assert_eq!(echo.method, "POST");
+    assert_eq!(echo.body_len, body.len());
+    assert_eq!(echo.body_sha256, sha256_hex(&body));
+    assert_eq!(echo.headers["content-type"], "application/octet-stream");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_path_is_refused_by_the_peer() {
+    let s = setup("private");
+    s.peered().await;
+    let resp = app_client(ALPHA_IP)
+        .get(s.call_url("admin/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized");
+    assert!(
+        s.alpha2.received.lock().unwrap().is_empty(),
+        "the app was reached"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_the_receiver_does_not_list_is_refused() {
+    let s = setup("unlisted");
+    s.peered().await;
+    // Portal 2 forgets Portal 1.
+    s.p2.files.state_file("peers.json", "[]");
+    let refused = eventually(Duration::from_secs(5), || async {
+        let resp = app_client(ALPHA_IP)
+            .get(s.call_url("peer/x"))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return false;
+        }
+        let body: serde_json::Value = resp.json().await.unwrap();
+        body["reason"] == "unknown_peer"
+    })
+    .await;
+    assert!(refused, "Portal 2 still accepts Portal 1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_cannot_send_as_another() {
+    let s = setup("as-another");
+    s.peered().await;
+    // beta's call goes to beta on the peer, whatever it asks for.
+    let resp = app_client(BETA_IP)
+        .get(s.call_url("peer/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let echo: Echo = resp.json().await.unwrap();
+    assert_eq!(echo.upstream, "beta2");
+    assert!(echo.headers["host"].starts_with("beta."));
+    let resp = app_client(BETA_IP)
+        .get(s.call_url("peer/x"))
+        .header(
+            "host",
+            format!("alpha.{}.{BASE_DOMAIN}", s.p2.files.identity.short_id()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let echo: Echo = resp.json().await.unwrap();
+    assert_eq!(
+        echo.upstream, "beta2",
+        "a Host header does not change the caller"
+    );
+    // A source that is no app's is refused.
+    let resp = app_client("127.0.0.9")
+        .get(s.call_url("peer/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "forbidden");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_and_unreachable_peers() {
+    let s = setup("unknown");
+    s.peered().await;
+    let client = app_client(ALPHA_IP);
+    for (peer, reason) in [("zzzzzzzzzz", "unknown_peer"), ("abc", "unknown_peer")] {
+        let url = format!("http://{}/internal/call_peer/{peer}/x", s.p1.internal);
+        let resp = client.get(url).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{peer}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["reason"], reason);
+    }
+    // Portal 2 goes away: a clear 502.
+    let Setup { p1, p2, .. } = s;
+    let url = format!(
+        "http://{}/internal/call_peer/{}/peer/x",
+        p1.internal,
+        &p2.files.identity.id[..8]
+    );
+    drop(p2.proxy);
+    let resp = client.get(url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "bad_gateway");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be reached"),
+        "{body}"
+    );
+}
+
+/// Peak resident memory of a process, from /proc.
+fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_answer_is_streamed_not_held() {
+    let s = setup("large");
+    s.peered().await;
+    let client = app_client(ALPHA_IP);
+    // Warm up both proxies, then measure Portal 1's peak memory.
+    let resp = client
+        .get(s.call_url("peer/bytes/1000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.bytes().await.unwrap().len(), 1000);
+    let before = peak_rss_bytes(s.p1.proxy.pid());
+    const SIZE: usize = 192 * 1024 * 1024;
+    let mut resp = client
+        .get(s.call_url("peer/bytes/201326592"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut received = 0usize;
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        assert!(chunk.iter().all(|b| *b == 0));
+        received += chunk.len();
+    }
+    assert_eq!(received, SIZE);
+    let growth = peak_rss_bytes(s.p1.proxy.pid()).saturating_sub(before);
+    assert!(
+        growth < 48 * 1024 * 1024,
+        "Portal 1 grew by {growth} bytes relaying {SIZE}"
+    );
+}
