@@ -23,23 +23,45 @@ const DEMO_APP_META: &str = r#"{
   ],
   "paths": {
     "": {"access": "public", "headers": {"X-Ptl-Client-Type": "{{ auth.client_type }}"}},
-    "/private/": {"access": "private"}
+    "/private/": {"access": "private"},
+    "/peer/": {"access": "peer", "headers": {
+      "X-Ptl-Client-Type": "{{ auth.client_type }}",
+      "X-Ptl-Client-Id": "{{ auth.client_id }}",
+      "X-Ptl-Client-Name": "{{ auth.client_name }}"}}
   }
 }
 "#;
+
+/// The demo's listening ports, all on 127.0.0.1.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoPorts {
+    pub https: u16,
+    pub http: u16,
+    /// The internal listener the demo app calls peers through.
+    pub internal: u16,
+}
 
 /// What the demo prepared.
 pub struct Demo {
     pub config_file: PathBuf,
     pub domain: String,
-    pub https_port: u16,
-    pub http_port: u16,
+    pub id: String,
+    pub ports: DemoPorts,
     pub ca_file: PathBuf,
 }
 
-/// Writes the demo's files under `dir` (keeping an existing key, so the
-/// demo's address is stable across runs) and starts the demo app.
-pub fn prepare(dir: &Path, https_port: u16, http_port: u16) -> std::io::Result<Demo> {
+/// Writes a file unless it exists.
+fn write_new(path: &Path, content: &str) -> std::io::Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    std::fs::write(path, content)
+}
+
+/// Writes the demo's files under `dir` and starts the demo app. The key,
+/// the CA and the certificate are kept between runs, so the demo's address
+/// and a peer's trust in it survive a restart.
+pub fn prepare(dir: &Path, ports: DemoPorts) -> std::io::Result<Demo> {
     let err = |e: String| std::io::Error::other(e);
     std::fs::create_dir_all(dir.join("state/apps").join(DEMO_APP))?;
     let dir = dir.canonicalize()?;
@@ -51,10 +73,23 @@ pub fn prepare(dir: &Path, https_port: u16, http_port: u16) -> std::io::Result<D
     }
     let identity = Identity::load(&key_file).map_err(|e| err(e.to_string()))?;
     let domain = format!("{}.localhost", identity.short_id());
-    let cert = demo_certificate(&domain).map_err(|e| err(e.to_string()))?;
-    std::fs::write(dir.join("ca.pem"), &cert.ca_pem)?;
-    std::fs::write(dir.join("cert.pem"), &cert.cert_pem)?;
-    std::fs::write(dir.join("key.pem"), &cert.key_pem)?;
+    if !dir.join("cert.pem").exists() || !dir.join("ca.pem").exists() {
+        let cert = demo_certificate(&domain).map_err(|e| err(e.to_string()))?;
+        std::fs::write(dir.join("ca.pem"), &cert.ca_pem)?;
+        std::fs::write(dir.join("cert.pem"), &cert.cert_pem)?;
+        std::fs::write(dir.join("key.pem"), &cert.key_pem)?;
+    }
+    // Trust roots for peers: append another demo's ca.pem to peer with it.
+    write_new(
+        &dir.join("peers-ca.pem"),
+        &std::fs::read_to_string(dir.join("ca.pem"))?,
+    )?;
+    write_new(&dir.join("state/peers.json"), "[]\n")?;
+    // Requests to the internal listener from this machine come from the demo app.
+    write_new(
+        &dir.join("state/app_addresses.json"),
+        &format!("{{\"{DEMO_APP}\": [\"127.0.0.1\"]}}\n"),
+    )?;
     std::fs::write(
         dir.join("state/apps").join(DEMO_APP).join("app_meta.json"),
         DEMO_APP_META,
@@ -65,20 +100,23 @@ pub fn prepare(dir: &Path, https_port: u16, http_port: u16) -> std::io::Result<D
         "# Written by `portal-proxy demo`; see conf/portal-proxy.yaml for every key.\n\
          portal:\n  key_file: identity.pem\n  base_domain: localhost\n\
          state_dir: state\n\
-         listen:\n  https: 127.0.0.1:{https_port}\n  http: 127.0.0.1:{http_port}\n\
+         listen:\n  https: 127.0.0.1:{}\n  http: 127.0.0.1:{}\n\
          tls: {{ cert_file: cert.pem, key_file: key.pem }}\n\
          home_app: {DEMO_APP}\n\
          core: {{ upstream: {upstream} }}\n\
          upstreams:\n  {DEMO_APP}: {upstream}\n\
-         server: {{ threads: 2, pid_file: portal-proxy.pid, upgrade_sock: upgrade.sock }}\n"
+         internal: {{ listen: 127.0.0.1:{} }}\n\
+         peering: {{ ca_file: peers-ca.pem }}\n\
+         server: {{ threads: 2, pid_file: portal-proxy.pid, upgrade_sock: upgrade.sock }}\n",
+        ports.https, ports.http, ports.internal
     );
     let config_file = dir.join("portal-proxy.yaml");
     std::fs::write(&config_file, config)?;
     Ok(Demo {
         config_file,
         domain,
-        https_port,
-        http_port,
+        id: identity.id,
+        ports,
         ca_file: dir.join("ca.pem"),
     })
 }
@@ -86,9 +124,10 @@ pub fn prepare(dir: &Path, https_port: u16, http_port: u16) -> std::io::Result<D
 impl Demo {
     /// The lines a new user can paste to try the demo.
     pub fn instructions(&self) -> String {
-        let (d, p, ca) = (&self.domain, self.https_port, self.ca_file.display());
+        let (d, p, ca) = (&self.domain, self.ports.https, self.ca_file.display());
         let mut s = String::new();
-        let _ = writeln!(s, "portal-proxy demo: Portal domain {d}");
+        let _ = writeln!(s, "portal-proxy demo: Portal {}", self.id);
+        let _ = writeln!(s, "  domain: {d}");
         let _ = writeln!(s, "  config: {}", self.config_file.display());
         let _ = writeln!(s, "Try (curl resolves *.localhost to 127.0.0.1):");
         let _ = writeln!(s, "  curl --cacert {ca} https://{DEMO_APP}.{d}:{p}/");
@@ -101,7 +140,12 @@ impl Demo {
         let _ = writeln!(
             s,
             "  curl -si http://{DEMO_APP}.{d}:{}/x                  # 308 to https",
-            self.http_port
+            self.ports.http
+        );
+        let _ = writeln!(
+            s,
+            "  curl http://127.0.0.1:{}/internal/peers             # the peers (README: two Portals)",
+            self.ports.internal
         );
         s
     }

@@ -33,7 +33,15 @@ enum Command {
         path: PathBuf,
     },
     /// Print the Portal ID and short ID of a key file.
-    Id { path: PathBuf },
+    Id {
+        path: PathBuf,
+        /// Print a `peers.json` entry for this key instead, with this name.
+        #[arg(long, value_name = "NAME")]
+        peer_entry: Option<String>,
+        /// The entry's `address` (host:port to connect to instead of DNS).
+        #[arg(long, requires = "peer_entry")]
+        address: Option<String>,
+    },
     /// Print the headers that sign a request as this Portal (DESIGN
     /// section 5), for `curl -H @file`.
     Sign {
@@ -62,6 +70,8 @@ enum Command {
         https_port: u16,
         #[arg(long, default_value_t = 8080)]
         http_port: u16,
+        #[arg(long, default_value_t = 8081)]
+        internal_port: u16,
     },
 }
 
@@ -70,7 +80,11 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match cli.command {
         Some(Command::Keygen { path }) => keygen(&path),
-        Some(Command::Id { path }) => print_id(&path),
+        Some(Command::Id {
+            path,
+            peer_entry,
+            address,
+        }) => print_id(&path, peer_entry, address),
         Some(Command::Sign {
             key,
             method,
@@ -82,7 +96,15 @@ fn main() -> ExitCode {
             dir,
             https_port,
             http_port,
-        }) => match demo::prepare(&dir, https_port, http_port) {
+            internal_port,
+        }) => match demo::prepare(
+            &dir,
+            demo::DemoPorts {
+                https: https_port,
+                http: http_port,
+                internal: internal_port,
+            },
+        ) {
             Ok(d) => {
                 println!("{}", d.instructions());
                 run(&d.config_file, cli.opt)
@@ -129,14 +151,26 @@ fn keygen(path: &Path) -> ExitCode {
     }
 }
 
-fn print_id(path: &Path) -> ExitCode {
-    match Identity::load(path) {
-        Ok(identity) => {
-            println!("id: {}\nshort_id: {}", identity.id, short_id(&identity.id));
-            ExitCode::SUCCESS
+fn print_id(path: &Path, peer_entry: Option<String>, address: Option<String>) -> ExitCode {
+    let identity = match Identity::load(path) {
+        Ok(identity) => identity,
+        Err(e) => return fail(e.to_string()),
+    };
+    match peer_entry {
+        None => println!("id: {}\nshort_id: {}", identity.id, short_id(&identity.id)),
+        Some(name) => {
+            let mut entry = serde_json::json!({
+                "id": identity.id,
+                "name": name,
+                "public_key": identity.public_key_pem,
+            });
+            if let Some(address) = address {
+                entry["address"] = address.into();
+            }
+            println!("{entry}");
         }
-        Err(e) => fail(e.to_string()),
     }
+    ExitCode::SUCCESS
 }
 
 fn sign(key: &Path, method: &str, body_file: Option<&Path>, validity: i64, url: &str) -> ExitCode {
