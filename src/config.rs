@@ -68,6 +68,19 @@ pub mod raw {
         pub server: Option<Server>,
         #[serde(default)]
         pub limits: Option<Limits>,
+        #[serde(default)]
+        pub access_log: Option<AccessLog>,
+    }
+
+    /// Where the access log goes: standard output unless `file` is given;
+    /// nowhere with `enabled: false`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct AccessLog {
+        #[serde(default)]
+        pub file: Option<String>,
+        #[serde(default)]
+        pub enabled: Option<bool>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -307,6 +320,7 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     pub server: ServerSettings,
     pub limits: Limits,
+    pub access_log: crate::access_log::Target,
 }
 
 /// Peer request settings (DESIGN sections 5 and 7).
@@ -645,6 +659,25 @@ impl Validator {
             ),
         };
 
+        let access_log = match raw.access_log {
+            None => crate::access_log::Target::Stdout,
+            Some(raw::AccessLog {
+                enabled: Some(false),
+                file: Some(_),
+            }) => {
+                self.error("access_log", "a file is given but enabled is false");
+                crate::access_log::Target::Off
+            }
+            Some(raw::AccessLog {
+                enabled: Some(false),
+                ..
+            }) => crate::access_log::Target::Off,
+            Some(raw::AccessLog { file: Some(f), .. }) => {
+                crate::access_log::Target::File(self.path("access_log.file", &f))
+            }
+            Some(raw::AccessLog { file: None, .. }) => crate::access_log::Target::Stdout,
+        };
+
         // Two listeners on one address fail at bind time with a vaguer error.
         let mut seen: BTreeMap<SocketAddr, &str> = BTreeMap::new();
         for (key, addr) in [
@@ -682,6 +715,7 @@ impl Validator {
             metrics_listen,
             server,
             limits,
+            access_log,
         })
     }
 }
@@ -748,6 +782,14 @@ server: { threads: 2 }
         assert_eq!(c.peering.max_signed_body, 8 * 1024 * 1024);
         assert_eq!(c.server.threads, 2);
         assert_eq!(c.limits.upstream_connect_timeout, Duration::from_secs(5));
+        assert_eq!(c.access_log, crate::access_log::Target::Stdout);
+        let c = parse(&format!("{FULL}access_log: {{ file: log/access.log }}\n")).unwrap();
+        assert_eq!(
+            c.access_log,
+            crate::access_log::Target::File(PathBuf::from("/etc/portal-proxy/log/access.log"))
+        );
+        let c = parse(&format!("{FULL}access_log: {{ enabled: false }}\n")).unwrap();
+        assert_eq!(c.access_log, crate::access_log::Target::Off);
     }
 
     #[test]

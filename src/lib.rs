@@ -3,6 +3,7 @@
 //! `redirect` and `server` are the Pingora shell around them.
 
 pub mod access;
+pub mod access_log;
 pub mod app_meta;
 pub mod caller;
 pub mod config;

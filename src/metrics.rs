@@ -1,33 +1,104 @@
 //! Prometheus metrics (DESIGN section 8), registered once in a registry of
-//! the proxy's own. The request path only increments counters; the
-//! `/metrics` listener renders them.
+//! the proxy's own, with the process collector (`process_*`). The request
+//! path only increments counters; the `/metrics` listener ([`MetricsApp`])
+//! renders them in the text format. Label values are bounded: app names
+//! come from the loaded state (anything else is `""`), reasons and kinds
+//! from fixed lists.
 
 use std::sync::LazyLock;
 
-use prometheus::{IntCounterVec, Opts, Registry};
+use async_trait::async_trait;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
 
 use crate::signature::SignatureError;
 
 /// Every series of the proxy.
 pub struct Metrics {
     pub registry: Registry,
+    /// `portal_proxy_requests_total{app,access,client_type,decision,status_class}`.
+    pub requests: IntCounterVec,
+    /// `portal_proxy_request_duration_seconds{app}`.
+    pub request_duration: HistogramVec,
     /// `portal_proxy_signature_refusals_total{reason}`.
     pub signature_refusals: IntCounterVec,
+    /// `portal_proxy_upstream_errors_total{app,kind}`.
+    pub upstream_errors: IntCounterVec,
+    /// `portal_proxy_state_reloads_total{file,result}`.
+    pub state_reloads: IntCounterVec,
+    /// `portal_proxy_state_entries{kind}`.
+    pub state_entries: IntGaugeVec,
+    /// `portal_proxy_certificate_expiry_timestamp_seconds`.
+    pub certificate_expiry: Gauge,
+    /// `portal_proxy_certificate_reloads_total{result}`.
+    pub certificate_reloads: IntCounterVec,
     /// `portal_proxy_outbound_requests_total{peer,status_class}`.
     pub outbound_requests: IntCounterVec,
+    /// `portal_proxy_access_log_dropped_total`.
+    pub access_log_dropped: IntCounter,
 }
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+/// The `app` label of requests to the Portal core: no app name has a `/`.
+pub const CORE_APP_LABEL: &str = "/core";
+
+/// The state file kinds of `portal_proxy_state_reloads_total{file}`.
+pub const STATE_FILE_KINDS: [&str; 6] = [
+    "state_dir",
+    "app",
+    "terminals",
+    "terminal_jwt_secret",
+    "peers",
+    "app_addresses",
+];
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
     registry
         .register(Box::new(c.clone()))
         .expect("each metric is registered once");
     c
 }
 
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(
+        registry,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition"),
+    )
+}
+
 /// The process's metrics.
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let registry = Registry::new();
+    #[cfg(target_os = "linux")]
+    registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("the process collector is registered once");
+    let requests = counter_vec(
+        &registry,
+        "portal_proxy_requests_total",
+        "Requests handled, by app (\"\" for hosts that are no app, \"/core\" for the Portal core), access of the matched path rule, client type, decision (\"forward\" or the code of the proxy's own answer) and status class.",
+        &["app", "access", "client_type", "decision", "status_class"],
+    );
+    let request_duration = register(
+        &registry,
+        HistogramVec::new(
+            HistogramOpts::new(
+                "portal_proxy_request_duration_seconds",
+                "Time from the request's arrival to the end of its response, by app.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["app"],
+        )
+        .expect("valid metric definition"),
+    );
     let signature_refusals = counter_vec(
         &registry,
         "portal_proxy_signature_refusals_total",
@@ -38,16 +109,69 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     for reason in SignatureError::REASONS {
         signature_refusals.with_label_values(&[reason]);
     }
+    let upstream_errors = counter_vec(
+        &registry,
+        "portal_proxy_upstream_errors_total",
+        "Failures to reach or read an upstream, by app and kind.",
+        &["app", "kind"],
+    );
+    let state_reloads = counter_vec(
+        &registry,
+        "portal_proxy_state_reloads_total",
+        "Loads of the state files, by kind of file and result (ok, or error: the last good version was kept).",
+        &["file", "result"],
+    );
+    let state_entries = register(
+        &registry,
+        IntGaugeVec::new(
+            Opts::new(
+                "portal_proxy_state_entries",
+                "Entries of the state in use, by kind (apps, peers, terminals, app_addresses).",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric definition"),
+    );
+    let certificate_expiry = register(
+        &registry,
+        Gauge::new(
+            "portal_proxy_certificate_expiry_timestamp_seconds",
+            "When the serving certificate expires (its notAfter), in Unix seconds.",
+        )
+        .expect("valid metric definition"),
+    );
+    let certificate_reloads = counter_vec(
+        &registry,
+        "portal_proxy_certificate_reloads_total",
+        "Loads of a changed certificate, by result (ok, or error: the previous certificate kept serving).",
+        &["result"],
+    );
     let outbound_requests = counter_vec(
         &registry,
         "portal_proxy_outbound_requests_total",
         "Requests apps sent to peer Portals through the internal listener, by peer and by the status class returned to the app.",
         &["peer", "status_class"],
     );
+    let access_log_dropped = register(
+        &registry,
+        IntCounter::new(
+            "portal_proxy_access_log_dropped_total",
+            "Access log lines dropped because the writer fell behind (the request path never waits for it).",
+        )
+        .expect("valid metric definition"),
+    );
     Metrics {
         registry,
+        requests,
+        request_duration,
         signature_refusals,
+        upstream_errors,
+        state_reloads,
+        state_entries,
+        certificate_expiry,
+        certificate_reloads,
         outbound_requests,
+        access_log_dropped,
     }
 });
 
@@ -66,4 +190,95 @@ pub fn outbound(peer: &str, status_class: &str) {
         .outbound_requests
         .with_label_values(&[peer, status_class])
         .inc();
+}
+
+/// `1xx` to `5xx`; `none` when no response was sent.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "none",
+    }
+}
+
+/// The registry in the Prometheus text format.
+pub fn render() -> Vec<u8> {
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&METRICS.registry.gather(), &mut out)
+        .expect("the text encoder writes to memory");
+    out
+}
+
+/// The `metrics.listen` listener: `GET /metrics`.
+pub struct MetricsApp;
+
+#[async_trait]
+impl ServeHttp for MetricsApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let builder = Response::builder().header(http::header::CACHE_CONTROL, "no-store");
+        let response = if session.req_header().uri.path() == "/metrics" {
+            let body = render();
+            builder
+                .status(200)
+                .header(http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)
+                .header(http::header::CONTENT_LENGTH, body.len())
+                .body(body)
+        } else {
+            let body = b"metrics are at /metrics\n".to_vec();
+            builder
+                .status(404)
+                .header(http::header::CONTENT_TYPE, "text/plain")
+                .header(http::header::CONTENT_LENGTH, body.len())
+                .body(body)
+        };
+        response.expect("static header names and checked values")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_design_series_is_exported() {
+        METRICS
+            .requests
+            .with_label_values(&["a", "public", "anonymous", "forward", "2xx"])
+            .inc();
+        METRICS
+            .request_duration
+            .with_label_values(&["a"])
+            .observe(0.01);
+        METRICS
+            .upstream_errors
+            .with_label_values(&["a", "connect_refused"])
+            .inc();
+        METRICS
+            .state_reloads
+            .with_label_values(&["app", "ok"])
+            .inc();
+        METRICS.state_entries.with_label_values(&["apps"]).set(1);
+        METRICS.certificate_expiry.set(1.0);
+        outbound("p", "2xx");
+        let text = String::from_utf8(render()).unwrap();
+        for series in [
+            "portal_proxy_requests_total{",
+            "portal_proxy_request_duration_seconds_bucket{",
+            "portal_proxy_signature_refusals_total{reason=\"replayed\"} 0",
+            "portal_proxy_upstream_errors_total{",
+            "portal_proxy_state_reloads_total{",
+            "portal_proxy_state_entries{",
+            "portal_proxy_certificate_expiry_timestamp_seconds 1",
+            "portal_proxy_outbound_requests_total{",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_cpu_seconds_total",
+        ] {
+            assert!(text.contains(series), "{series} missing");
+        }
+    }
 }

@@ -239,7 +239,7 @@ impl InternalApi {
             .map_err(|e| Refusal::BadRequest(e.to_string()))?;
         let body = self.read_body(session).await?;
         let status = self.forward(session, &app, &peer, path, body).await;
-        crate::metrics::outbound(&peer.id, code_class(code_or(&status)));
+        crate::metrics::outbound(&peer.id, crate::metrics::status_class(code_or(&status)));
         status.map(|_| ())
     }
 
@@ -428,16 +428,6 @@ fn code_or(r: &Result<u16, Refusal>) -> u16 {
     match r {
         Ok(code) => *code,
         Err(refusal) => refusal.status(),
-    }
-}
-
-fn code_class(code: u16) -> &'static str {
-    match code {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
     }
 }
 

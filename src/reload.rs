@@ -1,6 +1,7 @@
-//! Hot reload of `state_dir` (DESIGN section 2): a background service that
-//! polls the state files' sizes and modification times every
-//! [`POLL_INTERVAL`] and reloads on any change, and at once on SIGHUP.
+//! Hot reload (DESIGN sections 2 and 8): a background service that polls
+//! the state files' and the certificate's sizes and modification times
+//! every [`POLL_INTERVAL`] and reloads what changed, and everything at once
+//! on SIGHUP (which also reopens the access log file).
 //! Polling rather than inotify: it also sees changes made through bind
 //! mounts, network file systems and atomic renames, and costs a few dozen
 //! `stat` calls a tick.
@@ -16,8 +17,10 @@ use log::{error, info, warn};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
+use crate::access_log::AccessLog;
 use crate::replay::ReplayCache;
-use crate::state::{SharedState, APP_FILES};
+use crate::state::{SharedState, Snapshot, StateError, APP_FILES};
+use crate::tls::{load_certified_key, CertResolver};
 
 /// How often the state files are looked at: well inside the 1 s DESIGN
 /// section 2 allows.
@@ -34,48 +37,124 @@ pub const STATE_FILES: [&str; 4] = [
 /// A hash of the names, sizes and modification times of every state file:
 /// any write, creation, removal or rename changes it.
 pub fn fingerprint(state_dir: &Path) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    let stat = |path: &Path, hasher: &mut DefaultHasher| {
-        path.hash(hasher);
-        if let Ok(meta) = std::fs::metadata(path) {
-            meta.len().hash(hasher);
-            meta.modified().ok().hash(hasher);
-        }
-    };
-    for file in STATE_FILES {
-        stat(&state_dir.join(file), &mut hasher);
-    }
-    let apps = state_dir.join("apps");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&apps)
+    let mut files: Vec<PathBuf> = STATE_FILES.iter().map(|f| state_dir.join(f)).collect();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(state_dir.join("apps"))
         .map(|entries| entries.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     dirs.sort();
+    // A missing file's path counts too: a new app folder changes the hash.
     for dir in dirs {
-        dir.hash(&mut hasher);
-        for file in APP_FILES {
-            stat(&dir.join(file), &mut hasher);
+        files.extend(APP_FILES.iter().map(|f| dir.join(f)));
+    }
+    files_fingerprint(&files.iter().map(PathBuf::as_path).collect::<Vec<_>>())
+}
+
+/// A hash of the sizes and modification times of `files`.
+pub fn files_fingerprint(files: &[&Path]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    for file in files {
+        file.hash(&mut hasher);
+        if let Ok(meta) = std::fs::metadata(file) {
+            meta.len().hash(&mut hasher);
+            meta.modified().ok().hash(&mut hasher);
         }
     }
     hasher.finish()
 }
 
-/// Keeps the shared state in step with `state_dir`.
-pub struct StateReloader {
+/// The serving certificate's files and where it is served from.
+pub struct CertificateFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub resolver: Arc<CertResolver>,
+}
+
+impl CertificateFiles {
+    fn fingerprint(&self) -> u64 {
+        files_fingerprint(&[&self.cert_file, &self.key_file])
+    }
+
+    /// Loads the files again; a certificate that fails keeps the old one
+    /// serving (DESIGN section 8).
+    pub fn reload(&self, why: &str) {
+        let reloads = &crate::metrics::METRICS.certificate_reloads;
+        match load_certified_key(&self.cert_file, &self.key_file) {
+            Ok(key) => {
+                let expires = crate::tls::expiry(&key);
+                self.resolver.replace(key);
+                record_certificate_expiry(expires);
+                reloads.with_label_values(&["ok"]).inc();
+                info!(
+                    "certificate reloaded ({why}), expires at {}",
+                    expires.map_or("an unknown time".to_string(), |e| e.to_string())
+                );
+            }
+            Err(e) => {
+                reloads.with_label_values(&["error"]).inc();
+                error!("certificate reload ({why}) failed, the previous certificate keeps serving: {e}");
+            }
+        }
+    }
+}
+
+/// Sets `portal_proxy_certificate_expiry_timestamp_seconds`.
+pub fn record_certificate_expiry(expires: Option<i64>) {
+    if let Some(t) = expires {
+        crate::metrics::METRICS.certificate_expiry.set(t as f64);
+    }
+}
+
+/// Counts a state load by file kind and sets the entry gauges.
+pub fn record_state(snapshot: &Snapshot, errors: &[StateError]) {
+    let m = &crate::metrics::METRICS;
+    for kind in crate::metrics::STATE_FILE_KINDS {
+        let failed = errors.iter().filter(|e| e.kind == kind).count() as u64;
+        if failed > 0 {
+            m.state_reloads
+                .with_label_values(&[kind, "error"])
+                .inc_by(failed);
+        } else if kind != "state_dir" {
+            m.state_reloads.with_label_values(&[kind, "ok"]).inc();
+        }
+    }
+    m.state_entries
+        .with_label_values(&["apps"])
+        .set(snapshot.apps.len() as i64);
+    m.state_entries
+        .with_label_values(&["peers"])
+        .set(snapshot.peers.len() as i64);
+    m.state_entries
+        .with_label_values(&["terminals"])
+        .set(snapshot.terminals.len() as i64);
+    m.state_entries
+        .with_label_values(&["app_addresses"])
+        .set(snapshot.app_addresses.len() as i64);
+}
+
+/// Keeps the proxy in step with its files: the state (polled, and at once
+/// on SIGHUP), the certificate (polled, and on SIGHUP), and the access
+/// log's file (reopened on SIGHUP, for rotation).
+pub struct Reloader {
     pub state_dir: PathBuf,
     pub state: Arc<SharedState>,
     /// Forgets the nonces of peers that a reload removed.
     pub replay: Arc<ReplayCache>,
+    pub certificate: CertificateFiles,
+    pub access_log: AccessLog,
+    /// `(state, certificate)` fingerprints of what the proxy started with.
+    pub fingerprints: (u64, u64),
 }
 
-impl StateReloader {
-    /// Reloads and logs the outcome; `why` says what triggered it.
-    pub fn reload(&self, why: &str) {
+impl Reloader {
+    /// Reloads the state and logs the outcome; `why` says what triggered it.
+    pub fn reload_state(&self, why: &str) {
         match self.state.reload(&self.state_dir) {
             Ok(errors) => {
                 for e in &errors {
                     warn!("state reload ({why}): {e}");
                 }
                 let s = self.state.load();
+                record_state(&s, &errors);
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs() as i64);
@@ -89,13 +168,16 @@ impl StateReloader {
                     errors.len()
                 );
             }
-            Err(e) => error!("state reload ({why}) failed, keeping the current state: {e}"),
+            Err(e) => {
+                record_state(&self.state.load(), std::slice::from_ref(&e));
+                error!("state reload ({why}) failed, keeping the current state: {e}");
+            }
         }
     }
 }
 
 #[async_trait]
-impl BackgroundService for StateReloader {
+impl BackgroundService for Reloader {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         use tokio::signal::unix::{signal, SignalKind};
         let mut hangup = match signal(SignalKind::hangup()) {
@@ -105,21 +187,29 @@ impl BackgroundService for StateReloader {
                 None
             }
         };
-        let mut seen = fingerprint(&self.state_dir);
+        let (mut state_seen, mut cert_seen) = self.fingerprints;
         let mut tick = tokio::time::interval(POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 Some(()) = async { hangup.as_mut()?.recv().await } => {
-                    seen = fingerprint(&self.state_dir);
-                    self.reload("SIGHUP");
+                    state_seen = fingerprint(&self.state_dir);
+                    cert_seen = self.certificate.fingerprint();
+                    self.reload_state("SIGHUP");
+                    self.certificate.reload("SIGHUP");
+                    self.access_log.reopen();
                 }
                 _ = tick.tick() => {
                     let now = fingerprint(&self.state_dir);
-                    if now != seen {
-                        seen = now;
-                        self.reload("file change");
+                    if now != state_seen {
+                        state_seen = now;
+                        self.reload_state("file change");
+                    }
+                    let now = self.certificate.fingerprint();
+                    if now != cert_seen {
+                        cert_seen = now;
+                        self.certificate.reload("file change");
                     }
                 }
             }

@@ -12,13 +12,15 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use rustls::sign::CertifiedKey;
 
+use crate::access_log::AccessLog;
 use crate::config::Config;
 use crate::headers::{portal_value, PortalInfo};
 use crate::identity::Identity;
+use crate::metrics::MetricsApp;
 use crate::peering::InternalApi;
 use crate::proxy::{Portal, PortalProxy};
 use crate::redirect::RedirectToHttps;
-use crate::reload::StateReloader;
+use crate::reload::{record_certificate_expiry, record_state, CertificateFiles, Reloader};
 use crate::replay::ReplayCache;
 use crate::state::{SharedState, Snapshot, StateError};
 use crate::tls::{load_certified_key, CertResolver};
@@ -30,6 +32,10 @@ pub struct Loaded {
     pub snapshot: Snapshot,
     /// State files left out; the proxy serves without them.
     pub state_errors: Vec<StateError>,
+    /// Fingerprints of the state and certificate files taken before they
+    /// were read: a change made while the proxy starts is reloaded.
+    pub state_fingerprint: u64,
+    pub certificate_fingerprint: u64,
 }
 
 impl Loaded {
@@ -43,6 +49,9 @@ impl Loaded {
 /// cannot start at all (each naming its file); broken state files are not
 /// among them, they are in [`Loaded::state_errors`].
 pub fn load(config: &Config) -> Result<Loaded, Vec<String>> {
+    let state_fingerprint = crate::reload::fingerprint(&config.state_dir);
+    let certificate_fingerprint =
+        crate::reload::files_fingerprint(&[&config.tls_cert_file, &config.tls_key_file]);
     let mut errors = Vec::new();
     let identity = Identity::load(&config.key_file)
         .map_err(|e| errors.push(format!("portal.key_file: {e}")))
@@ -59,6 +68,8 @@ pub fn load(config: &Config) -> Result<Loaded, Vec<String>> {
             certificate,
             snapshot,
             state_errors,
+            state_fingerprint,
+            certificate_fingerprint,
         }),
         _ => Err(errors),
     }
@@ -111,15 +122,27 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     let mut server = Server::new_with_opt_and_conf(opt, server_conf(config));
     server.bootstrap();
 
+    record_state(&loaded.snapshot, &loaded.state_errors);
+    record_certificate_expiry(crate::tls::expiry(&loaded.certificate));
     let identity = Arc::new(loaded.identity);
     let state = Arc::new(SharedState::new(loaded.snapshot));
     let replay = Arc::new(ReplayCache::new(config.peering.replay_cache_per_peer));
+    let access_log =
+        AccessLog::start(config.access_log.clone()).map_err(|e| format!("access_log: {e}"))?;
+    let resolver = Arc::new(CertResolver::new(loaded.certificate));
     server.add_service(background_service(
-        "state reload",
-        StateReloader {
+        "reload",
+        Reloader {
             state_dir: config.state_dir.clone(),
             state: state.clone(),
             replay: replay.clone(),
+            certificate: CertificateFiles {
+                cert_file: config.tls_cert_file.clone(),
+                key_file: config.tls_key_file.clone(),
+                resolver: resolver.clone(),
+            },
+            access_log: access_log.clone(),
+            fingerprints: (loaded.state_fingerprint, loaded.certificate_fingerprint),
         },
     ));
 
@@ -138,6 +161,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         }),
         peering: config.peering.clone(),
         replay: replay.clone(),
+        access_log,
     });
 
     let mut https = pingora::proxy::http_proxy_service_with_name(
@@ -145,7 +169,6 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         PortalProxy::new(portal),
         "portal-proxy https",
     );
-    let resolver = Arc::new(CertResolver::new(loaded.certificate));
     let mut tls = TlsSettings::intermediate("", "").map_err(|e| e.to_string())?;
     tls.set_cert_resolver(resolver);
     tls.enable_h2();
@@ -163,6 +186,12 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         let mut internal = Service::new("portal-proxy internal".to_string(), api);
         internal.add_tcp(&addr.to_string());
         server.add_service(internal);
+    }
+
+    if let Some(addr) = config.metrics_listen {
+        let mut metrics = Service::new("portal-proxy metrics".to_string(), MetricsApp);
+        metrics.add_tcp(&addr.to_string());
+        server.add_service(metrics);
     }
 
     if let Some(addr) = config.listen_http {

@@ -92,6 +92,14 @@ impl ResolvesServerCert for CertResolver {
     }
 }
 
+/// When the leaf certificate of `key` expires (its notAfter), in Unix
+/// seconds; `None` if it cannot be parsed.
+pub fn expiry(key: &CertifiedKey) -> Option<i64> {
+    let leaf = key.cert.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
 /// A certificate authority and a certificate it signed for `domain` and
 /// `*.domain`, as PEM: the demo's and the tests' stand-in for the Portal's
 /// real wildcard certificate (clients trust `ca_pem`).
@@ -140,7 +148,10 @@ mod tests {
         std::fs::write(p("other.pem"), &other_key).unwrap();
         std::fs::write(p("junk.pem"), "junk").unwrap();
 
-        load_certified_key(&p("cert.pem"), &p("key.pem")).unwrap();
+        let key = load_certified_key(&p("cert.pem"), &p("key.pem")).unwrap();
+        // rcgen's default validity ends in 4096.
+        let expires = expiry(&key).unwrap();
+        assert!(expires > 4_000_000_000, "{expires}");
         let mismatch = load_certified_key(&p("cert.pem"), &p("other.pem")).unwrap_err();
         assert!(matches!(mismatch, TlsError::Mismatch { .. }), "{mismatch}");
         let no_cert = load_certified_key(&p("junk.pem"), &p("key.pem")).unwrap_err();

@@ -123,3 +123,18 @@ pub(super) fn refusal_for(e: &Error, what: &str) -> Option<Refusal> {
         )),
     }
 }
+
+/// The `kind` label of `portal_proxy_upstream_errors_total`.
+pub(super) fn error_kind(e: &Error) -> &'static str {
+    use ErrorType::*;
+    match e.etype() {
+        ConnectRefused => "connect_refused",
+        ConnectTimedout => "connect_timeout",
+        ConnectNoRoute => "unresolvable",
+        TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError => "tls",
+        ReadTimedout | WriteTimedout => "timeout",
+        ReadError | WriteError | ConnectionClosed => "connection_closed",
+        InvalidHTTPHeader | H1Error | H2Error | InvalidH2 | H2Downgrade => "protocol",
+        _ => "other",
+    }
+}

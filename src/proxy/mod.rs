@@ -13,13 +13,14 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use log::{info, warn};
+use log::warn;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
+use crate::access_log::{AccessLog, Entry};
 use crate::app_meta::Access;
 use crate::caller::Caller;
 use crate::config::{AppUpstreams, HostPort, Limits, Peering};
@@ -46,6 +47,7 @@ pub struct Portal {
     pub peering: Peering,
     /// Nonces of peer signatures; outlives state reloads.
     pub replay: Arc<ReplayCache>,
+    pub access_log: AccessLog,
 }
 
 /// The body of a signed request, held back until its digest is checked.
@@ -305,6 +307,17 @@ impl ProxyHttp for PortalProxy {
             Some(Target::Core(_)) => "the Portal core".to_string(),
             None => "the upstream".to_string(),
         };
+        if *e.esource() == pingora::ErrorSource::Upstream {
+            let app = match &ctx.target {
+                Some(Target::App(app)) => app.as_str(),
+                Some(Target::Core(_)) => crate::metrics::CORE_APP_LABEL,
+                None => "",
+            };
+            crate::metrics::METRICS
+                .upstream_errors
+                .with_label_values(&[app, forward::error_kind(e)])
+                .inc();
+        }
         // A refusal decided while streaming the body (a digest mismatch, a
         // body over the limit) wins over what the error says.
         let refusal = ctx.refusal.clone().or_else(|| refusal_for(e, &what));
@@ -337,18 +350,58 @@ impl ProxyHttp for PortalProxy {
         }
     }
 
+    /// Counts the request and writes its access log line (DESIGN
+    /// section 8); never waits.
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        info!(
-            "{} {} {} -> {} {}ms",
-            session.req_header().method,
-            request_host(session.req_header()).unwrap_or("-"),
-            session.req_header().uri.path(),
+        let duration = ctx.started.elapsed();
+        let app = match &ctx.target {
+            Some(Target::App(app)) => app.as_str(),
+            Some(Target::Core(_)) => crate::metrics::CORE_APP_LABEL,
+            None => "",
+        };
+        let decision = match (&ctx.refusal, &ctx.target) {
+            (Some(refusal), _) => refusal.code(),
+            (None, Some(_)) => "forward",
+            // The client went away or sent garbage before a decision.
+            (None, None) => "none",
+        };
+        let access = ctx.access.map_or("", |a| a.as_str());
+        let (client_type, client_id, _) = ctx.caller.parts();
+        let m = &crate::metrics::METRICS;
+        m.requests
+            .with_label_values(&[
+                app,
+                access,
+                client_type,
+                decision,
+                crate::metrics::status_class(status),
+            ])
+            .inc();
+        m.request_duration
+            .with_label_values(&[app])
+            .observe(duration.as_secs_f64());
+        let req = session.req_header();
+        let upstream = ctx
+            .upstream
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        self.portal.access_log.log(&Entry {
+            time: crate::access_log::now_rfc3339(),
+            host: request_host(req).unwrap_or(""),
+            app,
+            method: req.method.as_str(),
+            path: req.uri.path(),
             status,
-            ctx.started.elapsed().as_millis()
-        );
+            client_type,
+            client_id,
+            decision,
+            upstream: &upstream,
+            duration_ms: duration.as_secs_f64() * 1000.0,
+        });
     }
 }

@@ -1,0 +1,208 @@
+//! The access log (DESIGN section 8): one JSON object per request, written
+//! by a thread of its own to a file or standard output. The request path
+//! hands lines over a bounded channel and never waits: when the writer
+//! falls behind, lines are dropped and counted
+//! (`portal_proxy_access_log_dropped_total`). The file is reopened on
+//! SIGHUP, for log rotation.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Lines buffered between the request path and the writer.
+pub const CHANNEL_LINES: usize = 65_536;
+
+/// One request, as logged.
+#[derive(Debug, Serialize)]
+pub struct Entry<'a> {
+    /// RFC 3339, UTC, milliseconds.
+    pub time: String,
+    pub host: &'a str,
+    /// `""` when the host is no app, `/core` for the Portal core.
+    pub app: &'a str,
+    pub method: &'a str,
+    /// Without the query (it may carry secrets).
+    pub path: &'a str,
+    /// 0 when no response was sent.
+    pub status: u16,
+    pub client_type: &'a str,
+    pub client_id: &'a str,
+    /// `forward`, or the code of the proxy's own answer.
+    pub decision: &'a str,
+    /// `host:port` the request was sent to, `""` if none.
+    pub upstream: &'a str,
+    pub duration_ms: f64,
+}
+
+/// Where lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Stdout,
+    File(PathBuf),
+    Off,
+}
+
+/// The sending side, cheap to share.
+#[derive(Clone)]
+pub struct AccessLog {
+    tx: Option<SyncSender<String>>,
+    reopen: Arc<AtomicBool>,
+}
+
+impl AccessLog {
+    /// Starts the writer thread. A file that cannot be opened is an error
+    /// at start; later write errors are reported on stderr.
+    pub fn start(target: Target) -> std::io::Result<AccessLog> {
+        let reopen = Arc::new(AtomicBool::new(false));
+        let out: Box<dyn Write + Send> = match &target {
+            Target::Off => {
+                return Ok(AccessLog { tx: None, reopen });
+            }
+            Target::Stdout => Box::new(std::io::stdout()),
+            Target::File(path) => Box::new(open(path)?),
+        };
+        let (tx, rx) = sync_channel(CHANNEL_LINES);
+        let flag = reopen.clone();
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || write_lines(rx, out, target, flag))?;
+        Ok(AccessLog {
+            tx: Some(tx),
+            reopen,
+        })
+    }
+
+    /// A log that writes nothing (tests, `access_log: off`).
+    pub fn off() -> AccessLog {
+        AccessLog {
+            tx: None,
+            reopen: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Queues one line; never blocks.
+    pub fn log(&self, entry: &Entry<'_>) {
+        let Some(tx) = &self.tx else { return };
+        let line = serde_json::to_string(entry).expect("strings and numbers serialize");
+        match tx.try_send(line) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                crate::metrics::METRICS.access_log_dropped.inc();
+            }
+        }
+    }
+
+    /// Asks the writer to reopen its file (after a rotation).
+    pub fn reopen(&self) {
+        self.reopen.store(true, Ordering::Relaxed);
+    }
+}
+
+fn open(path: &PathBuf) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+fn write_lines(
+    rx: Receiver<String>,
+    out: Box<dyn Write + Send>,
+    target: Target,
+    reopen: Arc<AtomicBool>,
+) {
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+    loop {
+        // Wait for a line, but wake up now and then to honour a reopen.
+        let first = match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(line) => Some(line),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        // A reopen asked before these lines were queued applies to them.
+        if reopen.swap(false, Ordering::Relaxed) {
+            if let Target::File(path) = &target {
+                let _ = out.flush();
+                match open(path) {
+                    Ok(file) => out = std::io::BufWriter::with_capacity(64 * 1024, Box::new(file)),
+                    Err(e) => eprintln!("access log: cannot reopen {}: {e}", path.display()),
+                }
+            }
+        }
+        for line in first.into_iter().chain(rx.try_iter()) {
+            if let Err(e) = writeln!(out, "{line}") {
+                eprintln!("access log: cannot write: {e}");
+            }
+        }
+        // Everything queued is written: flush so that `tail -f` sees it.
+        if let Err(e) = out.flush() {
+            eprintln!("access log: cannot write: {e}");
+        }
+    }
+    let _ = out.flush();
+}
+
+/// Now, as the log writes it.
+pub fn now_rfc3339() -> String {
+    let format = time::format_description::well_known::Rfc3339;
+    let now = time::OffsetDateTime::now_utc();
+    // Milliseconds are enough and keep lines short.
+    let now = now
+        .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
+        .unwrap_or(now);
+    now.format(&format).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_json_objects_in_the_file_and_reopen_follows_rotation() {
+        let dir = std::env::temp_dir().join(format!("pp-log-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("access.log");
+        let log = AccessLog::start(Target::File(path.clone())).unwrap();
+        let entry = Entry {
+            time: now_rfc3339(),
+            host: "files.abcdef.example.org",
+            app: "files",
+            method: "GET",
+            path: "/x",
+            status: 200,
+            client_type: "terminal",
+            client_id: "t1",
+            decision: "forward",
+            upstream: "127.0.0.1:9000",
+            duration_ms: 1.5,
+        };
+        log.log(&entry);
+        let read = |p: &PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while read(&path).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let line: serde_json::Value = serde_json::from_str(read(&path).trim()).unwrap();
+        assert_eq!(line["app"], "files");
+        assert_eq!(line["status"], 200);
+        assert!(line["time"].as_str().unwrap().ends_with('Z'));
+        // Rotation: the file is moved away, SIGHUP reopens the path.
+        let rotated = dir.join("access.log.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        log.reopen();
+        log.log(&entry);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while read(&path).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(read(&path).lines().count(), 1);
+        assert_eq!(read(&rotated).lines().count(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
