@@ -49,6 +49,8 @@ impl PortalProxy {
                 RouteError::UnknownApp(_) => Refusal::NotFound(e.to_string()),
                 RouteError::Misdirected(_) => Refusal::Misdirected(e.to_string()),
             })?;
+        // Known from here on: later refusals are counted for this target.
+        ctx.target = Some(target.clone());
         let path = check_path(raw_path).map_err(|e| Refusal::BadRequest(e.to_string()))?;
         // A `portal` signature makes the caller a peer, or refuses the
         // request, whatever else it carries (DESIGN section 4).
@@ -90,7 +92,6 @@ impl PortalProxy {
             }
         };
         ctx.access = Some(access);
-        ctx.target = Some(target.clone());
         decide(access, &ctx.caller).map_err(|denied| Refusal::Unauthorized(denied.to_string()))?;
 
         let forward = match target {
