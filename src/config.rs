@@ -186,6 +186,12 @@ pub mod raw {
         pub upstream_idle_timeout_seconds: Option<f64>,
         #[serde(default)]
         pub downstream_idle_timeout_seconds: Option<f64>,
+        #[serde(default)]
+        pub max_request_header_bytes: Option<usize>,
+        #[serde(default)]
+        pub max_request_headers: Option<usize>,
+        #[serde(default)]
+        pub max_client_connections: Option<usize>,
     }
 }
 
@@ -275,6 +281,9 @@ pub struct Limits {
     pub upstream_connect_timeout: Duration,
     pub upstream_idle_timeout: Duration,
     pub downstream_idle_timeout: Duration,
+    pub max_request_header_bytes: usize,
+    pub max_request_headers: usize,
+    pub max_client_connections: usize,
 }
 
 impl Default for Limits {
@@ -283,6 +292,9 @@ impl Default for Limits {
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_idle_timeout: Duration::from_secs(300),
             downstream_idle_timeout: Duration::from_secs(60),
+            max_request_header_bytes: crate::limits::DEFAULT_MAX_HEADER_BYTES,
+            max_request_headers: crate::limits::DEFAULT_MAX_HEADERS,
+            max_client_connections: crate::limits::default_max_connections(),
         }
     }
 }
@@ -476,6 +488,26 @@ impl Validator {
         }
     }
 
+    fn count(
+        &mut self,
+        key: &str,
+        value: Option<usize>,
+        default: usize,
+        range: std::ops::RangeInclusive<usize>,
+    ) -> usize {
+        match value {
+            None => default,
+            Some(v) if range.contains(&v) => v,
+            Some(v) => {
+                self.error(
+                    key,
+                    format!("{v} is not from {} to {}", range.start(), range.end()),
+                );
+                default
+            }
+        }
+    }
+
     fn validate(mut self, raw: raw::Config) -> Result<Config, Vec<ConfigError>> {
         let key_file = self.path("portal.key_file", &raw.portal.key_file);
         let base_domain = raw
@@ -639,6 +671,9 @@ impl Validator {
             upstream_connect_timeout_seconds: None,
             upstream_idle_timeout_seconds: None,
             downstream_idle_timeout_seconds: None,
+            max_request_header_bytes: None,
+            max_request_headers: None,
+            max_client_connections: None,
         });
         let d = Limits::default();
         let limits = Limits {
@@ -656,6 +691,24 @@ impl Validator {
                 "limits.downstream_idle_timeout_seconds",
                 raw_limits.downstream_idle_timeout_seconds,
                 d.downstream_idle_timeout,
+            ),
+            max_request_header_bytes: self.count(
+                "limits.max_request_header_bytes",
+                raw_limits.max_request_header_bytes,
+                d.max_request_header_bytes,
+                1024..=1024 * 1024,
+            ),
+            max_request_headers: self.count(
+                "limits.max_request_headers",
+                raw_limits.max_request_headers,
+                d.max_request_headers,
+                8..=1000,
+            ),
+            max_client_connections: self.count(
+                "limits.max_client_connections",
+                raw_limits.max_client_connections,
+                d.max_client_connections,
+                16..=10_000_000,
             ),
         };
 

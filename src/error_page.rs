@@ -25,6 +25,8 @@ pub enum Refusal {
     NoSuchPeer(&'static str, String),
     /// 413: a signed body larger than the limit.
     PayloadTooLarge(String),
+    /// 431: the request head is over the limits.
+    HeaderFieldsTooLarge(String),
     /// 421: the host is not one of this Portal's.
     Misdirected(String),
     /// 502: the upstream could not be reached or answered badly.
@@ -50,6 +52,7 @@ impl Refusal {
             Refusal::Forbidden(_) => 403,
             Refusal::NotFound(_) | Refusal::NoSuchPeer(..) => 404,
             Refusal::Misdirected(_) => 421,
+            Refusal::HeaderFieldsTooLarge(_) => 431,
             Refusal::BadGateway(_) => 502,
             Refusal::GatewayTimeout(_) => 504,
         }
@@ -64,6 +67,7 @@ impl Refusal {
             Refusal::Forbidden(_) => "forbidden",
             Refusal::NotFound(_) | Refusal::NoSuchPeer(..) => "not_found",
             Refusal::Misdirected(_) => "misdirected_request",
+            Refusal::HeaderFieldsTooLarge(_) => "request_header_fields_too_large",
             Refusal::BadGateway(_) => "bad_gateway",
             Refusal::GatewayTimeout(_) => "gateway_timeout",
         }
@@ -79,6 +83,7 @@ impl Refusal {
             | Refusal::NotFound(m)
             | Refusal::NoSuchPeer(_, m)
             | Refusal::Misdirected(m)
+            | Refusal::HeaderFieldsTooLarge(m)
             | Refusal::BadGateway(m)
             | Refusal::GatewayTimeout(m) => m,
         }

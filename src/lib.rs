@@ -11,6 +11,7 @@ pub mod demo;
 pub mod error_page;
 pub mod headers;
 pub mod identity;
+pub mod limits;
 pub mod metrics;
 pub mod peering;
 pub mod peers;

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub outbound_requests: IntCounterVec,
     /// `portal_proxy_access_log_dropped_total`.
     pub access_log_dropped: IntCounter,
+    /// `portal_proxy_connections_refused_total`.
+    pub connections_refused: IntCounter,
 }
 
 /// The `app` label of requests to the Portal core: no app name has a `/`.
@@ -160,8 +162,17 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         )
         .expect("valid metric definition"),
     );
+    let connections_refused = register(
+        &registry,
+        IntCounter::new(
+            "portal_proxy_connections_refused_total",
+            "Client connections closed at once because the cap on open connections (limits.max_client_connections) was reached.",
+        )
+        .expect("valid metric definition"),
+    );
     Metrics {
         registry,
+        connections_refused,
         requests,
         request_duration,
         signature_refusals,

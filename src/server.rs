@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use log::{info, warn};
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
@@ -16,6 +17,7 @@ use crate::access_log::AccessLog;
 use crate::config::Config;
 use crate::headers::{portal_value, PortalInfo};
 use crate::identity::Identity;
+use crate::limits::ConnectionCap;
 use crate::metrics::MetricsApp;
 use crate::peering::InternalApi;
 use crate::proxy::{Portal, PortalProxy};
@@ -169,6 +171,18 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         PortalProxy::new(portal),
         "portal-proxy https",
     );
+    if let Some(proxy) = https.app_logic_mut() {
+        proxy.h2_options = Some(crate::limits::h2_options(
+            config.limits.max_request_header_bytes,
+        ));
+        let mut options = HttpServerOptions::default();
+        options.keepalive_request_limit = Some(crate::limits::KEEPALIVE_REQUEST_LIMIT);
+        options.h2_idle_timeout = Some(config.limits.downstream_idle_timeout);
+        proxy.server_options = Some(options);
+    }
+    let cap = ConnectionCap::new(config.limits.max_client_connections);
+    cap.watch();
+    https.endpoints().set_pre_tls_callback(cap);
     let mut tls = TlsSettings::intermediate("", "").map_err(|e| e.to_string())?;
     tls.set_cert_resolver(resolver);
     tls.enable_h2();

@@ -145,17 +145,40 @@ impl ProxyHttp for PortalProxy {
     async fn early_request_filter(
         &self,
         session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
         // Idle timeouts on the client's body and on writes to it, never a
         // total one: uploads and event streams may last hours.
-        let idle = self.portal.limits.downstream_idle_timeout;
-        session.set_read_timeout(Some(idle));
-        session.set_write_timeout(Some(idle));
+        let limits = &self.portal.limits;
+        session.set_read_timeout(Some(limits.downstream_idle_timeout));
+        session.set_write_timeout(Some(limits.downstream_idle_timeout));
+        let raw_head = session
+            .as_downstream()
+            .as_http1()
+            .map(|h1| h1.get_headers_raw_bytes());
+        let req = session.req_header();
+        let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        if let Err(refusal) = crate::limits::check_head(
+            req.method.as_str(),
+            target,
+            &req.headers,
+            raw_head.as_deref(),
+            limits.max_request_headers,
+            limits.max_request_header_bytes,
+        ) {
+            // Answered by `request_filter`; what follows such a head on
+            // this connection cannot be trusted.
+            session.set_keepalive(None);
+            ctx.refusal = Some(refusal);
+        }
         Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if let Some(refusal) = ctx.refusal.clone() {
+            self.refuse(session, refusal).await?;
+            return Ok(true);
+        }
         let has_body = !session.is_body_empty();
         match self.decide(session.req_header(), has_body, ctx) {
             Ok(()) => Ok(false),
