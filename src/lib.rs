@@ -13,6 +13,7 @@ pub mod headers;
 pub mod identity;
 pub mod limits;
 pub mod metrics;
+pub mod mqtt;
 pub mod peering;
 pub mod peers;
 pub mod proxy;

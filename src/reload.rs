@@ -117,18 +117,14 @@ pub fn record_state(snapshot: &Snapshot, errors: &[StateError]) {
             m.state_reloads.with_label_values(&[kind, "ok"]).inc();
         }
     }
-    m.state_entries
-        .with_label_values(&["apps"])
-        .set(snapshot.apps.len() as i64);
-    m.state_entries
-        .with_label_values(&["peers"])
-        .set(snapshot.peers.len() as i64);
-    m.state_entries
-        .with_label_values(&["terminals"])
-        .set(snapshot.terminals.len() as i64);
-    m.state_entries
-        .with_label_values(&["app_addresses"])
-        .set(snapshot.app_addresses.len() as i64);
+    for (kind, entries) in [
+        ("apps", snapshot.apps.len()),
+        ("peers", snapshot.peers.len()),
+        ("terminals", snapshot.terminals.len()),
+        ("app_addresses", snapshot.app_addresses.len()),
+    ] {
+        m.state_entries.with_label_values(&[kind]).set(entries as i64);
+    }
 }
 
 /// Keeps the proxy in step with its files: the state (polled, and at once

@@ -19,6 +19,7 @@ use crate::headers::{portal_value, PortalInfo};
 use crate::identity::Identity;
 use crate::limits::ConnectionCap;
 use crate::metrics::MetricsApp;
+use crate::mqtt::MqttRelay;
 use crate::peering::InternalApi;
 use crate::proxy::{Portal, PortalProxy};
 use crate::redirect::RedirectToHttps;
@@ -182,12 +183,27 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     }
     let cap = ConnectionCap::new(config.limits.max_client_connections);
     cap.watch();
-    https.endpoints().set_pre_tls_callback(cap);
+    https.endpoints().set_pre_tls_callback(cap.clone());
     let mut tls = TlsSettings::intermediate("", "").map_err(|e| e.to_string())?;
-    tls.set_cert_resolver(resolver);
+    tls.set_cert_resolver(resolver.clone());
     tls.enable_h2();
     https.add_tls_with_settings(&config.listen_https.to_string(), None, tls);
     server.add_service(https);
+
+    if let Some(addr) = config.listen_mqtts {
+        let relay = MqttRelay {
+            state: state.clone(),
+            domain: domain.clone(),
+            upstreams: config.upstreams.clone(),
+            connect_timeout: config.limits.upstream_connect_timeout,
+        };
+        let mut mqtts = Service::new("portal-proxy mqtts".to_string(), relay);
+        mqtts.endpoints().set_pre_tls_callback(cap);
+        let mut tls = TlsSettings::intermediate("", "").map_err(|e| e.to_string())?;
+        tls.set_cert_resolver(resolver);
+        mqtts.add_tls_with_settings(&addr.to_string(), None, tls);
+        server.add_service(mqtts);
+    }
 
     if let Some(addr) = config.internal_listen {
         let api = InternalApi::new(
