@@ -123,7 +123,9 @@ pub fn record_state(snapshot: &Snapshot, errors: &[StateError]) {
         ("terminals", snapshot.terminals.len()),
         ("app_addresses", snapshot.app_addresses.len()),
     ] {
-        m.state_entries.with_label_values(&[kind]).set(entries as i64);
+        m.state_entries
+            .with_label_values(&[kind])
+            .set(entries as i64);
     }
 }
 

@@ -103,6 +103,12 @@ fn server_conf(config: &Config) -> ServerConf {
 
 /// Builds the server with every configured listener; the caller runs it.
 pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, String> {
+    // SIGHUP means "reload"; until the reload service has its handler in
+    // place, ignore it instead of dying of its default action.
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
     for e in &loaded.state_errors {
         warn!("state file left out: {e}");
     }

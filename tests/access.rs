@@ -273,31 +273,11 @@ async fn unsafe_paths_are_refused() {
 /// Sends `GET <path>` over TLS with the path exactly as written (HTTP
 /// clients normalize dot segments) and returns the status code.
 async fn raw_status(s: &Setup, path: &str) -> u16 {
-    use rustls::pki_types::pem::PemObject;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(s.files.ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
     let host = s.files.host("files");
-    let tcp = tokio::net::TcpStream::connect(s.proxy.https).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from(host.clone()).unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-        .connect(name, tcp)
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let text = raw_exchange(s.proxy.https, &host, &s.files.ca_pem, &request)
         .await
         .unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    tls.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    let _ = tls.read_to_end(&mut response).await;
-    let text = String::from_utf8_lossy(&response);
     text.split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())

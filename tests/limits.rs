@@ -5,12 +5,10 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use reqwest::StatusCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const APP: &str = r#"{"": {"access": "public"}}"#;
 
@@ -24,37 +22,6 @@ fn setup(test: &str, extra: &str) -> (PortalFiles, Proxy) {
     );
     let proxy = Proxy::start(&files, &config);
     (files, proxy)
-}
-
-/// Sends `request` as written over TLS and returns the response text (or
-/// the TLS error).
-async fn raw(addr: SocketAddr, host: &str, ca_pem: &str, request: &str) -> Result<String, String> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| e.to_string())?;
-    tls.write_all(request.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut response = Vec::new();
-    let _ = tls.read_to_end(&mut response).await;
-    Ok(String::from_utf8_lossy(&response).into_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,7 +77,7 @@ async fn content_length_with_transfer_encoding_is_400() {
     let request = format!(
         "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n"
     );
-    let response = raw(proxy.https, &host, &files.ca_pem, &request)
+    let response = raw_exchange(proxy.https, &host, &files.ca_pem, &request)
         .await
         .unwrap();
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
@@ -137,7 +104,7 @@ async fn connections_over_the_cap_are_refused() {
     // admitted in between counts as one more: refusals start at once or
     // within a few attempts.
     let refused = eventually(Duration::from_secs(5), || async {
-        let result = raw(proxy.https, &host, &files.ca_pem, &request).await;
+        let result = raw_exchange(proxy.https, &host, &files.ca_pem, &request).await;
         result.is_err() || result.as_deref() == Ok("")
     })
     .await;

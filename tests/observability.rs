@@ -371,24 +371,7 @@ async fn the_access_log_has_one_json_line_per_request() {
 
 /// The DER of the certificate a new TLS client is served, trusting `ca_pem`.
 async fn served_certificate(addr: SocketAddr, host: &str, ca_pem: &str) -> Result<Vec<u8>, String> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
-    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| e.to_string())?;
+    let tls = tls_connect(addr, host, ca_pem).await?;
     Ok(tls.get_ref().1.peer_certificates().unwrap()[0].to_vec())
 }
 

@@ -330,6 +330,15 @@ where
     false
 }
 
+/// Entries added to the fixed sections of the config [`Proxy::start_with`]
+/// writes, each starting with `, ` (e.g. `, mqtts: "127.0.0.1:8883"` or
+/// `, grace_period_seconds: 1`).
+#[derive(Debug, Default, Clone)]
+pub struct Layout {
+    pub listen: String,
+    pub server: String,
+}
+
 /// A running proxy process, killed on drop.
 pub struct Proxy {
     child: Child,
@@ -343,30 +352,29 @@ impl Proxy {
     /// after the fixed ones: `core`, `upstreams`, ...). Waits until the
     /// HTTPS port accepts connections.
     pub fn start(files: &PortalFiles, extra: &str) -> Proxy {
+        Proxy::start_with(files, &Layout::default(), extra)
+    }
+
+    /// [`Proxy::start`] with entries added to the fixed `listen:` and
+    /// `server:` sections.
+    pub fn start_with(files: &PortalFiles, layout: &Layout, extra: &str) -> Proxy {
         for _attempt in 0..5 {
             let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let Layout { listen, server } = layout;
             let config = format!(
                 "portal: {{ key_file: identity.pem, base_domain: {BASE_DOMAIN} }}\n\
                  state_dir: state\n\
-                 listen: {{ https: \"{https}\", http: \"{http}\" }}\n\
+                 listen: {{ https: \"{https}\", http: \"{http}\"{listen} }}\n\
                  tls: {{ cert_file: cert.pem, key_file: key.pem }}\n\
-                 server: {{ threads: 2, pid_file: proxy.pid, upgrade_sock: upgrade.sock }}\n\
+                 server: {{ threads: 2, pid_file: proxy.pid, upgrade_sock: upgrade.sock{server} }}\n\
                  {extra}\n"
             );
-            let config_file = files.dir.join("portal-proxy.yaml");
-            std::fs::write(&config_file, config).unwrap();
-            let log = files.dir.join("proxy.log");
-            let child = Command::new(env!("CARGO_BIN_EXE_portal-proxy"))
-                .arg("-c")
-                .arg(&config_file)
-                .env("RUST_LOG", "info")
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .unwrap();
+            std::fs::write(files.config_file(), config).unwrap();
+            let process = ProxyProcess::spawn(files, &[], "proxy.log");
+            let log = process.log.clone();
             let mut proxy = Proxy {
-                child,
+                child: process.child_take(),
                 https,
                 http,
                 log,
@@ -437,6 +445,108 @@ pub enum Protocol {
 /// A client that trusts the test CA, sends every name to loopback and never
 /// follows redirects.
 pub fn client(ca_pem: &str, protocol: Protocol) -> reqwest::Client {
+    client_builder(ca_pem, protocol).build().unwrap()
+}
+
+// ---- Helpers of tests/operations.rs (hot reload, signals, graceful
+// upgrade). ----
+
+impl PortalFiles {
+    /// Writes `state/apps/<name>/app_meta.json` atomically, as the Portal
+    /// core does: a temporary file in the same folder, renamed over the old
+    /// one (a reload never sees a half-written file).
+    pub fn app_atomic(&self, name: &str, app_meta: &str) -> &Self {
+        let dir = self.dir.join("state/apps").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = dir.join(".app_meta.json.tmp");
+        std::fs::write(&tmp, app_meta).unwrap();
+        std::fs::rename(&tmp, dir.join("app_meta.json")).unwrap();
+        self
+    }
+
+    /// The config file [`Proxy::start`] writes, which other processes of
+    /// the binary can be given with `-c`.
+    pub fn config_file(&self) -> PathBuf {
+        self.dir.join("portal-proxy.yaml")
+    }
+}
+
+impl Proxy {
+    /// The exit status once the process has exited (reaping it), else None.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+}
+
+/// Sends `signal` (a name for kill(1): `HUP`, `QUIT`, `TERM`...) to `pid`.
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid} failed: {status}");
+}
+
+/// Another process of the binary, run with `args` and `-c` the config file
+/// of `files` (as [`Proxy::start`] wrote it), killed on drop.
+pub struct ProxyProcess {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl ProxyProcess {
+    /// Spawns the binary with `args` plus `-c <config>`, its log in
+    /// `<files.dir>/<log_name>`. Returns at once: the caller polls for what
+    /// it waits for.
+    pub fn spawn(files: &PortalFiles, args: &[&str], log_name: &str) -> ProxyProcess {
+        let log = files.dir.join(log_name);
+        let child = Command::new(env!("CARGO_BIN_EXE_portal-proxy"))
+            .args(args)
+            .arg("-c")
+            .arg(files.config_file())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        ProxyProcess {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// The child, which the caller now owns (and kills).
+    fn child_take(mut self) -> Child {
+        self.child.take().expect("taken once")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("not taken").id()
+    }
+
+    /// The exit status once the process has exited (reaping it), else None.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().expect("not taken").try_wait().unwrap()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The builder of [`client`], for tests that change more settings (the
+/// retry policy, the connection pool).
+pub fn client_builder(ca_pem: &str, protocol: Protocol) -> reqwest::ClientBuilder {
     let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap();
     let builder = reqwest::Client::builder()
         .add_root_certificate(ca)
@@ -448,6 +558,69 @@ pub fn client(ca_pem: &str, protocol: Protocol) -> reqwest::Client {
         Protocol::Http1 => builder.http1_only(),
         Protocol::Http2 => builder,
     }
-    .build()
+}
+
+/// A TLS connection to `addr` for `host`, trusting only `ca_pem`: for
+/// requests sent byte for byte (paths HTTP clients would normalize, framing
+/// they would fix) and for looking at the certificate served.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    host: &str,
+    ca_pem: &str,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
     .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Sends `request` as written over TLS and returns all the response's
+/// bytes as text.
+pub async fn raw_exchange(
+    addr: SocketAddr,
+    host: &str,
+    ca_pem: &str,
+    request: &str,
+) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tls = tls_connect(addr, host, ca_pem).await?;
+    tls.write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response).await;
+    Ok(String::from_utf8_lossy(&response).into_owned())
+}
+
+/// A TCP server on a loopback port that sends back every byte it gets
+/// (an MQTT broker stand-in), in a thread of its own.
+pub fn start_tcp_echo() -> SocketAddr {
+    let listener = StdListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = stream.try_clone().unwrap();
+                let mut writer = stream;
+                let _ = std::io::copy(&mut reader, &mut writer);
+            });
+        }
+    });
+    addr
 }

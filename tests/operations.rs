@@ -1,0 +1,1131 @@
+//! Operating the proxy (DESIGN section 2 and the README's operations
+//! part): state changes and SIGHUP under load, a broken state file, and
+//! Pingora's graceful upgrade (`-u` + SIGQUIT) under load. Every loop here
+//! is bounded in time and count; nothing waits a fixed time to synchronize.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use reqwest::{StatusCode, Version};
+
+const PUBLIC: &str = r#"{"":{"access":"public"}}"#;
+const PUBLIC_AND_PRIVATE: &str = r#"{"":{"access":"public"},"/private/":{"access":"private"}}"#;
+
+// ---- A bounded load generator ----
+
+/// How a load worker uses connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Connections {
+    /// One reqwest client for the whole run: requests reuse connections.
+    KeepAlive,
+    /// A new reqwest client, hence a new connection (TCP + TLS), per
+    /// request.
+    Fresh,
+    /// HTTP/1.1 only: the hand-written client of [`raw`], keeping its
+    /// connection alive. It knows whether a request went on a reused
+    /// connection and how many answer bytes came before a failure (reqwest
+    /// tells neither).
+    RawKeepAlive,
+    /// HTTP/1.1 only: [`raw`], a new connection per request.
+    RawFresh,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Worker(Protocol, Connections);
+
+/// HTTP/1.1 and HTTP/2, each on kept-alive and on new connections.
+const WORKERS: [Worker; 6] = [
+    Worker(Protocol::Http1, Connections::KeepAlive),
+    Worker(Protocol::Http2, Connections::KeepAlive),
+    Worker(Protocol::Http1, Connections::Fresh),
+    Worker(Protocol::Http2, Connections::Fresh),
+    Worker(Protocol::Http1, Connections::RawKeepAlive),
+    Worker(Protocol::Http1, Connections::RawFresh),
+];
+
+/// For the graceful upgrade, HTTP/1.1 goes through [`raw`] only: there an
+/// HTTP/1.1 request can be lost to a closing connection (see that test),
+/// and only [`raw`] can tell how.
+const UPGRADE_WORKERS: [Worker; 4] = [
+    Worker(Protocol::Http2, Connections::KeepAlive),
+    Worker(Protocol::Http2, Connections::Fresh),
+    Worker(Protocol::Http1, Connections::RawKeepAlive),
+    Worker(Protocol::Http1, Connections::RawFresh),
+];
+
+#[derive(Debug)]
+struct Failure {
+    /// Since the load started.
+    at: Duration,
+    worker: Worker,
+    request: u64,
+    what: String,
+    /// The first request of a new HTTP/1.1 connection of [`raw`], written
+    /// whole, and the connection closed without a byte of answer.
+    unanswered_first: bool,
+}
+
+/// Workers sending `GET /load/<worker>/<n>` to one app until stopped, or
+/// until their time or request budget runs out (whichever comes first).
+struct Load {
+    counters: Counters,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+struct Outcome {
+    sent: u64,
+    ok: u64,
+    failures: Vec<Failure>,
+    retried: Vec<Failure>,
+    closes: u64,
+}
+
+/// Time and request budgets of one load worker.
+const LOAD_MAX_TIME: Duration = Duration::from_secs(45);
+const LOAD_MAX_REQUESTS: u64 = 100_000;
+
+/// A client that retries nothing: reqwest's default policy re-sends
+/// requests refused by HTTP/2 protocol NACKs (GOAWAY, REFUSED_STREAM); the
+/// load measures what the proxy does, so that is off. (hyper's connection
+/// pool still re-sends a request it never wrote because the pooled
+/// connection was found closed: that cannot be turned off in reqwest, and
+/// is what every browser does.)
+fn no_retry_client(ca_pem: &str, protocol: Protocol) -> reqwest::Client {
+    client_builder(ca_pem, protocol)
+        .retry(reqwest::retry::never())
+        .build()
+        .unwrap()
+}
+
+/// What the workers of a [`Load`] share.
+#[derive(Clone)]
+struct Counters {
+    started: Instant,
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    ok: Arc<AtomicU64>,
+    failures: Arc<Mutex<Vec<Failure>>>,
+    /// First attempts sent again: see [`raw::Error::retryable`] and
+    /// [`refused_by_http2`].
+    retried: Arc<Mutex<Vec<Failure>>>,
+    /// Answers of [`raw`] that said `Connection: close`.
+    closes: Arc<AtomicU64>,
+}
+
+impl Counters {
+    fn running(&self, deadline: Instant) -> bool {
+        !self.stop.load(Ordering::Relaxed) && Instant::now() < deadline
+    }
+
+    fn record(&self, result: Result<(), Failure>) {
+        match result {
+            Ok(()) => {
+                self.ok.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(failure) => self.failures.lock().unwrap().push(failure),
+        }
+    }
+
+    fn failure(&self, worker: Worker, request: u64, what: String) -> Failure {
+        Failure {
+            at: self.started.elapsed(),
+            worker,
+            request,
+            what,
+            unanswered_first: false,
+        }
+    }
+}
+
+impl Load {
+    fn start(files: &PortalFiles, proxy: &Proxy, app: &'static str, workers: &[Worker]) -> Load {
+        let counters = Counters {
+            started: Instant::now(),
+            stop: Arc::default(),
+            sent: Arc::default(),
+            ok: Arc::default(),
+            failures: Arc::default(),
+            retried: Arc::default(),
+            closes: Arc::default(),
+        };
+        let mut tasks = Vec::new();
+        for (index, &worker) in workers.iter().enumerate() {
+            let counters = counters.clone();
+            let ca_pem = files.ca_pem.clone();
+            let host = files.host(app);
+            let base = proxy.url(&host, "");
+            let addr = proxy.https;
+            tasks.push(tokio::spawn(async move {
+                let deadline = Instant::now() + LOAD_MAX_TIME;
+                let Worker(protocol, connections) = worker;
+                if let Connections::RawKeepAlive | Connections::RawFresh = connections {
+                    let tls = raw::connector(&ca_pem);
+                    let authority = format!("{host}:{}", addr.port());
+                    let mut conn = None;
+                    for n in 0..LOAD_MAX_REQUESTS {
+                        if !counters.running(deadline) {
+                            break;
+                        }
+                        if connections == Connections::RawFresh {
+                            conn = None;
+                        }
+                        let target = format!("/load/{index}/{n}");
+                        counters.sent.fetch_add(1, Ordering::Relaxed);
+                        let mut result =
+                            raw::get(&mut conn, &tls, addr, &host, &authority, &target).await;
+                        if let Err(e) = &result {
+                            if e.retryable() {
+                                // What browsers do: the request went on a
+                                // reused connection that the server closed
+                                // before answering a single byte, so it was
+                                // not processed; send it once more on a new
+                                // connection.
+                                let first = counters.failure(worker, n, e.to_string());
+                                counters.retried.lock().unwrap().push(first);
+                                result =
+                                    raw::get(&mut conn, &tls, addr, &host, &authority, &target)
+                                        .await;
+                            }
+                        }
+                        let result = match result {
+                            Ok(resp) => {
+                                if !resp.keep_alive {
+                                    counters.closes.fetch_add(1, Ordering::Relaxed);
+                                }
+                                check(
+                                    resp.status,
+                                    Version::HTTP_11,
+                                    &resp.body,
+                                    protocol,
+                                    &target,
+                                    app,
+                                )
+                                .map_err(|what| counters.failure(worker, n, what))
+                            }
+                            Err(e) => Err(Failure {
+                                unanswered_first: !e.reused && e.written && e.received == 0,
+                                ..counters.failure(worker, n, e.to_string())
+                            }),
+                        };
+                        counters.record(result);
+                    }
+                    return;
+                }
+                let shared = no_retry_client(&ca_pem, protocol);
+                for n in 0..LOAD_MAX_REQUESTS {
+                    if !counters.running(deadline) {
+                        break;
+                    }
+                    let client = match connections {
+                        Connections::Fresh => no_retry_client(&ca_pem, protocol),
+                        _ => shared.clone(),
+                    };
+                    let target = format!("/load/{index}/{n}");
+                    counters.sent.fetch_add(1, Ordering::Relaxed);
+                    let mut result = one_request(&client, &base, &target, protocol, app).await;
+                    if let Err(what) = &result {
+                        if refused_by_http2(what) {
+                            // The server said it did not process the
+                            // request: send it once more, on a new
+                            // connection (reqwest's default policy, turned
+                            // off here to count these).
+                            let first = counters.failure(worker, n, what.clone());
+                            counters.retried.lock().unwrap().push(first);
+                            let client = no_retry_client(&ca_pem, protocol);
+                            result = one_request(&client, &base, &target, protocol, app).await;
+                        }
+                    }
+                    let result = result.map_err(|what| counters.failure(worker, n, what));
+                    counters.record(result);
+                }
+            }));
+        }
+        Load { counters, tasks }
+    }
+
+    /// When the load started.
+    fn started(&self) -> Instant {
+        self.counters.started
+    }
+
+    fn ok(&self) -> u64 {
+        self.counters.ok.load(Ordering::Relaxed)
+    }
+
+    /// Polls until `n` more requests than now succeeded (the load is
+    /// running across whatever the test just did).
+    async fn wait_for_more(&self, n: u64, within: Duration) {
+        let target = self.ok() + n;
+        let reached = eventually(within, || async { self.ok() >= target }).await;
+        assert!(
+            reached,
+            "the load did not reach {target} good answers within {within:?} ({} so far, failures: {:#?})",
+            self.ok(),
+            self.counters.failures.lock().unwrap()
+        );
+    }
+
+    /// Polls until the load has run for `at_least` (and answered since).
+    async fn run_for(&self, at_least: Duration) {
+        let ok = self.ok();
+        let ran = eventually(at_least + Duration::from_secs(10), || async {
+            self.counters.started.elapsed() >= at_least && self.ok() > ok
+        })
+        .await;
+        assert!(ran, "the load stalled");
+    }
+
+    async fn finish(self) -> Outcome {
+        self.counters.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+        let take = |list: &Mutex<Vec<Failure>>| std::mem::take(&mut *list.lock().unwrap());
+        Outcome {
+            sent: self.counters.sent.load(Ordering::Relaxed),
+            ok: self.counters.ok.load(Ordering::Relaxed),
+            failures: take(&self.counters.failures),
+            retried: take(&self.counters.retried),
+            closes: self.counters.closes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Whether a request failed, before any answer, because the server refused
+/// it in HTTP/2 terms: a stream beyond the last one a graceful GOAWAY
+/// (NO_ERROR) let through, or a REFUSED_STREAM reset. Both mean "not
+/// processed, safe to retry on another connection" (RFC 9113 sections 6.8
+/// and 8.7); reqwest's default retry policy re-sends exactly these. h2's
+/// error is not reachable through reqwest's API, hence its `Debug` text.
+fn refused_by_http2(what: &str) -> bool {
+    what.starts_with("send: ")
+        && (what.contains("GoAway(b\"\", NO_ERROR, Remote)")
+            || what.contains("REFUSED_STREAM, Remote)"))
+}
+
+/// One load request: 200, from `app`, over `protocol`, the target intact.
+async fn one_request(
+    client: &reqwest::Client,
+    base: &str,
+    target: &str,
+    protocol: Protocol,
+    app: &str,
+) -> Result<(), String> {
+    let resp = client
+        .get(format!("{base}{target}"))
+        .send()
+        .await
+        .map_err(|e| format!("send: {e:?}"))?;
+    let (status, version) = (resp.status(), resp.version());
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("body of a {status} ({version:?}): {e:?}"))?;
+    check(status, version, &body, protocol, target, app)
+}
+
+/// A load answer is right: 200, from `app`, over `protocol`, the target
+/// intact.
+fn check(
+    status: StatusCode,
+    version: Version,
+    body: &[u8],
+    protocol: Protocol,
+    target: &str,
+    app: &str,
+) -> Result<(), String> {
+    if status != StatusCode::OK {
+        return Err(format!("{status}: {}", String::from_utf8_lossy(body)));
+    }
+    let expected = match protocol {
+        Protocol::Http1 => Version::HTTP_11,
+        Protocol::Http2 => Version::HTTP_2,
+    };
+    if version != expected {
+        return Err(format!("answered over {version:?}"));
+    }
+    let echo: Echo = serde_json::from_slice(body)
+        .map_err(|e| format!("not an echo ({e}): {}", String::from_utf8_lossy(body)))?;
+    if echo.upstream != app || echo.target != target {
+        return Err(format!("wrong echo: {echo:?}"));
+    }
+    Ok(())
+}
+
+/// What a test accepts besides requests answered at the first attempt.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Tolerate {
+    Nothing,
+    /// Requests re-sent because the server said or showed it had not
+    /// processed them (see [`raw::Error::retryable`] and
+    /// [`refused_by_http2`]), and first requests of new HTTP/1.1
+    /// connections left unanswered within [`BROADCAST_WINDOW`] of
+    /// `broadcast` (since the load started), when the old process of a
+    /// graceful upgrade stops: a Pingora 0.9.1 defect, see
+    /// [`graceful_upgrade_under_load_fails_no_request`].
+    UpgradeLosses {
+        broadcast: Duration,
+    },
+}
+
+/// How far from the old process's shutdown broadcast a lost first request
+/// is put down to it: the broadcast is timed by the close of an idle
+/// connection, which the same notification triggers.
+const BROADCAST_WINDOW: Duration = Duration::from_millis(300);
+
+/// At most this many such losses in one upgrade (measured: one in about
+/// one run of three, never more; there is one HTTP/1.1 worker on new
+/// connections).
+const MAX_UPGRADE_LOSSES: usize = 3;
+
+impl Outcome {
+    /// Prints the numbers (shown with `--nocapture`) and fails on any
+    /// failed request that `tolerate` does not cover, listing every
+    /// failure and re-sent request with its time since `origin`.
+    fn assert_no_failure(&self, test: &str, origin: Duration, tolerate: Tolerate) {
+        let list = |failures: &[&Failure]| {
+            failures
+                .iter()
+                .map(|f| {
+                    let at = f.at.as_secs_f64() - origin.as_secs_f64();
+                    format!(
+                        "  {at:+.3}s {:?}/{:?} #{}: {}",
+                        f.worker.0, f.worker.1, f.request, f.what
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let (known, unexplained): (Vec<&Failure>, Vec<&Failure>) =
+            self.failures.iter().partition(|f| match tolerate {
+                Tolerate::Nothing => false,
+                Tolerate::UpgradeLosses { broadcast } => {
+                    f.unanswered_first && f.at.abs_diff(broadcast) <= BROADCAST_WINDOW
+                }
+            });
+        eprintln!(
+            "{test}: {} requests sent, {} answered 200 by the app, {} failed ({} of them \
+             first requests of new HTTP/1.1 connections dropped by the old process's \
+             shutdown); {} re-sent (refused by an HTTP/2 GOAWAY, or unanswered on a reused \
+             HTTP/1.1 connection); {} HTTP/1.1 answers with `Connection: close`",
+            self.sent,
+            self.ok,
+            self.failures.len(),
+            known.len(),
+            self.retried.len(),
+            self.closes
+        );
+        if !self.retried.is_empty() {
+            eprintln!(
+                "{test}: first attempts re-sent (times relative to the operation):\n{}",
+                list(&self.retried.iter().collect::<Vec<_>>())
+            );
+        }
+        if !known.is_empty() {
+            eprintln!(
+                "{test}: LOST to Pingora's shutdown (times relative to the operation):\n{}",
+                list(&known)
+            );
+        }
+        assert!(
+            unexplained.is_empty(),
+            "{test}: {} of {} requests failed (times relative to the operation):\n{}",
+            unexplained.len(),
+            self.sent,
+            list(&unexplained)
+        );
+        assert!(
+            known.len() <= MAX_UPGRADE_LOSSES,
+            "{test}: more requests lost at the shutdown broadcast than ever seen"
+        );
+        assert!(
+            tolerate != Tolerate::Nothing || self.retried.is_empty(),
+            "{test}: no connection may be closed under a request here"
+        );
+        assert_eq!(
+            self.ok + self.failures.len() as u64,
+            self.sent,
+            "{test}: every request was counted"
+        );
+    }
+}
+
+/// A hand-written HTTP/1.1 keep-alive client over TLS, for the load: it
+/// sends each request on the connection the previous answer left open and
+/// reports, for a failure, whether the connection was a reused one and how
+/// many bytes of the answer had arrived.
+mod raw {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use reqwest::StatusCode;
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio_rustls::client::TlsStream;
+    use tokio_rustls::TlsConnector;
+
+    pub type Conn = TlsStream<TcpStream>;
+
+    /// A connector that trusts the test CA and offers only HTTP/1.1.
+    pub fn connector(ca_pem: &str) -> TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        TlsConnector::from(Arc::new(config))
+    }
+
+    pub struct Response {
+        pub status: StatusCode,
+        /// False if the answer said `Connection: close`.
+        pub keep_alive: bool,
+        pub body: Vec<u8>,
+    }
+
+    #[derive(Debug)]
+    pub struct Error {
+        /// Whether the request went on a connection that had carried an
+        /// earlier exchange.
+        pub reused: bool,
+        /// Whether the whole request had been written.
+        pub written: bool,
+        /// Bytes of the answer received before the failure.
+        pub received: usize,
+        pub what: String,
+    }
+
+    impl Error {
+        /// A request written on a reused connection that the server closed
+        /// without a single byte of answer: the server closed the
+        /// connection as idle, not having read the request (a server
+        /// answers or fails what it reads). HTTP/1.1 cannot tell the
+        /// client of that close, so the client re-sends (RFC 9110 section
+        /// 9.2.2; what browsers do, and what hyper's pool does itself when
+        /// it sees the close before writing).
+        pub fn retryable(&self) -> bool {
+            self.reused && self.received == 0
+        }
+    }
+
+    impl std::fmt::Display for Error {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(
+                f,
+                "{} connection, request {}written, {} answer bytes received: {}",
+                if self.reused { "reused" } else { "new" },
+                if self.written { "" } else { "not " },
+                self.received,
+                self.what
+            )
+        }
+    }
+
+    /// A new connection to `addr`, TLS handshake done.
+    pub async fn connect(
+        tls: &TlsConnector,
+        addr: SocketAddr,
+        host: &str,
+    ) -> std::io::Result<Conn> {
+        let connect = async {
+            let tcp = TcpStream::connect(addr).await?;
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(std::io::Error::other)?;
+            tls.connect(name, tcp).await
+        };
+        tokio::time::timeout(Duration::from_secs(10), connect)
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+    }
+
+    /// How the server ended a connection the client left idle: waits (at
+    /// most `within`) for the end of the stream. Returns when, and how.
+    pub async fn watch_end(mut conn: Conn, within: Duration) -> (std::time::Instant, &'static str) {
+        let mut buf = [0u8; 256];
+        let read = tokio::time::timeout(within, conn.read(&mut buf)).await;
+        let how = match read {
+            Ok(Ok(0)) => "TLS close_notify",
+            Ok(Ok(_)) => "bytes sent on an idle connection",
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                "FIN without TLS close_notify"
+            }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => "RST",
+            Ok(Err(_)) => "an error",
+            Err(_) => "nothing: still open",
+        };
+        (std::time::Instant::now(), how)
+    }
+
+    /// `GET target` on `conn` (a new connection to `addr` if None), which
+    /// is left open if the answer allows.
+    pub async fn get(
+        conn: &mut Option<Conn>,
+        tls: &TlsConnector,
+        addr: SocketAddr,
+        host: &str,
+        authority: &str,
+        target: &str,
+    ) -> Result<Response, Error> {
+        let reused = conn.is_some();
+        let mut error = Error {
+            reused,
+            written: false,
+            received: 0,
+            what: String::new(),
+        };
+        let stream = match conn.take() {
+            Some(stream) => stream,
+            None => match connect(tls, addr, host).await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    error.what = format!("connect: {e}");
+                    return Err(error);
+                }
+            },
+        };
+        let mut stream = stream;
+        let mut received = Vec::new();
+        let exchange = exchange(&mut stream, authority, target, &mut error, &mut received);
+        let result = match tokio::time::timeout(Duration::from_secs(20), exchange).await {
+            Ok(result) => result,
+            Err(_) => Err("timed out".to_string()),
+        };
+        error.received = received.len();
+        match result {
+            Ok(response) => {
+                if response.keep_alive {
+                    *conn = Some(stream);
+                }
+                Ok(response)
+            }
+            Err(what) => {
+                error.what = what;
+                Err(error)
+            }
+        }
+    }
+
+    /// Appends what the next read brings; the end of the stream is an
+    /// error (an answer is always expected).
+    async fn read_more(stream: &mut Conn, received: &mut Vec<u8>) -> Result<(), String> {
+        let mut chunk = [0u8; 16384];
+        match stream.read(&mut chunk).await {
+            Ok(0) => Err("end of stream".to_string()),
+            Ok(n) => {
+                received.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+            Err(e) => Err(format!("read: {e} ({:?})", e.kind())),
+        }
+    }
+
+    async fn exchange(
+        stream: &mut Conn,
+        authority: &str,
+        target: &str,
+        error: &mut Error,
+        received: &mut Vec<u8>,
+    ) -> Result<Response, String> {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("write: {e} ({:?})", e.kind()))?;
+        stream
+            .flush()
+            .await
+            .map_err(|e| format!("flush: {e} ({:?})", e.kind()))?;
+        error.written = true;
+        let head_end = loop {
+            if let Some(i) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            read_more(stream, received).await?;
+        };
+        let head = String::from_utf8_lossy(&received[..head_end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status: StatusCode = lines
+            .next()
+            .and_then(|l| l.strip_prefix("HTTP/1.1 "))
+            .and_then(|l| l.get(..3))
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| format!("bad status line in {head:?}"))?;
+        let mut length = None;
+        let mut keep_alive = true;
+        for line in lines {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+            match name.as_str() {
+                "content-length" => length = value.parse::<usize>().ok(),
+                "connection" => keep_alive &= !value.eq_ignore_ascii_case("close"),
+                "transfer-encoding" => return Err(format!("unexpected {line:?}")),
+                _ => {}
+            }
+        }
+        let length = length.ok_or_else(|| format!("no content-length in {head:?}"))?;
+        while received.len() < head_end + length {
+            read_more(stream, received).await?;
+        }
+        if received.len() > head_end + length {
+            return Err("more bytes than the answer".into());
+        }
+        Ok(Response {
+            status,
+            keep_alive,
+            body: received[head_end..].to_vec(),
+        })
+    }
+}
+
+// ---- Setup and probes ----
+
+/// The extra YAML: the core, the internal listener, the upstreams of
+/// alpha and beta (beta's app_meta.json may come later).
+fn extra_yaml(core: &Upstream, internal_port: u16, alpha: &Upstream, beta: &Upstream) -> String {
+    format!(
+        "core: {{ upstream: \"{}\" }}\n\
+         internal: {{ listen: \"127.0.0.1:{internal_port}\" }}\n\
+         upstreams:\n  alpha: \"{}\"\n  beta: \"{}\"\n",
+        core.addr, alpha.addr, beta.addr
+    )
+}
+
+/// Upstreams alpha, beta and core.
+fn upstreams() -> (Upstream, Upstream, Upstream) {
+    (
+        Upstream::start("alpha"),
+        Upstream::start("beta"),
+        Upstream::start("core"),
+    )
+}
+
+/// The status of `GET <app>/<path>`, with a terminal token if given, and
+/// which upstream answered (if an echo did).
+async fn probe(
+    files: &PortalFiles,
+    proxy: &Proxy,
+    app: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (StatusCode, Option<String>) {
+    let client = client(&files.ca_pem, Protocol::Http2);
+    let mut request = client.get(proxy.url(&files.host(app), path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let resp = request.send().await.unwrap();
+    let status = resp.status();
+    let body = resp.bytes().await.unwrap();
+    let upstream = serde_json::from_slice::<Echo>(&body)
+        .ok()
+        .map(|e| e.upstream);
+    (status, upstream)
+}
+
+/// Whether `GET <app>/<path>` answers 200 from the app's own upstream.
+async fn serves(files: &PortalFiles, proxy: &Proxy, app: &str, path: &str) -> bool {
+    probe(files, proxy, app, path, None).await == (StatusCode::OK, Some(app.to_string()))
+}
+
+/// The status of a private path of alpha for terminal `sub`.
+async fn private_status(files: &PortalFiles, proxy: &Proxy, sub: &str) -> StatusCode {
+    let token = files.terminal_token(sub);
+    probe(files, proxy, "alpha", "/private/x", Some(&token))
+        .await
+        .0
+}
+
+/// The peer IDs `GET /internal/peers` lists.
+async fn listed_peers(internal_port: u16) -> Vec<String> {
+    let Ok(resp) = reqwest::get(format!("http://127.0.0.1:{internal_port}/internal/peers")).await
+    else {
+        return Vec::new();
+    };
+    let list: serde_json::Value = resp.json().await.unwrap_or_default();
+    list.as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|p| p["id"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `peers.json` with one entry for `peer`.
+fn peers_json(peer: &portal_proxy::identity::Identity, name: &str) -> String {
+    serde_json::json!([{"id": peer.id, "name": name, "public_key": peer.public_key_pem}])
+        .to_string()
+}
+
+const CHANGE_VISIBLE_WITHIN: Duration = Duration::from_secs(5);
+
+// ---- The tests ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn state_changes_under_load_fail_no_request() {
+    let files = PortalFiles::new("ops-changes");
+    let (alpha, beta, core) = upstreams();
+    files
+        .app("alpha", &app_meta(PUBLIC_AND_PRIVATE))
+        .terminals(&[("t1", "Laptop"), ("t2", "Phone")]);
+    let internal_port = free_port();
+    let proxy = Proxy::start(&files, &extra_yaml(&core, internal_port, &alpha, &beta));
+
+    // Before: no beta, both terminals, no peer.
+    assert!(!serves(&files, &proxy, "beta", "/").await);
+    assert_eq!(private_status(&files, &proxy, "t1").await, StatusCode::OK);
+    assert_eq!(private_status(&files, &proxy, "t2").await, StatusCode::OK);
+    let peer = portal_proxy::identity::Identity::generate();
+    assert!(
+        eventually(CHANGE_VISIBLE_WITHIN, || async {
+            reqwest::get(format!("http://127.0.0.1:{internal_port}/internal/peers"))
+                .await
+                .is_ok()
+        })
+        .await,
+        "the internal listener does not answer"
+    );
+    assert!(!listed_peers(internal_port).await.contains(&peer.id));
+
+    let load = Load::start(&files, &proxy, "alpha", &WORKERS);
+    load.wait_for_more(100, Duration::from_secs(10)).await;
+    let changes_start = load.started().elapsed();
+
+    // (a) A new app, written atomically.
+    files.app_atomic("beta", &app_meta(PUBLIC));
+    assert!(
+        eventually(CHANGE_VISIBLE_WITHIN, || serves(
+            &files, &proxy, "beta", "/new"
+        ))
+        .await,
+        "beta was not served:\n{}",
+        proxy.log_text()
+    );
+    load.wait_for_more(20, Duration::from_secs(10)).await;
+
+    // (b) A terminal removed: its token no longer opens private paths.
+    files.terminals(&[("t1", "Laptop")]);
+    assert!(
+        eventually(CHANGE_VISIBLE_WITHIN, || async {
+            private_status(&files, &proxy, "t2").await == StatusCode::UNAUTHORIZED
+        })
+        .await,
+        "the removed terminal still gets in:\n{}",
+        proxy.log_text()
+    );
+    assert_eq!(private_status(&files, &proxy, "t1").await, StatusCode::OK);
+    load.wait_for_more(20, Duration::from_secs(10)).await;
+
+    // (c) A peer added: the internal listener lists it.
+    files.state_file("peers.json", &peers_json(&peer, "friend"));
+    assert!(
+        eventually(CHANGE_VISIBLE_WITHIN, || async {
+            listed_peers(internal_port).await.contains(&peer.id)
+        })
+        .await,
+        "the new peer is not listed:\n{}",
+        proxy.log_text()
+    );
+
+    load.wait_for_more(100, Duration::from_secs(10)).await;
+    load.run_for(Duration::from_secs(3)).await;
+    let outcome = load.finish().await;
+    outcome.assert_no_failure(
+        "state_changes_under_load_fail_no_request",
+        changes_start,
+        Tolerate::Nothing,
+    );
+    assert!(serves(&files, &proxy, "beta", "/after").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_at_once() {
+    let files = PortalFiles::new("ops-sighup");
+    let (alpha, beta, core) = upstreams();
+    files
+        .app("alpha", &app_meta(PUBLIC_AND_PRIVATE))
+        .terminals(&[("t1", "Laptop")]);
+    let mut proxy = Proxy::start(&files, &extra_yaml(&core, free_port(), &alpha, &beta));
+    let state_dir = files.dir.join("state");
+
+    // A change the poller sees: proves the reload service runs, so its
+    // SIGHUP handler is in place (before it is, SIGHUP's default action
+    // would end the process).
+    files.terminals(&[("t1", "Laptop"), ("t2", "Phone")]);
+    assert!(
+        eventually(CHANGE_VISIBLE_WITHIN, || async {
+            private_status(&files, &proxy, "t2").await == StatusCode::OK
+        })
+        .await,
+        "the poller did not reload:\n{}",
+        proxy.log_text()
+    );
+
+    // A change the poller cannot see: same size and modification time (the
+    // new file gets the old one's before it is renamed over it). Only
+    // SIGHUP can make it visible.
+    let terminals = state_dir.join("terminals.json");
+    let before = std::fs::metadata(&terminals).unwrap();
+    let fingerprint = portal_proxy::reload::fingerprint(&state_dir);
+    let tmp = state_dir.join(".terminals.json.sighup");
+    std::fs::write(
+        &tmp,
+        r#"[{"id":"t1","name":"Laptop"},{"id":"t3","name":"Phone"}]"#,
+    )
+    .unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&tmp)
+        .unwrap()
+        .set_modified(before.modified().unwrap())
+        .unwrap();
+    std::fs::rename(&tmp, &terminals).unwrap();
+    assert_eq!(std::fs::metadata(&terminals).unwrap().len(), before.len());
+    assert_eq!(
+        portal_proxy::reload::fingerprint(&state_dir),
+        fingerprint,
+        "the change must be invisible to the poller for this test to mean anything"
+    );
+    assert_eq!(
+        private_status(&files, &proxy, "t3").await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let sent = Instant::now();
+    send_signal(proxy.pid(), "HUP");
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            private_status(&files, &proxy, "t3").await == StatusCode::OK
+        })
+        .await,
+        "SIGHUP did not reload:\n{}",
+        proxy.log_text()
+    );
+    let took = sent.elapsed();
+    assert_eq!(
+        private_status(&files, &proxy, "t2").await,
+        StatusCode::UNAUTHORIZED
+    );
+    eprintln!("sighup_reloads_at_once: the change was visible {took:?} after SIGHUP");
+    assert!(proxy.log_text().contains("state reloaded (SIGHUP)"));
+
+    // SIGHUP never ends the process, however many arrive.
+    send_signal(proxy.pid(), "HUP");
+    send_signal(proxy.pid(), "HUP");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            proxy.log_text().matches("state reloaded (SIGHUP)").count() >= 3
+        })
+        .await,
+        "three SIGHUPs, three reloads:\n{}",
+        proxy.log_text()
+    );
+    assert_eq!(proxy.exit_status(), None, "SIGHUP ended the proxy");
+    assert!(serves(&files, &proxy, "alpha", "/still").await);
+    assert_eq!(proxy.exit_status(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broken_app_meta_leaves_the_others_serving() {
+    let files = PortalFiles::new("ops-broken");
+    let (alpha, beta, core) = upstreams();
+    files
+        .app("alpha", &app_meta(PUBLIC))
+        .app("beta", &app_meta(PUBLIC));
+    let proxy = Proxy::start(&files, &extra_yaml(&core, free_port(), &alpha, &beta));
+    assert!(serves(&files, &proxy, "alpha", "/").await);
+    assert!(serves(&files, &proxy, "beta", "/").await);
+    let load = Load::start(&files, &proxy, "alpha", &WORKERS);
+    load.wait_for_more(50, Duration::from_secs(10)).await;
+    let broken_at = load.started().elapsed();
+
+    files.app("beta", r#"{"v":"1.0","entrypoints":[{"container_port":80,"#);
+    let beta_file = files.dir.join("state/apps/beta/app_meta.json");
+    let reported = |log: &str| {
+        log.lines().any(|l| {
+            l.contains(&*beta_file.to_string_lossy())
+                && l.contains("invalid JSON")
+                && l.contains("keeping its last good version")
+        })
+    };
+    let reported_in_time = eventually(Duration::from_secs(3), || async {
+        // beta keeps its last good version all along.
+        assert!(serves(&files, &proxy, "beta", "/while-broken").await);
+        reported(&proxy.log_text())
+    })
+    .await;
+    assert!(
+        reported_in_time,
+        "the broken file was not reported:\n{}",
+        proxy.log_text()
+    );
+    assert!(serves(&files, &proxy, "beta", "/after-report").await);
+    assert!(serves(&files, &proxy, "alpha", "/after-report").await);
+
+    // The fix, with a change: beta gets a private path.
+    files.app_atomic("beta", &app_meta(PUBLIC_AND_PRIVATE));
+    assert!(
+        eventually(CHANGE_VISIBLE_WITHIN, || async {
+            probe(&files, &proxy, "beta", "/private/x", None).await.0 == StatusCode::UNAUTHORIZED
+        })
+        .await,
+        "the fixed file was not applied:\n{}",
+        proxy.log_text()
+    );
+    assert!(serves(&files, &proxy, "beta", "/public").await);
+    assert!(proxy
+        .log_text()
+        .contains("state reloaded (file change): 2 app(s), 0 terminal(s), 0 peer(s), 0 error(s)"));
+
+    load.wait_for_more(50, Duration::from_secs(10)).await;
+    load.run_for(Duration::from_secs(3)).await;
+    let outcome = load.finish().await;
+    outcome.assert_no_failure(
+        "a_broken_app_meta_leaves_the_others_serving",
+        broken_at,
+        Tolerate::Nothing,
+    );
+}
+
+/// Pingora's graceful upgrade, as an operator runs it: start the new
+/// process with `-u` (it binds `server.upgrade_sock` and waits, at most
+/// about 6 s, for the listening sockets), then send SIGQUIT to the old one.
+/// The old process sends its listening sockets, keeps serving for
+/// Pingora's fixed `CLOSE_TIMEOUT` of 5 s (both processes accept on the
+/// same sockets meanwhile), then broadcasts its shutdown: it stops
+/// accepting, drops its idle connections, waits `grace_period_seconds` and
+/// gives its runtimes `graceful_shutdown_timeout_seconds` to finish.
+///
+/// What clients see at the broadcast (measured here, Pingora 0.9.1):
+/// - HTTP/2 connections get a graceful GOAWAY: a stream the client opened
+///   past it is refused, which RFC 9113 says is safe to retry, and reqwest
+///   does by default.
+/// - Idle HTTP/1.1 keep-alive connections are closed at once, without TLS
+///   close_notify (a FIN; a RST if the client's next request had arrived
+///   unread). A request crossing that close is lost unanswered: HTTP/1.1
+///   has no way to warn the client, which re-sends it on a new connection
+///   (RFC 9110 section 9.2.2; what browsers and hyper's pool do).
+/// - The defect: a NEW HTTP/1.1 connection accepted just before the
+///   broadcast is closed the same way, its first request unanswered.
+///   Pingora's `HttpProxy::handle_new_request` races every request read,
+///   the first of a connection included, against the shutdown
+///   notification and drops the connection if the request has not fully
+///   arrived yet. Clients never re-send on a new connection (browsers show
+///   ERR_EMPTY_RESPONSE). This test counts and prints those losses and
+///   tolerates at most [`MAX_UPGRADE_LOSSES`], only at the broadcast.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn graceful_upgrade_under_load_fails_no_request() {
+    let files = PortalFiles::new("ops-upgrade");
+    let (alpha, beta, core) = upstreams();
+    files.app("alpha", &app_meta(PUBLIC));
+    let layout = Layout {
+        server: ", grace_period_seconds: 1, graceful_shutdown_timeout_seconds: 5".into(),
+        ..Layout::default()
+    };
+    let mut old = Proxy::start_with(
+        &files,
+        &layout,
+        &extra_yaml(&core, free_port(), &alpha, &beta),
+    );
+    let load = Load::start(&files, &old, "alpha", &UPGRADE_WORKERS);
+    load.wait_for_more(200, Duration::from_secs(10)).await;
+
+    // An idle HTTP/1.1 keep-alive connection to the old process (the only
+    // one listening yet), watched to see when and how it is ended: that
+    // times the shutdown broadcast.
+    let (host, tls) = (files.host("alpha"), raw::connector(&files.ca_pem));
+    let authority = format!("{host}:{}", old.https.port());
+    let mut idle = None;
+    let resp = raw::get(&mut idle, &tls, old.https, &host, &authority, "/idle")
+        .await
+        .unwrap();
+    assert_eq!(resp.status, StatusCode::OK);
+    let idle = idle.expect("a kept-alive connection");
+    let idle_end = tokio::spawn(raw::watch_end(idle, Duration::from_secs(40)));
+
+    // The new process first: it binds the upgrade socket and waits for
+    // the old one's listening sockets.
+    let upgrade_sock = files.dir.join("upgrade.sock");
+    let mut new = ProxyProcess::spawn(&files, &["-u"], "proxy-new.log");
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            assert_eq!(new.exit_status(), None, "{}", new.log_text());
+            std::future::ready(upgrade_sock.exists())
+        })
+        .await,
+        "the new process did not open {}:\n{}",
+        upgrade_sock.display(),
+        new.log_text()
+    );
+    // A new connection that has not sent its first request yet (still
+    // only the old process accepts): does the old process wait for that
+    // request?
+    let unused = raw::connect(&tls, old.https, &host).await.unwrap();
+    let unused_end = tokio::spawn(raw::watch_end(unused, Duration::from_secs(40)));
+
+    let quit_at = load.started().elapsed();
+    let quit = Instant::now();
+    send_signal(old.pid(), "QUIT");
+
+    let mut status = None;
+    let exited = eventually(Duration::from_secs(30), || {
+        status = status.or_else(|| old.exit_status());
+        std::future::ready(status.is_some())
+    })
+    .await;
+    assert!(exited, "the old process did not exit:\n{}", old.log_text());
+    let old_took = quit.elapsed();
+    assert!(status.unwrap().success(), "{status:?}:\n{}", old.log_text());
+    assert_eq!(new.exit_status(), None, "{}", new.log_text());
+    let (idle_ended, how) = idle_end.await.unwrap();
+    let (unused_ended, unused_how) = unused_end.await.unwrap();
+    assert!(how != "nothing: still open" && unused_how != "nothing: still open");
+    let broadcast = idle_ended - load.started();
+
+    // Only the new process listens now, on the same ports: the load goes
+    // on through it.
+    load.wait_for_more(300, Duration::from_secs(15)).await;
+    let outcome = load.finish().await;
+    let test = "graceful_upgrade_under_load_fails_no_request";
+    eprintln!(
+        "{test}: after SIGQUIT, the old process ended an idle HTTP/1.1 keep-alive connection \
+         at {:?} with {how}, a new connection still without a request at {:?} with \
+         {unused_how}, and exited at {old_took:?}",
+        idle_ended - quit,
+        unused_ended - quit,
+    );
+    let old_log = old.log_text();
+    assert!(old_log.contains("listener sockets sent"), "{old_log}");
+    assert!(
+        new.log_text().contains("Bootstrap done"),
+        "{}",
+        new.log_text()
+    );
+    outcome.assert_no_failure(test, quit_at, Tolerate::UpgradeLosses { broadcast });
+    for protocol in [Protocol::Http1, Protocol::Http2] {
+        let client = client(&files.ca_pem, protocol);
+        let resp = client
+            .get(old.url(&files.host("alpha"), "/after-upgrade"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.json::<Echo>().await.unwrap().upstream, "alpha");
+    }
+    assert_eq!(new.exit_status(), None, "{}", new.log_text());
+}
