@@ -68,7 +68,8 @@ impl hyper::body::Body for Zeros {
 /// An HTTP/1.1 upstream on a loopback port that answers every request with
 /// an [`Echo`], except `/status/<code>` which answers `<code>` with the body
 /// `upstream <name> says <code>` (an app's own error page), and
-/// `.../bytes/<n>` which answers `n` zero bytes, streamed.
+/// `.../bytes/<n>` which answers `n` zero bytes, streamed, and requests
+/// with `Upgrade`, which get a 101 and have every later byte sent back.
 pub struct Upstream {
     pub addr: SocketAddr,
     pub name: String,
@@ -128,8 +129,25 @@ type EchoBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 async fn echo(
     name: Arc<String>,
     record: Record,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<EchoBody>, Infallible> {
+    if req.headers().contains_key(hyper::header::UPGRADE) {
+        // A WebSocket-style upgrade: 101, then every byte is sent back.
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = upgrade.await {
+                let (mut reader, mut writer) = tokio::io::split(TokioIo::new(upgraded));
+                let _ = tokio::io::copy(&mut reader, &mut writer).await;
+            }
+        });
+        return Ok(Response::builder()
+            .status(101)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+            .body(Full::new(Bytes::new()).boxed())
+            .unwrap());
+    }
     let (parts, body) = req.into_parts();
     let target = parts
         .uri

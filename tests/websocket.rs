@@ -1,0 +1,75 @@
+//! WebSockets through the proxy: the HTTP/1.1 upgrade reaches the app and
+//! bytes flow both ways; access control applies to the upgrade request.
+
+mod common;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const APP: &str = r#"{"": {"access": "private"}, "/ws/": {"access": "public"}}"#;
+
+fn upgrade_request(host: &str, path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+}
+
+/// Reads up to the end of a response head.
+async fn read_head(tls: &mut (impl AsyncReadExt + Unpin)) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if tls.read(&mut byte).await.unwrap() == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_reaches_the_app_and_bytes_flow_both_ways() {
+    let files = PortalFiles::new("websocket");
+    let app = Upstream::start("app");
+    files.app("app", &app_meta(APP));
+    let proxy = Proxy::start(
+        &files,
+        &format!(
+            "core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams: {{ app: \"{}\" }}\n",
+            app.addr
+        ),
+    );
+    let host = files.host("app");
+    let mut tls = tls_connect(proxy.https, &host, &files.ca_pem)
+        .await
+        .unwrap();
+    tls.write_all(upgrade_request(&host, "/ws/chat").as_bytes())
+        .await
+        .unwrap();
+    let head = read_head(&mut tls).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: websocket"),
+        "{head}"
+    );
+    for message in [
+        &b"hello"[..],
+        &[0x81, 0x05, b'f', b'r', b'a', b'm', b'e'][..],
+    ] {
+        tls.write_all(message).await.unwrap();
+        let mut back = vec![0u8; message.len()];
+        tls.read_exact(&mut back).await.unwrap();
+        assert_eq!(back, message);
+    }
+
+    // The upgrade of a private path needs a terminal like any request.
+    let mut tls = tls_connect(proxy.https, &host, &files.ca_pem)
+        .await
+        .unwrap();
+    tls.write_all(upgrade_request(&host, "/private-ws").as_bytes())
+        .await
+        .unwrap();
+    let head = read_head(&mut tls).await;
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+}
