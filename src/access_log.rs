@@ -54,27 +54,46 @@ pub struct AccessLog {
     reopen: Arc<AtomicBool>,
 }
 
+/// The writing side: a thread started by [`Writer::spawn`], once the
+/// process is what it will stay (Pingora's `-d` forks after start-up, and
+/// threads do not survive a fork).
+pub struct Writer {
+    parts: std::sync::Mutex<Option<(Receiver<String>, Box<dyn Write + Send>, Target)>>,
+    reopen: Arc<AtomicBool>,
+}
+
 impl AccessLog {
-    /// Starts the writer thread. A file that cannot be opened is an error
-    /// at start; later write errors are reported on stderr.
-    pub fn start(target: Target) -> std::io::Result<AccessLog> {
+    /// The queue and its writer, not yet running. A file that cannot be
+    /// opened is an error now; later write errors are reported on stderr.
+    pub fn new(target: Target) -> std::io::Result<(AccessLog, Option<Writer>)> {
         let reopen = Arc::new(AtomicBool::new(false));
         let out: Box<dyn Write + Send> = match &target {
-            Target::Off => {
-                return Ok(AccessLog { tx: None, reopen });
-            }
+            Target::Off => return Ok((AccessLog { tx: None, reopen }, None)),
             Target::Stdout => Box::new(std::io::stdout()),
             Target::File(path) => Box::new(open(path)?),
         };
         let (tx, rx) = sync_channel(CHANNEL_LINES);
-        let flag = reopen.clone();
-        std::thread::Builder::new()
-            .name("access-log".into())
-            .spawn(move || write_lines(rx, out, target, flag))?;
-        Ok(AccessLog {
-            tx: Some(tx),
-            reopen,
-        })
+        let writer = Writer {
+            parts: std::sync::Mutex::new(Some((rx, out, target))),
+            reopen: reopen.clone(),
+        };
+        Ok((
+            AccessLog {
+                tx: Some(tx),
+                reopen,
+            },
+            Some(writer),
+        ))
+    }
+
+    /// [`AccessLog::new`] with the writer running at once (tests, tools
+    /// that do not fork).
+    pub fn start(target: Target) -> std::io::Result<AccessLog> {
+        let (log, writer) = AccessLog::new(target)?;
+        if let Some(writer) = writer {
+            writer.spawn()?;
+        }
+        Ok(log)
     }
 
     /// A log that writes nothing (tests, `access_log: off`).
@@ -100,6 +119,30 @@ impl AccessLog {
     /// Asks the writer to reopen its file (after a rotation).
     pub fn reopen(&self) {
         self.reopen.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Writer {
+    /// Starts the writer thread (once; later calls do nothing).
+    pub fn spawn(&self) -> std::io::Result<()> {
+        let parts = self.parts.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((rx, out, target)) = parts {
+            let flag = self.reopen.clone();
+            std::thread::Builder::new()
+                .name("access-log".into())
+                .spawn(move || write_lines(rx, out, target, flag))?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs as a Pingora background service: started after daemonizing.
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for Writer {
+    async fn start(&self, _shutdown: pingora::server::ShutdownWatch) {
+        if let Err(e) = self.spawn() {
+            log::error!("access log: cannot start its writer: {e}");
+        }
     }
 }
 

@@ -6,7 +6,6 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::listeners::PreTlsProcess;
@@ -111,7 +110,7 @@ pub fn default_max_connections() -> usize {
 /// `max` file descriptors: the connection is closed after `accept`, before
 /// its TLS handshake. Counting descriptors rather than connections keeps
 /// the count right without a hook on connection close (Pingora has none);
-/// they are recounted every 250 ms by [`ConnectionCap::watch`]. It is a
+/// they are recounted every 250 ms ([`ConnectionCap::recount`]). It is a
 /// pre-TLS callback because Pingora 0.9.1's connection filter never runs
 /// (the socket digest it needs is not set yet at accept).
 #[derive(Debug)]
@@ -128,19 +127,9 @@ impl ConnectionCap {
         })
     }
 
-    /// Recounts the open descriptors now and then, until the process ends.
-    pub fn watch(self: &Arc<Self>) {
-        let cap = Arc::downgrade(self);
-        std::thread::Builder::new()
-            .name("connection-cap".into())
-            .spawn(move || {
-                while let Some(cap) = cap.upgrade() {
-                    cap.open.store(count_open_fds(), Ordering::Relaxed);
-                    drop(cap);
-                    std::thread::sleep(Duration::from_millis(250));
-                }
-            })
-            .expect("spawning a thread at start-up");
+    /// Recounts the open descriptors (the reload service's every tick).
+    pub fn recount(&self) {
+        self.open.store(count_open_fds(), Ordering::Relaxed);
     }
 }
 

@@ -1,7 +1,9 @@
 //! Hot reload (DESIGN sections 2 and 8): a background service that polls
 //! the state files' and the certificate's sizes and modification times
 //! every [`POLL_INTERVAL`] and reloads what changed, and everything at once
-//! on SIGHUP (which also reopens the access log file).
+//! on SIGHUP (which also reopens the access log file). Its tick also
+//! recounts open descriptors for the connection cap. Being a Pingora
+//! service, it runs after `-d` has forked.
 //! Polling rather than inotify: it also sees changes made through bind
 //! mounts, network file systems and atomic renames, and costs a few dozen
 //! `stat` calls a tick.
@@ -18,6 +20,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::access_log::AccessLog;
+use crate::limits::ConnectionCap;
 use crate::replay::ReplayCache;
 use crate::state::{SharedState, Snapshot, StateError, APP_FILES};
 use crate::tls::{load_certified_key, CertResolver};
@@ -141,6 +144,8 @@ pub struct Reloader {
     pub access_log: AccessLog,
     /// `(state, certificate)` fingerprints of what the proxy started with.
     pub fingerprints: (u64, u64),
+    /// Recounted every tick.
+    pub connection_cap: Arc<ConnectionCap>,
 }
 
 impl Reloader {
@@ -199,6 +204,7 @@ impl BackgroundService for Reloader {
                     self.access_log.reopen();
                 }
                 _ = tick.tick() => {
+                    self.connection_cap.recount();
                     let now = fingerprint(&self.state_dir);
                     if now != state_seen {
                         state_seen = now;

@@ -126,6 +126,12 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
             .join(", ")
     );
 
+    // Pingora only panics the thread of a listener that cannot bind, and
+    // the process would run on without it: find out now and refuse to
+    // start. (A graceful upgrade, `-u`, receives bound sockets instead.)
+    if !opt.upgrade {
+        check_bindable(config)?;
+    }
     // Our `-c` is our own YAML, not Pingora's config file.
     opt.conf = None;
     let mut server = Server::new_with_opt_and_conf(opt, server_conf(config));
@@ -136,8 +142,13 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     let identity = Arc::new(loaded.identity);
     let state = Arc::new(SharedState::new(loaded.snapshot));
     let replay = Arc::new(ReplayCache::new(config.peering.replay_cache_per_peer));
-    let access_log =
-        AccessLog::start(config.access_log.clone()).map_err(|e| format!("access_log: {e}"))?;
+    // Threads start in services: they run after `-d` forked.
+    let (access_log, log_writer) =
+        AccessLog::new(config.access_log.clone()).map_err(|e| format!("access_log: {e}"))?;
+    if let Some(writer) = log_writer {
+        server.add_service(background_service("access log", writer));
+    }
+    let cap = ConnectionCap::new(config.limits.max_client_connections);
     let resolver = Arc::new(CertResolver::new(loaded.certificate));
     server.add_service(background_service(
         "reload",
@@ -152,6 +163,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
             },
             access_log: access_log.clone(),
             fingerprints: (loaded.state_fingerprint, loaded.certificate_fingerprint),
+            connection_cap: cap.clone(),
         },
     ));
 
@@ -187,8 +199,6 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         options.h2_idle_timeout = Some(config.limits.downstream_idle_timeout);
         proxy.server_options = Some(options);
     }
-    let cap = ConnectionCap::new(config.limits.max_client_connections);
-    cap.watch();
     https.endpoints().set_pre_tls_callback(cap.clone());
     let mut tls = TlsSettings::intermediate("", "").map_err(|e| e.to_string())?;
     tls.set_cert_resolver(resolver.clone());
@@ -241,6 +251,23 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         server.add_service(redirect);
     }
     Ok(server)
+}
+
+/// Binds and releases every configured listening address.
+fn check_bindable(config: &Config) -> Result<(), String> {
+    for (key, addr) in [
+        ("listen.https", Some(config.listen_https)),
+        ("listen.http", config.listen_http),
+        ("listen.mqtts", config.listen_mqtts),
+        ("internal.listen", config.internal_listen),
+        ("metrics.listen", config.metrics_listen),
+    ] {
+        if let Some(addr) = addr {
+            std::net::TcpListener::bind(addr)
+                .map_err(|e| format!("{key}: cannot listen on {addr}: {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// `-t`: what an operator sees. Returns whether everything is valid.
