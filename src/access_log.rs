@@ -58,9 +58,12 @@ pub struct AccessLog {
 /// process is what it will stay (Pingora's `-d` forks after start-up, and
 /// threads do not survive a fork).
 pub struct Writer {
-    parts: std::sync::Mutex<Option<(Receiver<String>, Box<dyn Write + Send>, Target)>>,
+    parts: std::sync::Mutex<Option<WriterParts>>,
     reopen: Arc<AtomicBool>,
 }
+
+/// What the writer thread takes: the queue, where to write, the target.
+type WriterParts = (Receiver<String>, Box<dyn Write + Send>, Target);
 
 impl AccessLog {
     /// The queue and its writer, not yet running. A file that cannot be
@@ -114,6 +117,11 @@ impl AccessLog {
                 crate::metrics::METRICS.access_log_dropped.inc();
             }
         }
+    }
+
+    /// Whether lines are written at all (`access_log: { enabled: false }`).
+    pub fn is_enabled(&self) -> bool {
+        self.tx.is_some()
     }
 
     /// Asks the writer to reopen its file (after a rotation).

@@ -45,15 +45,25 @@ async fn a_daemon_serves_logs_and_recounts_connections() {
         .unwrap();
     assert!(status.success(), "the parent of the daemon exits 0");
     let _daemon = Daemon(files.dir.join("daemon.pid"));
-    let up = eventually(Duration::from_secs(10), || async { tokio::net::TcpStream::connect(https).await.is_ok() }).await;
+    let up = eventually(Duration::from_secs(10), || async {
+        tokio::net::TcpStream::connect(https).await.is_ok()
+    })
+    .await;
     assert!(up, "the daemon does not listen");
 
     // More new connections than the cap: the open descriptors are
     // recounted in the daemon, so closed connections stop counting.
     let url = format!("https://{}:{}/", files.host("app"), https.port());
-    let client = client_builder(&files.ca_pem, Protocol::Http1).pool_max_idle_per_host(0).build().unwrap();
+    let client = client_builder(&files.ca_pem, Protocol::Http1)
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     for i in 0..300 {
-        let resp = client.get(&url).send().await.unwrap_or_else(|e| panic!("request {i}: {e}"));
+        let resp = client
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
         assert_eq!(resp.status(), StatusCode::OK, "request {i}");
         if i % 100 == 99 {
             // Let a recount (every 250 ms) see the closed connections.
@@ -63,10 +73,21 @@ async fn a_daemon_serves_logs_and_recounts_connections() {
     // The access log writer runs in the daemon.
     let log = files.dir.join("access.log");
     let written = eventually(Duration::from_secs(5), || async {
-        std::fs::read_to_string(&log).unwrap_or_default().lines().count() >= 300
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            >= 300
     })
     .await;
-    assert!(written, "{} lines in the access log", std::fs::read_to_string(&log).unwrap_or_default().lines().count());
+    assert!(
+        written,
+        "{} lines in the access log",
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    );
 }
 
 #[test]
@@ -88,5 +109,8 @@ fn a_listener_that_cannot_bind_stops_the_start() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("metrics.listen: cannot listen on {addr}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("metrics.listen: cannot listen on {addr}")),
+        "{stderr}"
+    );
 }

@@ -407,6 +407,9 @@ impl ProxyHttp for PortalProxy {
         m.request_duration
             .with_label_values(&[app])
             .observe(duration.as_secs_f64());
+        if !self.portal.access_log.is_enabled() {
+            return;
+        }
         let req = session.req_header();
         let upstream = ctx
             .upstream

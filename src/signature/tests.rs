@@ -2,6 +2,7 @@
 
 use super::*;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use ed25519_dalek::{Signer as _, SigningKey};
 use http::HeaderValue;
 
 /// RFC 9421 Appendix B.1.4, `test-key-ed25519`.

@@ -1,0 +1,268 @@
+//! The YAML config file (DESIGN section 8), in two layers: [`raw`] serde
+//! structs that refuse unknown keys, then [`Config`], validated, with paths
+//! resolved against the config file's folder. Every error names its key path
+//! and all validation errors are reported at once. Used by `main` only.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One problem with the config: the key path and what is wrong there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem found in one config file.
+#[derive(Debug)]
+pub struct ConfigErrors {
+    pub file: String,
+    pub errors: Vec<ConfigError>,
+}
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid config {}:", self.file)?;
+        for e in &self.errors {
+            write!(f, "\n  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+pub mod raw;
+mod validate;
+
+use validate::Validator;
+
+/// An upstream address: an IP socket address, or a host name resolved by DNS
+/// for each new connection (containers change addresses when restarted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl std::str::FromStr for HostPort {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(HostPort {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            });
+        }
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{s:?} is not \"host:port\""))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("{s:?}: port {port:?} is not a number from 1 to 65535"))?;
+        if port == 0 {
+            return Err(format!("{s:?}: port 0 is not a destination"));
+        }
+        if !is_dns_name(host) {
+            return Err(format!(
+                "{s:?}: {host:?} is not an IP address or a host name"
+            ));
+        }
+        Ok(HostPort {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+/// A DNS name: labels of letters, digits, `-` and `_` (container names), at
+/// most 253 characters.
+pub fn is_dns_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label_loose)
+}
+
+fn is_dns_label_loose(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 63
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+}
+
+/// An app name usable as the first label of `<app>.<domain>`.
+pub fn is_app_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AppUpstreams {
+    pub http: Option<HostPort>,
+    pub mqtt: Option<HostPort>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub upstream_connect_timeout: Duration,
+    pub upstream_idle_timeout: Duration,
+    pub downstream_idle_timeout: Duration,
+    pub max_request_header_bytes: usize,
+    pub max_request_headers: usize,
+    pub max_client_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_idle_timeout: Duration::from_secs(300),
+            downstream_idle_timeout: Duration::from_secs(60),
+            max_request_header_bytes: crate::limits::DEFAULT_MAX_HEADER_BYTES,
+            max_request_headers: crate::limits::DEFAULT_MAX_HEADERS,
+            max_client_connections: crate::limits::default_max_connections(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ServerSettings {
+    pub threads: usize,
+    pub pid_file: Option<PathBuf>,
+    pub upgrade_sock: Option<PathBuf>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub grace_period_seconds: Option<u64>,
+    pub graceful_shutdown_timeout_seconds: Option<u64>,
+    pub upstream_keepalive_pool_size: Option<usize>,
+}
+
+/// The validated config the rest of the proxy uses.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub key_file: PathBuf,
+    /// Lower case, no leading or trailing dot.
+    pub base_domain: String,
+    pub state_dir: PathBuf,
+    pub listen_https: SocketAddr,
+    pub listen_http: Option<SocketAddr>,
+    pub listen_mqtts: Option<SocketAddr>,
+    pub tls_cert_file: PathBuf,
+    pub tls_key_file: PathBuf,
+    pub home_app: String,
+    pub core_upstream: HostPort,
+    pub upstreams: BTreeMap<String, AppUpstreams>,
+    pub internal_listen: Option<SocketAddr>,
+    pub peering: Peering,
+    pub metrics_listen: Option<SocketAddr>,
+    pub server: ServerSettings,
+    pub limits: Limits,
+    pub access_log: crate::access_log::Target,
+}
+
+/// Peer request settings (DESIGN sections 5 and 7).
+#[derive(Debug, Clone)]
+pub struct Peering {
+    /// Extra trust roots for peer Portals' certificates.
+    pub ca_file: Option<PathBuf>,
+    pub window: crate::signature::Window,
+    /// Largest signed request body buffered for its digest check.
+    pub max_signed_body: usize,
+    /// Live nonces kept per peer by the replay cache.
+    pub replay_cache_per_peer: usize,
+}
+
+/// Default of `peering.max_signed_body_bytes`: 8 MiB.
+pub const DEFAULT_MAX_SIGNED_BODY: usize = 8 * 1024 * 1024;
+
+/// Default of `home_app`: the Portal's own terminal UI.
+pub const DEFAULT_HOME_APP: &str = "web-terminal";
+
+impl Config {
+    /// Reads and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            file: path.display().to_string(),
+            errors: vec![ConfigError {
+                path: "(file)".into(),
+                message: format!("cannot read: {e}"),
+            }],
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Validates `text` as the config file at `path` (relative paths in it
+    /// resolve against `path`'s folder).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+        let fail = |errors| ConfigErrors {
+            file: path.display().to_string(),
+            errors,
+        };
+        let de = serde_yaml::Deserializer::from_str(text);
+        let raw: raw::Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let message = strip_yaml_path(&key, &e.inner().to_string()).to_string();
+            fail(vec![ConfigError {
+                path: if key == "." {
+                    "(top level)".into()
+                } else {
+                    key
+                },
+                message,
+            }])
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let mut config = Validator::new(base).validate(raw).map_err(fail)?;
+        config.file = path.to_path_buf();
+        Ok(config)
+    }
+}
+
+/// serde_yaml starts its messages with the path of the map it was in
+/// (`server: unknown field ...`); the path we print is the exact key.
+fn strip_yaml_path<'m>(key: &str, message: &'m str) -> &'m str {
+    let mut prefix = key;
+    loop {
+        if let Some(rest) = message
+            .strip_prefix(prefix)
+            .and_then(|m| m.strip_prefix(": "))
+        {
+            return rest;
+        }
+        match prefix.rsplit_once('.') {
+            Some((head, _)) => prefix = head,
+            None => return message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,170 @@
+//! Tests of the config's two layers.
+
+use super::*;
+
+const FULL: &str = r#"
+portal:
+  key_file: identity.pem
+  base_domain: P.GetPortal.org
+state_dir: state
+listen:
+  https: 0.0.0.0:443
+  http: 0.0.0.0:80
+  mqtts: 0.0.0.0:8883
+tls: { cert_file: cert.pem, key_file: /etc/keys/key.pem }
+home_app: web-terminal
+core: { upstream: 127.0.0.1:8000 }
+upstreams:
+  myapp: 127.0.0.1:9000
+  mosquitto: { http: 127.0.0.1:9001, mqtt: 127.0.0.1:1883 }
+  dns-app: web:8080
+internal: { listen: 127.0.0.1:8080 }
+peering: { ca_file: ca.pem }
+metrics: { listen: 127.0.0.1:9090 }
+server: { threads: 2 }
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    Config::parse(text, Path::new("/etc/portal-proxy/portal-proxy.yaml"))
+}
+
+fn errors(text: &str) -> Vec<String> {
+    parse(text)
+        .expect_err("config must be refused")
+        .errors
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn design_example_parses() {
+    let c = parse(FULL).unwrap();
+    assert_eq!(c.key_file, Path::new("/etc/portal-proxy/identity.pem"));
+    assert_eq!(c.tls_key_file, Path::new("/etc/keys/key.pem"));
+    assert_eq!(c.state_dir, Path::new("/etc/portal-proxy/state"));
+    assert_eq!(c.base_domain, "p.getportal.org");
+    assert_eq!(c.listen_https.port(), 443);
+    assert_eq!(
+        c.upstreams["myapp"].http.as_ref().unwrap().to_string(),
+        "127.0.0.1:9000"
+    );
+    assert_eq!(c.upstreams["mosquitto"].mqtt.as_ref().unwrap().port, 1883);
+    assert_eq!(c.upstreams["dns-app"].http.as_ref().unwrap().host, "web");
+    assert_eq!(
+        c.peering.ca_file.as_deref(),
+        Some(Path::new("/etc/portal-proxy/ca.pem"))
+    );
+    assert_eq!(c.peering.window.skew, 5);
+    assert_eq!(c.peering.window.max_validity, 300);
+    assert_eq!(c.peering.max_signed_body, 8 * 1024 * 1024);
+    assert_eq!(c.server.threads, 2);
+    assert_eq!(c.limits.upstream_connect_timeout, Duration::from_secs(5));
+    assert_eq!(c.access_log, crate::access_log::Target::Stdout);
+    let c = parse(&format!("{FULL}access_log: {{ file: log/access.log }}\n")).unwrap();
+    assert_eq!(
+        c.access_log,
+        crate::access_log::Target::File(PathBuf::from("/etc/portal-proxy/log/access.log"))
+    );
+    let c = parse(&format!("{FULL}access_log: {{ enabled: false }}\n")).unwrap();
+    assert_eq!(c.access_log, crate::access_log::Target::Off);
+}
+
+#[test]
+fn unknown_keys_are_refused_with_their_path() {
+    let e = errors(&FULL.replace(
+        "server: { threads: 2 }",
+        "server: { threads: 2, thread: 3 }",
+    ));
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with("server.thread: unknown field `thread`"),
+        "{e:?}"
+    );
+    let e = errors(&format!("{FULL}\nextra: 1\n"));
+    assert!(e[0].contains("unknown field `extra`"), "{e:?}");
+    let e = errors(&FULL.replace(
+        "  mqtts: 0.0.0.0:8883",
+        "  mqtts: 0.0.0.0:8883\n  h3: 0.0.0.0:443",
+    ));
+    assert!(e[0].starts_with("listen.h3: unknown field `h3`"), "{e:?}");
+}
+
+#[test]
+fn missing_and_mistyped_keys_name_their_path() {
+    let e = errors(&FULL.replace("  key_file: identity.pem\n", ""));
+    assert!(
+        e[0].contains("portal") && e[0].contains("key_file"),
+        "{e:?}"
+    );
+    let e = errors(&FULL.replace("threads: 2", "threads: two"));
+    assert!(e[0].starts_with("server.threads:"), "{e:?}");
+    let e = errors(&FULL.replace("myapp: 127.0.0.1:9000", "myapp: [1, 2]"));
+    assert!(e[0].starts_with("upstreams.myapp:"), "{e:?}");
+}
+
+#[test]
+fn every_validation_error_is_reported_at_once() {
+    let bad = FULL
+        .replace("https: 0.0.0.0:443", "https: localhost:443")
+        .replace("127.0.0.1:8000", "127.0.0.1")
+        .replace("myapp: 127.0.0.1:9000", "MyApp: 127.0.0.1:9000")
+        .replace("threads: 2", "threads: 0")
+        .replace("P.GetPortal.org", "p..org")
+        .replace("mqtt: 127.0.0.1:1883", "mqtt: 127.0.0.1:99999")
+        .replace("127.0.0.1:9090", "127.0.0.1:8080");
+    let e = errors(&bad);
+    for key in [
+        "listen.https:",
+        "core.upstream:",
+        "upstreams.MyApp:",
+        "server.threads:",
+        "portal.base_domain:",
+        "upstreams.mosquitto.mqtt:",
+        "metrics.listen: 127.0.0.1:8080 is already used by internal.listen",
+    ] {
+        assert!(
+            e.iter().any(|m| m.starts_with(key)),
+            "{key} missing in {e:#?}"
+        );
+    }
+    assert_eq!(e.len(), 7, "{e:#?}");
+}
+
+#[test]
+fn optional_sections_may_be_absent() {
+    let minimal = r#"
+portal: { key_file: k.pem, base_domain: example.org }
+state_dir: /var/lib/portal
+listen: { https: "[::]:443" }
+tls: { cert_file: c.pem, key_file: k.pem }
+core: { upstream: "core:8000" }
+"#;
+    let c = parse(minimal).unwrap();
+    assert_eq!(c.home_app, DEFAULT_HOME_APP);
+    assert!(c.listen_http.is_none() && c.internal_listen.is_none() && c.metrics_listen.is_none());
+    assert!(c.upstreams.is_empty());
+    assert_eq!(c.server.threads, 2);
+}
+
+#[test]
+fn host_port_shapes() {
+    for ok in [
+        "127.0.0.1:1",
+        "[::1]:80",
+        "web:8080",
+        "my_container.local:3000",
+    ] {
+        ok.parse::<HostPort>()
+            .unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    for bad in [
+        "web", "web:", "web:0", ":80", "we b:80", "web:http", "-web:80",
+    ] {
+        assert!(bad.parse::<HostPort>().is_err(), "{bad}");
+    }
+    assert_eq!(
+        "[::1]:80".parse::<HostPort>().unwrap().to_string(),
+        "[::1]:80"
+    );
+}

@@ -1,0 +1,368 @@
+//! The validation layer of the config: turns [`raw::Config`] into
+//! [`Config`], reporting every bad value at once, each with its key path.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+/// Collects every error instead of stopping at the first.
+pub(super) struct Validator {
+    base: PathBuf,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator {
+    pub(super) fn new(base: PathBuf) -> Self {
+        Validator {
+            base,
+            errors: Vec::new(),
+        }
+    }
+
+    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn path(&mut self, key: &str, value: &str) -> PathBuf {
+        if value.is_empty() {
+            self.error(key, "empty path");
+        }
+        let p = Path::new(value);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn addr(&mut self, key: &str, value: &str) -> Option<SocketAddr> {
+        match value.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.error(
+                    key,
+                    format!(
+                        "{value:?} is not an IP address and port (\"0.0.0.0:443\", \"[::]:443\")"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn host_port(&mut self, key: &str, value: &str) -> Option<HostPort> {
+        match value.parse::<HostPort>() {
+            Ok(hp) => Some(hp),
+            Err(e) => {
+                self.error(key, e);
+                None
+            }
+        }
+    }
+
+    fn seconds(&mut self, key: &str, value: Option<f64>, default: Duration) -> Duration {
+        match value {
+            None => default,
+            Some(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 * 7.0 => {
+                Duration::from_secs_f64(v)
+            }
+            Some(v) => {
+                self.error(
+                    key,
+                    format!("{v} is not a duration in seconds above 0 and at most a week"),
+                );
+                default
+            }
+        }
+    }
+
+    fn count(
+        &mut self,
+        key: &str,
+        value: Option<usize>,
+        default: usize,
+        range: std::ops::RangeInclusive<usize>,
+    ) -> usize {
+        match value {
+            None => default,
+            Some(v) if range.contains(&v) => v,
+            Some(v) => {
+                self.error(
+                    key,
+                    format!("{v} is not from {} to {}", range.start(), range.end()),
+                );
+                default
+            }
+        }
+    }
+
+    pub(super) fn validate(mut self, raw: raw::Config) -> Result<Config, Vec<ConfigError>> {
+        let key_file = self.path("portal.key_file", &raw.portal.key_file);
+        let base_domain = raw
+            .portal
+            .base_domain
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        if !is_dns_name(&base_domain) || base_domain.contains('_') {
+            self.error(
+                "portal.base_domain",
+                format!("{:?} is not a domain name", raw.portal.base_domain),
+            );
+        }
+        let state_dir = self.path("state_dir", &raw.state_dir);
+        let listen_https = self.addr("listen.https", &raw.listen.https);
+        let listen_http = raw
+            .listen
+            .http
+            .as_deref()
+            .and_then(|v| self.addr("listen.http", v));
+        let listen_mqtts = raw
+            .listen
+            .mqtts
+            .as_deref()
+            .and_then(|v| self.addr("listen.mqtts", v));
+        let tls_cert_file = self.path("tls.cert_file", &raw.tls.cert_file);
+        let tls_key_file = self.path("tls.key_file", &raw.tls.key_file);
+        let home_app = raw.home_app.unwrap_or_else(|| DEFAULT_HOME_APP.to_string());
+        if !is_app_name(&home_app) {
+            self.error(
+                "home_app",
+                format!("{home_app:?} is not an app name (lower-case letters, digits, '-')"),
+            );
+        }
+        let core_upstream = self.host_port("core.upstream", &raw.core.upstream);
+
+        let mut upstreams = BTreeMap::new();
+        for (app, upstream) in raw.upstreams {
+            let key = format!("upstreams.{app}");
+            if !is_app_name(&app) {
+                self.error(
+                    &key,
+                    format!("{app:?} is not an app name (lower-case letters, digits, '-')"),
+                );
+            }
+            let parsed = match upstream {
+                raw::Upstream::Http(v) => AppUpstreams {
+                    http: self.host_port(&key, &v),
+                    mqtt: None,
+                },
+                raw::Upstream::Split(s) => {
+                    if s.http.is_none() && s.mqtt.is_none() {
+                        self.error(&key, "give at least one of http and mqtt");
+                    }
+                    AppUpstreams {
+                        http: s
+                            .http
+                            .and_then(|v| self.host_port(&format!("{key}.http"), &v)),
+                        mqtt: s
+                            .mqtt
+                            .and_then(|v| self.host_port(&format!("{key}.mqtt"), &v)),
+                    }
+                }
+            };
+            upstreams.insert(app, parsed);
+        }
+
+        let internal_listen = raw
+            .internal
+            .and_then(|l| self.addr("internal.listen", &l.listen));
+        let raw_peering = raw.peering.unwrap_or(raw::Peering {
+            ca_file: None,
+            clock_skew_seconds: None,
+            max_signature_validity_seconds: None,
+            max_signed_body_bytes: None,
+            replay_cache_per_peer: None,
+        });
+        let default_window = crate::signature::Window::default();
+        let skew = raw_peering
+            .clock_skew_seconds
+            .map_or(default_window.skew, i64::from);
+        if skew > 300 {
+            self.error(
+                "peering.clock_skew_seconds",
+                format!("{skew} is more than 300"),
+            );
+        }
+        let max_validity = raw_peering
+            .max_signature_validity_seconds
+            .map_or(default_window.max_validity, i64::from);
+        if !(1..=3600).contains(&max_validity) {
+            self.error(
+                "peering.max_signature_validity_seconds",
+                format!("{max_validity} is not from 1 to 3600"),
+            );
+        }
+        let max_signed_body = raw_peering
+            .max_signed_body_bytes
+            .map_or(DEFAULT_MAX_SIGNED_BODY, |b| {
+                usize::try_from(b).unwrap_or(usize::MAX)
+            });
+        if max_signed_body > 1024 * 1024 * 1024 {
+            self.error(
+                "peering.max_signed_body_bytes",
+                format!(
+                    "{max_signed_body} is more than 1 GiB, which the proxy would hold in memory"
+                ),
+            );
+        }
+        let replay_cache_per_peer = raw_peering
+            .replay_cache_per_peer
+            .unwrap_or(crate::replay::DEFAULT_PER_PEER);
+        if replay_cache_per_peer == 0 {
+            self.error(
+                "peering.replay_cache_per_peer",
+                "0 would refuse every peer request",
+            );
+        }
+        let peering = Peering {
+            ca_file: raw_peering
+                .ca_file
+                .map(|f| self.path("peering.ca_file", &f)),
+            window: crate::signature::Window { skew, max_validity },
+            max_signed_body,
+            replay_cache_per_peer,
+        };
+        let metrics_listen = raw
+            .metrics
+            .and_then(|l| self.addr("metrics.listen", &l.listen));
+
+        let raw_server = raw.server.unwrap_or(raw::Server {
+            threads: None,
+            pid_file: None,
+            upgrade_sock: None,
+            user: None,
+            group: None,
+            grace_period_seconds: None,
+            graceful_shutdown_timeout_seconds: None,
+            upstream_keepalive_pool_size: None,
+        });
+        let threads = raw_server.threads.unwrap_or(2);
+        if threads == 0 || threads > 1024 {
+            self.error("server.threads", format!("{threads} is not from 1 to 1024"));
+        }
+        let server = ServerSettings {
+            threads,
+            pid_file: raw_server
+                .pid_file
+                .map(|f| self.path("server.pid_file", &f)),
+            upgrade_sock: raw_server
+                .upgrade_sock
+                .map(|f| self.path("server.upgrade_sock", &f)),
+            user: raw_server.user,
+            group: raw_server.group,
+            grace_period_seconds: raw_server.grace_period_seconds,
+            graceful_shutdown_timeout_seconds: raw_server.graceful_shutdown_timeout_seconds,
+            upstream_keepalive_pool_size: raw_server.upstream_keepalive_pool_size,
+        };
+
+        let raw_limits = raw.limits.unwrap_or(raw::Limits {
+            upstream_connect_timeout_seconds: None,
+            upstream_idle_timeout_seconds: None,
+            downstream_idle_timeout_seconds: None,
+            max_request_header_bytes: None,
+            max_request_headers: None,
+            max_client_connections: None,
+        });
+        let d = Limits::default();
+        let limits = Limits {
+            upstream_connect_timeout: self.seconds(
+                "limits.upstream_connect_timeout_seconds",
+                raw_limits.upstream_connect_timeout_seconds,
+                d.upstream_connect_timeout,
+            ),
+            upstream_idle_timeout: self.seconds(
+                "limits.upstream_idle_timeout_seconds",
+                raw_limits.upstream_idle_timeout_seconds,
+                d.upstream_idle_timeout,
+            ),
+            downstream_idle_timeout: self.seconds(
+                "limits.downstream_idle_timeout_seconds",
+                raw_limits.downstream_idle_timeout_seconds,
+                d.downstream_idle_timeout,
+            ),
+            max_request_header_bytes: self.count(
+                "limits.max_request_header_bytes",
+                raw_limits.max_request_header_bytes,
+                d.max_request_header_bytes,
+                1024..=1024 * 1024,
+            ),
+            max_request_headers: self.count(
+                "limits.max_request_headers",
+                raw_limits.max_request_headers,
+                d.max_request_headers,
+                8..=1000,
+            ),
+            max_client_connections: self.count(
+                "limits.max_client_connections",
+                raw_limits.max_client_connections,
+                d.max_client_connections,
+                16..=10_000_000,
+            ),
+        };
+
+        let access_log = match raw.access_log {
+            None => crate::access_log::Target::Stdout,
+            Some(raw::AccessLog {
+                enabled: Some(false),
+                file: Some(_),
+            }) => {
+                self.error("access_log", "a file is given but enabled is false");
+                crate::access_log::Target::Off
+            }
+            Some(raw::AccessLog {
+                enabled: Some(false),
+                ..
+            }) => crate::access_log::Target::Off,
+            Some(raw::AccessLog { file: Some(f), .. }) => {
+                crate::access_log::Target::File(self.path("access_log.file", &f))
+            }
+            Some(raw::AccessLog { file: None, .. }) => crate::access_log::Target::Stdout,
+        };
+
+        // Two listeners on one address fail at bind time with a vaguer error.
+        let mut seen: BTreeMap<SocketAddr, &str> = BTreeMap::new();
+        for (key, addr) in [
+            ("listen.https", listen_https),
+            ("listen.http", listen_http),
+            ("listen.mqtts", listen_mqtts),
+            ("internal.listen", internal_listen),
+            ("metrics.listen", metrics_listen),
+        ] {
+            if let Some(addr) = addr {
+                if let Some(other) = seen.insert(addr, key) {
+                    self.error(key, format!("{addr} is already used by {other}"));
+                }
+            }
+        }
+
+        if !self.errors.is_empty() {
+            return Err(self.errors);
+        }
+        Ok(Config {
+            file: PathBuf::new(),
+            key_file,
+            base_domain,
+            state_dir,
+            listen_https: listen_https.expect("checked above"),
+            listen_http,
+            listen_mqtts,
+            tls_cert_file,
+            tls_key_file,
+            home_app,
+            core_upstream: core_upstream.expect("checked above"),
+            upstreams,
+            internal_listen,
+            peering,
+            metrics_listen,
+            server,
+            limits,
+            access_log,
+        })
+    }
+}
