@@ -72,7 +72,8 @@ fn setup(test: &str) -> Setup {
         &f1,
         &format!(
             "core: {{ upstream: \"127.0.0.1:1\" }}\ninternal: {{ listen: \"{internal1}\" }}\n\
-             peering: {{ ca_file: peer-ca.pem }}\n"
+             peering: {{ ca_file: peer-ca.pem }}\n\
+             limits: {{ upstream_connect_timeout_seconds: 2, upstream_idle_timeout_seconds: 2 }}\n"
         ),
     );
     // Each lists the other, at its real address (no DNS for *.portal.test).
@@ -364,5 +365,66 @@ async fn a_large_answer_is_streamed_not_held() {
     assert!(
         growth < 48 * 1024 * 1024,
         "Portal 1 grew by {growth} bytes relaying {SIZE}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_does_not_answer_is_504() {
+    let s = setup("silent");
+    s.peered().await;
+    // A "peer" that accepts connections and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten().take(8) {
+            held.push(stream);
+        }
+    });
+    let quiet = portal_proxy::identity::Identity::generate();
+    let mut quiet_entry = serde_json::json!({
+        "id": quiet.id, "name": "Quiet", "public_key": quiet.public_key_pem,
+    });
+    quiet_entry["address"] = silent_addr.to_string().into();
+    s.p1.files.state_file(
+        "peers.json",
+        &serde_json::json!([
+            peer_entry(&s.p2.files, s.p2.proxy.https, "Portal 2"),
+            quiet_entry
+        ])
+        .to_string(),
+    );
+    let client = app_client(ALPHA_IP);
+    let listed = eventually(Duration::from_secs(5), || async {
+        let list: serde_json::Value = client
+            .get(format!("http://{}/internal/peers", s.p1.internal))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        list.as_array().is_some_and(|l| l.len() == 2)
+    })
+    .await;
+    assert!(listed);
+    let started = std::time::Instant::now();
+    let resp = client
+        .get(format!(
+            "http://{}/internal/call_peer/{}/x",
+            s.p1.internal,
+            &quiet.id[..8]
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "gateway_timeout");
+    // Within the configured 2 s, with slack for a loaded machine.
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
     );
 }
