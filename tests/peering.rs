@@ -112,6 +112,18 @@ fn app_client(source: &str) -> reqwest::Client {
         .unwrap()
 }
 
+/// `GET /internal/peers` of the internal listener at `internal`.
+async fn peer_list(internal: SocketAddr) -> serde_json::Value {
+    app_client(ALPHA_IP)
+        .get(format!("http://{internal}/internal/peers"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 impl Setup {
     /// `http://<portal 1 internal>/internal/call_peer/<portal 2 id prefix>/<path>`
     fn call_url(&self, path: &str) -> String {
@@ -125,22 +137,8 @@ impl Setup {
     /// Waits until both Portals loaded each other's peers.json.
     async fn peered(&self) {
         let ready = eventually(Duration::from_secs(5), || async {
-            let list: serde_json::Value = app_client(ALPHA_IP)
-                .get(format!("http://{}/internal/peers", self.p1.internal))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let list2: serde_json::Value = app_client(ALPHA_IP)
-                .get(format!("http://{}/internal/peers", self.p2.internal))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let list = peer_list(self.p1.internal).await;
+            let list2 = peer_list(self.p2.internal).await;
             list.as_array().is_some_and(|l| l.len() == 1)
                 && list2.as_array().is_some_and(|l| l.len() == 1)
         })
@@ -153,14 +151,7 @@ impl Setup {
 async fn an_app_calls_the_same_app_on_a_peer() {
     let s = setup("call");
     s.peered().await;
-    let list: serde_json::Value = app_client(ALPHA_IP)
-        .get(format!("http://{}/internal/peers", s.p1.internal))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = peer_list(s.p1.internal).await;
     let p2 = &s.p2.files.identity;
     assert_eq!(
         list,
@@ -396,14 +387,7 @@ async fn a_peer_that_does_not_answer_is_504() {
     );
     let client = app_client(ALPHA_IP);
     let listed = eventually(Duration::from_secs(5), || async {
-        let list: serde_json::Value = client
-            .get(format!("http://{}/internal/peers", s.p1.internal))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list = peer_list(s.p1.internal).await;
         list.as_array().is_some_and(|l| l.len() == 2)
     })
     .await;
