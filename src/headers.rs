@@ -168,8 +168,7 @@ impl AppHeaders {
     /// request reaches the app: any `X-Ptl-*` (also spelled with `_`) and any
     /// header one of the app's rules sets.
     pub fn strips(&self, name: &str) -> bool {
-        let normalized = normalize_name(name);
-        is_portal_header(&normalized) || self.named.contains(&normalized)
+        is_portal_header(name) || self.named.iter().any(|n| same_name(name.as_bytes(), n))
     }
 }
 
@@ -187,8 +186,24 @@ pub fn normalize_name(name: &str) -> String {
         .collect()
 }
 
-fn is_portal_header(normalized: &str) -> bool {
-    normalized.starts_with("x-ptl-")
+/// `raw` is `normalized` once [`normalize_name`]d (no allocation: this
+/// runs for every header of every request).
+fn same_name(raw: &[u8], normalized: &str) -> bool {
+    raw.len() == normalized.len()
+        && raw.iter().zip(normalized.bytes()).all(|(&a, b)| {
+            let a = if a == b'_' {
+                b'-'
+            } else {
+                a.to_ascii_lowercase()
+            };
+            a == b
+        })
+}
+
+/// Whether a header name is an `X-Ptl-` one, in any case and with `_` or
+/// `-`: never accepted from a client.
+pub fn is_portal_header(name: &str) -> bool {
+    name.len() >= 6 && same_name(&name.as_bytes()[..6], "x-ptl-")
 }
 
 /// A one-line description of a template error, with the detail minijinja

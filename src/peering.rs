@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::config::{Limits, Peering};
 use crate::error_page::Refusal;
-use crate::headers::normalize_name;
+use crate::headers::is_portal_header;
 use crate::identity::Identity;
 use crate::peers::{Lookup, Peer};
 use crate::proxy::write_refusal;
@@ -391,7 +391,7 @@ fn end_to_end(headers: &http::HeaderMap, to_peer: bool) -> http::HeaderMap {
                         | "signature"
                         | "signature-input"
                         | "content-digest"
-                ) || normalize_name(n).starts_with("x-ptl-")));
+                ) || is_portal_header(n)));
         if !drop {
             out.append(name.clone(), value.clone());
         }

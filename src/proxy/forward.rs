@@ -10,7 +10,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use crate::caller::{bearer_token, cookie_values, remove_cookie, Terminals, TERMINAL_COOKIE};
 use crate::config::HostPort;
 use crate::error_page::Refusal;
-use crate::headers::{normalize_name, AppHeaders};
+use crate::headers::{is_portal_header, AppHeaders};
 
 /// Removes what must never reach an upstream (DESIGN section 6): client
 /// `X-Ptl-*` headers (any spelling), the headers the app's rules set, and
@@ -26,7 +26,7 @@ pub(super) fn strip_client_headers(
         .keys()
         .filter(|name| match app {
             Some(app) => app.strips(name.as_str()),
-            None => normalize_name(name.as_str()).starts_with("x-ptl-"),
+            None => is_portal_header(name.as_str()),
         })
         .cloned()
         .collect();
