@@ -147,10 +147,12 @@ impl Writer {
 /// Runs as a Pingora background service: started after daemonizing.
 #[async_trait::async_trait]
 impl pingora::services::background::BackgroundService for Writer {
-    async fn start(&self, _shutdown: pingora::server::ShutdownWatch) {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
         if let Err(e) = self.spawn() {
             log::error!("access log: cannot start its writer: {e}");
         }
+        // The thread writes; the service lives as long as the server.
+        let _ = shutdown.changed().await;
     }
 }
 
