@@ -114,6 +114,29 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
+/// `req` with its path, method, authority or query changed: each must
+/// break the signature.
+fn tampered_variants<'a>(req: &Req<'a>) -> [Req<'a>; 4] {
+    [
+        Req {
+            path: "/peer/other",
+            ..*req
+        },
+        Req {
+            method: "PATCH",
+            ..*req
+        },
+        Req {
+            host: "app.abcdef.portal.test:9443",
+            ..*req
+        },
+        Req {
+            query: Some("y=2"),
+            ..*req
+        },
+    ]
+}
+
 /// `who`'s private key for Python, as `keygen` writes it (PKCS#8 v1).
 fn private_key_pem(who: &Identity) -> String {
     who.private_key_pem().to_string()
@@ -343,24 +366,7 @@ fn python_signatures_verify_here() {
         }
 
         // The same headers on another path, method or authority.
-        for tampered in [
-            Req {
-                path: "/peer/other",
-                ..*req
-            },
-            Req {
-                method: "PATCH",
-                ..*req
-            },
-            Req {
-                host: "app.abcdef.portal.test:9443",
-                ..*req
-            },
-            Req {
-                query: Some("y=2"),
-                ..*req
-            },
-        ] {
+        for tampered in tampered_variants(req) {
             let err = verify_here(&peer, &tampered, &headers)
                 .expect_err(&format!("{tampered:?} must be refused"));
             assert_eq!(err.reason(), "bad_signature", "{tampered:?}: {err}");
@@ -424,24 +430,7 @@ fn our_signatures_verify_in_python() {
             assert!(err.contains("Content-Digest does not match"), "{err}");
         }
         // A tampered path, method, authority or query: the signature fails.
-        for tampered in [
-            Req {
-                path: "/peer/other",
-                ..*req
-            },
-            Req {
-                method: "PATCH",
-                ..*req
-            },
-            Req {
-                host: "app.abcdef.portal.test:9443",
-                ..*req
-            },
-            Req {
-                query: Some("y=2"),
-                ..*req
-            },
-        ] {
+        for tampered in tampered_variants(req) {
             let err = python_verify(&peer, &tampered, &headers)
                 .expect_err(&format!("{tampered:?} must be refused"));
             assert!(err.starts_with("InvalidSignature"), "{tampered:?}: {err}");
