@@ -6,7 +6,9 @@ use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
-use crate::route::normalize_host;
+use crate::error_page::Refusal;
+use crate::proxy::request_host;
+use crate::route::{normalize_host, RouteError};
 
 /// Answers everything with a redirect to `https://<host><path>`.
 pub struct RedirectToHttps {
@@ -34,11 +36,7 @@ pub fn https_location(host: &str, path_and_query: &str, https_port: u16) -> Opti
 impl ServeHttp for RedirectToHttps {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
-        let host = req
-            .uri
-            .authority()
-            .map(|a| a.as_str())
-            .or_else(|| req.headers.get(http::header::HOST)?.to_str().ok());
+        let host = request_host(req);
         let pq = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let builder = Response::builder().header(http::header::CACHE_CONTROL, "no-store");
         let response = match host.and_then(|h| https_location(h, pq, self.https_port)) {
@@ -49,13 +47,13 @@ impl ServeHttp for RedirectToHttps {
                 .header(http::header::CONTENT_LENGTH, location.len() + 1)
                 .body(format!("{location}\n").into_bytes()),
             None => {
-                let body =
-                    b"{\"error\":\"bad_request\",\"message\":\"the request has no valid Host\"}\n";
+                let refusal = Refusal::BadRequest(RouteError::NoHost.to_string());
+                let (content_type, body) = refusal.render(None);
                 builder
-                    .status(400)
-                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .status(refusal.status())
+                    .header(http::header::CONTENT_TYPE, content_type)
                     .header(http::header::CONTENT_LENGTH, body.len())
-                    .body(body.to_vec())
+                    .body(body)
             }
         };
         response.expect("static header names and checked values")

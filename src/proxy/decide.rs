@@ -16,7 +16,7 @@ use crate::state::Snapshot;
 
 /// The host a request names: the `:authority` (HTTP/2) or absolute-form
 /// target, else the `Host` header.
-pub(super) fn request_host(req: &RequestHeader) -> Option<&str> {
+pub(crate) fn request_host(req: &RequestHeader) -> Option<&str> {
     req.uri
         .authority()
         .map(|a| a.as_str())

@@ -29,7 +29,7 @@ use crate::replay::ReplayCache;
 use crate::route::Target;
 use crate::signature::{ContentDigest, SignatureError};
 use crate::state::{App, SharedState, Snapshot};
-use decide::request_host;
+pub(crate) use decide::request_host;
 use forward::{refusal_for, resolve, strip_client_headers};
 
 /// What the proxy knows of its Portal; shared by every request.
