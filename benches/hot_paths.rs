@@ -1,17 +1,17 @@
 //! The pure functions every request (or every state reload) goes through:
-//! host normalization and routing, Portal ID derivation, app_meta.json
-//! parsing. Run with `cargo bench --bench hot_paths`.
+//! the whole decision of a request, host normalization and routing, Portal
+//! ID derivation, app_meta.json parsing, signature verification. Run with
+//! `cargo bench --bench hot_paths`.
 
 use std::collections::BTreeSet;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
-use portal_proxy::app_meta::AppMeta;
+use portal_proxy::decision::route::{normalize_host, CoreAccess, Router, Target};
 use portal_proxy::identity::portal_id;
-use portal_proxy::route::{normalize_host, CoreAccess, Router, Target};
+use portal_proxy::state::app_meta::AppMeta;
 
-const DOMAIN: &str = "b2blla.p.getportal.org";
 
 /// An app_meta.json as the Portal core writes it: store metadata the proxy
 /// ignores, two entrypoints, several path rules with header templates.
@@ -69,10 +69,13 @@ fn routing(c: &mut Criterion) {
     ]
     .into_iter()
     .collect();
-    let router = Router {
-        domain: DOMAIN,
-        home_app: "web-terminal",
-    };
+    let router = Router::new(
+        "b2blla",
+        "p.getportal.org",
+        "web-terminal",
+        "127.0.0.1:8000".parse().unwrap(),
+        Default::default(),
+    );
     let route = |raw_host: &str, path: &str| {
         let host = normalize_host(raw_host)?;
         router.route(&host, path, |app| apps.contains(app)).ok()
@@ -128,7 +131,7 @@ fn app_meta(c: &mut Criterion) {
 /// alone on the same base: the goal is at most 10% above it.
 fn signature(c: &mut Criterion) {
     use ed25519_dalek::{Signature, SigningKey};
-    use portal_proxy::signature::{
+    use portal_proxy::decision::signature::{
         parse, signature_base, signed_headers, verify, Outgoing, RequestParts, Window,
     };
 
@@ -199,5 +202,105 @@ fn signature(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, routing, identity, app_meta, signature);
+/// The whole decision of one request ([`decide`]): public anonymous, a
+/// terminal on a private path (one JWT check), and a signed peer request
+/// (signature verification included; the replay cache is the shell's).
+fn decision(c: &mut Criterion) {
+    use ed25519_dalek::SigningKey;
+    use portal_proxy::decision::caller::{TerminalEntry, Terminals};
+    use portal_proxy::decision::decide::{decide, Head, Policy, Verdict};
+    use portal_proxy::decision::headers::AppHeaders;
+    use portal_proxy::decision::signature::{signed_headers, Outgoing, Window};
+    use portal_proxy::identity::Identity;
+    use portal_proxy::state::peers::Peers;
+    use portal_proxy::state::{App, Snapshot};
+    use std::sync::Arc;
+
+    let secret = b"0123456789abcdef0123456789abcdef";
+    let meta = AppMeta::parse("mosquitto", APP_META.as_bytes()).unwrap();
+    let headers = AppHeaders::compile(&meta).unwrap();
+    let mut apps = std::collections::BTreeMap::new();
+    apps.insert("mosquitto".to_string(), Arc::new(App { meta, headers }));
+    let peer = Identity::from_signing_key(SigningKey::from_bytes(&[7u8; 32]));
+    let peers_json = serde_json::json!([{
+        "id": peer.id, "name": "peer", "public_key": peer.public_key_pem,
+    }]);
+    let (peers, _) = Peers::parse(peers_json.to_string().as_bytes()).unwrap();
+    let snapshot = Snapshot {
+        apps,
+        terminals: Terminals::new(
+            Some(secret),
+            vec![TerminalEntry {
+                id: "t1".into(),
+                name: "Laptop".into(),
+            }],
+        ),
+        peers: Arc::new(peers),
+        app_addresses: Default::default(),
+    };
+    let policy = Policy {
+        router: Router::new(
+            "b2blla",
+            "p.getportal.org",
+            "web-terminal",
+            "127.0.0.1:8000".parse().unwrap(),
+            Default::default(),
+        ),
+        window: Window::default(),
+        max_signed_body: 8 << 20,
+    };
+    let host = "mosquitto.b2blla.p.getportal.org";
+    let now = 1_800_000_000;
+    let jwt = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({"sub": "t1"}),
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .unwrap();
+    let mut public = http::HeaderMap::new();
+    public.insert("accept", "text/html".parse().unwrap());
+    public.insert("user-agent", "Mozilla/5.0".parse().unwrap());
+    let mut terminal = public.clone();
+    terminal.insert(
+        "cookie",
+        format!("theme=dark; authorization={jwt}").parse().unwrap(),
+    );
+    let mut signed = public.clone();
+    let outgoing = Outgoing {
+        method: "GET",
+        authority: host,
+        path_and_query: "/api/peers/list",
+        body: None,
+    };
+    for (name, value) in signed_headers(&peer.signing_key, &peer.id, &outgoing, now, 60).unwrap() {
+        signed.insert(name, value.parse().unwrap());
+    }
+    let head = |path, headers| Head {
+        method: "GET",
+        host: Some(host),
+        path,
+        query: None,
+        headers,
+        has_body: false,
+    };
+    let cases = [
+        ("public", head("/public/index.html", &public), "anonymous"),
+        ("terminal", head("/api/status", &terminal), "terminal"),
+        ("peer", head("/api/peers/list", &signed), "peer"),
+    ];
+    let mut group = c.benchmark_group("decide");
+    for (name, head, client_type) in cases {
+        // The benchmarks measure what they are meant to.
+        match decide(&head, &snapshot, &policy, now).verdict {
+            Verdict::Forward(plan) => assert_eq!(plan.caller.client_type(), client_type),
+            Verdict::Refuse(r) => panic!("{name}: refused: {:?}", r.refusal),
+        }
+        group.bench_function(name, |b| {
+            b.iter(|| decide(black_box(&head), &snapshot, &policy, now))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decision, routing, identity, app_meta, signature);
 criterion_main!(benches);

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::identity::Identity;
-use crate::tls::demo_certificate;
+use crate::ops::tls::demo_certificate;
 
 /// The demo app's name.
 pub const DEMO_APP: &str = "hello";

@@ -8,8 +8,7 @@ use clap::{Parser, Subcommand};
 use pingora::server::configuration::Opt;
 
 use portal_proxy::config::Config;
-use portal_proxy::identity::{short_id, Identity};
-use portal_proxy::{demo, server};
+use portal_proxy::{commands, demo, server};
 
 /// Where the config is read from when `-c` is not given.
 const DEFAULT_CONFIG: &str = "/etc/portal-proxy/portal-proxy.yaml";
@@ -79,19 +78,28 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match cli.command {
-        Some(Command::Keygen { path }) => keygen(&path),
+        Some(Command::Keygen { path }) => finish(commands::keygen(&path)),
         Some(Command::Id {
             path,
             peer_entry,
             address,
-        }) => print_id(&path, peer_entry, address),
+        }) => finish(commands::id(&path, peer_entry, address)),
         Some(Command::Sign {
             key,
             method,
             body_file,
             validity,
             url,
-        }) => sign(&key, &method, body_file.as_deref(), validity, &url),
+        }) => finish(commands::sign(
+            &commands::SignRequest {
+                key: &key,
+                method: &method,
+                body_file: body_file.as_deref(),
+                validity,
+                url: &url,
+            },
+            portal_proxy::ops::unix_now(),
+        )),
         Some(Command::Demo {
             dir,
             https_port,
@@ -140,80 +148,14 @@ fn run(file: &Path, opt: Opt) -> ExitCode {
     }
 }
 
-fn keygen(path: &Path) -> ExitCode {
-    let identity = Identity::generate();
-    match identity.write_new(path) {
-        Ok(()) => {
-            println!("{}", identity.id);
+/// Prints a subcommand's output, or its error.
+fn finish(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(out) => {
+            println!("{out}");
             ExitCode::SUCCESS
         }
-        Err(e) => fail(e.to_string()),
-    }
-}
-
-fn print_id(path: &Path, peer_entry: Option<String>, address: Option<String>) -> ExitCode {
-    let identity = match Identity::load(path) {
-        Ok(identity) => identity,
-        Err(e) => return fail(e.to_string()),
-    };
-    match peer_entry {
-        None => println!("id: {}\nshort_id: {}", identity.id, short_id(&identity.id)),
-        Some(name) => {
-            let mut entry = serde_json::json!({
-                "id": identity.id,
-                "name": name,
-                "public_key": identity.public_key_pem,
-            });
-            if let Some(address) = address {
-                entry["address"] = address.into();
-            }
-            println!("{entry}");
-        }
-    }
-    ExitCode::SUCCESS
-}
-
-fn sign(key: &Path, method: &str, body_file: Option<&Path>, validity: i64, url: &str) -> ExitCode {
-    let identity = match Identity::load(key) {
-        Ok(i) => i,
-        Err(e) => return fail(e.to_string()),
-    };
-    let uri: http::Uri = match url.parse() {
-        Ok(u) => u,
-        Err(e) => return fail(format!("{url:?} is not a URL: {e}")),
-    };
-    let (Some(authority), Some("https")) = (uri.authority(), uri.scheme_str()) else {
-        return fail(format!("{url:?} is not an https:// URL"));
-    };
-    let body = match body_file.map(std::fs::read).transpose() {
-        Ok(b) => b,
-        Err(e) => return fail(format!("cannot read the body file: {e}")),
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let method = method.to_ascii_uppercase();
-    let request = portal_proxy::signature::Outgoing {
-        method: &method,
-        authority: authority.as_str(),
-        path_and_query: path,
-        body: body.as_deref(),
-    };
-    match portal_proxy::signature::signed_headers(
-        &identity.signing_key,
-        &identity.id,
-        &request,
-        now,
-        validity,
-    ) {
-        Ok(headers) => {
-            for (name, value) in headers {
-                println!("{name}: {value}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(e.to_string()),
+        Err(e) => fail(e),
     }
 }
 

@@ -13,20 +13,23 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use rustls::sign::CertifiedKey;
 
-use crate::access_log::AccessLog;
 use crate::config::Config;
-use crate::headers::{portal_value, PortalInfo};
+use crate::decision::decide::Policy;
+use crate::decision::headers::{portal_value, PortalInfo};
+use crate::decision::replay::ReplayCache;
+use crate::decision::route::Router;
 use crate::identity::Identity;
-use crate::limits::ConnectionCap;
-use crate::metrics::MetricsApp;
-use crate::mqtt::MqttRelay;
-use crate::peering::InternalApi;
-use crate::proxy::{Portal, PortalProxy};
-use crate::redirect::RedirectToHttps;
-use crate::reload::{record_certificate_expiry, record_state, CertificateFiles, Reloader};
-use crate::replay::ReplayCache;
+use crate::listeners::https::{Portal, PortalProxy};
+use crate::listeners::internal::client::PeerClient;
+use crate::listeners::internal::InternalApi;
+use crate::listeners::metrics::MetricsApp;
+use crate::listeners::mqtt::MqttRelay;
+use crate::listeners::redirect::RedirectToHttps;
+use crate::ops::access_log::AccessLog;
+use crate::ops::limits::ConnectionCap;
+use crate::ops::tls::{load_certified_key, CertResolver};
+use crate::state::reload::{record_certificate_expiry, record_state, CertificateFiles, Reloader};
 use crate::state::{SharedState, Snapshot, StateError};
-use crate::tls::{load_certified_key, CertResolver};
 
 /// Everything loaded from disk at start-up.
 pub struct Loaded {
@@ -52,9 +55,9 @@ impl Loaded {
 /// cannot start at all (each naming its file); broken state files are not
 /// among them, they are in [`Loaded::state_errors`].
 pub fn load(config: &Config) -> Result<Loaded, Vec<String>> {
-    let state_fingerprint = crate::reload::fingerprint(&config.state_dir);
+    let state_fingerprint = crate::state::reload::fingerprint(&config.state_dir);
     let certificate_fingerprint =
-        crate::reload::files_fingerprint(&[&config.tls_cert_file, &config.tls_key_file]);
+        crate::state::reload::files_fingerprint(&[&config.tls_cert_file, &config.tls_key_file]);
     let mut errors = Vec::new();
     let identity = Identity::load(&config.key_file)
         .map_err(|e| errors.push(format!("portal.key_file: {e}")))
@@ -138,7 +141,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     server.bootstrap();
 
     record_state(&loaded.snapshot, &loaded.state_errors);
-    record_certificate_expiry(crate::tls::expiry(&loaded.certificate));
+    record_certificate_expiry(crate::ops::tls::expiry(&loaded.certificate));
     let identity = Arc::new(loaded.identity);
     let state = Arc::new(SharedState::new(loaded.snapshot));
     let replay = Arc::new(ReplayCache::new(config.peering.replay_cache_per_peer));
@@ -167,11 +170,19 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         },
     ));
 
+    let router = Router::new(
+        identity.short_id(),
+        &config.base_domain,
+        &config.home_app,
+        config.core_upstream.clone(),
+        config.upstreams.clone(),
+    );
     let portal = Arc::new(Portal {
-        domain: domain.clone(),
-        home_app: config.home_app.clone(),
-        core_upstream: config.core_upstream.clone(),
-        upstreams: config.upstreams.clone(),
+        policy: Policy {
+            router: router.clone(),
+            window: config.peering.window,
+            max_signed_body: config.peering.max_signed_body,
+        },
         limits: config.limits.clone(),
         state: state.clone(),
         template_portal: portal_value(&PortalInfo {
@@ -180,10 +191,10 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
             domain: domain.clone(),
             public_key_pem: identity.public_key_pem.clone(),
         }),
-        peering: config.peering.clone(),
         replay: replay.clone(),
         access_log,
     });
+    let router = Arc::new(router);
 
     let mut https = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -191,11 +202,11 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         "portal-proxy https",
     );
     if let Some(proxy) = https.app_logic_mut() {
-        proxy.h2_options = Some(crate::limits::h2_options(
+        proxy.h2_options = Some(crate::ops::limits::h2_options(
             config.limits.max_request_header_bytes,
         ));
         let mut options = HttpServerOptions::default();
-        options.keepalive_request_limit = Some(crate::limits::KEEPALIVE_REQUEST_LIMIT);
+        options.keepalive_request_limit = Some(crate::ops::limits::KEEPALIVE_REQUEST_LIMIT);
         options.h2_idle_timeout = Some(config.limits.downstream_idle_timeout);
         proxy.server_options = Some(options);
     }
@@ -209,8 +220,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     if let Some(addr) = config.listen_mqtts {
         let relay = MqttRelay {
             state: state.clone(),
-            domain: domain.clone(),
-            upstreams: config.upstreams.clone(),
+            router: router.clone(),
             connect_timeout: config.limits.upstream_connect_timeout,
         };
         let mut mqtts = Service::new("portal-proxy mqtts".to_string(), relay);
@@ -222,13 +232,14 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     }
 
     if let Some(addr) = config.internal_listen {
-        let api = InternalApi::new(
+        let client = PeerClient::new(
             state.clone(),
             identity.clone(),
-            &config.base_domain,
+            router.clone(),
             &config.peering,
             &config.limits,
         )?;
+        let api = InternalApi::new(state.clone(), client, config.peering.max_signed_body);
         let mut internal = Service::new("portal-proxy internal".to_string(), api);
         internal.add_tcp(&addr.to_string());
         server.add_service(internal);

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use portal_proxy::app_meta::{Access, AppMeta};
+use portal_proxy::state::app_meta::{Access, AppMeta};
 use portal_proxy::state::Snapshot;
 
 /// The corpus folder: `PORTAL_CORPUS_DIR`, which must exist when set, else
@@ -141,8 +141,8 @@ fn corpus_loads_as_a_state_dir() {
 /// each kind of caller, to a valid header value.
 #[test]
 fn every_corpus_header_renders_for_each_caller() {
-    use portal_proxy::caller::Caller;
-    use portal_proxy::headers::{portal_value, AppHeaders, PortalInfo};
+    use portal_proxy::decision::caller::Caller;
+    use portal_proxy::decision::headers::{portal_value, AppHeaders, PortalInfo};
     let Some(dir) = corpus_dir() else { return };
     let identity = portal_proxy::identity::Identity::generate();
     let portal = portal_value(&PortalInfo {

@@ -18,11 +18,11 @@ use std::sync::OnceLock;
 
 use common::*;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use portal_proxy::identity::{portal_id, Identity};
-use portal_proxy::signature::{
+use portal_proxy::decision::signature::{
     self, authority, parse, signed_headers, verify, ContentDigest, Outgoing, RequestParts,
     SignatureError, Window,
 };
+use portal_proxy::identity::{portal_id, Identity};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
+use portal_proxy::decision::signature::{signed_headers, Outgoing};
 use portal_proxy::identity::Identity;
-use portal_proxy::signature::{signed_headers, Outgoing};
 use reqwest::StatusCode;
 
 const APP: &str = r#"{

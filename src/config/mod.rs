@@ -142,9 +142,9 @@ impl Default for Limits {
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_idle_timeout: Duration::from_secs(300),
             downstream_idle_timeout: Duration::from_secs(60),
-            max_request_header_bytes: crate::limits::DEFAULT_MAX_HEADER_BYTES,
-            max_request_headers: crate::limits::DEFAULT_MAX_HEADERS,
-            max_client_connections: crate::limits::default_max_connections(),
+            max_request_header_bytes: crate::ops::limits::DEFAULT_MAX_HEADER_BYTES,
+            max_request_headers: crate::ops::limits::DEFAULT_MAX_HEADERS,
+            max_client_connections: crate::ops::limits::default_max_connections(),
         }
     }
 }
@@ -182,7 +182,7 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     pub server: ServerSettings,
     pub limits: Limits,
-    pub access_log: crate::access_log::Target,
+    pub access_log: crate::ops::access_log::Target,
 }
 
 /// Peer request settings (DESIGN sections 5 and 7).
@@ -190,7 +190,7 @@ pub struct Config {
 pub struct Peering {
     /// Extra trust roots for peer Portals' certificates.
     pub ca_file: Option<PathBuf>,
-    pub window: crate::signature::Window,
+    pub window: crate::decision::signature::Window,
     /// Largest signed request body buffered for its digest check.
     pub max_signed_body: usize,
     /// Live nonces kept per peer by the replay cache.

@@ -179,7 +179,7 @@ impl Validator {
             max_signed_body_bytes: None,
             replay_cache_per_peer: None,
         });
-        let default_window = crate::signature::Window::default();
+        let default_window = crate::decision::signature::Window::default();
         let skew = raw_peering
             .clock_skew_seconds
             .map_or(default_window.skew, i64::from);
@@ -213,7 +213,7 @@ impl Validator {
         }
         let replay_cache_per_peer = raw_peering
             .replay_cache_per_peer
-            .unwrap_or(crate::replay::DEFAULT_PER_PEER);
+            .unwrap_or(crate::decision::replay::DEFAULT_PER_PEER);
         if replay_cache_per_peer == 0 {
             self.error(
                 "peering.replay_cache_per_peer",
@@ -224,7 +224,7 @@ impl Validator {
             ca_file: raw_peering
                 .ca_file
                 .map(|f| self.path("peering.ca_file", &f)),
-            window: crate::signature::Window { skew, max_validity },
+            window: crate::decision::signature::Window { skew, max_validity },
             max_signed_body,
             replay_cache_per_peer,
         };
@@ -307,22 +307,22 @@ impl Validator {
         };
 
         let access_log = match raw.access_log {
-            None => crate::access_log::Target::Stdout,
+            None => crate::ops::access_log::Target::Stdout,
             Some(raw::AccessLog {
                 enabled: Some(false),
                 file: Some(_),
             }) => {
                 self.error("access_log", "a file is given but enabled is false");
-                crate::access_log::Target::Off
+                crate::ops::access_log::Target::Off
             }
             Some(raw::AccessLog {
                 enabled: Some(false),
                 ..
-            }) => crate::access_log::Target::Off,
+            }) => crate::ops::access_log::Target::Off,
             Some(raw::AccessLog { file: Some(f), .. }) => {
-                crate::access_log::Target::File(self.path("access_log.file", &f))
+                crate::ops::access_log::Target::File(self.path("access_log.file", &f))
             }
-            Some(raw::AccessLog { file: None, .. }) => crate::access_log::Target::Stdout,
+            Some(raw::AccessLog { file: None, .. }) => crate::ops::access_log::Target::Stdout,
         };
 
         // Two listeners on one address fail at bind time with a vaguer error.

@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use portal_proxy::identity::Identity;
-use portal_proxy::tls::demo_certificate;
+use portal_proxy::ops::tls::demo_certificate;
 use serde::{Deserialize, Serialize};
 
 /// What an echo upstream received, as it reports it in its JSON body.

@@ -1,22 +1,18 @@
 //! Prometheus metrics (DESIGN section 8), registered once in a registry of
 //! the proxy's own, with the process collector (`process_*`). The request
-//! path only increments counters; the `/metrics` listener ([`MetricsApp`])
+//! path only increments counters; the `/metrics` listener (`listeners::metrics`)
 //! renders them in the text format. Label values are bounded: app names
 //! come from the loaded state (anything else is `""`), reasons and kinds
 //! from fixed lists.
 
 use std::sync::LazyLock;
 
-use async_trait::async_trait;
-use http::Response;
-use pingora::apps::http_app::ServeHttp;
-use pingora::protocols::http::ServerSession;
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
 
-use crate::signature::SignatureError;
+use crate::decision::signature::SignatureError;
 
 /// Every series of the proxy.
 pub struct Metrics {
@@ -44,9 +40,6 @@ pub struct Metrics {
     /// `portal_proxy_connections_refused_total`.
     pub connections_refused: IntCounter,
 }
-
-/// The `app` label of requests to the Portal core: no app name has a `/`.
-pub const CORE_APP_LABEL: &str = "/core";
 
 /// The state file kinds of `portal_proxy_state_reloads_total{file}`.
 pub const STATE_FILE_KINDS: [&str; 6] = [
@@ -186,11 +179,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     }
 });
 
-/// Counts a refused peer request.
-pub fn signature_refused(e: &SignatureError) {
+/// Counts a refused peer request by its reason (one of
+/// `SignatureError::REASONS`).
+pub fn signature_refused(reason: &str) {
     METRICS
         .signature_refusals
-        .with_label_values(&[e.reason()])
+        .with_label_values(&[reason])
         .inc();
 }
 
@@ -222,32 +216,6 @@ pub fn render() -> Vec<u8> {
         .encode(&METRICS.registry.gather(), &mut out)
         .expect("the text encoder writes to memory");
     out
-}
-
-/// The `metrics.listen` listener: `GET /metrics`.
-pub struct MetricsApp;
-
-#[async_trait]
-impl ServeHttp for MetricsApp {
-    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let builder = Response::builder().header(http::header::CACHE_CONTROL, "no-store");
-        let response = if session.req_header().uri.path() == "/metrics" {
-            let body = render();
-            builder
-                .status(200)
-                .header(http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)
-                .header(http::header::CONTENT_LENGTH, body.len())
-                .body(body)
-        } else {
-            let body = b"metrics are at /metrics\n".to_vec();
-            builder
-                .status(404)
-                .header(http::header::CONTENT_TYPE, "text/plain")
-                .header(http::header::CONTENT_LENGTH, body.len())
-                .body(body)
-        };
-        response.expect("static header names and checked values")
-    }
 }
 
 #[cfg(test)]

@@ -148,42 +148,58 @@ impl Terminals {
         v
     }
 
-    /// The claims of `token` if its signature is ours (any claims).
-    fn claims(&self, token: &str) -> Option<Claims> {
-        let key = self.key.as_ref()?;
-        jsonwebtoken::decode::<Claims>(token, key, &Self::validation())
-            .ok()
-            .map(|data| data.claims)
-    }
-
-    /// The terminal `token` proves, at `now` (Unix seconds): signed with the
-    /// secret, not expired, not before its `nbf`, and its `sub` a terminal
-    /// that still exists. Anything else is `None`: the caller is then
-    /// anonymous, never refused.
-    pub fn identify(&self, token: &str, now: u64) -> Option<Caller> {
-        let claims = self.claims(token)?;
+    /// What `token` is to this Portal at `now` (Unix seconds), with one
+    /// signature check: not signed with the terminal secret (an app's own
+    /// token), or a terminal credential, which proves a terminal when it
+    /// is not expired, not before its `nbf`, and its `sub` a terminal that
+    /// still exists.
+    pub fn check(&self, token: &str, now: u64) -> Token {
+        let Some(key) = self.key.as_ref() else {
+            return Token::Foreign;
+        };
+        // Decoded as any JSON first: a token signed with the secret is a
+        // credential whatever its claims say.
+        let Ok(data) = jsonwebtoken::decode::<serde_json::Value>(token, key, &Self::validation())
+        else {
+            return Token::Foreign;
+        };
+        let Ok(claims) = serde_json::from_value::<Claims>(data.claims) else {
+            return Token::Terminal(None);
+        };
         let now = now as f64;
         if claims.exp.is_some_and(|exp| exp <= now) || claims.nbf.is_some_and(|nbf| nbf > now) {
-            return None;
+            return Token::Terminal(None);
         }
-        let name = self.names.get(&claims.sub)?;
-        Some(Caller::Terminal {
+        Token::Terminal(self.names.get(&claims.sub).map(|name| Caller::Terminal {
             id: claims.sub,
             name: name.clone(),
-        })
+        }))
+    }
+
+    /// The terminal `token` proves at `now`; anything else is `None`: the
+    /// caller is then anonymous, never refused.
+    pub fn identify(&self, token: &str, now: u64) -> Option<Caller> {
+        match self.check(token, now) {
+            Token::Terminal(caller) => caller,
+            Token::Foreign => None,
+        }
     }
 
     /// Whether `token` is a terminal credential (signed with the secret,
     /// whatever its claims say): such a token never reaches an app.
     pub fn is_credential(&self, token: &str) -> bool {
-        self.key.is_some()
-            && jsonwebtoken::decode::<serde_json::Value>(
-                token,
-                self.key.as_ref().expect("checked"),
-                &Self::validation(),
-            )
-            .is_ok()
+        matches!(self.check(token, 0), Token::Terminal(_))
     }
+}
+
+/// What a token found in a request is (see [`Terminals::check`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Token {
+    /// Not signed with the terminal secret: an app's own token, kept.
+    Foreign,
+    /// Signed with the terminal secret, so never sent to an app; the
+    /// terminal it proves, if it still proves one.
+    Terminal(Option<Caller>),
 }
 
 /// The token of an `Authorization: Bearer <token>` header value.

@@ -5,6 +5,10 @@
 //! broken app keeps serving as it was (or is left out if it never loaded),
 //! and the other apps and files load as usual.
 
+pub mod app_meta;
+pub mod peers;
+pub mod reload;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -12,11 +16,11 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::app_meta::AppMeta;
-use crate::caller::{TerminalEntry, Terminals};
 use crate::config::is_app_name;
-use crate::headers::AppHeaders;
-use crate::peers::Peers;
+use crate::decision::caller::{TerminalEntry, Terminals};
+use crate::decision::headers::AppHeaders;
+use app_meta::AppMeta;
+use peers::Peers;
 
 /// A loaded app: its metadata and its compiled header templates.
 #[derive(Debug)]
@@ -397,5 +401,4 @@ impl SharedState {
 }
 
 #[cfg(test)]
-#[path = "state_tests.rs"]
 mod tests;

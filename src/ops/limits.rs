@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use pingora::listeners::PreTlsProcess;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 
-use crate::error_page::Refusal;
+use crate::decision::refusal::Refusal;
 
 /// Default of `limits.max_request_header_bytes`.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -144,7 +144,7 @@ impl ConnectionCap {
         let open = self.open.fetch_add(1, Ordering::Relaxed);
         let admitted = open < self.max;
         if !admitted {
-            crate::metrics::METRICS.connections_refused.inc();
+            crate::ops::metrics::METRICS.connections_refused.inc();
         }
         admitted
     }

@@ -1,9 +1,17 @@
 //! The responses the proxy writes itself (DESIGN section 8: only for what
 //! the proxy decides): one [`Refusal`] type, rendered as JSON, or as an HTML
-//! page for browsers. The proxy shell turns every refusal into a response
-//! through [`Refusal::render`] and nowhere else.
+//! page for browsers. Every error of the pure core becomes a refusal by the
+//! `From` impls below, and only there; the listeners write refusals through
+//! `listeners::respond` and nowhere else.
 
 use serde::Serialize;
+
+use super::access::Denied;
+use super::body::{BodyError, TooLarge};
+use super::outbound::CallError;
+use super::path::PathError;
+use super::route::RouteError;
+use super::signature::SignatureError;
 
 /// A request the proxy answers itself, with its status and reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +41,68 @@ pub enum Refusal {
     BadGateway(String),
     /// 504: the upstream did not answer in time.
     GatewayTimeout(String),
+}
+
+impl From<RouteError> for Refusal {
+    fn from(e: RouteError) -> Self {
+        match e {
+            RouteError::NoHost => Refusal::BadRequest(e.to_string()),
+            RouteError::UnknownApp(_) | RouteError::NotExposed => Refusal::NotFound(e.to_string()),
+            RouteError::Misdirected(_) => Refusal::Misdirected(e.to_string()),
+        }
+    }
+}
+
+impl From<PathError> for Refusal {
+    fn from(e: PathError) -> Self {
+        Refusal::BadRequest(e.to_string())
+    }
+}
+
+impl From<SignatureError> for Refusal {
+    fn from(e: SignatureError) -> Self {
+        Refusal::Signature(e.reason(), e.to_string())
+    }
+}
+
+impl From<Denied> for Refusal {
+    fn from(e: Denied) -> Self {
+        Refusal::Unauthorized(e.to_string())
+    }
+}
+
+impl From<TooLarge> for Refusal {
+    fn from(e: TooLarge) -> Self {
+        Refusal::PayloadTooLarge(e.to_string())
+    }
+}
+
+impl From<BodyError> for Refusal {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::TooLarge(e) => e.into(),
+            BodyError::Signature(e) => e.into(),
+        }
+    }
+}
+
+impl From<CallError> for Refusal {
+    fn from(e: CallError) -> Self {
+        let message = e.to_string();
+        match e {
+            CallError::UnknownSource(_) => Refusal::Forbidden(message),
+            CallError::UnknownPeer(_) => Refusal::NoSuchPeer("unknown_peer", message),
+            CallError::AmbiguousPeer(..) => Refusal::NoSuchPeer("ambiguous_peer", message),
+            CallError::Path(e) => e.into(),
+            CallError::TooLarge(e) => e.into(),
+            CallError::NotServed(_) => Refusal::NotFound(message),
+            CallError::BadRequest(_) => Refusal::BadRequest(message),
+            CallError::PeerTimeout(_) => Refusal::GatewayTimeout(message),
+            CallError::Unreachable(..) | CallError::BrokeOff | CallError::Internal(_) => {
+                Refusal::BadGateway(message)
+            }
+        }
+    }
 }
 
 #[derive(Serialize)]

@@ -4,7 +4,6 @@
 //! plain TCP. No access control, as in Portal: MQTT brokers authenticate
 //! their clients themselves.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,41 +13,14 @@ use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 
-use crate::config::{AppUpstreams, HostPort};
-use crate::route::normalize_host;
+use crate::decision::route::Router;
 use crate::state::SharedState;
 
 /// The MQTT listener's connection handling.
 pub struct MqttRelay {
     pub state: Arc<SharedState>,
-    /// `<short_id>.<base_domain>`.
-    pub domain: String,
-    pub upstreams: BTreeMap<String, AppUpstreams>,
+    pub router: Arc<Router>,
     pub connect_timeout: Duration,
-}
-
-impl MqttRelay {
-    /// The upstream of the app named by `sni`, if it has an `mqtt`
-    /// entrypoint.
-    pub fn upstream_for(&self, sni: &str) -> Option<(String, HostPort)> {
-        let host = normalize_host(sni)?;
-        let app = host.strip_suffix(&self.domain)?.strip_suffix('.')?;
-        if app.is_empty() || app.contains('.') {
-            return None;
-        }
-        let snapshot = self.state.load();
-        let meta = &snapshot.apps.get(app)?.meta;
-        let ep = meta.mqtt.as_ref()?;
-        let upstream = self
-            .upstreams
-            .get(app)
-            .and_then(|u| u.mqtt.clone())
-            .unwrap_or_else(|| HostPort {
-                host: ep.host.clone(),
-                port: ep.port,
-            });
-        Some((app.to_string(), upstream))
-    }
 }
 
 #[async_trait]
@@ -63,7 +35,8 @@ impl ServerApp for MqttRelay {
             .and_then(|tls| tls.server_name())
             .unwrap_or("")
             .to_string();
-        let Some((app, upstream)) = self.upstream_for(&sni) else {
+        let snapshot = self.state.load();
+        let Some((app, upstream)) = self.router.mqtt_upstream(&sni, &snapshot) else {
             debug!("mqtts: no app with an mqtt entrypoint for SNI {sni:?}: closed");
             return None;
         };

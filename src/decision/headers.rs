@@ -9,8 +9,8 @@ use http::{HeaderName, HeaderValue};
 use minijinja::{Environment, UndefinedBehavior, Value};
 use serde::Serialize;
 
-use crate::app_meta::AppMeta;
-use crate::caller::Caller;
+use crate::decision::caller::Caller;
+use crate::state::app_meta::AppMeta;
 
 /// The `portal` object of the template context: the same for every request.
 #[derive(Debug, Clone, Serialize)]

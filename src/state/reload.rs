@@ -19,11 +19,11 @@ use log::{error, info, warn};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::access_log::AccessLog;
-use crate::limits::ConnectionCap;
-use crate::replay::ReplayCache;
+use crate::decision::replay::ReplayCache;
+use crate::ops::access_log::AccessLog;
+use crate::ops::limits::ConnectionCap;
+use crate::ops::tls::{load_certified_key, CertResolver};
 use crate::state::{SharedState, Snapshot, StateError, APP_FILES};
-use crate::tls::{load_certified_key, CertResolver};
 
 /// How often the state files are looked at: well inside the 1 s DESIGN
 /// section 2 allows.
@@ -80,10 +80,10 @@ impl CertificateFiles {
     /// Loads the files again; a certificate that fails keeps the old one
     /// serving (DESIGN section 8).
     pub fn reload(&self, why: &str) {
-        let reloads = &crate::metrics::METRICS.certificate_reloads;
+        let reloads = &crate::ops::metrics::METRICS.certificate_reloads;
         match load_certified_key(&self.cert_file, &self.key_file) {
             Ok(key) => {
-                let expires = crate::tls::expiry(&key);
+                let expires = crate::ops::tls::expiry(&key);
                 self.resolver.replace(key);
                 record_certificate_expiry(expires);
                 reloads.with_label_values(&["ok"]).inc();
@@ -103,14 +103,16 @@ impl CertificateFiles {
 /// Sets `portal_proxy_certificate_expiry_timestamp_seconds`.
 pub fn record_certificate_expiry(expires: Option<i64>) {
     if let Some(t) = expires {
-        crate::metrics::METRICS.certificate_expiry.set(t as f64);
+        crate::ops::metrics::METRICS
+            .certificate_expiry
+            .set(t as f64);
     }
 }
 
 /// Counts a state load by file kind and sets the entry gauges.
 pub fn record_state(snapshot: &Snapshot, errors: &[StateError]) {
-    let m = &crate::metrics::METRICS;
-    for kind in crate::metrics::STATE_FILE_KINDS {
+    let m = &crate::ops::metrics::METRICS;
+    for kind in crate::ops::metrics::STATE_FILE_KINDS {
         let failed = errors.iter().filter(|e| e.kind == kind).count() as u64;
         if failed > 0 {
             m.state_reloads

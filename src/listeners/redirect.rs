@@ -6,9 +6,10 @@ use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
-use crate::error_page::Refusal;
-use crate::proxy::request_host;
-use crate::route::{normalize_host, RouteError};
+use super::request_host;
+use super::respond::{accept, refusal_response};
+use crate::decision::refusal::Refusal;
+use crate::decision::route::{normalize_host, RouteError};
 
 /// Answers everything with a redirect to `https://<host><path>`.
 pub struct RedirectToHttps {
@@ -38,25 +39,17 @@ impl ServeHttp for RedirectToHttps {
         let req = session.req_header();
         let host = request_host(req);
         let pq = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let builder = Response::builder().header(http::header::CACHE_CONTROL, "no-store");
-        let response = match host.and_then(|h| https_location(h, pq, self.https_port)) {
-            Some(location) => builder
-                .status(308)
-                .header(http::header::LOCATION, &location)
-                .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-                .header(http::header::CONTENT_LENGTH, location.len() + 1)
-                .body(format!("{location}\n").into_bytes()),
-            None => {
-                let refusal = Refusal::BadRequest(RouteError::NoHost.to_string());
-                let (content_type, body) = refusal.render(None);
-                builder
-                    .status(refusal.status())
-                    .header(http::header::CONTENT_TYPE, content_type)
-                    .header(http::header::CONTENT_LENGTH, body.len())
-                    .body(body)
-            }
+        let Some(location) = host.and_then(|h| https_location(h, pq, self.https_port)) else {
+            return refusal_response(&Refusal::from(RouteError::NoHost), accept(req));
         };
-        response.expect("static header names and checked values")
+        Response::builder()
+            .header(http::header::CACHE_CONTROL, "no-store")
+            .status(308)
+            .header(http::header::LOCATION, &location)
+            .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .header(http::header::CONTENT_LENGTH, location.len() + 1)
+            .body(format!("{location}\n").into_bytes())
+            .expect("static header names and checked values")
     }
 }
 

@@ -1,0 +1,382 @@
+//! The decision of one request (DESIGN sections 3 to 6): where it goes,
+//! who is calling and whether the caller may reach the path, as one pure
+//! function, [`decide`], from the request head, the state snapshot, the
+//! policy and the time to a [`Verdict`]. The HTTPS shell calls it once in
+//! `request_filter` and carries the verdict through every later phase.
+//!
+//! Order of the checks, each refusing the request when it fails: the Host
+//! (400 without one, 421 when not ours, 404 for no such app), the path
+//! (400), the caller (a `portal` signature makes a peer or a 401, else the
+//! terminal credentials or anonymous), the matched rule's access (401),
+//! and for a signed body its size (413). The one side effect a verified
+//! signature needs, claiming its nonce in the replay cache, comes back as
+//! [`Decision::nonce`] for the shell to apply with [`Decision::settle`].
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use http::HeaderMap;
+
+use super::access::{decide as access_decision, match_rule};
+use super::body::{declared_length, BodyCheck, TooLarge};
+use super::caller::Caller;
+use super::credentials::Credentials;
+use super::path::check_path;
+use super::refusal::Refusal;
+use super::replay::ReplayError;
+use super::route::{
+    normalize_host, strip_core_prefix, CoreAccess, Entrypoint, RouteError, Router, Target,
+};
+use super::signature::{
+    self, ContentDigest, ParsedSignature, RequestParts, SignatureError, Window,
+};
+use crate::config::HostPort;
+use crate::state::app_meta::Access;
+use crate::state::{App, Snapshot};
+
+/// The request as [`decide`] sees it, borrowed from the received head.
+#[derive(Debug, Clone, Copy)]
+pub struct Head<'a> {
+    pub method: &'a str,
+    /// The `:authority` (HTTP/2) or absolute-form authority, else the
+    /// `Host` header, as received.
+    pub host: Option<&'a str>,
+    /// The path as received (no query).
+    pub path: &'a str,
+    /// The query as received, without `?`.
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    /// Whether a body follows the head.
+    pub has_body: bool,
+}
+
+/// What the request is decided by besides the state: fixed for the life
+/// of the process.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub router: Router,
+    /// The accepted window of peer signatures.
+    pub window: Window,
+    /// Largest signed body held for its digest check.
+    pub max_signed_body: usize,
+}
+
+/// Where a forwarded request goes.
+#[derive(Debug, Clone)]
+pub enum Routed {
+    /// An app, with the index of its matched path rule.
+    App { app: Arc<App>, rule: usize },
+    /// The Portal core (`/core` stripped).
+    Core(CoreAccess),
+}
+
+/// Everything the later phases of a forwarded request need.
+#[derive(Debug)]
+pub struct Plan {
+    pub routed: Routed,
+    /// The access of the matched rule (core paths included).
+    pub access: Access,
+    pub caller: Caller,
+    pub upstream: HostPort,
+    /// The path and query to forward when they differ from those received
+    /// (the core prefix stripped, unreserved characters decoded).
+    pub path: Option<String>,
+    /// The terminal credentials to strip before the request goes on.
+    pub credentials: Credentials,
+    /// For a signed request with a body: held until its digest matched.
+    pub body_check: Option<BodyCheck>,
+}
+
+/// A request the proxy answers itself, with what was known of it when it
+/// was refused (for its metrics and access log line).
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub refusal: Refusal,
+    /// Where the request was routed, if it got that far.
+    pub target: Option<Target>,
+    /// The matched rule's access, if a rule was matched.
+    pub access: Option<Access>,
+    pub caller: Caller,
+}
+
+impl Refused {
+    /// Refused before anything was known of the request.
+    pub fn early(refusal: Refusal) -> Self {
+        Refused {
+            refusal,
+            target: None,
+            access: None,
+            caller: Caller::Anonymous,
+        }
+    }
+}
+
+/// The decision for one request.
+#[derive(Debug)]
+pub enum Verdict {
+    Forward(Box<Plan>),
+    Refuse(Box<Refused>),
+}
+
+/// The `app` label of requests to the Portal core: no app name has a `/`.
+pub const CORE_APP_LABEL: &str = "/core";
+
+impl Verdict {
+    /// The `app` label of metrics: the app's name, [`CORE_APP_LABEL`], or
+    /// `""` before routing.
+    pub fn app_label(&self) -> &str {
+        match self {
+            Verdict::Forward(plan) => match &plan.routed {
+                Routed::App { app, .. } => &app.meta.name,
+                Routed::Core(_) => CORE_APP_LABEL,
+            },
+            Verdict::Refuse(r) => match &r.target {
+                Some(Target::App(name)) => name,
+                Some(Target::Core(_)) => CORE_APP_LABEL,
+                None => "",
+            },
+        }
+    }
+
+    pub fn access(&self) -> Option<Access> {
+        match self {
+            Verdict::Forward(plan) => Some(plan.access),
+            Verdict::Refuse(r) => r.access,
+        }
+    }
+
+    pub fn caller(&self) -> &Caller {
+        match self {
+            Verdict::Forward(plan) => &plan.caller,
+            Verdict::Refuse(r) => &r.caller,
+        }
+    }
+
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            Verdict::Forward(_) => None,
+            Verdict::Refuse(r) => Some(&r.refusal),
+        }
+    }
+}
+
+/// A verified signature's nonce, to be claimed in the replay cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NonceClaim {
+    /// The peer's Portal ID.
+    pub peer: String,
+    pub nonce: String,
+    /// When the nonce may be forgotten: the signature's `expires` plus the
+    /// allowed skew.
+    pub forget_at: i64,
+}
+
+/// A [`Verdict`] and the side effect the shell applies before it.
+#[derive(Debug)]
+pub struct Decision {
+    pub verdict: Verdict,
+    /// Set whenever a peer signature verified, whatever the verdict.
+    pub nonce: Option<NonceClaim>,
+}
+
+impl Decision {
+    /// The verdict once the nonce claim is known: a nonce already seen is
+    /// `replayed`, and one that cannot be kept (the peer's share of the
+    /// cache is full) is refused as `malformed`, fail closed. Either wins
+    /// over the verdict, as the signature is checked before the rest.
+    pub fn settle(self, claim: Result<(), ReplayError>) -> Verdict {
+        let e = match (claim, self.nonce) {
+            (Ok(()), _) | (_, None) => return self.verdict,
+            (Err(ReplayError::Seen), Some(n)) => SignatureError::Replayed(n.nonce),
+            (Err(ReplayError::Full), Some(_)) => {
+                SignatureError::Malformed("too many live nonces from this peer; retry later".into())
+            }
+        };
+        let target = match self.verdict {
+            Verdict::Forward(plan) => Some(match plan.routed {
+                Routed::App { app, .. } => Target::App(app.meta.name.clone()),
+                Routed::Core(access) => Target::Core(access),
+            }),
+            Verdict::Refuse(r) => r.target,
+        };
+        // As refused by the signature check: no caller, no rule yet.
+        Verdict::Refuse(Box::new(Refused {
+            refusal: e.into(),
+            target,
+            access: None,
+            caller: Caller::Anonymous,
+        }))
+    }
+}
+
+/// What is known of a request as the checks go, for its refusal.
+struct Known {
+    target: Option<Target>,
+    access: Option<Access>,
+    caller: Caller,
+}
+
+/// Decides a request: route (section 3), path check (section 6), caller
+/// (sections 4 and 5), rule and access (section 6). `now` is Unix seconds.
+pub fn decide(head: &Head<'_>, snapshot: &Snapshot, policy: &Policy, now: i64) -> Decision {
+    let mut known = Known {
+        target: None,
+        access: None,
+        caller: Caller::Anonymous,
+    };
+    let mut nonce = None;
+    let verdict = match plan(head, snapshot, policy, now, &mut known, &mut nonce) {
+        Ok(plan) => Verdict::Forward(Box::new(plan)),
+        Err(refusal) => Verdict::Refuse(Box::new(Refused {
+            refusal,
+            target: known.target,
+            access: known.access,
+            caller: known.caller,
+        })),
+    };
+    Decision { verdict, nonce }
+}
+
+fn plan(
+    head: &Head<'_>,
+    snapshot: &Snapshot,
+    policy: &Policy,
+    now: i64,
+    known: &mut Known,
+    nonce: &mut Option<NonceClaim>,
+) -> Result<Plan, Refusal> {
+    let host = head
+        .host
+        .and_then(normalize_host)
+        .ok_or(RouteError::NoHost)?;
+    let target = policy
+        .router
+        .route(&host, head.path, |app| snapshot.http_app(app).is_some())?;
+    // Known from here on: later refusals are counted for this target.
+    known.target = Some(target.clone());
+    let path = check_path(head.path)?;
+
+    // A `portal` signature makes the caller a peer, or refuses the
+    // request, whatever else it carries (DESIGN section 4).
+    let signature = signature::parse(head.headers)?;
+    let (credentials, terminal) = Credentials::read(
+        head.headers,
+        &snapshot.terminals,
+        now.max(0) as u64,
+        signature.is_none(),
+    );
+    let mut body_check = None;
+    let caller = match signature {
+        Some(sig) => {
+            let (caller, check) = verify_peer(head, sig, snapshot, policy, now, nonce)?;
+            body_check = check;
+            caller
+        }
+        None => terminal.unwrap_or(Caller::Anonymous),
+    };
+    known.caller = caller;
+
+    let (routed, upstream, access) = match target {
+        Target::Core(CoreAccess::Internal) => return Err(RouteError::NotExposed.into()),
+        Target::Core(core) => {
+            let access = match core {
+                CoreAccess::Protected => Access::Private,
+                _ => Access::Public,
+            };
+            (
+                Routed::Core(core),
+                policy.router.core_upstream().clone(),
+                access,
+            )
+        }
+        Target::App(name) => {
+            // Routing picked a loaded app with an `http` entrypoint; every
+            // app has the `""` rule, which matches every path.
+            let (app, upstream, rule) = snapshot
+                .http_app(&name)
+                .and_then(|app| {
+                    let upstream = policy.router.upstream(&app.meta, Entrypoint::Http)?;
+                    let rule = match_rule(&app.meta.paths, &path)?;
+                    Some((app.clone(), upstream, rule))
+                })
+                .ok_or(RouteError::UnknownApp(name))?;
+            let access = app.meta.paths[rule].access;
+            (Routed::App { app, rule }, upstream, access)
+        }
+    };
+    known.access = Some(access);
+    access_decision(access, &known.caller)?;
+
+    let forward = match routed {
+        Routed::Core(_) => Some(strip_core_prefix(&path).to_string()),
+        Routed::App { .. } => matches!(path, Cow::Owned(_)).then(|| path.into_owned()),
+    };
+    Ok(Plan {
+        routed,
+        access,
+        caller: std::mem::replace(&mut known.caller, Caller::Anonymous),
+        upstream,
+        path: forward.map(|p| match head.query {
+            Some(q) => format!("{p}?{q}"),
+            None => p,
+        }),
+        credentials,
+        body_check,
+    })
+}
+
+/// Verifies a peer's signature (DESIGN section 5): the caller it proves
+/// and the digest check of a body. The nonce to claim is set as soon as
+/// the signature verified, whatever is refused after.
+fn verify_peer(
+    head: &Head<'_>,
+    sig: ParsedSignature,
+    snapshot: &Snapshot,
+    policy: &Policy,
+    now: i64,
+    nonce: &mut Option<NonceClaim>,
+) -> Result<(Caller, Option<BodyCheck>), Refusal> {
+    let authority = signature::authority(head.host.unwrap_or(""));
+    let parts = RequestParts {
+        method: head.method,
+        authority: &authority,
+        path: head.path,
+        query: head.query,
+        headers: head.headers,
+        has_body: head.has_body,
+    };
+    let peer = snapshot.peers.get(&sig.keyid);
+    signature::verify(&parts, &sig, |_| peer.map(|p| p.key), now, policy.window)?;
+    let peer = peer.ok_or_else(|| SignatureError::UnknownPeer(sig.keyid.clone()))?;
+    *nonce = Some(NonceClaim {
+        peer: peer.id.clone(),
+        forget_at: sig.expires + policy.window.skew,
+        nonce: sig.nonce,
+    });
+    let caller = Caller::Peer {
+        id: peer.id.clone(),
+        name: peer.name.clone(),
+    };
+    let covers_digest = sig
+        .field
+        .components
+        .iter()
+        .any(|c| c == signature::CONTENT_DIGEST);
+    let check = if head.has_body {
+        let digest = ContentDigest::from_headers(head.headers)?;
+        if declared_length(head.headers).is_some_and(|n| n > policy.max_signed_body as u64) {
+            return Err(TooLarge::SignedBody(policy.max_signed_body).into());
+        }
+        Some(BodyCheck::new(digest, policy.max_signed_body))
+    } else {
+        if covers_digest && !ContentDigest::from_headers(head.headers)?.matches(b"") {
+            return Err(SignatureError::DigestMismatch.into());
+        }
+        None
+    };
+    Ok((caller, check))
+}
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

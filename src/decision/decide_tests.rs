@@ -1,0 +1,523 @@
+//! Table tests of [`decide`]: routing x caller x rule x path form, and the
+//! nonce claim of verified signatures.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use ed25519_dalek::SigningKey;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use jsonwebtoken::{encode, EncodingKey, Header};
+
+use super::*;
+use crate::decision::caller::{TerminalEntry, Terminals};
+use crate::decision::headers::AppHeaders;
+use crate::decision::signature::{signed_headers, Outgoing};
+use crate::identity::Identity;
+use crate::state::app_meta::AppMeta;
+use crate::state::peers::Peers;
+
+const SHORT: &str = "b2blla";
+const BASE: &str = "p.getportal.org";
+const DOMAIN: &str = "b2blla.p.getportal.org";
+const FILES: &str = "files.b2blla.p.getportal.org";
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+const NOW: i64 = 1_800_000_000;
+const MAX_BODY: usize = 1024;
+
+fn app(name: &str, json: &str) -> Arc<App> {
+    let meta = AppMeta::parse(name, json.as_bytes()).unwrap();
+    let headers = AppHeaders::compile(&meta).unwrap();
+    Arc::new(App { meta, headers })
+}
+
+fn peer_identity() -> Identity {
+    Identity::from_signing_key(SigningKey::from_bytes(&[7; 32]))
+}
+
+fn snapshot() -> Snapshot {
+    let mut apps = BTreeMap::new();
+    apps.insert(
+        "files".to_string(),
+        app(
+            "files",
+            r#"{"entrypoints":[{"container_name":"files-web","container_port":80,"entrypoint_port":"http"}],
+                "paths":{"":{"access":"private"},"/public/":{"access":"public"},
+                         "/public/admin/":{"access":"private"},"/peer/":{"access":"peer"}}}"#,
+        ),
+    );
+    apps.insert(
+        "web-terminal".to_string(),
+        app(
+            "web-terminal",
+            r#"{"port":3000,"paths":{"":{"access":"public"}}}"#,
+        ),
+    );
+    // An app without an http entrypoint is no HTTP host.
+    apps.insert(
+        "broker".to_string(),
+        app(
+            "broker",
+            r#"{"entrypoints":[{"container_name":"b","container_port":1883,"entrypoint_port":"mqtt"}],"paths":{"":{"access":"public"}}}"#,
+        ),
+    );
+    let peer = peer_identity();
+    let peers_json = serde_json::json!([{
+        "id": peer.id, "name": "Alice's Portal", "public_key": peer.public_key_pem,
+    }]);
+    let (peers, errors) = Peers::parse(peers_json.to_string().as_bytes()).unwrap();
+    assert!(errors.is_empty());
+    Snapshot {
+        apps,
+        terminals: Terminals::new(
+            Some(SECRET),
+            vec![TerminalEntry {
+                id: "t1".into(),
+                name: "Laptop".into(),
+            }],
+        ),
+        peers: Arc::new(peers),
+        app_addresses: Arc::new(HashMap::new()),
+    }
+}
+
+fn policy() -> Policy {
+    let mut overrides = BTreeMap::new();
+    overrides.insert(
+        "web-terminal".to_string(),
+        crate::config::AppUpstreams {
+            http: Some("127.0.0.1:9000".parse().unwrap()),
+            mqtt: None,
+        },
+    );
+    Policy {
+        router: Router::new(
+            SHORT,
+            BASE,
+            "web-terminal",
+            "127.0.0.1:8000".parse().unwrap(),
+            overrides,
+        ),
+        window: Window::default(),
+        max_signed_body: MAX_BODY,
+    }
+}
+
+/// The callers of the table, each as the headers it sends.
+#[derive(Debug, Clone, Copy)]
+enum As {
+    Anonymous,
+    TerminalCookie,
+    TerminalBearer,
+    /// A terminal token whose terminal was removed.
+    Revoked,
+    /// A valid `portal` signature of the peer.
+    Peer,
+    /// A `portal` signature by a key that is not the peer's.
+    Forged,
+}
+
+fn jwt(sub: &str) -> String {
+    encode(
+        &Header::default(),
+        &serde_json::json!({ "sub": sub }),
+        &EncodingKey::from_secret(SECRET),
+    )
+    .unwrap()
+}
+
+fn headers_for(
+    caller: As,
+    method: &str,
+    host: &str,
+    target: &str,
+    body: Option<&[u8]>,
+) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    let mut add = |k: &str, v: String| {
+        h.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(&v).unwrap(),
+        );
+    };
+    let sign = |key: &Identity, id: &str| {
+        let outgoing = Outgoing {
+            method,
+            authority: host,
+            path_and_query: target,
+            body,
+        };
+        signed_headers(&key.signing_key, id, &outgoing, NOW, 60).unwrap()
+    };
+    match caller {
+        As::Anonymous => {}
+        As::TerminalCookie => add("cookie", format!("theme=dark; authorization={}", jwt("t1"))),
+        As::TerminalBearer => add("authorization", format!("Bearer {}", jwt("t1"))),
+        As::Revoked => add("cookie", format!("authorization={}", jwt("gone"))),
+        As::Peer => {
+            let peer = peer_identity();
+            for (k, v) in sign(&peer, &peer.id) {
+                add(k, v);
+            }
+        }
+        As::Forged => {
+            let other = Identity::from_signing_key(SigningKey::from_bytes(&[9; 32]));
+            for (k, v) in sign(&other, &peer_identity().id) {
+                add(k, v);
+            }
+        }
+    }
+    h
+}
+
+/// One request decided, summed up as a line: `forward <app> <access>
+/// <client type> [-> <path forwarded>] @ <upstream>`, or `<status>
+/// <code or signature reason>`.
+fn run(caller: As, host: Option<&str>, target: &str) -> String {
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let headers = headers_for(caller, "GET", host.unwrap_or(""), target, None);
+    let head = Head {
+        method: "GET",
+        host,
+        path,
+        query,
+        headers: &headers,
+        has_body: false,
+    };
+    let snapshot = snapshot();
+    let decision = decide(&head, &snapshot, &policy(), NOW);
+    let line = summary(&decision.verdict);
+    // Only a signature that verified claims a nonce.
+    if decision.nonce.is_some() {
+        assert!(matches!(caller, As::Peer), "{caller:?} {target}: {line}");
+    }
+    line
+}
+
+fn summary(verdict: &Verdict) -> String {
+    match verdict {
+        Verdict::Forward(plan) => {
+            let mut s = format!(
+                "forward {} {} {}",
+                verdict.app_label(),
+                plan.access.as_str(),
+                plan.caller.client_type()
+            );
+            if let Some(p) = &plan.path {
+                s += &format!(" -> {p}");
+            }
+            s + &format!(" @ {}", plan.upstream)
+        }
+        Verdict::Refuse(r) => match &r.refusal {
+            Refusal::Signature(reason, _) => format!("401 {reason}"),
+            other => format!("{} {}", other.status(), other.code()),
+        },
+    }
+}
+
+#[test]
+fn routing_caller_rule_and_path_form() {
+    use As::*;
+    let files = Some(FILES);
+    let home = Some(DOMAIN);
+    let cases: &[(As, Option<&str>, &str, &str)] = &[
+        // Routing.
+        (
+            Anonymous,
+            home,
+            "/",
+            "forward web-terminal public anonymous @ 127.0.0.1:9000",
+        ),
+        (
+            Anonymous,
+            Some("FILES.B2BLLA.P.GETPORTAL.ORG:443"),
+            "/public/x",
+            "forward files public anonymous @ files-web:80",
+        ),
+        (
+            Anonymous,
+            Some("files.b2blla.p.getportal.org."),
+            "/public/x",
+            "forward files public anonymous @ files-web:80",
+        ),
+        (
+            Anonymous,
+            Some("nope.b2blla.p.getportal.org"),
+            "/",
+            "404 not_found",
+        ),
+        (
+            Anonymous,
+            Some("broker.b2blla.p.getportal.org"),
+            "/",
+            "404 not_found",
+        ),
+        (
+            Anonymous,
+            Some("a.files.b2blla.p.getportal.org"),
+            "/",
+            "404 not_found",
+        ),
+        (
+            Anonymous,
+            Some("files.other.p.getportal.org"),
+            "/",
+            "421 misdirected_request",
+        ),
+        (Anonymous, None, "/", "400 bad_request"),
+        (Anonymous, Some("files b2blla"), "/", "400 bad_request"),
+        // Rules x callers.
+        (Anonymous, files, "/", "401 unauthorized"),
+        (
+            TerminalCookie,
+            files,
+            "/",
+            "forward files private terminal @ files-web:80",
+        ),
+        (
+            TerminalBearer,
+            files,
+            "/",
+            "forward files private terminal @ files-web:80",
+        ),
+        (Revoked, files, "/", "401 unauthorized"),
+        (Peer, files, "/", "401 unauthorized"),
+        (
+            Anonymous,
+            files,
+            "/public/x",
+            "forward files public anonymous @ files-web:80",
+        ),
+        (
+            TerminalCookie,
+            files,
+            "/public/x",
+            "forward files public terminal @ files-web:80",
+        ),
+        (
+            Peer,
+            files,
+            "/public/x",
+            "forward files public peer @ files-web:80",
+        ),
+        (Anonymous, files, "/public/admin/x", "401 unauthorized"),
+        (
+            TerminalBearer,
+            files,
+            "/public/admin/x",
+            "forward files private terminal @ files-web:80",
+        ),
+        (Anonymous, files, "/peer/x", "401 unauthorized"),
+        (TerminalCookie, files, "/peer/x", "401 unauthorized"),
+        (
+            Peer,
+            files,
+            "/peer/x?a=1",
+            "forward files peer peer @ files-web:80",
+        ),
+        // A failed signature refuses on every path, whatever else is sent.
+        (Forged, files, "/public/x", "401 bad_signature"),
+        (Forged, files, "/peer/x", "401 bad_signature"),
+        (Forged, home, "/core/public/x", "401 bad_signature"),
+        // Path forms: matched and forwarded in one canonical form.
+        (
+            Anonymous,
+            files,
+            "/%70ublic/x",
+            "forward files public anonymous -> /public/x @ files-web:80",
+        ),
+        (
+            Anonymous,
+            files,
+            "/%70ublic/x?q=%41",
+            "forward files public anonymous -> /public/x?q=%41 @ files-web:80",
+        ),
+        (Anonymous, files, "/public/%61dmin/x", "401 unauthorized"),
+        (Anonymous, files, "/public/../x", "400 bad_request"),
+        (Anonymous, files, "/public/%2e%2e/x", "400 bad_request"),
+        (Anonymous, files, "/public%2fadmin/", "400 bad_request"),
+        (Anonymous, files, "/public/a%00", "400 bad_request"),
+        (Anonymous, files, "/PUBLIC/x", "401 unauthorized"),
+        // The core, from any Portal host.
+        (
+            Anonymous,
+            home,
+            "/core/public/status?x=1",
+            "forward /core public anonymous -> /public/status?x=1 @ 127.0.0.1:8000",
+        ),
+        (
+            Anonymous,
+            Some("nope.b2blla.p.getportal.org"),
+            "/core/public/x",
+            "forward /core public anonymous -> /public/x @ 127.0.0.1:8000",
+        ),
+        (Anonymous, files, "/core/protected/x", "401 unauthorized"),
+        (
+            TerminalCookie,
+            files,
+            "/core/protected/x",
+            "forward /core private terminal -> /protected/x @ 127.0.0.1:8000",
+        ),
+        (Peer, files, "/core/protected/x", "401 unauthorized"),
+        (
+            TerminalCookie,
+            files,
+            "/core/internal/stop",
+            "404 not_found",
+        ),
+        (Anonymous, files, "/core/%2e%2e/x", "400 bad_request"),
+    ];
+    let mut failures = Vec::new();
+    for (caller, host, target, want) in cases {
+        let got = run(*caller, *host, target);
+        if got != *want {
+            failures.push(format!(
+                "{caller:?} {host:?} {target}: got {got:?}, want {want:?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn refusals_carry_what_was_known() {
+    let headers = headers_for(As::Anonymous, "GET", FILES, "/", None);
+    let head = Head {
+        method: "GET",
+        host: Some(FILES),
+        path: "/",
+        query: None,
+        headers: &headers,
+        has_body: false,
+    };
+    let d = decide(&head, &snapshot(), &policy(), NOW);
+    assert_eq!(d.verdict.app_label(), "files");
+    assert_eq!(d.verdict.access(), Some(Access::Private));
+    assert_eq!(d.verdict.caller(), &Caller::Anonymous);
+    let head = Head {
+        host: Some("example.com"),
+        ..head
+    };
+    let d = decide(&head, &snapshot(), &policy(), NOW);
+    assert_eq!(d.verdict.app_label(), "");
+    assert_eq!(d.verdict.access(), None);
+}
+
+#[test]
+fn credentials_found_are_in_the_plan() {
+    let mut headers = headers_for(As::TerminalCookie, "GET", FILES, "/", None);
+    headers.append(
+        "authorization",
+        format!("Bearer {}", jwt("gone")).parse().unwrap(),
+    );
+    let head = Head {
+        method: "GET",
+        host: Some(FILES),
+        path: "/",
+        query: None,
+        headers: &headers,
+        has_body: false,
+    };
+    let Verdict::Forward(plan) = decide(&head, &snapshot(), &policy(), NOW).verdict else {
+        panic!("a terminal reaches a private path");
+    };
+    assert!(plan.credentials.terminal_cookie && plan.credentials.terminal_bearer);
+    // A peer's request is stripped the same way.
+    let target = "/public/x";
+    let mut headers = headers_for(As::Peer, "GET", FILES, target, None);
+    headers.append("cookie", "authorization=x".parse().unwrap());
+    let head = Head {
+        path: target,
+        headers: &headers,
+        ..head
+    };
+    let Verdict::Forward(plan) = decide(&head, &snapshot(), &policy(), NOW).verdict else {
+        panic!("a peer reaches a public path");
+    };
+    assert!(plan.credentials.terminal_cookie && !plan.credentials.terminal_bearer);
+    assert_eq!(plan.caller.client_type(), "peer");
+}
+
+fn signed_post(body: &[u8], declared: Option<usize>) -> (HeaderMap, Decision) {
+    let mut headers = headers_for(As::Peer, "POST", FILES, "/peer/upload", Some(body));
+    if let Some(n) = declared {
+        headers.insert("content-length", n.into());
+    }
+    let head = Head {
+        method: "POST",
+        host: Some(FILES),
+        path: "/peer/upload",
+        query: None,
+        headers: &headers,
+        has_body: true,
+    };
+    let d = decide(&head, &snapshot(), &policy(), NOW);
+    (headers, d)
+}
+
+#[test]
+fn signed_bodies_are_held_for_their_digest() {
+    let (_, d) = signed_post(b"hello", Some(5));
+    let Verdict::Forward(mut plan) = d.verdict else {
+        panic!("a signed POST is forwarded");
+    };
+    let check = plan.body_check.as_mut().expect("a signed body is checked");
+    assert_eq!(
+        check.push(Some(b"hello"), true).unwrap().as_deref(),
+        Some(&b"hello"[..])
+    );
+    // Over the limit by its declared length: 413, the nonce still claimed.
+    let (_, d) = signed_post(b"hello", Some(MAX_BODY + 1));
+    assert_eq!(summary(&d.verdict), "413 payload_too_large");
+    assert!(d.nonce.is_some());
+}
+
+#[test]
+fn the_nonce_claim_settles_the_verdict() {
+    let claim = |target: &str, caller: As| {
+        let headers = headers_for(caller, "GET", FILES, target, None);
+        let head = Head {
+            method: "GET",
+            host: Some(FILES),
+            path: target,
+            query: None,
+            headers: &headers,
+            has_body: false,
+        };
+        decide(&head, &snapshot(), &policy(), NOW)
+    };
+    let d = claim("/peer/x", As::Peer);
+    let n = d
+        .nonce
+        .clone()
+        .expect("a verified signature claims its nonce");
+    assert_eq!(n.peer, peer_identity().id);
+    assert_eq!(n.forget_at, NOW + 60 + Window::default().skew);
+    assert_eq!(
+        summary(&d.settle(Ok(()))),
+        "forward files peer peer @ files-web:80"
+    );
+    let replayed = claim("/peer/x", As::Peer).settle(Err(ReplayError::Seen));
+    assert_eq!(summary(&replayed), "401 replayed");
+    assert_eq!(replayed.app_label(), "files");
+    assert_eq!(replayed.caller(), &Caller::Anonymous);
+    let full = claim("/peer/x", As::Peer).settle(Err(ReplayError::Full));
+    assert_eq!(summary(&full), "401 malformed");
+    // A replay wins over a refusal decided after the signature.
+    let d = claim("/", As::Peer);
+    assert_eq!(summary(&d.verdict), "401 unauthorized");
+    assert_eq!(summary(&d.settle(Err(ReplayError::Seen))), "401 replayed");
+    // Nothing to claim without a verified signature.
+    for caller in [As::Anonymous, As::TerminalCookie, As::Forged] {
+        let d = claim("/public/x", caller);
+        assert!(d.nonce.is_none(), "{caller:?}");
+        let before = summary(&d.verdict);
+        assert_eq!(
+            summary(&d.settle(Err(ReplayError::Seen))),
+            before,
+            "{caller:?}"
+        );
+    }
+}

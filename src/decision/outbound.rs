@@ -1,0 +1,267 @@
+//! Outbound peering decided (DESIGN section 7): which app calls, which
+//! peer it names, what the request target is, and which headers go to the
+//! peer and back. Pure; the internal listener (`listeners::internal`)
+//! gathers the inputs and sends what is decided here.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::body::TooLarge;
+use super::headers::is_portal_header;
+use super::path::PathError;
+use crate::state::peers::{Lookup, Peer, Peers};
+
+/// How long an outbound signature is valid: long enough for a slow
+/// network, far inside the receiver's 300 s limit.
+pub const SIGNATURE_VALIDITY: i64 = 60;
+
+/// The path prefix of calls to peers.
+pub const CALL_PREFIX: &str = "/internal/call_peer/";
+/// The path of the peer listing.
+pub const PEERS_PATH: &str = "/internal/peers";
+
+/// Hop-by-hop headers (RFC 9110 section 7.6.1), never forwarded.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Why a call to a peer is not made, or failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("{0}")]
+    NotServed(&'static str),
+    #[error("source address {} is no app's (app_addresses.json)", .0.map_or("unknown".to_string(), |ip| ip.to_string()))]
+    UnknownSource(Option<IpAddr>),
+    #[error("no peer has the ID or unique prefix (6 characters at least) {0:?}")]
+    UnknownPeer(String),
+    #[error("{0} peers start with {1:?}: give more characters")]
+    AmbiguousPeer(usize, String),
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error(transparent)]
+    TooLarge(#[from] TooLarge),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("peer {0} did not answer in time")]
+    PeerTimeout(String),
+    #[error("peer {0} cannot be reached: {1}")]
+    Unreachable(String, String),
+    #[error("the peer broke off its answer")]
+    BrokeOff,
+    #[error("the proxy failed: {0}")]
+    Internal(String),
+}
+
+/// What a request to the internal listener asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call<'a> {
+    /// `GET /internal/peers`.
+    ListPeers,
+    /// `/internal/call_peer/<peer>/<path>`: `path` without its leading `/`.
+    Peer { peer_ref: &'a str, path: &'a str },
+}
+
+/// Reads the request's method and path (no query).
+pub fn parse_call<'a>(method: &str, path: &'a str) -> Result<Call<'a>, CallError> {
+    if path == PEERS_PATH {
+        return if method == "GET" {
+            Ok(Call::ListPeers)
+        } else {
+            Err(CallError::NotServed("use GET /internal/peers"))
+        };
+    }
+    let Some(rest) = path.strip_prefix(CALL_PREFIX) else {
+        return Err(CallError::NotServed(
+            "the internal listener serves /internal/peers and /internal/call_peer/<peer>/<path>",
+        ));
+    };
+    let (peer_ref, path) = rest.split_once('/').unwrap_or((rest, ""));
+    Ok(Call::Peer { peer_ref, path })
+}
+
+/// The app whose container has the source address `source`: an unknown
+/// source is refused (an app can never send as another).
+pub fn calling_app(
+    addresses: &HashMap<IpAddr, String>,
+    source: Option<IpAddr>,
+) -> Result<&str, CallError> {
+    let source = source.map(canonical_ip);
+    source
+        .and_then(|ip| addresses.get(&ip))
+        .map(String::as_str)
+        .ok_or(CallError::UnknownSource(source))
+}
+
+/// The peer an app names by full ID or unique prefix.
+pub fn find_peer(peers: &Peers, peer_ref: &str) -> Result<Arc<Peer>, CallError> {
+    match peers.lookup(peer_ref) {
+        Lookup::Found(peer) => Ok(peer),
+        Lookup::Unknown => Err(CallError::UnknownPeer(peer_ref.to_string())),
+        Lookup::Ambiguous(n) => Err(CallError::AmbiguousPeer(n, peer_ref.to_string())),
+    }
+}
+
+/// The authority of `host` on `peer`: its `address` port when that is not
+/// 443 (the peer's own listener in tests and on odd ports).
+pub fn peer_authority(host: String, peer: &Peer) -> String {
+    match peer.address.as_ref().map(|a| a.port) {
+        Some(port) if port != 443 => format!("{host}:{port}"),
+        _ => host,
+    }
+}
+
+/// The headers of one hop that go to the next: hop-by-hop headers (and
+/// those named in `Connection`) are removed; for a request to a peer also
+/// `Host`, `Cookie`, `Authorization`, any `X-Ptl-*`, and the framing and
+/// signature headers that the proxy sets itself.
+pub fn end_to_end(headers: &http::HeaderMap, to_peer: bool) -> http::HeaderMap {
+    let listed: Vec<String> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    let mut out = http::HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let n = name.as_str();
+        let drop = HOP_BY_HOP.contains(&n)
+            || listed.iter().any(|l| l == n)
+            || (to_peer
+                && (matches!(
+                    n,
+                    "host"
+                        | "cookie"
+                        | "authorization"
+                        | "content-length"
+                        | "signature"
+                        | "signature-input"
+                        | "content-digest"
+                ) || is_portal_header(n)));
+        if !drop {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// An IPv4 address seen through an IPv6 socket is the IPv4 address.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls() {
+        let cases: &[(&str, &str, Result<Call, CallError>)] = &[
+            ("GET", "/internal/peers", Ok(Call::ListPeers)),
+            (
+                "POST",
+                "/internal/peers",
+                Err(CallError::NotServed("use GET /internal/peers")),
+            ),
+            (
+                "POST",
+                "/internal/call_peer/abcdef/api/x",
+                Ok(Call::Peer {
+                    peer_ref: "abcdef",
+                    path: "api/x",
+                }),
+            ),
+            (
+                "GET",
+                "/internal/call_peer/abcdef",
+                Ok(Call::Peer {
+                    peer_ref: "abcdef",
+                    path: "",
+                }),
+            ),
+        ];
+        for (method, path, want) in cases {
+            assert_eq!(&parse_call(method, path), want, "{method} {path}");
+        }
+        for path in ["/", "/internal/peersx", "/internal/call_peer", "/core/x"] {
+            assert!(
+                matches!(parse_call("GET", path), Err(CallError::NotServed(_))),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_caller_is_known_by_its_source_address() {
+        let mut addresses = HashMap::new();
+        addresses.insert("172.20.0.5".parse().unwrap(), "files".to_string());
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(calling_app(&addresses, ip("172.20.0.5")), Ok("files"));
+        assert_eq!(
+            calling_app(&addresses, ip("::ffff:172.20.0.5")),
+            Ok("files")
+        );
+        assert_eq!(
+            calling_app(&addresses, ip("172.20.0.6")),
+            Err(CallError::UnknownSource(ip("172.20.0.6")))
+        );
+        assert_eq!(
+            calling_app(&addresses, None).unwrap_err().to_string(),
+            "source address unknown is no app's (app_addresses.json)"
+        );
+    }
+
+    #[test]
+    fn headers_to_a_peer() {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in [
+            ("host", "internal:8080"),
+            ("cookie", "a=b"),
+            ("authorization", "Bearer x"),
+            ("x-ptl-client-id", "spoof"),
+            ("x_ptl_user", "spoof"),
+            ("connection", "keep-alive, x-private"),
+            ("x-private", "hop"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("content-length", "5"),
+            ("signature", "old"),
+            ("content-type", "application/json"),
+            ("accept", "*/*"),
+            ("x-custom", "kept"),
+        ] {
+            h.append(k, v.parse().unwrap());
+        }
+        let out = end_to_end(&h, true);
+        let mut names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["accept", "content-type", "x-custom"]);
+        // Back to the app: only hop-by-hop goes.
+        let back = end_to_end(&h, false);
+        assert!(back.contains_key("cookie") && back.contains_key("content-length"));
+        assert!(!back.contains_key("x-private") && !back.contains_key("transfer-encoding"));
+    }
+
+    #[test]
+    fn ipv4_mapped_sources_are_ipv4() {
+        let mapped: IpAddr = "::ffff:172.20.0.5".parse().unwrap();
+        assert_eq!(
+            canonical_ip(mapped),
+            "172.20.0.5".parse::<IpAddr>().unwrap()
+        );
+        let v6: IpAddr = "fd00::5".parse().unwrap();
+        assert_eq!(canonical_ip(v6), v6);
+    }
+}

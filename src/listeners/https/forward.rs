@@ -1,0 +1,138 @@
+//! On the way to the upstream (DESIGN sections 3 and 6): the forwarding
+//! headers, the identity headers of the plan's rule, what is removed from
+//! the client's request, and how upstream names resolve.
+
+use std::net::{IpAddr, SocketAddr};
+
+use log::warn;
+use pingora::http::RequestHeader;
+use pingora::{Error, ErrorSource, ErrorType, Result};
+
+use crate::config::HostPort;
+use crate::decision::caller::{remove_cookie, TERMINAL_COOKIE};
+use crate::decision::credentials::Credentials;
+use crate::decision::decide::{Plan, Routed};
+use crate::decision::headers::{is_portal_header, AppHeaders};
+
+/// Rewrites the request that goes upstream as the plan says.
+pub(super) fn prepare(
+    req: &mut RequestHeader,
+    plan: &Plan,
+    client_ip: Option<IpAddr>,
+    host: Option<&str>,
+    template_portal: &minijinja::Value,
+) -> Result<()> {
+    // Set, never appended to what the client sent (DESIGN section 6).
+    match client_ip {
+        Some(ip) => req.insert_header("x-forwarded-for", ip.to_string())?,
+        None => {
+            req.remove_header("x-forwarded-for");
+        }
+    }
+    req.insert_header("x-forwarded-proto", "https")?;
+    if let Some(host) = host {
+        req.insert_header("x-forwarded-host", host.to_owned())?;
+    }
+    let app = match &plan.routed {
+        Routed::App { app, rule } => Some((app, *rule)),
+        Routed::Core(_) => None,
+    };
+    strip_client_headers(req, app.map(|(a, _)| &a.headers), plan.credentials);
+    match app {
+        Some((app, rule)) => {
+            let (headers, problems) = app.headers.render(rule, &plan.caller, template_portal);
+            for (name, value) in headers {
+                req.insert_header(name, value)?;
+            }
+            for p in problems {
+                warn!("app {:?}: header left out: {p}", app.meta.name);
+            }
+        }
+        None => {
+            // The core learns who is calling from fixed headers.
+            let (client_type, client_id, client_name) = plan.caller.parts();
+            req.insert_header("x-ptl-client-type", client_type)?;
+            req.insert_header("x-ptl-client-id", client_id)?;
+            if let Ok(name) = http::HeaderValue::from_bytes(client_name.as_bytes()) {
+                req.insert_header("x-ptl-client-name", name)?;
+            }
+        }
+    }
+    if let Some(path) = &plan.path {
+        let mut parts = req.uri.clone().into_parts();
+        parts.path_and_query = Some(
+            path.parse()
+                .map_err(|e| Error::because(ErrorType::InternalError, "rewriting the path", e))?,
+        );
+        let uri = http::Uri::from_parts(parts)
+            .map_err(|e| Error::because(ErrorType::InternalError, "rewriting the path", e))?;
+        req.set_uri(uri);
+    }
+    Ok(())
+}
+
+/// Removes what must never reach an upstream (DESIGN section 6): client
+/// `X-Ptl-*` headers (any spelling), the headers the app's rules set, and
+/// the terminal credentials the decision found (the `authorization`
+/// cookie, a bearer token signed with the terminal secret).
+fn strip_client_headers(req: &mut RequestHeader, app: Option<&AppHeaders>, found: Credentials) {
+    let doomed: Vec<http::HeaderName> = req
+        .headers
+        .keys()
+        .filter(|name| match app {
+            Some(app) => app.strips(name.as_str()),
+            None => is_portal_header(name.as_str()),
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        req.remove_header(&name);
+    }
+    if found.terminal_cookie {
+        let cookies: Vec<http::HeaderValue> = req
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .cloned()
+            .collect();
+        req.remove_header(&http::header::COOKIE);
+        for value in cookies {
+            // A Cookie header that is not text cannot be parsed: dropped.
+            let Ok(text) = value.to_str() else { continue };
+            if let Some(kept) = remove_cookie(text, TERMINAL_COOKIE) {
+                let _ = req.append_header(http::header::COOKIE, kept);
+            }
+        }
+    }
+    if found.terminal_bearer {
+        req.remove_header(&http::header::AUTHORIZATION);
+    }
+}
+
+/// Resolves an upstream for one connection attempt. Container addresses
+/// change when containers restart, so names are looked up each time (the
+/// system resolver caches as configured).
+pub(super) async fn resolve(upstream: &HostPort) -> Result<SocketAddr> {
+    if let Ok(ip) = upstream.host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, upstream.port));
+    }
+    let mut addrs = tokio::net::lookup_host((upstream.host.as_str(), upstream.port))
+        .await
+        .map_err(|e| {
+            let mut err = Error::because(
+                ErrorType::ConnectNoRoute,
+                format!("cannot resolve {upstream}"),
+                e,
+            );
+            err.esource = ErrorSource::Upstream;
+            err
+        })?;
+    addrs.next().ok_or_else(|| {
+        let mut err = Error::explain(
+            ErrorType::ConnectNoRoute,
+            format!("{upstream} resolves to no address"),
+        );
+        err.esource = ErrorSource::Upstream;
+        err
+    })
+}

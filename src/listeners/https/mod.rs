@@ -1,0 +1,347 @@
+//! The HTTPS listener's `ProxyHttp` shell (STYLE: a pure core inside a thin
+//! shell). `request_filter` gathers the request head, calls
+//! [`decide`] once and keeps the [`Verdict`] in the request's context;
+//! every later phase applies it: `forward` is what is done to a request on
+//! its way to the upstream and to failures on their way back.
+
+mod forward;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::RequestHeader;
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorType, Result};
+
+use super::request_host;
+use super::respond::{abort, write_refusal};
+use crate::config::Limits;
+use crate::decision::caller::Caller;
+use crate::decision::decide::{decide, Head, Plan, Policy, Refused, Verdict};
+use crate::decision::refusal::Refusal;
+use crate::decision::replay::ReplayCache;
+use crate::ops::access_log::{AccessLog, Entry};
+use crate::ops::metrics;
+use crate::state::SharedState;
+
+/// What the HTTPS listener knows of its Portal; shared by every request.
+pub struct Portal {
+    pub policy: Policy,
+    pub limits: Limits,
+    pub state: Arc<SharedState>,
+    /// The `portal` object of header templates.
+    pub template_portal: minijinja::Value,
+    /// Nonces of peer signatures; outlives state reloads.
+    pub replay: Arc<ReplayCache>,
+    pub access_log: AccessLog,
+}
+
+/// The HTTPS listener's request handling.
+pub struct PortalProxy {
+    portal: Arc<Portal>,
+}
+
+impl PortalProxy {
+    pub fn new(portal: Arc<Portal>) -> Self {
+        PortalProxy { portal }
+    }
+}
+
+/// Carried from phase to phase of one request.
+pub struct RequestCtx {
+    started: Instant,
+    /// The host the request names, as received: read once, for the
+    /// decision, `X-Forwarded-Host` and the access log.
+    host: Option<String>,
+    /// Set once by `request_filter` (or before it, for a head over the
+    /// limits); `None` only when the client went away before.
+    verdict: Option<Verdict>,
+    /// The proxy's own answer after the request was forwarded: a signed
+    /// body that failed its check, an upstream that failed.
+    failure: Option<Refusal>,
+}
+
+impl RequestCtx {
+    /// The plan of a forwarded request: the phases after `request_filter`
+    /// only run for one.
+    fn plan(&self) -> Result<&Plan> {
+        match &self.verdict {
+            Some(Verdict::Forward(plan)) => Ok(plan),
+            _ => Err(Error::explain(
+                ErrorType::InternalError,
+                "forwarding a request that was not decided to be",
+            )),
+        }
+    }
+
+    /// What answered the request, if the proxy did.
+    fn refusal(&self) -> Option<&Refusal> {
+        self.failure
+            .as_ref()
+            .or_else(|| self.verdict.as_ref()?.refusal())
+    }
+}
+
+/// The head as [`decide`] reads it.
+fn head<'a>(req: &'a RequestHeader, host: Option<&'a str>, has_body: bool) -> Head<'a> {
+    Head {
+        method: req.method.as_str(),
+        host,
+        path: req.uri.path(),
+        query: req.uri.query(),
+        headers: &req.headers,
+        has_body,
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for PortalProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            host: None,
+            verdict: None,
+            failure: None,
+        }
+    }
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // Idle timeouts on the client's body and on writes to it, never a
+        // total one: uploads and event streams may last hours.
+        let limits = &self.portal.limits;
+        session.set_read_timeout(Some(limits.downstream_idle_timeout));
+        session.set_write_timeout(Some(limits.downstream_idle_timeout));
+        let raw_head = session
+            .as_downstream()
+            .as_http1()
+            .map(|h1| h1.get_headers_raw_bytes());
+        let req = session.req_header();
+        ctx.host = request_host(req).map(str::to_owned);
+        let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        if let Err(refusal) = crate::ops::limits::check_head(
+            req.method.as_str(),
+            target,
+            &req.headers,
+            raw_head.as_deref(),
+            limits.max_request_headers,
+            limits.max_request_header_bytes,
+        ) {
+            // Answered by `request_filter`; what follows such a head on
+            // this connection cannot be trusted.
+            session.set_keepalive(None);
+            ctx.verdict = Some(Verdict::Refuse(Box::new(Refused::early(refusal))));
+        }
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if ctx.verdict.is_none() {
+            let now = crate::ops::unix_now();
+            let snapshot = self.portal.state.load();
+            let has_body = !session.is_body_empty();
+            let head = head(session.req_header(), ctx.host.as_deref(), has_body);
+            let decision = decide(&head, &snapshot, &self.portal.policy, now);
+            let claim = match &decision.nonce {
+                Some(n) => self
+                    .portal
+                    .replay
+                    .check_and_insert(&n.peer, &n.nonce, n.forget_at, now),
+                None => Ok(()),
+            };
+            ctx.verdict = Some(decision.settle(claim));
+        }
+        match &ctx.verdict {
+            Some(Verdict::Refuse(refused)) => {
+                write_refusal(session.as_downstream_mut(), &refused.refusal).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Holds back a signed request's body until its digest is checked: the
+    /// request head has gone upstream, but the body's last byte goes only
+    /// if the digest matches; otherwise the upstream request is aborted
+    /// before it is complete (DESIGN section 5).
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(Verdict::Forward(plan)) = ctx.verdict.as_mut() else {
+            return Ok(());
+        };
+        let Some(check) = plan.body_check.as_mut() else {
+            return Ok(());
+        };
+        match check.push(body.take().as_deref(), end_of_stream) {
+            Ok(Some(whole)) => *body = Some(whole),
+            // Empty, not `None`: `None` would tell the upstream the body ended.
+            Ok(None) => *body = Some(Bytes::new()),
+            Err(e) => {
+                let refusal = Refusal::from(e);
+                let error = abort(&refusal);
+                ctx.failure = Some(refusal);
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let addr = forward::resolve(&ctx.plan()?.upstream).await?;
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        let limits = &self.portal.limits;
+        peer.options.connection_timeout = Some(limits.upstream_connect_timeout);
+        // Idle timeouts only: a body may stream for hours (DESIGN section 8).
+        peer.options.read_timeout = Some(limits.upstream_idle_timeout);
+        peer.options.write_timeout = Some(limits.upstream_idle_timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        forward::prepare(
+            upstream_request,
+            ctx.plan()?,
+            client_ip,
+            ctx.host.as_deref(),
+            &self.portal.template_portal,
+        )
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let app = ctx.verdict.as_ref().map_or("", Verdict::app_label);
+        let what = match app {
+            "" => "the upstream".to_string(),
+            crate::decision::decide::CORE_APP_LABEL => "the Portal core".to_string(),
+            app => format!("app {app:?}"),
+        };
+        if *e.esource() == pingora::ErrorSource::Upstream {
+            metrics::METRICS
+                .upstream_errors
+                .with_label_values(&[app, super::respond::error_kind(e)])
+                .inc();
+        }
+        // A refusal decided while streaming the body (a digest mismatch, a
+        // body over the limit) wins over what the error says.
+        let refusal = ctx
+            .failure
+            .clone()
+            .or_else(|| super::respond::proxy_failure(e, &what));
+        let code = match refusal {
+            // Headers already sent: the connection is closed mid-response.
+            Some(_) if session.response_written().is_some() => 0,
+            Some(refusal) => {
+                let upstream = ctx.plan().map(|p| p.upstream.to_string());
+                log::warn!(
+                    "{} {}: {} (upstream {})",
+                    refusal.status(),
+                    what,
+                    e,
+                    upstream.unwrap_or_default()
+                );
+                let status = refusal.status();
+                let written = write_refusal(session.as_downstream_mut(), &refusal).await;
+                ctx.failure = Some(refusal);
+                if written.is_ok() {
+                    status
+                } else {
+                    0
+                }
+            }
+            None => 0,
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// Counts the request and writes its access log line (DESIGN
+    /// section 8); never waits.
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let duration = ctx.started.elapsed();
+        let verdict = ctx.verdict.as_ref();
+        let app = verdict.map_or("", Verdict::app_label);
+        let refusal = ctx.refusal();
+        let decision = match (refusal, verdict) {
+            (Some(refusal), _) => refusal.code(),
+            (None, Some(_)) => "forward",
+            // The client went away or sent garbage before a decision.
+            (None, None) => "none",
+        };
+        if let Some(Refusal::Signature(reason, _)) = refusal {
+            metrics::signature_refused(reason);
+        }
+        let access = verdict.and_then(Verdict::access).map_or("", |a| a.as_str());
+        let (client_type, client_id, _) =
+            verdict.map_or(&Caller::Anonymous, Verdict::caller).parts();
+        let m = &metrics::METRICS;
+        m.requests
+            .with_label_values(&[
+                app,
+                access,
+                client_type,
+                decision,
+                metrics::status_class(status),
+            ])
+            .inc();
+        m.request_duration
+            .with_label_values(&[app])
+            .observe(duration.as_secs_f64());
+        if !self.portal.access_log.is_enabled() {
+            return;
+        }
+        let req = session.req_header();
+        let upstream = ctx
+            .plan()
+            .map(|p| p.upstream.to_string())
+            .unwrap_or_default();
+        self.portal.access_log.log(&Entry {
+            time: crate::ops::access_log::now_rfc3339(),
+            host: ctx.host.as_deref().unwrap_or(""),
+            app,
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            status,
+            client_type,
+            client_id,
+            decision,
+            upstream: &upstream,
+            duration_ms: duration.as_secs_f64() * 1000.0,
+        });
+    }
+}

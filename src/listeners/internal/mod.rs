@@ -1,0 +1,164 @@
+//! The internal listener (DESIGN section 7): the plain-HTTP listener the
+//! apps call. `GET /internal/peers` lists the peers;
+//! `ANY /internal/call_peer/<peer>/<path>?<query>` signs the request as this
+//! Portal (section 5) and sends it to the same app on the peer, streaming
+//! the answer back. What is called and by whom is decided by
+//! [`crate::decision::outbound`]; [`client`] sends it.
+
+pub mod client;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
+use serde::Serialize;
+
+use super::respond::write_refusal;
+use crate::decision::body::{declared_length, TooLarge};
+use crate::decision::outbound::{calling_app, find_peer, parse_call, Call, CallError};
+use crate::decision::path::check_path;
+use crate::decision::refusal::Refusal;
+use crate::state::SharedState;
+use client::{internal, PeerClient};
+
+/// The internal listener's handler.
+pub struct InternalApi {
+    state: Arc<SharedState>,
+    client: PeerClient,
+    max_body: usize,
+}
+
+#[derive(Serialize)]
+struct PeerListing<'a> {
+    id: &'a str,
+    short_id: &'a str,
+    name: &'a str,
+}
+
+impl InternalApi {
+    pub fn new(state: Arc<SharedState>, client: PeerClient, max_body: usize) -> Self {
+        InternalApi {
+            state,
+            client,
+            max_body,
+        }
+    }
+
+    async fn handle(&self, session: &mut ServerSession) -> Result<(), CallError> {
+        let req = session.req_header();
+        let path = req.uri.path().to_string();
+        match parse_call(req.method.as_str(), &path)? {
+            Call::ListPeers => self.list_peers(session).await,
+            Call::Peer { peer_ref, path } => self.call_peer(session, peer_ref, path).await,
+        }
+    }
+
+    async fn list_peers(&self, session: &mut ServerSession) -> Result<(), CallError> {
+        let snapshot = self.state.load();
+        let list: Vec<PeerListing> = snapshot
+            .peers
+            .iter()
+            .map(|p| PeerListing {
+                id: &p.id,
+                short_id: p.short_id(),
+                name: &p.name,
+            })
+            .collect();
+        let body = serde_json::to_vec(&list).expect("strings always serialize");
+        let mut resp = ResponseHeader::build(200, Some(3)).map_err(internal)?;
+        resp.insert_header("content-type", "application/json")
+            .map_err(internal)?;
+        resp.insert_header("content-length", body.len())
+            .map_err(internal)?;
+        resp.insert_header("cache-control", "no-store")
+            .map_err(internal)?;
+        session
+            .write_response_header(Box::new(resp))
+            .await
+            .map_err(internal)?;
+        session
+            .write_response_body(Bytes::from(body), true)
+            .await
+            .map_err(internal)
+    }
+
+    async fn call_peer(
+        &self,
+        session: &mut ServerSession,
+        peer_ref: &str,
+        path: &str,
+    ) -> Result<(), CallError> {
+        let snapshot = self.state.load();
+        let source = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let app = calling_app(&snapshot.app_addresses, source)?.to_string();
+        let peer = find_peer(&snapshot.peers, peer_ref)?;
+        check_path(&format!("/{path}"))?;
+        let body = self.read_body(session).await?;
+        let status = self.client.forward(session, &app, &peer, path, body).await;
+        let code = match &status {
+            Ok(code) => *code,
+            Err(e) => Refusal::from(e.clone()).status(),
+        };
+        crate::ops::metrics::outbound(&peer.id, crate::ops::metrics::status_class(code));
+        status.map(|_| ())
+    }
+
+    /// The app's request body, whole (it is signed through its digest).
+    async fn read_body(&self, session: &mut ServerSession) -> Result<Bytes, CallError> {
+        let too_large = TooLarge::PeerCall(self.max_body);
+        if declared_length(&session.req_header().headers).is_some_and(|n| n > self.max_body as u64)
+        {
+            return Err(too_large.into());
+        }
+        let mut body = BytesMut::new();
+        while let Some(chunk) = session
+            .read_request_body()
+            .await
+            .map_err(|e| CallError::BadRequest(format!("reading the request body: {e}")))?
+        {
+            if body.len() + chunk.len() > self.max_body {
+                return Err(too_large.into());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    }
+}
+
+#[async_trait]
+impl HttpServerApp for InternalApi {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        _shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        match session.read_request().await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return None,
+        }
+        if let Err(e) = self.handle(&mut session).await {
+            // Nothing is written yet unless the peer's answer broke off.
+            if session.response_written().is_some() {
+                return None;
+            }
+            if write_refusal(&mut session, &Refusal::from(e))
+                .await
+                .is_err()
+            {
+                return None;
+            }
+        }
+        let settings = HttpPersistentSettings::for_session(&session);
+        match session.finish().await {
+            Ok(stream) => stream.map(|s| ReusedHttpStream::from_reusable_stream(s, settings)),
+            Err(_) => None,
+        }
+    }
+}

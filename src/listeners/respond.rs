@@ -1,0 +1,101 @@
+//! The one way every listener answers by itself (STYLE: errors become
+//! responses in exactly one place at the edge). Errors of the pure core
+//! become [`Refusal`]s by the `From` impls beside `Refusal`; the failures
+//! of the network that only the shell sees (Pingora's errors) become
+//! refusals here; and every refusal is written here, JSON or HTML by the
+//! request's `Accept`.
+
+use bytes::Bytes;
+use http::Response;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::http::ServerSession;
+use pingora::{Error, ErrorSource, ErrorType, Result};
+
+use crate::decision::refusal::Refusal;
+
+/// The request's `Accept` header, which picks JSON or HTML.
+pub fn accept(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// Writes a refusal as the whole response on a session.
+pub async fn write_refusal(session: &mut ServerSession, refusal: &Refusal) -> Result<()> {
+    let (content_type, body) = refusal.render(accept(session.req_header()));
+    let mut resp = ResponseHeader::build(refusal.status(), Some(4))?;
+    resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    session.write_response_header(Box::new(resp)).await?;
+    session.write_response_body(Bytes::from(body), true).await?;
+    Ok(())
+}
+
+/// A refusal as the response of a `ServeHttp` app (port 80, metrics).
+pub fn refusal_response(refusal: &Refusal, accept: Option<&str>) -> Response<Vec<u8>> {
+    let (content_type, body) = refusal.render(accept);
+    Response::builder()
+        .status(refusal.status())
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(http::header::CONTENT_LENGTH, body.len())
+        .body(body)
+        .expect("static header names and checked values")
+}
+
+/// The refusal for a failure to proxy to `what` (an app, the core), by
+/// what failed; `None` when the client went away (nobody to answer).
+pub fn proxy_failure(e: &Error, what: &str) -> Option<Refusal> {
+    use ErrorType::*;
+    match (e.esource(), e.etype()) {
+        (_, HTTPStatus(code)) if *code >= 500 => {
+            Some(Refusal::BadGateway(format!("{what} failed")))
+        }
+        (ErrorSource::Upstream, ConnectTimedout | TLSHandshakeTimedout) => Some(
+            Refusal::GatewayTimeout(format!("{what} did not accept the connection in time")),
+        ),
+        (ErrorSource::Upstream, ReadTimedout | WriteTimedout) => Some(Refusal::GatewayTimeout(
+            format!("{what} did not answer in time"),
+        )),
+        (ErrorSource::Upstream, ConnectRefused) => Some(Refusal::BadGateway(format!(
+            "{what} is not running (connection refused)"
+        ))),
+        (ErrorSource::Upstream, ConnectNoRoute) => Some(Refusal::BadGateway(format!(
+            "{what} cannot be found (no address)"
+        ))),
+        (ErrorSource::Upstream, _) => Some(Refusal::BadGateway(format!(
+            "{what} failed: {}",
+            e.etype().as_str()
+        ))),
+        (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed) => None,
+        (ErrorSource::Downstream, _) => Some(Refusal::BadRequest(format!(
+            "malformed request: {}",
+            e.etype().as_str()
+        ))),
+        (ErrorSource::Internal | ErrorSource::Unset, _) => Some(Refusal::BadGateway(
+            "the proxy failed to handle the request".into(),
+        )),
+    }
+}
+
+/// The `kind` label of `portal_proxy_upstream_errors_total`.
+pub fn error_kind(e: &Error) -> &'static str {
+    use ErrorType::*;
+    match e.etype() {
+        ConnectRefused => "connect_refused",
+        ConnectTimedout => "connect_timeout",
+        ConnectNoRoute => "unresolvable",
+        TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError => "tls",
+        ReadTimedout | WriteTimedout => "timeout",
+        ReadError | WriteError | ConnectionClosed => "connection_closed",
+        InvalidHTTPHeader | H1Error | H2Error | InvalidH2 | H2Downgrade => "protocol",
+        _ => "other",
+    }
+}
+
+/// An error the shell raises to abort a request whose refusal it already
+/// recorded (a signed body over the limit, a digest mismatch).
+pub fn abort(refusal: &Refusal) -> Box<Error> {
+    Error::explain(ErrorType::HTTPStatus(refusal.status()), refusal.code())
+}

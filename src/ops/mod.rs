@@ -1,0 +1,15 @@
+//! Running the proxy (DESIGN section 8): Prometheus series, the access
+//! log, edge limits and TLS certificates.
+
+pub mod access_log;
+pub mod limits;
+pub mod metrics;
+pub mod tls;
+
+/// Seconds since the Unix epoch: the one clock the shells read and pass
+/// to the pure core.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
