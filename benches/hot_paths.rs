@@ -12,7 +12,6 @@ use portal_proxy::decision::route::{normalize_host, CoreAccess, Router, Target};
 use portal_proxy::identity::portal_id;
 use portal_proxy::state::app_meta::AppMeta;
 
-
 /// An app_meta.json as the Portal core writes it: store metadata the proxy
 /// ignores, two entrypoints, several path rules with header templates.
 const APP_META: &str = r#"{
@@ -51,7 +50,7 @@ const APP_META: &str = r#"{
     },
     "/api/peers/": {
       "access": "peer",
-      "headers": {"X-Ptl-Peer": "{{ auth.peer_id }}"}
+      "headers": {"X-Ptl-Peer": "{{ auth.client_id }}"}
     },
     "/mqtt": {"access": "public"},
     "/static/": {"access": "public"}

@@ -233,13 +233,13 @@ pub fn remove_cookie(cookie_header: &str, name: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use jsonwebtoken::{encode, EncodingKey, Header};
     use serde_json::json;
 
-    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
-    const NOW: u64 = 1_800_000_000;
+    pub(crate) const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    pub(crate) const NOW: u64 = 1_800_000_000;
 
     fn token(claims: serde_json::Value, secret: &[u8], alg: Algorithm) -> String {
         encode(
@@ -250,7 +250,8 @@ mod tests {
         .unwrap()
     }
 
-    fn terminals() -> Terminals {
+    /// The secret and one terminal, `t1` named `Laptop`.
+    pub(crate) fn terminals() -> Terminals {
         Terminals::new(
             Some(SECRET),
             vec![TerminalEntry {

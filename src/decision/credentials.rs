@@ -63,11 +63,8 @@ impl Credentials {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::caller::TerminalEntry;
+    use crate::decision::caller::tests::{terminals, NOW, SECRET};
     use jsonwebtoken::{encode, EncodingKey, Header};
-
-    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
-    const NOW: u64 = 1_800_000_000;
 
     fn token(sub: &str, secret: &[u8]) -> String {
         encode(
@@ -76,16 +73,6 @@ mod tests {
             &EncodingKey::from_secret(secret),
         )
         .unwrap()
-    }
-
-    fn terminals() -> Terminals {
-        Terminals::new(
-            Some(SECRET),
-            vec![TerminalEntry {
-                id: "t1".into(),
-                name: "Laptop".into(),
-            }],
-        )
     }
 
     fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {

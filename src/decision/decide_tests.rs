@@ -169,6 +169,25 @@ fn headers_for(
     h
 }
 
+/// Decides `method https://<host><path>` (no query) with `headers`.
+fn decide_on(
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &HeaderMap,
+    has_body: bool,
+) -> Decision {
+    let head = Head {
+        method,
+        host: Some(host),
+        path,
+        query: None,
+        headers,
+        has_body,
+    };
+    decide(&head, &snapshot(), &policy(), NOW)
+}
+
 /// One request decided, summed up as a line: `forward <app> <access>
 /// <client type> [-> <path forwarded>] @ <upstream>`, or `<status>
 /// <code or signature reason>`.
@@ -222,118 +241,39 @@ fn routing_caller_rule_and_path_form() {
     use As::*;
     let files = Some(FILES);
     let home = Some(DOMAIN);
+    #[rustfmt::skip]
     let cases: &[(As, Option<&str>, &str, &str)] = &[
         // Routing.
-        (
-            Anonymous,
-            home,
-            "/",
-            "forward web-terminal public anonymous @ 127.0.0.1:9000",
-        ),
-        (
-            Anonymous,
-            Some("FILES.B2BLLA.P.GETPORTAL.ORG:443"),
-            "/public/x",
-            "forward files public anonymous @ files-web:80",
-        ),
-        (
-            Anonymous,
-            Some("files.b2blla.p.getportal.org."),
-            "/public/x",
-            "forward files public anonymous @ files-web:80",
-        ),
-        (
-            Anonymous,
-            Some("nope.b2blla.p.getportal.org"),
-            "/",
-            "404 not_found",
-        ),
-        (
-            Anonymous,
-            Some("broker.b2blla.p.getportal.org"),
-            "/",
-            "404 not_found",
-        ),
-        (
-            Anonymous,
-            Some("a.files.b2blla.p.getportal.org"),
-            "/",
-            "404 not_found",
-        ),
-        (
-            Anonymous,
-            Some("files.other.p.getportal.org"),
-            "/",
-            "421 misdirected_request",
-        ),
+        (Anonymous, home, "/", "forward web-terminal public anonymous @ 127.0.0.1:9000"),
+        (Anonymous, Some("FILES.B2BLLA.P.GETPORTAL.ORG:443"), "/public/x", "forward files public anonymous @ files-web:80"),
+        (Anonymous, Some("files.b2blla.p.getportal.org."), "/public/x", "forward files public anonymous @ files-web:80"),
+        (Anonymous, Some("nope.b2blla.p.getportal.org"), "/", "404 not_found"),
+        (Anonymous, Some("broker.b2blla.p.getportal.org"), "/", "404 not_found"),
+        (Anonymous, Some("a.files.b2blla.p.getportal.org"), "/", "404 not_found"),
+        (Anonymous, Some("files.other.p.getportal.org"), "/", "421 misdirected_request"),
         (Anonymous, None, "/", "400 bad_request"),
         (Anonymous, Some("files b2blla"), "/", "400 bad_request"),
         // Rules x callers.
         (Anonymous, files, "/", "401 unauthorized"),
-        (
-            TerminalCookie,
-            files,
-            "/",
-            "forward files private terminal @ files-web:80",
-        ),
-        (
-            TerminalBearer,
-            files,
-            "/",
-            "forward files private terminal @ files-web:80",
-        ),
+        (TerminalCookie, files, "/", "forward files private terminal @ files-web:80"),
+        (TerminalBearer, files, "/", "forward files private terminal @ files-web:80"),
         (Revoked, files, "/", "401 unauthorized"),
         (Peer, files, "/", "401 unauthorized"),
-        (
-            Anonymous,
-            files,
-            "/public/x",
-            "forward files public anonymous @ files-web:80",
-        ),
-        (
-            TerminalCookie,
-            files,
-            "/public/x",
-            "forward files public terminal @ files-web:80",
-        ),
-        (
-            Peer,
-            files,
-            "/public/x",
-            "forward files public peer @ files-web:80",
-        ),
+        (Anonymous, files, "/public/x", "forward files public anonymous @ files-web:80"),
+        (TerminalCookie, files, "/public/x", "forward files public terminal @ files-web:80"),
+        (Peer, files, "/public/x", "forward files public peer @ files-web:80"),
         (Anonymous, files, "/public/admin/x", "401 unauthorized"),
-        (
-            TerminalBearer,
-            files,
-            "/public/admin/x",
-            "forward files private terminal @ files-web:80",
-        ),
+        (TerminalBearer, files, "/public/admin/x", "forward files private terminal @ files-web:80"),
         (Anonymous, files, "/peer/x", "401 unauthorized"),
         (TerminalCookie, files, "/peer/x", "401 unauthorized"),
-        (
-            Peer,
-            files,
-            "/peer/x?a=1",
-            "forward files peer peer @ files-web:80",
-        ),
+        (Peer, files, "/peer/x?a=1", "forward files peer peer @ files-web:80"),
         // A failed signature refuses on every path, whatever else is sent.
         (Forged, files, "/public/x", "401 bad_signature"),
         (Forged, files, "/peer/x", "401 bad_signature"),
         (Forged, home, "/core/public/x", "401 bad_signature"),
         // Path forms: matched and forwarded in one canonical form.
-        (
-            Anonymous,
-            files,
-            "/%70ublic/x",
-            "forward files public anonymous -> /public/x @ files-web:80",
-        ),
-        (
-            Anonymous,
-            files,
-            "/%70ublic/x?q=%41",
-            "forward files public anonymous -> /public/x?q=%41 @ files-web:80",
-        ),
+        (Anonymous, files, "/%70ublic/x", "forward files public anonymous -> /public/x @ files-web:80"),
+        (Anonymous, files, "/%70ublic/x?q=%41", "forward files public anonymous -> /public/x?q=%41 @ files-web:80"),
         (Anonymous, files, "/public/%61dmin/x", "401 unauthorized"),
         (Anonymous, files, "/public/../x", "400 bad_request"),
         (Anonymous, files, "/public/%2e%2e/x", "400 bad_request"),
@@ -341,32 +281,12 @@ fn routing_caller_rule_and_path_form() {
         (Anonymous, files, "/public/a%00", "400 bad_request"),
         (Anonymous, files, "/PUBLIC/x", "401 unauthorized"),
         // The core, from any Portal host.
-        (
-            Anonymous,
-            home,
-            "/core/public/status?x=1",
-            "forward /core public anonymous -> /public/status?x=1 @ 127.0.0.1:8000",
-        ),
-        (
-            Anonymous,
-            Some("nope.b2blla.p.getportal.org"),
-            "/core/public/x",
-            "forward /core public anonymous -> /public/x @ 127.0.0.1:8000",
-        ),
+        (Anonymous, home, "/core/public/status?x=1", "forward /core public anonymous -> /public/status?x=1 @ 127.0.0.1:8000"),
+        (Anonymous, Some("nope.b2blla.p.getportal.org"), "/core/public/x", "forward /core public anonymous -> /public/x @ 127.0.0.1:8000"),
         (Anonymous, files, "/core/protected/x", "401 unauthorized"),
-        (
-            TerminalCookie,
-            files,
-            "/core/protected/x",
-            "forward /core private terminal -> /protected/x @ 127.0.0.1:8000",
-        ),
+        (TerminalCookie, files, "/core/protected/x", "forward /core private terminal -> /protected/x @ 127.0.0.1:8000"),
         (Peer, files, "/core/protected/x", "401 unauthorized"),
-        (
-            TerminalCookie,
-            files,
-            "/core/internal/stop",
-            "404 not_found",
-        ),
+        (TerminalCookie, files, "/core/internal/stop", "404 not_found"),
         (Anonymous, files, "/core/%2e%2e/x", "400 bad_request"),
     ];
     let mut failures = Vec::new();
@@ -384,23 +304,11 @@ fn routing_caller_rule_and_path_form() {
 #[test]
 fn refusals_carry_what_was_known() {
     let headers = headers_for(As::Anonymous, "GET", FILES, "/", None);
-    let head = Head {
-        method: "GET",
-        host: Some(FILES),
-        path: "/",
-        query: None,
-        headers: &headers,
-        has_body: false,
-    };
-    let d = decide(&head, &snapshot(), &policy(), NOW);
+    let d = decide_on("GET", FILES, "/", &headers, false);
     assert_eq!(d.verdict.app_label(), "files");
     assert_eq!(d.verdict.access(), Some(Access::Private));
     assert_eq!(d.verdict.caller(), &Caller::Anonymous);
-    let head = Head {
-        host: Some("example.com"),
-        ..head
-    };
-    let d = decide(&head, &snapshot(), &policy(), NOW);
+    let d = decide_on("GET", "example.com", "/", &headers, false);
     assert_eq!(d.verdict.app_label(), "");
     assert_eq!(d.verdict.access(), None);
 }
@@ -412,15 +320,7 @@ fn credentials_found_are_in_the_plan() {
         "authorization",
         format!("Bearer {}", jwt("gone")).parse().unwrap(),
     );
-    let head = Head {
-        method: "GET",
-        host: Some(FILES),
-        path: "/",
-        query: None,
-        headers: &headers,
-        has_body: false,
-    };
-    let Verdict::Forward(plan) = decide(&head, &snapshot(), &policy(), NOW).verdict else {
+    let Verdict::Forward(plan) = decide_on("GET", FILES, "/", &headers, false).verdict else {
         panic!("a terminal reaches a private path");
     };
     assert!(plan.credentials.terminal_cookie && plan.credentials.terminal_bearer);
@@ -428,12 +328,7 @@ fn credentials_found_are_in_the_plan() {
     let target = "/public/x";
     let mut headers = headers_for(As::Peer, "GET", FILES, target, None);
     headers.append("cookie", "authorization=x".parse().unwrap());
-    let head = Head {
-        path: target,
-        headers: &headers,
-        ..head
-    };
-    let Verdict::Forward(plan) = decide(&head, &snapshot(), &policy(), NOW).verdict else {
+    let Verdict::Forward(plan) = decide_on("GET", FILES, target, &headers, false).verdict else {
         panic!("a peer reaches a public path");
     };
     assert!(plan.credentials.terminal_cookie && !plan.credentials.terminal_bearer);
@@ -445,15 +340,7 @@ fn signed_post(body: &[u8], declared: Option<usize>) -> (HeaderMap, Decision) {
     if let Some(n) = declared {
         headers.insert("content-length", n.into());
     }
-    let head = Head {
-        method: "POST",
-        host: Some(FILES),
-        path: "/peer/upload",
-        query: None,
-        headers: &headers,
-        has_body: true,
-    };
-    let d = decide(&head, &snapshot(), &policy(), NOW);
+    let d = decide_on("POST", FILES, "/peer/upload", &headers, true);
     (headers, d)
 }
 
@@ -478,15 +365,7 @@ fn signed_bodies_are_held_for_their_digest() {
 fn the_nonce_claim_settles_the_verdict() {
     let claim = |target: &str, caller: As| {
         let headers = headers_for(caller, "GET", FILES, target, None);
-        let head = Head {
-            method: "GET",
-            host: Some(FILES),
-            path: target,
-            query: None,
-            headers: &headers,
-            has_body: false,
-        };
-        decide(&head, &snapshot(), &policy(), NOW)
+        decide_on("GET", FILES, target, &headers, false)
     };
     let d = claim("/peer/x", As::Peer);
     let n = d

@@ -8,6 +8,7 @@ pub mod body;
 pub mod caller;
 pub mod credentials;
 pub mod decide;
+pub mod head;
 pub mod headers;
 pub mod outbound;
 pub mod path;

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::access::Denied;
 use super::body::{BodyError, TooLarge};
+use super::head::HeadError;
 use super::outbound::CallError;
 use super::path::PathError;
 use super::route::RouteError;
@@ -49,6 +50,17 @@ impl From<RouteError> for Refusal {
             RouteError::NoHost => Refusal::BadRequest(e.to_string()),
             RouteError::UnknownApp(_) | RouteError::NotExposed => Refusal::NotFound(e.to_string()),
             RouteError::Misdirected(_) => Refusal::Misdirected(e.to_string()),
+        }
+    }
+}
+
+impl From<HeadError> for Refusal {
+    fn from(e: HeadError) -> Self {
+        match e {
+            HeadError::TooManyFields { .. } | HeadError::TooLarge { .. } => {
+                Refusal::HeaderFieldsTooLarge(e.to_string())
+            }
+            HeadError::LengthAndChunked => Refusal::BadRequest(e.to_string()),
         }
     }
 }

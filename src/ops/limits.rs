@@ -1,8 +1,7 @@
 //! Edge limits (DESIGN section 8, in the spirit of Envoy's edge guidance):
-//! the request head's size and field count, `Content-Length` with
-//! `Transfer-Encoding`, HTTP/2 stream and window limits, and a cap on open
-//! client connections. Pingora's own HTTP/1 limits are far larger (256
-//! headers, about 1 MiB), so the proxy enforces these itself.
+//! HTTP/2 stream and window limits and a cap on open client connections.
+//! The request head's own limits are checked by the pure
+//! [`crate::decision::head`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -10,8 +9,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use pingora::listeners::PreTlsProcess;
 use pingora::protocols::l4::stream::Stream as L4Stream;
-
-use crate::decision::refusal::Refusal;
 
 /// Default of `limits.max_request_header_bytes`.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -25,57 +22,6 @@ pub const H2_STREAM_WINDOW: u32 = 64 * 1024;
 pub const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
 /// Requests served on one HTTP/1 keep-alive connection (nginx's default).
 pub const KEEPALIVE_REQUEST_LIMIT: u32 = 1000;
-
-/// Checks a request head: at most `max_headers` fields and `max_bytes`
-/// bytes (request line and fields as they would be written), and never both
-/// `Content-Length` and `Transfer-Encoding` (a request smuggling vector).
-/// `raw_head` is the HTTP/1 head as received: Pingora drops
-/// `Content-Length` from the parsed head when both are present.
-pub fn check_head(
-    method: &str,
-    target: &str,
-    headers: &http::HeaderMap,
-    raw_head: Option<&[u8]>,
-    max_headers: usize,
-    max_bytes: usize,
-) -> Result<(), Refusal> {
-    if headers.len() > max_headers {
-        return Err(Refusal::HeaderFieldsTooLarge(format!(
-            "{} header fields; at most {max_headers} are accepted",
-            headers.len()
-        )));
-    }
-    // "name: value\r\n" per field, plus the request line.
-    let size = method.len()
-        + target.len()
-        + 12
-        + headers
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 4)
-            .sum::<usize>();
-    if size > max_bytes {
-        return Err(Refusal::HeaderFieldsTooLarge(format!(
-            "the request head has {size} bytes; at most {max_bytes} are accepted"
-        )));
-    }
-    let content_length = headers.contains_key(http::header::CONTENT_LENGTH)
-        || raw_head.is_some_and(|raw| has_field(raw, b"content-length"));
-    if content_length && headers.contains_key(http::header::TRANSFER_ENCODING) {
-        return Err(Refusal::BadRequest(
-            "Content-Length and Transfer-Encoding together are refused".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// Whether a raw HTTP/1 head has a field named `name` (lower case).
-fn has_field(raw: &[u8], name: &[u8]) -> bool {
-    raw.split(|b| *b == b'\n').skip(1).any(|line| {
-        line.len() > name.len()
-            && line[..name.len()].eq_ignore_ascii_case(name)
-            && line[name.len()..].trim_ascii_start().starts_with(b":")
-    })
-}
 
 /// The HTTP/2 settings of the HTTPS listener.
 pub fn h2_options(max_header_bytes: usize) -> pingora::protocols::http::v2::server::H2Options {
@@ -170,50 +116,6 @@ impl PreTlsProcess for ConnectionCap {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(n: usize, value_len: usize) -> http::HeaderMap {
-        let mut h = http::HeaderMap::new();
-        for i in 0..n {
-            h.insert(
-                http::HeaderName::from_bytes(format!("x-h{i}").as_bytes()).unwrap(),
-                "v".repeat(value_len).parse().unwrap(),
-            );
-        }
-        h
-    }
-
-    #[test]
-    fn request_heads() {
-        let check = |h: &http::HeaderMap| {
-            check_head("GET", "/", h, None, 100, 64 * 1024).map_err(|r| r.status())
-        };
-        assert_eq!(check(&headers(100, 10)), Ok(()));
-        assert_eq!(check(&headers(101, 10)), Err(431));
-        // 11 fields of 6,000 bytes: 66,000 bytes and more.
-        assert_eq!(check(&headers(11, 6000)), Err(431));
-        assert_eq!(check(&headers(10, 6000)), Ok(()));
-        let mut h = headers(1, 1);
-        h.insert("content-length", "5".parse().unwrap());
-        assert_eq!(check(&h), Ok(()));
-        h.insert("transfer-encoding", "chunked".parse().unwrap());
-        assert_eq!(check(&h), Err(400));
-        // As Pingora hands it over: Content-Length only in the raw head.
-        h.remove("content-length");
-        let raw = b"POST / HTTP/1.1\r\nHost: a\r\nContent-LENGTH : 5\r\nTransfer-Encoding: chunked\r\n\r\n";
-        let with_raw =
-            |raw: &[u8]| check_head("POST", "/", &h, Some(raw), 100, 65536).map_err(|r| r.status());
-        assert_eq!(with_raw(raw), Err(400));
-        assert_eq!(
-            with_raw(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"),
-            Ok(())
-        );
-        assert_eq!(
-            with_raw(
-                b"POST / HTTP/1.1\r\nX-Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
-            ),
-            Ok(())
-        );
-    }
 
     #[test]
     fn the_cap_refuses_past_its_limit() {

@@ -127,7 +127,7 @@ impl ProxyHttp for PortalProxy {
         let req = session.req_header();
         ctx.host = request_host(req).map(str::to_owned);
         let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
-        if let Err(refusal) = crate::ops::limits::check_head(
+        if let Err(e) = crate::decision::head::check_head(
             req.method.as_str(),
             target,
             &req.headers,
@@ -138,7 +138,7 @@ impl ProxyHttp for PortalProxy {
             // Answered by `request_filter`; what follows such a head on
             // this connection cannot be trusted.
             session.set_keepalive(None);
-            ctx.verdict = Some(Verdict::Refuse(Box::new(Refused::early(refusal))));
+            ctx.verdict = Some(Verdict::Refuse(Box::new(Refused::early(e.into()))));
         }
         Ok(())
     }

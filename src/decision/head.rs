@@ -1,0 +1,118 @@
+//! The request head's limits (DESIGN section 8): size, field count, and
+//! `Content-Length` with `Transfer-Encoding`. Pingora's own HTTP/1 limits
+//! are far larger (256 headers, about 1 MiB), so the proxy enforces these
+//! itself. Pure; the HTTPS shell checks every head before deciding it.
+
+/// Why a request head is refused before it is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    #[error("{fields} header fields; at most {max} are accepted")]
+    TooManyFields { fields: usize, max: usize },
+    #[error("the request head has {bytes} bytes; at most {max} are accepted")]
+    TooLarge { bytes: usize, max: usize },
+    /// A request smuggling vector.
+    #[error("Content-Length and Transfer-Encoding together are refused")]
+    LengthAndChunked,
+}
+
+/// Checks a request head: at most `max_headers` fields and `max_bytes`
+/// bytes (request line and fields as they would be written), and never both
+/// `Content-Length` and `Transfer-Encoding` (a request smuggling vector).
+/// `raw_head` is the HTTP/1 head as received: Pingora drops
+/// `Content-Length` from the parsed head when both are present.
+pub fn check_head(
+    method: &str,
+    target: &str,
+    headers: &http::HeaderMap,
+    raw_head: Option<&[u8]>,
+    max_headers: usize,
+    max_bytes: usize,
+) -> Result<(), HeadError> {
+    if headers.len() > max_headers {
+        return Err(HeadError::TooManyFields {
+            fields: headers.len(),
+            max: max_headers,
+        });
+    }
+    // "name: value\r\n" per field, plus the request line.
+    let size = method.len()
+        + target.len()
+        + 12
+        + headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    if size > max_bytes {
+        return Err(HeadError::TooLarge {
+            bytes: size,
+            max: max_bytes,
+        });
+    }
+    let content_length = headers.contains_key(http::header::CONTENT_LENGTH)
+        || raw_head.is_some_and(|raw| has_field(raw, b"content-length"));
+    if content_length && headers.contains_key(http::header::TRANSFER_ENCODING) {
+        return Err(HeadError::LengthAndChunked);
+    }
+    Ok(())
+}
+
+/// Whether a raw HTTP/1 head has a field named `name` (lower case).
+fn has_field(raw: &[u8], name: &[u8]) -> bool {
+    raw.split(|b| *b == b'\n').skip(1).any(|line| {
+        line.len() > name.len()
+            && line[..name.len()].eq_ignore_ascii_case(name)
+            && line[name.len()..].trim_ascii_start().starts_with(b":")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::refusal::Refusal;
+
+    fn headers(n: usize, value_len: usize) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for i in 0..n {
+            h.insert(
+                http::HeaderName::from_bytes(format!("x-h{i}").as_bytes()).unwrap(),
+                "v".repeat(value_len).parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn request_heads() {
+        let check = |h: &http::HeaderMap| {
+            check_head("GET", "/", h, None, 100, 64 * 1024).map_err(|e| Refusal::from(e).status())
+        };
+        assert_eq!(check(&headers(100, 10)), Ok(()));
+        assert_eq!(check(&headers(101, 10)), Err(431));
+        // 11 fields of 6,000 bytes: 66,000 bytes and more.
+        assert_eq!(check(&headers(11, 6000)), Err(431));
+        assert_eq!(check(&headers(10, 6000)), Ok(()));
+        let mut h = headers(1, 1);
+        h.insert("content-length", "5".parse().unwrap());
+        assert_eq!(check(&h), Ok(()));
+        h.insert("transfer-encoding", "chunked".parse().unwrap());
+        assert_eq!(check(&h), Err(400));
+        // As Pingora hands it over: Content-Length only in the raw head.
+        h.remove("content-length");
+        let raw = b"POST / HTTP/1.1\r\nHost: a\r\nContent-LENGTH : 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let with_raw = |raw: &[u8]| {
+            check_head("POST", "/", &h, Some(raw), 100, 65536)
+                .map_err(|e| Refusal::from(e).status())
+        };
+        assert_eq!(with_raw(raw), Err(400));
+        assert_eq!(
+            with_raw(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Ok(())
+        );
+        assert_eq!(
+            with_raw(
+                b"POST / HTTP/1.1\r\nX-Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ),
+            Ok(())
+        );
+    }
+}
