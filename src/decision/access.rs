@@ -15,6 +15,21 @@ pub fn match_rule(rules: &[PathRule], path: &str) -> Option<usize> {
         .position(|r| path.starts_with(r.prefix.as_str()))
 }
 
+/// Of two rules that match forms of one path (as received, and as Java
+/// servers read it without `;parameters`), the stricter for `caller`: one
+/// that refuses the caller, else the one whose access is narrower
+/// (`private` and `peer` over `public`), else `b`.
+pub fn stricter(rules: &[PathRule], a: usize, b: usize, caller: &Caller) -> usize {
+    let narrow = |i: usize| rules[i].access != Access::Public;
+    if decide(rules[a].access, caller).is_err() {
+        a
+    } else if decide(rules[b].access, caller).is_err() || narrow(b) || !narrow(a) {
+        b
+    } else {
+        a
+    }
+}
+
 /// Why the caller may not reach a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Denied {
@@ -92,6 +107,33 @@ mod tests {
         ];
         for (access, caller, want) in cases {
             assert_eq!(decide(access, caller), want, "{access:?} {caller:?}");
+        }
+    }
+
+    #[test]
+    fn the_stricter_of_two_rules() {
+        let app = AppMeta::parse(
+            "a",
+            br#"{"port":1,"paths":{"":{"access":"public"},"/admin/":{"access":"private"},"/peer/":{"access":"peer"},"/open/":{"access":"public"}}}"#,
+        )
+        .unwrap();
+        let rule = |path: &str| match_rule(&app.paths, path).unwrap();
+        let terminal = Caller::Terminal {
+            id: "t".into(),
+            name: "n".into(),
+        };
+        let cases = [
+            // (as received, without parameters, caller, the rule that applies)
+            ("/x", "/admin/", &Caller::Anonymous, "/admin/"),
+            ("/admin/", "/x", &Caller::Anonymous, "/admin/"),
+            ("/admin/", "/x", &terminal, "/admin/"),
+            ("/x", "/admin/", &terminal, "/admin/"),
+            ("/admin/", "/peer/", &terminal, "/peer/"),
+            ("/open/", "/x", &Caller::Anonymous, ""),
+        ];
+        for (a, b, caller, want) in cases {
+            let got = stricter(&app.paths, rule(a), rule(b), caller);
+            assert_eq!(app.paths[got].prefix, want, "{a} {b} {caller:?}");
         }
     }
 }

@@ -17,11 +17,11 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
-use super::access::{decide as access_decision, match_rule};
+use super::access::{decide as access_decision, match_rule, stricter};
 use super::body::{declared_length, BodyCheck, TooLarge};
 use super::caller::Caller;
 use super::credentials::Credentials;
-use super::path::check_path;
+use super::path::canonical_path;
 use super::refusal::Refusal;
 use super::replay::ReplayError;
 use super::route::{
@@ -249,12 +249,27 @@ fn plan(
         .host
         .and_then(normalize_host)
         .ok_or(RouteError::NoHost)?;
+    // One canonical path for routing, matching and forwarding; a refused
+    // path is answered once the target is known (counted for it).
+    let canonical = canonical_path(head.path);
+    let routed_path = canonical.as_ref().map_or(head.path, |c| c.path.as_ref());
     let target = policy
         .router
-        .route(&host, head.path, |app| snapshot.http_app(app).is_some())?;
+        .route(&host, routed_path, |app| snapshot.http_app(app).is_some())?;
     // Known from here on: later refusals are counted for this target.
     known.target = Some(target.clone());
-    let path = check_path(head.path)?;
+    let canonical = canonical?;
+    // What a server that drops `;parameters` reads may reach a stricter
+    // part of the core: the stricter applies.
+    let target = match (&target, canonical.without_params.as_deref()) {
+        (Target::Core(access), Some(stripped)) => {
+            match policy.router.route(&host, stripped, |_| false) {
+                Ok(Target::Core(other)) => Target::Core((*access).max(other)),
+                _ => target,
+            }
+        }
+        _ => target,
+    };
 
     // A `portal` signature makes the caller a peer, or refuses the
     // request, whatever else it carries (DESIGN section 4).
@@ -296,7 +311,15 @@ fn plan(
                 .http_app(&name)
                 .and_then(|app| {
                     let upstream = policy.router.upstream(&app.meta, Entrypoint::Http)?;
-                    let rule = match_rule(&app.meta.paths, &path)?;
+                    let rules = &app.meta.paths;
+                    let rule = match_rule(rules, &canonical.path)?;
+                    // Matched as Java servers read it too: the stricter rule.
+                    let rule = match canonical.without_params.as_deref() {
+                        Some(stripped) => {
+                            stricter(rules, rule, match_rule(rules, stripped)?, &known.caller)
+                        }
+                        None => rule,
+                    };
                     Some((app.clone(), upstream, rule))
                 })
                 .ok_or(RouteError::UnknownApp(name))?;
@@ -308,8 +331,11 @@ fn plan(
     access_decision(access, &known.caller)?;
 
     let forward = match routed {
-        Routed::Core(_) => Some(strip_core_prefix(&path).to_string()),
-        Routed::App { .. } => matches!(path, Cow::Owned(_)).then(|| path.into_owned()),
+        Routed::Core(_) => Some(strip_core_prefix(&canonical.path).to_string()),
+        Routed::App { .. } => match canonical.path {
+            Cow::Owned(path) => Some(path),
+            Cow::Borrowed(_) => None,
+        },
     };
     Ok(Plan {
         routed,

@@ -400,3 +400,32 @@ fn the_nonce_claim_settles_the_verdict() {
         );
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+    /// No path form reaches a private prefix for a caller who may not see
+    /// it: whatever an anonymous caller gets forwarded, a lenient server
+    /// (percent-decoding, dropping `;parameters`, merging `/`, resolving
+    /// dot segments) never reads as under `/admin`.
+    #[test]
+    fn no_path_form_reaches_a_private_prefix(raw in crate::decision::path::tests::raw_path()) {
+        use crate::decision::path::tests::lenient_reading;
+        let mut apps = BTreeMap::new();
+        apps.insert(
+            "files".to_string(),
+            app("files", r#"{"port":80,"paths":{"":{"access":"public"},"/admin":{"access":"private"}}}"#),
+        );
+        let snapshot = Snapshot { apps, ..snapshot() };
+        let headers = HeaderMap::new();
+        let head = Head { method: "GET", host: Some(FILES), path: &raw, query: None, headers: &headers, has_body: false };
+        if let Verdict::Forward(plan) = decide(&head, &snapshot, &policy(), NOW).verdict {
+            let forwarded = plan.path.as_deref().unwrap_or(&raw);
+            let read = lenient_reading(forwarded);
+            proptest::prop_assert!(
+                read.first().is_none_or(|s| !s.starts_with("admin")),
+                "{:?} forwarded as {:?}, read as {:?}", raw, forwarded, read
+            );
+        }
+    }
+}

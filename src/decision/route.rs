@@ -17,8 +17,9 @@ pub enum Target {
     Core(CoreAccess),
 }
 
-/// The parts of the core that are reachable from outside.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The parts of the core that are reachable from outside, from the most
+/// open to the least (`Ord` says which is stricter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CoreAccess {
     /// `/core/public/`: anyone.
     Public,
