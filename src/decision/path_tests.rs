@@ -5,11 +5,14 @@ use proptest::prelude::*;
 
 use super::*;
 
+/// The canonical path and the path without parameters, or the refusal.
+type Expected = Result<(&'static str, Option<&'static str>), PathError>;
+
 #[test]
 fn path_forms() {
     use PathError::*;
     #[rustfmt::skip]
-    let cases: &[(&str, Result<(&str, Option<&str>), PathError>)] = &[
+    let cases: &[(&str, Expected)] = &[
         ("/", Ok(("/", None))),
         ("/a/b.c/..d/...", Ok(("/a/b.c/..d/...", None))),
         ("/a%20b/%E2%82%AC", Ok(("/a%20b/%E2%82%AC", None))),
