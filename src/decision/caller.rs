@@ -45,21 +45,26 @@ impl Caller {
         }
     }
 
-    /// One caller of each kind, for checking templates at load time.
+    /// One caller of each kind with the longest values it can have, for
+    /// checking templates at load time.
     pub fn samples() -> [Caller; 3] {
         [
             Caller::Anonymous,
             Caller::Terminal {
-                id: "terminal-id".into(),
-                name: "terminal name".into(),
+                id: "t".repeat(MAX_NAME_BYTES),
+                name: "n".repeat(MAX_NAME_BYTES),
             },
             Caller::Peer {
                 id: "a".repeat(crate::identity::PORTAL_ID_LEN),
-                name: "peer name".into(),
+                name: "n".repeat(MAX_NAME_BYTES),
             },
         ]
     }
 }
+
+/// Longest terminal ID, terminal name or peer name accepted from the
+/// state files: what header templates render is bounded by it.
+pub const MAX_NAME_BYTES: usize = 256;
 
 /// The name of the cookie that carries a terminal's JWT.
 pub const TERMINAL_COOKIE: &str = "authorization";
@@ -202,36 +207,6 @@ pub enum Token {
     Terminal(Option<Caller>),
 }
 
-/// The token of an `Authorization: Bearer <token>` header value.
-pub fn bearer_token(authorization: &[u8]) -> Option<&str> {
-    let value = std::str::from_utf8(authorization).ok()?.trim();
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
-
-/// The values of the cookie `name` in one `Cookie` header value.
-pub fn cookie_values<'a>(cookie_header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> {
-    cookie_header.split(';').filter_map(move |pair| {
-        let (k, v) = pair.trim().split_once('=')?;
-        (k.trim() == name).then(|| v.trim().trim_matches('"'))
-    })
-}
-
-/// The `Cookie` header value without the cookie `name`; `None` when nothing
-/// is left.
-pub fn remove_cookie(cookie_header: &str, name: &str) -> Option<String> {
-    let kept: Vec<&str> = cookie_header
-        .split(';')
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty())
-        .filter(|pair| pair.split_once('=').map_or(pair.trim(), |(k, _)| k.trim()) != name)
-        .collect();
-    (!kept.is_empty()).then(|| kept.join("; "))
-}
-
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
@@ -336,27 +311,5 @@ pub(super) mod tests {
         let foreign = token(json!({"sub": "t1"}), b"app's own", Algorithm::HS256);
         assert!(!t.is_credential(&foreign));
         assert!(!t.is_credential("opaque-api-token"));
-    }
-
-    #[test]
-    fn bearer_and_cookies() {
-        assert_eq!(bearer_token(b"Bearer abc"), Some("abc"));
-        assert_eq!(bearer_token(b"bearer  abc "), Some("abc"));
-        assert_eq!(bearer_token(b"Basic abc"), None);
-        assert_eq!(bearer_token(b"Bearer "), None);
-        let header = "theme=dark; authorization=tok1; x=1; authorization=\"tok2\"";
-        assert_eq!(
-            cookie_values(header, "authorization").collect::<Vec<_>>(),
-            ["tok1", "tok2"]
-        );
-        assert_eq!(
-            remove_cookie(header, "authorization").as_deref(),
-            Some("theme=dark; x=1")
-        );
-        assert_eq!(remove_cookie("authorization=t", "authorization"), None);
-        assert_eq!(
-            remove_cookie("authorizationx=t", "authorization").as_deref(),
-            Some("authorizationx=t")
-        );
     }
 }

@@ -1,28 +1,34 @@
 //! The terminal credentials a request carries (DESIGN sections 4 and 6),
 //! read once: the terminal they prove, and what must be removed before the
-//! request reaches an app. Pure; [`super::decide`] reads them, the HTTPS
-//! shell strips what they name.
+//! request reaches an app, in any spelling (cookie names in any case, `;`
+//! or `,` between pairs, any scheme case and spacing, any of several
+//! `Authorization` headers). Pure; [`super::decide`] reads them, the
+//! HTTPS shell strips what they name.
 
 use http::HeaderMap;
 
-use super::caller::{bearer_token, cookie_values, Caller, Terminals, Token, TERMINAL_COOKIE};
+use super::caller::{Caller, Terminals, Token, TERMINAL_COOKIE};
 
 /// Which terminal credentials the request carries, for stripping.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
-    /// A `Cookie` header holds an `authorization` cookie, or cannot be read
-    /// as text: the `Cookie` headers are rewritten without it.
+    /// A `Cookie` header holds an `authorization` cookie (any case), or
+    /// cannot be read as text: the `Cookie` headers are rewritten without
+    /// it.
     pub terminal_cookie: bool,
-    /// The `Authorization` header's bearer token is signed with the
-    /// terminal secret (whatever its claims): the header is removed.
-    pub terminal_bearer: bool,
+    /// The positions, among the request's `Authorization` headers, of
+    /// those that carry a token signed with the terminal secret (whatever
+    /// its claims, scheme or spacing): they are removed, the others (an
+    /// app's own Basic or bearer credentials) kept.
+    pub terminal_authorization: Vec<usize>,
 }
 
 impl Credentials {
-    /// Reads the `authorization` cookies and the bearer token once, with
-    /// one signature check each at most. When `identify` is set (no peer
-    /// signature decided the caller), also returns the terminal proved by
-    /// the first cookie that proves one, else by the bearer token.
+    /// Reads the `authorization` cookies and the `Authorization` headers
+    /// once, with one signature check per token at most. When `identify`
+    /// is set (no peer signature decided the caller), also returns the
+    /// terminal proved by the first cookie that proves one, else by the
+    /// first `Authorization` header's bearer token.
     pub fn read(
         headers: &HeaderMap,
         terminals: &Terminals,
@@ -45,19 +51,86 @@ impl Credentials {
                 }
             }
         }
-        let bearer = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| bearer_token(v.as_bytes()));
-        if let Some(token) = bearer {
-            if let Token::Terminal(proved) = terminals.check(token, now) {
-                found.terminal_bearer = true;
-                if identify && caller.is_none() {
-                    caller = proved;
+        for (i, value) in headers
+            .get_all(http::header::AUTHORIZATION)
+            .iter()
+            .enumerate()
+        {
+            let bearer = if i == 0 {
+                bearer_token(value.as_bytes())
+            } else {
+                None
+            };
+            for token in credential_words(value.as_bytes()) {
+                if let Token::Terminal(proved) = terminals.check(token, now) {
+                    found.terminal_authorization.push(i);
+                    if identify && caller.is_none() && bearer == Some(token) {
+                        caller = proved;
+                    }
+                    break;
                 }
             }
         }
         (found, caller)
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header value: the
+/// scheme in any case, any whitespace around and between.
+pub fn bearer_token(authorization: &[u8]) -> Option<&str> {
+    let value = std::str::from_utf8(authorization).ok()?.trim();
+    let (scheme, token) = value.split_once(|c: char| c.is_ascii_whitespace())?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// The words of an `Authorization` value that could be a JWT (three
+/// base64url parts): the only ones worth a signature check.
+fn credential_words(value: &[u8]) -> impl Iterator<Item = &str> {
+    std::str::from_utf8(value)
+        .unwrap_or("")
+        .split(|c: char| c.is_ascii_whitespace() || c == ',')
+        .map(|w| w.trim_matches('"'))
+        .filter(|w| w.bytes().filter(|&b| b == b'.').count() == 2)
+}
+
+/// Whether a cookie pair (`name=value`, or a bare `name`) is named `name`,
+/// in any case.
+fn is_named(pair: &str, name: &str) -> bool {
+    pair.split_once('=')
+        .map_or(pair, |(k, _)| k)
+        .trim()
+        .eq_ignore_ascii_case(name)
+}
+
+/// The values of the cookie `name` (any case) in one `Cookie` header value.
+/// Pairs are separated by `;` and, as some servers also read them, by `,`.
+pub fn cookie_values<'a>(cookie_header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> {
+    cookie_header
+        .split([';', ','])
+        .filter(move |pair| is_named(pair, name))
+        .map(|pair| {
+            let value = pair.split_once('=').map_or("", |(_, v)| v);
+            value.trim().trim_matches('"')
+        })
+}
+
+/// The `Cookie` header value without the cookie `name` (any case, between
+/// `;` or `,`); the other pairs are kept as written. `None` when nothing is
+/// left.
+pub fn remove_cookie(cookie_header: &str, name: &str) -> Option<String> {
+    let kept: Vec<String> = cookie_header
+        .split(';')
+        .filter_map(|pair| {
+            let rest: Vec<&str> = pair.split(',').filter(|p| !is_named(p, name)).collect();
+            let rest = rest.join(",");
+            let rest = rest.trim();
+            (!rest.is_empty()).then(|| rest.to_string())
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("; "))
 }
 
 #[cfg(test)]
@@ -86,6 +159,13 @@ mod tests {
         h
     }
 
+    fn found(terminal_cookie: bool, terminal_authorization: &[usize]) -> Credentials {
+        Credentials {
+            terminal_cookie,
+            terminal_authorization: terminal_authorization.to_vec(),
+        }
+    }
+
     #[test]
     fn what_is_found_and_who_it_proves() {
         let ours = token("t1", SECRET);
@@ -97,97 +177,50 @@ mod tests {
         });
         let cookie = |t: &str| format!("theme=dark; authorization={t}").into_bytes();
         let bearer = |t: &str| format!("Bearer {t}").into_bytes();
-        let (c, b) = (true, true);
-        #[allow(clippy::type_complexity)]
+        let b = |s: String| s.into_bytes();
+        #[rustfmt::skip]
         let cases: Vec<(&str, Vec<(&str, Vec<u8>)>, Credentials, Option<Caller>)> = vec![
-            ("nothing", vec![], Credentials::default(), None),
+            ("nothing", vec![], found(false, &[]), None),
+            ("terminal cookie", vec![("cookie", cookie(&ours))], found(true, &[]), laptop.clone()),
+            // Any `authorization` cookie is stripped, valid or not.
+            ("revoked cookie", vec![("cookie", cookie(&revoked))], found(true, &[]), None),
+            ("cookie name in capitals", vec![("cookie", b(format!("AUTHORIZATION={ours}")))], found(true, &[]), laptop.clone()),
+            ("cookie after a comma", vec![("cookie", b(format!("a=1, authorization=\"{ours}\"")))], found(true, &[]), laptop.clone()),
+            ("cookie named alike", vec![("cookie", b(format!("authorizationx={ours}")))], found(false, &[]), None),
+            ("terminal bearer", vec![("authorization", bearer(&ours))], found(false, &[0]), laptop.clone()),
+            // Signed with the secret: a credential even when revoked.
+            ("revoked bearer", vec![("authorization", bearer(&revoked))], found(false, &[0]), None),
+            ("scheme in lower case, tab", vec![("authorization", b(format!("bearer\t {ours} ")))], found(false, &[0]), laptop.clone()),
+            ("another scheme", vec![("authorization", b(format!("Token {ours}")))], found(false, &[0]), None),
+            ("no scheme", vec![("authorization", b(ours.clone()))], found(false, &[0]), None),
+            ("the app's own bearer token", vec![("authorization", bearer(&foreign))], found(false, &[]), None),
+            ("basic auth", vec![("authorization", b"Basic dXNlcjpwYXNz".to_vec())], found(false, &[]), None),
             (
-                "terminal cookie",
-                vec![("cookie", cookie(&ours))],
-                Credentials {
-                    terminal_cookie: c,
-                    terminal_bearer: false,
-                },
-                laptop.clone(),
-            ),
-            (
-                // Any `authorization` cookie is stripped, valid or not.
-                "revoked cookie",
-                vec![("cookie", cookie(&revoked))],
-                Credentials {
-                    terminal_cookie: c,
-                    terminal_bearer: false,
-                },
-                None,
-            ),
-            (
-                "terminal bearer",
-                vec![("authorization", bearer(&ours))],
-                Credentials {
-                    terminal_cookie: false,
-                    terminal_bearer: b,
-                },
-                laptop.clone(),
-            ),
-            (
-                // Signed with the secret: a credential even when revoked.
-                "revoked bearer",
-                vec![("authorization", bearer(&revoked))],
-                Credentials {
-                    terminal_cookie: false,
-                    terminal_bearer: b,
-                },
-                None,
-            ),
-            (
-                "the app's own bearer token",
-                vec![("authorization", bearer(&foreign))],
-                Credentials::default(),
-                None,
-            ),
-            (
-                "basic auth",
-                vec![("authorization", b"Basic dXNlcjpwYXNz".to_vec())],
-                Credentials::default(),
+                "the token in a second Authorization header",
+                vec![("authorization", b"Basic dXNlcjpwYXNz".to_vec()), ("authorization", bearer(&ours))],
+                found(false, &[1]),
                 None,
             ),
             (
                 "a bad cookie first, the bearer proves",
-                vec![
-                    ("cookie", cookie(&revoked)),
-                    ("authorization", bearer(&ours)),
-                ],
-                Credentials {
-                    terminal_cookie: c,
-                    terminal_bearer: b,
-                },
+                vec![("cookie", cookie(&revoked)), ("authorization", bearer(&ours))],
+                found(true, &[0]),
                 laptop.clone(),
             ),
             (
                 "second cookie header proves",
                 vec![("cookie", b"a=1".to_vec()), ("cookie", cookie(&ours))],
-                Credentials {
-                    terminal_cookie: c,
-                    terminal_bearer: false,
-                },
+                found(true, &[]),
                 laptop.clone(),
             ),
-            (
-                "unreadable cookie header",
-                vec![("cookie", b"a=\xff".to_vec())],
-                Credentials {
-                    terminal_cookie: c,
-                    terminal_bearer: false,
-                },
-                None,
-            ),
+            ("unreadable cookie header", vec![("cookie", b"a=\xff".to_vec())], found(true, &[]), None),
         ];
         for (what, pairs, want, who) in cases {
             let pairs: Vec<(&str, &[u8])> = pairs.iter().map(|(k, v)| (*k, &v[..])).collect();
             let h = headers(&pairs);
             assert_eq!(
                 Credentials::read(&h, &terminals(), NOW, true),
-                (want, who),
+                (want.clone(), who),
                 "{what}"
             );
             // A peer's request: the same stripping, nobody identified.
@@ -195,6 +228,38 @@ mod tests {
                 Credentials::read(&h, &terminals(), NOW, false),
                 (want, None),
                 "{what} (peer)"
+            );
+        }
+    }
+
+    #[test]
+    fn bearer_and_cookies() {
+        assert_eq!(bearer_token(b"Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token(b"bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token(b"BEARER\tabc"), Some("abc"));
+        assert_eq!(bearer_token(b"Basic abc"), None);
+        assert_eq!(bearer_token(b"Bearer "), None);
+        let header = "theme=dark; authorization=tok1; x=1; Authorization=\"tok2\"";
+        assert_eq!(
+            cookie_values(header, "authorization").collect::<Vec<_>>(),
+            ["tok1", "tok2"]
+        );
+        let cases = [
+            (header, Some("theme=dark; x=1")),
+            ("authorization=t", None),
+            ("authorizationx=t", Some("authorizationx=t")),
+            ("a=1, AuThOrIzAtIoN=t, b=2", Some("a=1, b=2")),
+            // Values with commas that are no separators are kept as written.
+            (
+                "prefs={\"a\":1,\"b\":2}; authorization=t",
+                Some("prefs={\"a\":1,\"b\":2}"),
+            ),
+        ];
+        for (header, want) in cases {
+            assert_eq!(
+                remove_cookie(header, "authorization").as_deref(),
+                want,
+                "{header}"
             );
         }
     }

@@ -323,7 +323,7 @@ fn credentials_found_are_in_the_plan() {
     let Verdict::Forward(plan) = decide_on("GET", FILES, "/", &headers, false).verdict else {
         panic!("a terminal reaches a private path");
     };
-    assert!(plan.credentials.terminal_cookie && plan.credentials.terminal_bearer);
+    assert!(plan.credentials.terminal_cookie && plan.credentials.terminal_authorization == [0]);
     // A peer's request is stripped the same way.
     let target = "/public/x";
     let mut headers = headers_for(As::Peer, "GET", FILES, target, None);
@@ -331,7 +331,7 @@ fn credentials_found_are_in_the_plan() {
     let Verdict::Forward(plan) = decide_on("GET", FILES, target, &headers, false).verdict else {
         panic!("a peer reaches a public path");
     };
-    assert!(plan.credentials.terminal_cookie && !plan.credentials.terminal_bearer);
+    assert!(plan.credentials.terminal_cookie && plan.credentials.terminal_authorization.is_empty());
     assert_eq!(plan.caller.client_type(), "peer");
 }
 

@@ -6,9 +6,10 @@
 use std::collections::BTreeSet;
 
 use http::{HeaderName, HeaderValue};
-use minijinja::{Environment, UndefinedBehavior, Value};
+use minijinja::{Environment, Value};
 use serde::Serialize;
 
+use super::templates::{check_source, describe, environment, render, MAX_TEMPLATES};
 use crate::decision::caller::Caller;
 use crate::state::app_meta::AppMeta;
 
@@ -38,6 +39,9 @@ pub struct TemplateError {
     pub reason: String,
 }
 
+/// Rendered headers, and the values left out with the reason.
+pub type Rendered = (Vec<(HeaderName, HeaderValue)>, Vec<String>);
+
 /// The compiled header templates of one app.
 pub struct AppHeaders {
     env: Environment<'static>,
@@ -56,16 +60,6 @@ impl std::fmt::Debug for AppHeaders {
     }
 }
 
-fn environment() -> Environment<'static> {
-    let mut env = Environment::new();
-    // An unknown variable is an error, so a typo is caught at load time
-    // instead of sending an empty identity.
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    // Header values, not HTML.
-    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-    env
-}
-
 impl AppHeaders {
     /// Compiles every template of `app` and renders each once per client
     /// type with sample values, so that a template that cannot render is
@@ -74,6 +68,7 @@ impl AppHeaders {
         let mut env = environment();
         let mut rules = Vec::with_capacity(app.paths.len());
         let mut named = BTreeSet::new();
+        let mut count = 0;
         for (i, rule) in app.paths.iter().enumerate() {
             let mut headers = Vec::with_capacity(rule.headers.len());
             for (name, source) in &rule.headers {
@@ -82,6 +77,13 @@ impl AppHeaders {
                     header: name.to_string(),
                     reason,
                 };
+                count += 1;
+                if count > MAX_TEMPLATES {
+                    return Err(err(format!(
+                        "more than {MAX_TEMPLATES} header templates in one app"
+                    )));
+                }
+                check_source(source).map_err(err)?;
                 let template_name = format!("{i}/{name}");
                 env.add_template_owned(template_name.clone(), source.clone())
                     .map_err(|e| err(describe(&e)))?;
@@ -91,11 +93,12 @@ impl AppHeaders {
             rules.push(headers);
         }
         let compiled = AppHeaders { env, rules, named };
+        // The worst case: every value as long as it can be.
         let sample = PortalInfo {
             id: "a".repeat(crate::identity::PORTAL_ID_LEN),
             short_id: "a".repeat(crate::identity::SHORT_ID_LEN),
-            domain: "aaaaaa.example.org".into(),
-            public_key_pem: "-----BEGIN PUBLIC KEY-----".into(),
+            domain: "a".repeat(253),
+            public_key_pem: "a".repeat(200),
         };
         let sample = Value::from_serialize(&sample);
         for caller in Caller::samples() {
@@ -133,42 +136,37 @@ impl AppHeaders {
             client_id => client_id,
             client_name => client_name,
         };
-        self.env
-            .get_template(template)
-            .and_then(|t| t.render(ctx))
-            .map_err(|e| describe(&e))
+        render(&self.env, template, ctx)
     }
 
     /// The headers of rule `rule` (an index into `AppMeta::paths`) for
-    /// `caller`. A value that is not a valid header value (a control
-    /// character in a terminal's name, say) is left out and reported.
-    pub fn render(
-        &self,
-        rule: usize,
-        caller: &Caller,
-        portal: &Value,
-    ) -> (Vec<(HeaderName, HeaderValue)>, Vec<String>) {
+    /// `caller`, and the problems met. A value that is not a valid header
+    /// value (a control character in a terminal's name, say) is left out
+    /// and reported; a rendering that fails (over its limits: the load
+    /// check makes that all but impossible) fails the whole request.
+    pub fn render(&self, rule: usize, caller: &Caller, portal: &Value) -> Result<Rendered, String> {
         let mut out = Vec::new();
         let mut problems = Vec::new();
         for (name, template) in self.rules.get(rule).into_iter().flatten() {
-            match self.render_one(template, caller, portal) {
-                Ok(value) => match HeaderValue::from_bytes(value.as_bytes()) {
-                    Ok(v) => out.push((name.clone(), v)),
-                    Err(_) => problems.push(format!(
-                        "{name}: rendered value is not a valid header value"
-                    )),
-                },
-                Err(e) => problems.push(format!("{name}: {e}")),
+            let value = self
+                .render_one(template, caller, portal)
+                .map_err(|e| format!("{name}: {e}"))?;
+            match HeaderValue::from_bytes(value.as_bytes()) {
+                Ok(v) => out.push((name.clone(), v)),
+                Err(_) => problems.push(format!(
+                    "{name}: rendered value is not a valid header value"
+                )),
             }
         }
-        (out, problems)
+        Ok((out, problems))
     }
 
     /// Whether a client header of this name must be removed before the
-    /// request reaches the app: any `X-Ptl-*` (also spelled with `_`) and any
-    /// header one of the app's rules sets.
+    /// request reaches the app: any `X-Ptl-*` (also spelled with `_`), any
+    /// forwarding header, `Cookie2`, and any header one of the app's rules
+    /// sets.
     pub fn strips(&self, name: &str) -> bool {
-        is_portal_header(name) || self.named.iter().any(|n| same_name(name.as_bytes(), n))
+        is_never_forwarded(name) || self.named.iter().any(|n| same_name(name.as_bytes(), n))
     }
 }
 
@@ -206,13 +204,21 @@ pub fn is_portal_header(name: &str) -> bool {
     name.len() >= 6 && same_name(&name.as_bytes()[..6], "x-ptl-")
 }
 
-/// A one-line description of a template error, with the detail minijinja
-/// knows (its own `Display` leaves out the cause).
-fn describe(e: &minijinja::Error) -> String {
-    match e.detail() {
-        Some(detail) => format!("{}: {detail}", e.kind()),
-        None => e.to_string(),
-    }
+/// Whether a header name is a forwarding header, in any case and with `_`
+/// or `-`: `Forwarded`, `X-Real-IP` and every `X-Forwarded-*`. Only the
+/// proxy sets them (DESIGN section 6); a client's copies are removed.
+pub fn is_forwarding_header(name: &str) -> bool {
+    let b = name.as_bytes();
+    same_name(b, "forwarded")
+        || same_name(b, "x-real-ip")
+        || (b.len() > 12 && same_name(&b[..12], "x-forwarded-"))
+}
+
+/// Whether a client header of this name never reaches an upstream,
+/// whatever the app: `X-Ptl-*`, forwarding headers, `Cookie2` (an
+/// obsolete header that may hold the terminal cookie).
+pub fn is_never_forwarded(name: &str) -> bool {
+    is_portal_header(name) || is_forwarding_header(name) || name.eq_ignore_ascii_case("cookie2")
 }
 
 /// The `portal` value for templates, built once at start-up.
@@ -244,7 +250,7 @@ mod tests {
     fn render(paths: &str, caller: &Caller) -> Vec<(String, String)> {
         let app = app(paths);
         let headers = AppHeaders::compile(&app).unwrap();
-        let (out, problems) = headers.render(0, caller, &portal());
+        let (out, problems) = headers.render(0, caller, &portal()).unwrap();
         assert!(problems.is_empty(), "{problems:?}");
         out.into_iter()
             .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
@@ -303,9 +309,26 @@ mod tests {
                 r#"{"":{"access":"public","headers":{"X-A":"{{ client_id | nofilter }}"}}}"#,
                 "filter",
             ),
+            // The memory an app file can make the proxy hold is bounded.
+            (
+                r#"{"":{"access":"public","headers":{"X-A":"{{ 'x' * 100000000 }}"}}}"#,
+                "repetition",
+            ),
+            (
+                r#"{"":{"access":"public","headers":{"X-A":"{% for i in range(9) %}x{% endfor %}"}}}"#,
+                "statements",
+            ),
+            (
+                // Fine for a short name, over 8 KiB for the longest one.
+                &format!(
+                    r#"{{"":{{"access":"public","headers":{{"X-A":"{}"}}}}}}"#,
+                    "{{ auth.client_name ~ auth.client_name }}".repeat(17)
+                ),
+                "8192",
+            ),
         ];
         for (paths, needle) in cases {
-            let err = AppHeaders::compile(&app(paths)).expect_err(paths);
+            let err = AppHeaders::compile(&app(paths)).expect_err(paths.as_ref());
             assert_eq!(err.header, "x-a");
             assert_eq!(err.prefix, "");
             assert!(err.reason.to_lowercase().contains(needle), "{paths}: {err}");
@@ -322,7 +345,7 @@ mod tests {
             id: "t1".into(),
             name: "evil\r\nX-Injected: 1".into(),
         };
-        let (out, problems) = headers.render(0, &caller, &portal());
+        let (out, problems) = headers.render(0, &caller, &portal()).unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].0.as_str(), "x-ptl-client-id");
         assert_eq!(problems.len(), 1);
@@ -331,7 +354,7 @@ mod tests {
             id: "t1".into(),
             name: "Jörg's phone".into(),
         };
-        let (out, _) = headers.render(0, &caller, &portal());
+        let (out, _) = headers.render(0, &caller, &portal()).unwrap();
         let name = out.iter().find(|(k, _)| k == "x-ptl-client-name").unwrap();
         assert_eq!(name.1.as_bytes(), "Jörg's phone".as_bytes());
     }
@@ -353,8 +376,23 @@ mod tests {
             assert!(headers.strips(name), "{name}");
         }
         for name in [
+            "X_Forwarded_For",
+            "x-forwarded-proto",
+            "X-FORWARDED-HOST",
+            "x_forwarded_prefix",
+            "Forwarded",
+            "x-real-ip",
+            "X_Real_IP",
+            "cookie2",
+        ] {
+            assert!(headers.strips(name), "{name}");
+            assert!(is_never_forwarded(name), "{name}");
+        }
+        for name in [
             "x-ptlfoo",
-            "x-forwarded-for",
+            "x-forwarded",
+            "forwarded-for",
+            "x-real-ips",
             "cookie",
             "remote-users",
             "xptl-a",

@@ -16,3 +16,4 @@ pub mod refusal;
 pub mod replay;
 pub mod route;
 pub mod signature;
+pub mod templates;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::is_app_name;
-use crate::decision::caller::{TerminalEntry, Terminals};
+use crate::decision::caller::{TerminalEntry, Terminals, MAX_NAME_BYTES};
 use crate::decision::headers::AppHeaders;
 use app_meta::AppMeta;
 use peers::Peers;
@@ -178,8 +178,7 @@ fn load_app(dir: &Path, name: &str) -> Result<App, StateError> {
             format!("folder name {name:?} is not an app name (lower-case letters, digits, '-'): it cannot be a subdomain"),
         ));
     }
-    std::fs::read(&file)
-        .map_err(|e| format!("cannot read: {e}"))
+    read_limited(&file, MAX_APP_FILE_BYTES)
         .and_then(|bytes| AppMeta::parse(name, &bytes).map_err(|e| e.to_string()))
         .and_then(|meta| {
             let headers = AppHeaders::compile(&meta).map_err(|e| e.to_string())?;
@@ -353,11 +352,36 @@ fn parse_terminals(bytes: &[u8]) -> Result<Vec<TerminalEntry>, String> {
         if t.id.is_empty() {
             return Err(format!("[{i}].id: empty"));
         }
+        for (field, value) in [("id", &t.id), ("name", &t.name)] {
+            if value.len() > MAX_NAME_BYTES {
+                return Err(format!(
+                    "[{i}].{field}: {} bytes long; at most {MAX_NAME_BYTES} are accepted",
+                    value.len()
+                ));
+            }
+        }
         if !seen.insert(t.id.as_str()) {
             return Err(format!("[{i}].id: {:?} appears twice", t.id));
         }
     }
     Ok(entries)
+}
+
+/// Largest `app_meta.json` / `app.json` read (the corpus's largest is a
+/// few KiB): no app file may make the proxy hold much memory.
+pub const MAX_APP_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The file's bytes, refused when it is larger than `max`.
+fn read_limited(file: &Path, max: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > max {
+        return Err(format!("larger than {max} bytes"));
+    }
+    Ok(bytes)
 }
 
 /// The file's bytes, `None` when it does not exist.

@@ -10,6 +10,7 @@ use ed25519_dalek::VerifyingKey;
 use serde::Deserialize;
 
 use crate::config::HostPort;
+use crate::decision::caller::MAX_NAME_BYTES;
 use crate::identity::{is_portal_id, portal_id, public_key_from_pem, short_id};
 
 /// A peer Portal, validated.
@@ -157,6 +158,12 @@ fn validate(raw: RawPeer) -> Result<Peer, String> {
     if derived != raw.id {
         return Err(format!(
             "id does not derive from public_key (the key's ID is {derived})"
+        ));
+    }
+    if raw.name.len() > MAX_NAME_BYTES {
+        return Err(format!(
+            "name is {} bytes long; at most {MAX_NAME_BYTES} are accepted",
+            raw.name.len()
         ));
     }
     let address = raw

@@ -9,10 +9,25 @@ use pingora::http::RequestHeader;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::config::HostPort;
-use crate::decision::caller::{remove_cookie, TERMINAL_COOKIE};
-use crate::decision::credentials::Credentials;
+use crate::decision::caller::TERMINAL_COOKIE;
+use crate::decision::credentials::{remove_cookie, Credentials};
 use crate::decision::decide::{Plan, Routed};
-use crate::decision::headers::{is_portal_header, AppHeaders};
+use crate::decision::headers::{is_never_forwarded, AppHeaders};
+use crate::decision::refusal::Refusal;
+
+/// Why a request is not sent upstream after all.
+pub(super) enum NotSent {
+    /// The proxy's own answer.
+    Rejected(Refusal),
+    Failed(Box<Error>),
+}
+use NotSent::Rejected;
+
+impl From<Box<Error>> for NotSent {
+    fn from(e: Box<Error>) -> Self {
+        NotSent::Failed(e)
+    }
+}
 
 /// Rewrites the request that goes upstream as the plan says.
 pub(super) fn prepare(
@@ -21,26 +36,34 @@ pub(super) fn prepare(
     client_ip: Option<IpAddr>,
     host: Option<&str>,
     template_portal: &minijinja::Value,
-) -> Result<()> {
-    // Set, never appended to what the client sent (DESIGN section 6).
-    match client_ip {
-        Some(ip) => req.insert_header("x-forwarded-for", ip.to_string())?,
-        None => {
-            req.remove_header("x-forwarded-for");
-        }
+) -> Result<(), NotSent> {
+    let app = match &plan.routed {
+        Routed::App { app, rule } => Some((app, *rule)),
+        Routed::Core(_) => None,
+    };
+    strip_client_headers(req, app.map(|(a, _)| &a.headers), &plan.credentials);
+    // The proxy's alone: the client's copies, in any spelling, are gone
+    // (DESIGN section 6).
+    if let Some(ip) = client_ip {
+        req.insert_header("x-forwarded-for", ip.to_string())?;
     }
     req.insert_header("x-forwarded-proto", "https")?;
     if let Some(host) = host {
         req.insert_header("x-forwarded-host", host.to_owned())?;
     }
-    let app = match &plan.routed {
-        Routed::App { app, rule } => Some((app, *rule)),
-        Routed::Core(_) => None,
-    };
-    strip_client_headers(req, app.map(|(a, _)| &a.headers), plan.credentials);
     match app {
         Some((app, rule)) => {
-            let (headers, problems) = app.headers.render(rule, &plan.caller, template_portal);
+            let (headers, problems) = app
+                .headers
+                .render(rule, &plan.caller, template_portal)
+                .map_err(|e| {
+                    let refusal = Refusal::BadGateway(format!(
+                        "the header templates of app {:?} failed",
+                        app.meta.name
+                    ));
+                    warn!("app {:?}: {e}: answered 502", app.meta.name);
+                    Rejected(refusal)
+                })?;
             for (name, value) in headers {
                 req.insert_header(name, value)?;
             }
@@ -72,16 +95,17 @@ pub(super) fn prepare(
 }
 
 /// Removes what must never reach an upstream (DESIGN section 6): client
-/// `X-Ptl-*` headers (any spelling), the headers the app's rules set, and
-/// the terminal credentials the decision found (the `authorization`
-/// cookie, a bearer token signed with the terminal secret).
-fn strip_client_headers(req: &mut RequestHeader, app: Option<&AppHeaders>, found: Credentials) {
+/// `X-Ptl-*` and forwarding headers (any spelling), `Cookie2`, the headers
+/// the app's rules set, and the terminal credentials the decision found
+/// (the `authorization` cookie, `Authorization` headers carrying a token
+/// signed with the terminal secret).
+fn strip_client_headers(req: &mut RequestHeader, app: Option<&AppHeaders>, found: &Credentials) {
     let doomed: Vec<http::HeaderName> = req
         .headers
         .keys()
         .filter(|name| match app {
             Some(app) => app.strips(name.as_str()),
-            None => is_portal_header(name.as_str()),
+            None => is_never_forwarded(name.as_str()),
         })
         .cloned()
         .collect();
@@ -104,8 +128,19 @@ fn strip_client_headers(req: &mut RequestHeader, app: Option<&AppHeaders>, found
             }
         }
     }
-    if found.terminal_bearer {
+    if !found.terminal_authorization.is_empty() {
+        let kept: Vec<http::HeaderValue> = req
+            .headers
+            .get_all(http::header::AUTHORIZATION)
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !found.terminal_authorization.contains(i))
+            .map(|(_, v)| v.clone())
+            .collect();
         req.remove_header(&http::header::AUTHORIZATION);
+        for value in kept {
+            let _ = req.append_header(http::header::AUTHORIZATION, value);
+        }
     }
 }
 

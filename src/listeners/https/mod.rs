@@ -224,13 +224,22 @@ impl ProxyHttp for PortalProxy {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        forward::prepare(
+        let prepared = forward::prepare(
             upstream_request,
             ctx.plan()?,
             client_ip,
             ctx.host.as_deref(),
             &self.portal.template_portal,
-        )
+        );
+        match prepared {
+            Ok(()) => Ok(()),
+            Err(forward::NotSent::Failed(e)) => Err(e),
+            Err(forward::NotSent::Rejected(refusal)) => {
+                let error = abort(&refusal);
+                ctx.failure = Some(refusal);
+                Err(error)
+            }
+        }
     }
 
     async fn fail_to_proxy(
