@@ -247,6 +247,7 @@ fn decision(c: &mut Criterion) {
         ),
         window: Window::default(),
         max_signed_body: 8 << 20,
+        held_bodies: Arc::new(portal_proxy::decision::body::HeldBudget::new(64 << 20)),
     };
     let host = "mosquitto.b2blla.p.getportal.org";
     let now = 1_800_000_000;

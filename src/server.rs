@@ -14,6 +14,7 @@ use pingora::services::listening::Service;
 use rustls::sign::CertifiedKey;
 
 use crate::config::Config;
+use crate::decision::body::HeldBudget;
 use crate::decision::decide::Policy;
 use crate::decision::headers::{portal_value, PortalInfo};
 use crate::decision::replay::ReplayCache;
@@ -145,6 +146,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     let identity = Arc::new(loaded.identity);
     let state = Arc::new(SharedState::new(loaded.snapshot));
     let replay = Arc::new(ReplayCache::new(config.peering.replay_cache_per_peer));
+    replay.retain_peers(|_| true, state.load().peers.len(), 0);
     // Threads start in services: they run after `-d` forked.
     let (access_log, log_writer) =
         AccessLog::new(config.access_log.clone()).map_err(|e| format!("access_log: {e}"))?;
@@ -182,6 +184,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
             router: router.clone(),
             window: config.peering.window,
             max_signed_body: config.peering.max_signed_body,
+            held_bodies: Arc::new(HeldBudget::new(config.peering.max_held_bodies)),
         },
         limits: config.limits.clone(),
         state: state.clone(),

@@ -170,7 +170,7 @@ fn every_corpus_header_renders_for_each_caller() {
                 AppHeaders::compile(&app).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             for caller in &callers {
                 for (i, rule) in app.paths.iter().enumerate() {
-                    let (out, problems) = headers.render(i, caller, &portal);
+                    let (out, problems) = headers.render(i, caller, &portal).unwrap();
                     assert!(problems.is_empty(), "{}: {problems:?}", path.display());
                     assert_eq!(out.len(), rule.headers.len(), "{}", path.display());
                     for ((name, value), (_, source)) in out.iter().zip(&rule.headers) {

@@ -193,9 +193,15 @@ pub struct Peering {
     pub window: crate::decision::signature::Window,
     /// Largest signed request body buffered for its digest check.
     pub max_signed_body: usize,
-    /// Live nonces kept per peer by the replay cache.
+    /// Live nonces kept per peer by the replay cache (at most; the
+    /// cache's memory budget is shared among peers).
     pub replay_cache_per_peer: usize,
+    /// Signed bodies held for their digest check, all requests together.
+    pub max_held_bodies: usize,
 }
+
+/// Default of `peering.max_held_bodies_bytes`: 64 MiB.
+pub const DEFAULT_MAX_HELD_BODIES: usize = 64 * 1024 * 1024;
 
 /// Default of `peering.max_signed_body_bytes`: 8 MiB.
 pub const DEFAULT_MAX_SIGNED_BODY: usize = 8 * 1024 * 1024;

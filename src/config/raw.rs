@@ -111,6 +111,8 @@ pub struct Peering {
     pub max_signed_body_bytes: Option<u64>,
     #[serde(default)]
     pub replay_cache_per_peer: Option<usize>,
+    #[serde(default)]
+    pub max_held_bodies_bytes: Option<u64>,
 }
 
 /// Pingora server settings exposed to operators.

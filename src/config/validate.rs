@@ -178,6 +178,7 @@ impl Validator {
             max_signature_validity_seconds: None,
             max_signed_body_bytes: None,
             replay_cache_per_peer: None,
+            max_held_bodies_bytes: None,
         });
         let default_window = crate::decision::signature::Window::default();
         let skew = raw_peering
@@ -220,6 +221,24 @@ impl Validator {
                 "0 would refuse every peer request",
             );
         }
+        let max_held_bodies = raw_peering
+            .max_held_bodies_bytes
+            .map_or(DEFAULT_MAX_HELD_BODIES, |b| {
+                usize::try_from(b).unwrap_or(usize::MAX)
+            });
+        if max_held_bodies < max_signed_body {
+            self.error(
+                "peering.max_held_bodies_bytes",
+                format!(
+                    "{max_held_bodies} is less than peering.max_signed_body_bytes ({max_signed_body}): no signed body that large could be held"
+                ),
+            );
+        } else if max_held_bodies > 16 * 1024 * 1024 * 1024 {
+            self.error(
+                "peering.max_held_bodies_bytes",
+                format!("{max_held_bodies} is more than 16 GiB"),
+            );
+        }
         let peering = Peering {
             ca_file: raw_peering
                 .ca_file
@@ -227,6 +246,7 @@ impl Validator {
             window: crate::decision::signature::Window { skew, max_validity },
             max_signed_body,
             replay_cache_per_peer,
+            max_held_bodies,
         };
         let metrics_listen = raw
             .metrics

@@ -3,6 +3,9 @@
 //! the size limits of held bodies. Pure; the HTTPS shell feeds chunks to
 //! [`BodyCheck::push`] from `request_body_filter`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 
@@ -24,6 +27,44 @@ pub enum BodyError {
     TooLarge(#[from] TooLarge),
     #[error(transparent)]
     Signature(#[from] SignatureError),
+    /// The memory shared by all held bodies is in use (503, retry later).
+    #[error("signed bodies in memory are at their limit of {0} bytes; retry later")]
+    Busy(usize),
+}
+
+/// The memory all held signed bodies share (DESIGN section 5), so that
+/// stalled peers cannot pin memory connection by connection. Reserved as
+/// chunks arrive, released when a body is passed on or dropped.
+#[derive(Debug)]
+pub struct HeldBudget {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl HeldBudget {
+    pub fn new(max: usize) -> Self {
+        HeldBudget {
+            used: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// Bytes held now, all bodies together.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn reserve(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|&total| total <= self.max)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
 }
 
 /// The `Content-Length` a request declares, if it is a number.
@@ -39,14 +80,22 @@ pub struct BodyCheck {
     digest: ContentDigest,
     limit: usize,
     held: BytesMut,
+    budget: Arc<HeldBudget>,
+}
+
+impl Drop for BodyCheck {
+    fn drop(&mut self) {
+        self.budget.release(self.held.len());
+    }
 }
 
 impl BodyCheck {
-    pub fn new(digest: ContentDigest, limit: usize) -> Self {
+    pub fn new(digest: ContentDigest, limit: usize, budget: Arc<HeldBudget>) -> Self {
         BodyCheck {
             digest,
             limit,
             held: BytesMut::new(),
+            budget,
         }
     }
 
@@ -59,12 +108,17 @@ impl BodyCheck {
             if self.held.len() + chunk.len() > self.limit {
                 return Err(TooLarge::SignedBody(self.limit).into());
             }
+            if !self.budget.reserve(chunk.len()) {
+                return Err(BodyError::Busy(self.budget.max));
+            }
             self.held.extend_from_slice(chunk);
         }
         if !end {
             return Ok(None);
         }
         let body = std::mem::take(&mut self.held).freeze();
+        // Passed on (or refused): no longer held here.
+        self.budget.release(body.len());
         if self.digest.matches(&body) {
             Ok(Some(body))
         } else {
@@ -78,10 +132,18 @@ mod tests {
     use super::*;
     use crate::decision::signature::content_digest;
 
-    fn check(body: &[u8], limit: usize) -> BodyCheck {
+    fn check_in(body: &[u8], limit: usize, budget: &Arc<HeldBudget>) -> BodyCheck {
         let mut h = HeaderMap::new();
         h.insert("content-digest", content_digest(body).parse().unwrap());
-        BodyCheck::new(ContentDigest::from_headers(&h).unwrap(), limit)
+        BodyCheck::new(
+            ContentDigest::from_headers(&h).unwrap(),
+            limit,
+            budget.clone(),
+        )
+    }
+
+    fn check(body: &[u8], limit: usize) -> BodyCheck {
+        check_in(body, limit, &Arc::new(HeldBudget::new(1 << 20)))
     }
 
     #[test]
@@ -136,5 +198,29 @@ mod tests {
             }),
             Some(12)
         );
+    }
+
+    #[test]
+    fn held_bodies_share_one_budget() {
+        let budget = Arc::new(HeldBudget::new(10));
+        let mut a = check_in(b"0123456", 100, &budget);
+        let mut b = check_in(b"0123456", 100, &budget);
+        assert_eq!(a.push(Some(b"012345"), false), Ok(None));
+        assert_eq!(budget.used(), 6);
+        // A second stalled body would go over: refused, retry later.
+        assert_eq!(b.push(Some(b"01234"), false), Err(BodyError::Busy(10)));
+        assert_eq!(b.push(Some(b"0123"), false), Ok(None));
+        assert_eq!(budget.used(), 10);
+        // Passed on or dropped: the memory is free again.
+        assert!(a.push(Some(b"6"), true).is_err(), "over the budget");
+        drop(a);
+        assert_eq!(budget.used(), 4);
+        assert_eq!(
+            b.push(Some(b"456"), true).unwrap().as_deref(),
+            Some(&b"0123456"[..])
+        );
+        assert_eq!(budget.used(), 0);
+        drop(b);
+        assert_eq!(budget.used(), 0);
     }
 }

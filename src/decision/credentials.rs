@@ -159,6 +159,9 @@ mod tests {
         h
     }
 
+    /// Header fields as sent: name, raw value.
+    type Headers = Vec<(&'static str, Vec<u8>)>;
+
     fn found(terminal_cookie: bool, terminal_authorization: &[usize]) -> Credentials {
         Credentials {
             terminal_cookie,
@@ -179,7 +182,7 @@ mod tests {
         let bearer = |t: &str| format!("Bearer {t}").into_bytes();
         let b = |s: String| s.into_bytes();
         #[rustfmt::skip]
-        let cases: Vec<(&str, Vec<(&str, Vec<u8>)>, Credentials, Option<Caller>)> = vec![
+        let cases: Vec<(&str, Headers, Credentials, Option<Caller>)> = vec![
             ("nothing", vec![], found(false, &[]), None),
             ("terminal cookie", vec![("cookie", cookie(&ours))], found(true, &[]), laptop.clone()),
             // Any `authorization` cookie is stripped, valid or not.

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 
 use super::access::{decide as access_decision, match_rule, stricter};
-use super::body::{declared_length, BodyCheck, TooLarge};
+use super::body::{declared_length, BodyCheck, HeldBudget, TooLarge};
 use super::caller::Caller;
 use super::credentials::Credentials;
 use super::path::canonical_path;
@@ -59,6 +59,8 @@ pub struct Policy {
     pub window: Window,
     /// Largest signed body held for its digest check.
     pub max_signed_body: usize,
+    /// The memory all held signed bodies share.
+    pub held_bodies: Arc<HeldBudget>,
 }
 
 /// Where a forwarded request goes.
@@ -393,7 +395,11 @@ fn verify_peer(
         if declared_length(head.headers).is_some_and(|n| n > policy.max_signed_body as u64) {
             return Err(TooLarge::SignedBody(policy.max_signed_body).into());
         }
-        Some(BodyCheck::new(digest, policy.max_signed_body))
+        Some(BodyCheck::new(
+            digest,
+            policy.max_signed_body,
+            policy.held_bodies.clone(),
+        ))
     } else {
         if covers_digest && !ContentDigest::from_headers(head.headers)?.matches(b"") {
             return Err(SignatureError::DigestMismatch.into());

@@ -99,6 +99,7 @@ fn policy() -> Policy {
         ),
         window: Window::default(),
         max_signed_body: MAX_BODY,
+        held_bodies: Arc::new(crate::decision::body::HeldBudget::new(4 * MAX_BODY)),
     }
 }
 

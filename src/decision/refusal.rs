@@ -42,7 +42,13 @@ pub enum Refusal {
     BadGateway(String),
     /// 504: the upstream did not answer in time.
     GatewayTimeout(String),
+    /// 503: the proxy cannot take the request now; `Retry-After` says
+    /// when to try again.
+    Unavailable(String),
 }
+
+/// Seconds a client is asked to wait after a 503 (`Retry-After`).
+pub const RETRY_AFTER_SECONDS: u32 = 5;
 
 impl From<RouteError> for Refusal {
     fn from(e: RouteError) -> Self {
@@ -94,6 +100,7 @@ impl From<BodyError> for Refusal {
         match e {
             BodyError::TooLarge(e) => e.into(),
             BodyError::Signature(e) => e.into(),
+            BodyError::Busy(_) => Refusal::Unavailable(e.to_string()),
         }
     }
 }
@@ -137,6 +144,7 @@ impl Refusal {
             Refusal::HeaderFieldsTooLarge(_) => 431,
             Refusal::BadGateway(_) => 502,
             Refusal::GatewayTimeout(_) => 504,
+            Refusal::Unavailable(_) => 503,
         }
     }
 
@@ -152,6 +160,7 @@ impl Refusal {
             Refusal::HeaderFieldsTooLarge(_) => "request_header_fields_too_large",
             Refusal::BadGateway(_) => "bad_gateway",
             Refusal::GatewayTimeout(_) => "gateway_timeout",
+            Refusal::Unavailable(_) => "service_unavailable",
         }
     }
 
@@ -167,8 +176,14 @@ impl Refusal {
             | Refusal::Misdirected(m)
             | Refusal::HeaderFieldsTooLarge(m)
             | Refusal::BadGateway(m)
-            | Refusal::GatewayTimeout(m) => m,
+            | Refusal::GatewayTimeout(m)
+            | Refusal::Unavailable(m) => m,
         }
+    }
+
+    /// The `Retry-After` of the answer, in seconds, if it has one.
+    pub fn retry_after(&self) -> Option<u32> {
+        matches!(self, Refusal::Unavailable(_)).then_some(RETRY_AFTER_SECONDS)
     }
 
     /// `(content type, body)`: HTML when the client's `Accept` asks for

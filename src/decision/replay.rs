@@ -1,23 +1,37 @@
 //! The replay cache of peer signatures (DESIGN section 5): each
 //! `(keyid, nonce)` is accepted once while its signature can be valid.
-//! Memory is bounded per peer, so a peer flooding unique nonces only ever
-//! fills its own share; a peer whose share is full of unexpired nonces is
-//! refused (fail closed) until entries expire. Used by `request_filter`
-//! after the signature verified (only verified nonces are recorded).
+//! Memory is bounded in bytes: nonces are at most
+//! [`crate::decision::signature::MAX_NONCE_BYTES`] long and kept as a
+//! 64-bit keyed hash, and the cache's fixed budget ([`BUDGET_BYTES`]) is
+//! shared among the peers of `peers.json`, so a peer flooding unique
+//! nonces only ever fills its own share; a peer whose share is full of
+//! unexpired nonces is refused (fail closed) until entries expire. The
+//! HTTPS shell claims nonces after a signature verified (only verified
+//! nonces are recorded).
 
 use std::cmp::Reverse;
+use std::collections::hash_map::RandomState;
 use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// The default number of live nonces kept per peer: at the longest validity
 /// (300 s plus skew), about 160 signed requests a second, sustained.
 pub const DEFAULT_PER_PEER: usize = 50_000;
 
+/// The memory of the whole cache, all peers together.
+pub const BUDGET_BYTES: usize = 4 * 1024 * 1024;
+/// What one live nonce costs at most: its hash in the set (9 bytes a slot)
+/// and in the expiry heap (16 bytes), with both tables at their worst
+/// just after growing.
+pub const ENTRY_BYTES: usize = 64;
+
 #[derive(Default)]
 struct PeerNonces {
-    live: HashSet<String>,
-    /// (forget at, nonce), soonest first.
-    by_expiry: BinaryHeap<Reverse<(i64, String)>>,
+    live: HashSet<u64>,
+    /// (forget at, nonce hash), soonest first.
+    by_expiry: BinaryHeap<Reverse<(i64, u64)>>,
 }
 
 impl PeerNonces {
@@ -44,15 +58,29 @@ pub enum ReplayError {
 /// Seen nonces, per peer.
 pub struct ReplayCache {
     per_peer: usize,
+    /// Peers in `peers.json`, among whom the budget is shared.
+    peer_count: AtomicUsize,
+    /// Keyed per process: a peer cannot choose nonces that collide.
+    hasher: RandomState,
     peers: Mutex<HashMap<String, PeerNonces>>,
 }
 
 impl ReplayCache {
+    /// At most `per_peer` live nonces a peer, and at most its share of
+    /// [`BUDGET_BYTES`].
     pub fn new(per_peer: usize) -> Self {
         ReplayCache {
             per_peer,
+            peer_count: AtomicUsize::new(1),
+            hasher: RandomState::new(),
             peers: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The live nonces one peer may have now.
+    pub fn share(&self) -> usize {
+        let peers = self.peer_count.load(Ordering::Relaxed).max(1);
+        (BUDGET_BYTES / ENTRY_BYTES / peers).clamp(1, self.per_peer)
     }
 
     /// Records `nonce` of `keyid` until `forget_at` (Unix seconds: the
@@ -65,32 +93,36 @@ impl ReplayCache {
         forget_at: i64,
         now: i64,
     ) -> Result<(), ReplayError> {
+        let hash = self.hasher.hash_one(nonce);
+        let share = self.share();
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         let entry = match peers.get_mut(keyid) {
             Some(e) => e,
             None => peers.entry(keyid.to_string()).or_default(),
         };
         entry.prune(now);
-        if entry.live.contains(nonce) {
+        if entry.live.contains(&hash) {
             return Err(ReplayError::Seen);
         }
-        if entry.live.len() >= self.per_peer {
+        if entry.live.len() >= share {
             return Err(ReplayError::Full);
         }
-        entry.live.insert(nonce.to_string());
-        entry
-            .by_expiry
-            .push(Reverse((forget_at, nonce.to_string())));
+        entry.live.insert(hash);
+        entry.by_expiry.push(Reverse((forget_at, hash)));
         Ok(())
     }
 
     /// Forgets the peers not in `keep` (removed from `peers.json`) and every
-    /// expired nonce; called on state reload.
-    pub fn retain_peers(&self, keep: impl Fn(&str) -> bool, now: i64) {
+    /// expired nonce, and shares the budget among `peer_count` peers; called
+    /// on state reload.
+    pub fn retain_peers(&self, keep: impl Fn(&str) -> bool, peer_count: usize, now: i64) {
+        self.peer_count.store(peer_count.max(1), Ordering::Relaxed);
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         peers.retain(|k, _| keep(k));
         for p in peers.values_mut() {
             p.prune(now);
+            p.live.shrink_to_fit();
+            p.by_expiry.shrink_to_fit();
         }
         peers.retain(|_, p| !p.live.is_empty());
     }
@@ -150,9 +182,28 @@ mod tests {
         let c = ReplayCache::new(10);
         c.check_and_insert("p1", "a", 100, 0).unwrap();
         c.check_and_insert("p2", "a", 100, 0).unwrap();
-        c.retain_peers(|k| k == "p2", 0);
+        c.retain_peers(|k| k == "p2", 1, 0);
         assert_eq!(c.len(), 1);
-        c.retain_peers(|_| true, 101);
+        c.retain_peers(|_| true, 1, 101);
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn the_budget_is_shared_among_peers() {
+        let c = ReplayCache::new(DEFAULT_PER_PEER);
+        assert_eq!(c.share(), DEFAULT_PER_PEER.min(BUDGET_BYTES / ENTRY_BYTES));
+        c.retain_peers(|_| true, 1000, 0);
+        let share = BUDGET_BYTES / ENTRY_BYTES / 1000;
+        assert_eq!(c.share(), share);
+        // However long the nonces, however many peers flood at once, the
+        // cache holds at most its budget's worth of entries.
+        let long = "n".repeat(128);
+        for peer in 0..1000 {
+            for i in 0..share + 5 {
+                let _ = c.check_and_insert(&format!("p{peer}"), &format!("{long}{i}"), 300, 0);
+            }
+        }
+        assert_eq!(c.len(), share * 1000);
+        assert!(c.len() * ENTRY_BYTES <= BUDGET_BYTES);
     }
 }

@@ -23,10 +23,13 @@ pub fn accept(req: &RequestHeader) -> Option<&str> {
 /// Writes a refusal as the whole response on a session.
 pub async fn write_refusal(session: &mut ServerSession, refusal: &Refusal) -> Result<()> {
     let (content_type, body) = refusal.render(accept(session.req_header()));
-    let mut resp = ResponseHeader::build(refusal.status(), Some(4))?;
+    let mut resp = ResponseHeader::build(refusal.status(), Some(5))?;
     resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    if let Some(seconds) = refusal.retry_after() {
+        resp.insert_header(http::header::RETRY_AFTER, seconds)?;
+    }
     session.write_response_header(Box::new(resp)).await?;
     session.write_response_body(Bytes::from(body), true).await?;
     Ok(())
@@ -35,7 +38,11 @@ pub async fn write_refusal(session: &mut ServerSession, refusal: &Refusal) -> Re
 /// A refusal as the response of a `ServeHttp` app (port 80, metrics).
 pub fn refusal_response(refusal: &Refusal, accept: Option<&str>) -> Response<Vec<u8>> {
     let (content_type, body) = refusal.render(accept);
-    Response::builder()
+    let mut builder = Response::builder();
+    if let Some(seconds) = refusal.retry_after() {
+        builder = builder.header(http::header::RETRY_AFTER, seconds);
+    }
+    builder
         .status(refusal.status())
         .header(http::header::CACHE_CONTROL, "no-store")
         .header(http::header::CONTENT_TYPE, content_type)

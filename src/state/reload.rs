@@ -164,7 +164,7 @@ impl Reloader {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs() as i64);
                 self.replay
-                    .retain_peers(|id| s.peers.get(id).is_some(), now);
+                    .retain_peers(|id| s.peers.get(id).is_some(), s.peers.len(), now);
                 info!(
                     "state reloaded ({why}): {} app(s), {} terminal(s), {} peer(s), {} error(s)",
                     s.apps.len(),

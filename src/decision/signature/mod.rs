@@ -14,6 +14,9 @@ use sha2::{Digest, Sha256, Sha512};
 pub const LABEL: &str = "portal";
 /// Components every signature must cover.
 pub const REQUIRED: [&str; 4] = ["@method", "@authority", "@path", "@query"];
+/// Longest `nonce` accepted (DESIGN section 5): the replay cache keeps
+/// every nonce for the life of its signature.
+pub const MAX_NONCE_BYTES: usize = 128;
 /// The component that binds the body.
 pub const CONTENT_DIGEST: &str = "content-digest";
 
@@ -213,6 +216,12 @@ pub fn parse(headers: &HeaderMap) -> Result<Option<ParsedSignature>, SignatureEr
     }
     if nonce.is_empty() {
         return Err(malformed("parameter nonce is empty"));
+    }
+    if nonce.len() > MAX_NONCE_BYTES {
+        return Err(malformed(format!(
+            "parameter nonce has {} bytes; at most {MAX_NONCE_BYTES} are accepted",
+            nonce.len()
+        )));
     }
     Ok(Some(ParsedSignature {
         field,
