@@ -76,7 +76,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    portal_proxy::ops::logging::init();
     match cli.command {
         Some(Command::Keygen { path }) => finish(commands::keygen(&path)),
         Some(Command::Id {

@@ -25,6 +25,7 @@ use crate::listeners::internal::client::PeerClient;
 use crate::listeners::internal::InternalApi;
 use crate::listeners::metrics::MetricsApp;
 use crate::listeners::mqtt::MqttRelay;
+use crate::listeners::plain::Strict;
 use crate::listeners::redirect::RedirectToHttps;
 use crate::ops::access_log::AccessLog;
 use crate::ops::limits::ConnectionCap;
@@ -249,7 +250,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     }
 
     if let Some(addr) = config.metrics_listen {
-        let mut metrics = Service::new("portal-proxy metrics".to_string(), MetricsApp);
+        let mut metrics = Service::new("portal-proxy metrics".to_string(), Strict(MetricsApp));
         metrics.add_tcp(&addr.to_string());
         server.add_service(metrics);
     }
@@ -257,9 +258,10 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     if let Some(addr) = config.listen_http {
         let mut redirect = Service::new(
             "portal-proxy http redirect".to_string(),
-            RedirectToHttps {
+            Strict(RedirectToHttps {
                 https_port: config.listen_https.port(),
-            },
+                router: router.clone(),
+            }),
         );
         redirect.add_tcp(&addr.to_string());
         server.add_service(redirect);

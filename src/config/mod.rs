@@ -142,8 +142,8 @@ impl Default for Limits {
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_idle_timeout: Duration::from_secs(300),
             downstream_idle_timeout: Duration::from_secs(60),
-            max_request_header_bytes: crate::ops::limits::DEFAULT_MAX_HEADER_BYTES,
-            max_request_headers: crate::ops::limits::DEFAULT_MAX_HEADERS,
+            max_request_header_bytes: crate::decision::head::DEFAULT_MAX_HEADER_BYTES,
+            max_request_headers: crate::decision::head::DEFAULT_MAX_HEADERS,
             max_client_connections: crate::ops::limits::default_max_connections(),
         }
     }

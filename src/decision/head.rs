@@ -3,6 +3,11 @@
 //! are far larger (256 headers, about 1 MiB), so the proxy enforces these
 //! itself. Pure; the HTTPS shell checks every head before deciding it.
 
+/// Default of `limits.max_request_header_bytes`.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Default of `limits.max_request_headers`.
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+
 /// Why a request head is refused before it is decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum HeadError {

@@ -7,6 +7,7 @@ pub mod https;
 pub mod internal;
 pub mod metrics;
 pub mod mqtt;
+pub mod plain;
 pub mod redirect;
 pub mod respond;
 

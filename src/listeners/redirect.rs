@@ -1,20 +1,26 @@
-//! The optional port-80 listener (DESIGN section 3): every request gets a
-//! 308 to the same URL on https, so methods and bodies are kept.
+//! The optional port-80 listener (DESIGN section 3): every request for a
+//! Portal host gets a 308 to the same URL on https, so methods and bodies
+//! are kept; another host gets 421, a malformed request 400.
 
 use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use std::sync::Arc;
+
 use super::request_host;
 use super::respond::{accept, refusal_response};
 use crate::decision::refusal::Refusal;
-use crate::decision::route::{normalize_host, RouteError};
+use crate::decision::route::{normalize_host, HostName, RouteError, Router};
 
-/// Answers everything with a redirect to `https://<host><path>`.
+/// Answers a request for a Portal host with a redirect to
+/// `https://<host><path>`; any other host gets 421 (never a redirect to a
+/// host the client chose).
 pub struct RedirectToHttps {
     /// The HTTPS listener's port; left out of the URL when it is 443.
     pub https_port: u16,
+    pub router: Arc<Router>,
 }
 
 /// The `Location` for a request to `host` with `path_and_query`, or `None`
@@ -33,14 +39,30 @@ pub fn https_location(host: &str, path_and_query: &str, https_port: u16) -> Opti
     })
 }
 
+impl RedirectToHttps {
+    /// Where to send a request for `host` (as received), or the refusal.
+    pub fn location(&self, host: Option<&str>, path_and_query: &str) -> Result<String, Refusal> {
+        let raw = host.ok_or(RouteError::NoHost)?;
+        let host = normalize_host(raw).ok_or(RouteError::NoHost)?;
+        match self.router.name(&host) {
+            HostName::Home | HostName::App(_) => {}
+            HostName::Nested(_) | HostName::Foreign => {
+                return Err(RouteError::Misdirected(host).into())
+            }
+        }
+        https_location(raw, path_and_query, self.https_port)
+            .ok_or_else(|| RouteError::NoHost.into())
+    }
+}
+
 #[async_trait]
 impl ServeHttp for RedirectToHttps {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
-        let host = request_host(req);
         let pq = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let Some(location) = host.and_then(|h| https_location(h, pq, self.https_port)) else {
-            return refusal_response(&Refusal::from(RouteError::NoHost), accept(req));
+        let location = match self.location(request_host(req), pq) {
+            Ok(location) => location,
+            Err(refusal) => return refusal_response(&refusal, accept(req)),
         };
         Response::builder()
             .header(http::header::CACHE_CONTROL, "no-store")
@@ -94,5 +116,41 @@ mod tests {
                 "{host} {pq}"
             );
         }
+    }
+
+    #[test]
+    fn only_portal_hosts_are_redirected() {
+        let redirect = RedirectToHttps {
+            https_port: 443,
+            router: Arc::new(Router::new(
+                "abcdef",
+                "example.org",
+                "web-terminal",
+                "127.0.0.1:8000".parse().unwrap(),
+                Default::default(),
+            )),
+        };
+        let status = |host: Option<&str>| match redirect.location(host, "/x?y") {
+            Ok(location) => location,
+            Err(refusal) => refusal.status().to_string(),
+        };
+        assert_eq!(
+            status(Some("abcdef.example.org")),
+            "https://abcdef.example.org/x?y"
+        );
+        assert_eq!(
+            status(Some("App.ABCDEF.example.org:80")),
+            "https://app.abcdef.example.org/x?y"
+        );
+        for foreign in [
+            "evil.com",
+            "a.b.abcdef.example.org",
+            "other.example.org",
+            "127.0.0.1",
+        ] {
+            assert_eq!(status(Some(foreign)), "421", "{foreign}");
+        }
+        assert_eq!(status(Some("evil.com/@x")), "400");
+        assert_eq!(status(None), "400");
     }
 }

@@ -10,10 +10,6 @@ use async_trait::async_trait;
 use pingora::listeners::PreTlsProcess;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 
-/// Default of `limits.max_request_header_bytes`.
-pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
-/// Default of `limits.max_request_headers`.
-pub const DEFAULT_MAX_HEADERS: usize = 100;
 /// HTTP/2 streams a client may have open at once (Envoy's edge value).
 pub const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
 /// HTTP/2 per-stream flow-control window (Envoy's edge value: 64 KiB).

@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod limits;
+pub mod logging;
 pub mod metrics;
 pub mod tls;
 

@@ -139,9 +139,8 @@ impl HttpServerApp for InternalApi {
         mut session: ServerSession,
         _shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        match session.read_request().await {
-            Ok(true) => {}
-            Ok(false) | Err(_) => return None,
+        if !super::plain::read_head(&mut session, "internal").await {
+            return None;
         }
         if let Err(e) = self.handle(&mut session).await {
             // Nothing is written yet unless the peer's answer broke off.

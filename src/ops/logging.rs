@@ -1,0 +1,89 @@
+//! The process log (DESIGN section 8: credentials never reach a log).
+//! `env_logger` to stderr, `RUST_LOG` setting the level (default `info`),
+//! behind a filter of our own for Pingora's lines: Pingora prints raw
+//! request bytes and whole request headers in its debug lines (and, on
+//! some parse errors, in its error lines, after `buf: `), which would
+//! carry cookies, tokens and signatures. So Pingora's debug and trace
+//! lines are never printed, and any of its lines holding raw bytes has
+//! them withheld.
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+
+/// The marker after which Pingora's errors quote the bytes received.
+const RAW_BYTES_MARKER: &str = "buf: ";
+
+struct Redacting {
+    inner: env_logger::Logger,
+}
+
+fn from_pingora(target: &str) -> bool {
+    target.starts_with("pingora")
+}
+
+impl Log for Redacting {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        if from_pingora(metadata.target()) && metadata.level() > Level::Info {
+            return false;
+        }
+        self.inner.enabled(metadata)
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        if !from_pingora(record.target()) {
+            return self.inner.log(record);
+        }
+        let text = record.args().to_string();
+        match redact(&text) {
+            Some(redacted) => self.inner.log(
+                &Record::builder()
+                    .args(format_args!("{redacted}"))
+                    .metadata(record.metadata().clone())
+                    .module_path(record.module_path())
+                    .file(record.file())
+                    .line(record.line())
+                    .build(),
+            ),
+            None => self.inner.log(record),
+        }
+    }
+
+    fn flush(&self) {
+        self.inner.flush()
+    }
+}
+
+/// A log line with the raw bytes it quotes withheld, if it quotes any.
+pub fn redact(line: &str) -> Option<String> {
+    let at = line.find(RAW_BYTES_MARKER)?;
+    Some(format!(
+        "{}{RAW_BYTES_MARKER}<request bytes withheld>",
+        &line[..at]
+    ))
+}
+
+/// Installs the process logger; once, before anything logs.
+pub fn init() {
+    let inner =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
+    let max = inner.filter();
+    if log::set_boxed_logger(Box::new(Redacting { inner })).is_ok() {
+        log::set_max_level(max.max(LevelFilter::Error));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_bytes_are_withheld() {
+        let line = "HTTP server fails to read from downstream: InvalidHTTPHeader context: buf: GET / HTTP/1.1\\r\\nCookie: authorization=eyJ.x.y";
+        let redacted = redact(line).unwrap();
+        assert!(!redacted.contains("eyJ"), "{redacted}");
+        assert!(redacted.starts_with("HTTP server fails to read from downstream"));
+        assert_eq!(redact("state reloaded"), None);
+    }
+}
