@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::request_host;
 use super::respond::{accept, refusal_response};
+use crate::decision::path::check_path;
 use crate::decision::refusal::Refusal;
 use crate::decision::route::{normalize_host, HostName, RouteError, Router};
 
@@ -41,8 +42,13 @@ pub fn https_location(host: &str, path_and_query: &str, https_port: u16) -> Opti
 
 impl RedirectToHttps {
     /// Where to send a request for `host` (as received), or the refusal.
+    /// A path the HTTPS listener would refuse is refused here too.
     pub fn location(&self, host: Option<&str>, path_and_query: &str) -> Result<String, Refusal> {
         let raw = host.ok_or(RouteError::NoHost)?;
+        if path_and_query != "*" {
+            let path = path_and_query.split('?').next().unwrap_or("/");
+            check_path(path)?;
+        }
         let host = normalize_host(raw).ok_or(RouteError::NoHost)?;
         match self.router.name(&host) {
             HostName::Home | HostName::App(_) => {}
@@ -151,6 +157,20 @@ mod tests {
             assert_eq!(status(Some(foreign)), "421", "{foreign}");
         }
         assert_eq!(status(Some("evil.com/@x")), "400");
+        assert_eq!(
+            redirect
+                .location(Some("abcdef.example.org"), "/a/../b")
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            redirect
+                .location(Some("abcdef.example.org"), "/%01")
+                .unwrap_err()
+                .status(),
+            400
+        );
         assert_eq!(status(None), "400");
     }
 }

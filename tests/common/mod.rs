@@ -355,6 +355,8 @@ where
 pub struct Layout {
     pub listen: String,
     pub server: String,
+    /// `RUST_LOG` of the process; `info` when empty.
+    pub log_level: String,
 }
 
 /// A running proxy process, killed on drop.
@@ -379,7 +381,7 @@ impl Proxy {
         for _attempt in 0..5 {
             let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-            let Layout { listen, server } = layout;
+            let Layout { listen, server, .. } = layout;
             let config = format!(
                 "portal: {{ key_file: identity.pem, base_domain: {BASE_DOMAIN} }}\n\
                  state_dir: state\n\
@@ -389,7 +391,12 @@ impl Proxy {
                  {extra}\n"
             );
             std::fs::write(files.config_file(), config).unwrap();
-            let process = ProxyProcess::spawn(files, &[], "proxy.log");
+            let level = if layout.log_level.is_empty() {
+                "info"
+            } else {
+                &layout.log_level
+            };
+            let process = ProxyProcess::spawn_logging(files, &[], "proxy.log", level);
             let log = process.log.clone();
             let mut proxy = Proxy {
                 child: process.child_take(),
@@ -518,12 +525,22 @@ impl ProxyProcess {
     /// `<files.dir>/<log_name>`. Returns at once: the caller polls for what
     /// it waits for.
     pub fn spawn(files: &PortalFiles, args: &[&str], log_name: &str) -> ProxyProcess {
+        ProxyProcess::spawn_logging(files, args, log_name, "info")
+    }
+
+    /// [`ProxyProcess::spawn`] with `RUST_LOG` set to `level`.
+    pub fn spawn_logging(
+        files: &PortalFiles,
+        args: &[&str],
+        log_name: &str,
+        level: &str,
+    ) -> ProxyProcess {
         let log = files.dir.join(log_name);
         let child = Command::new(env!("CARGO_BIN_EXE_portal-proxy"))
             .args(args)
             .arg("-c")
             .arg(files.config_file())
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", level)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

@@ -51,6 +51,7 @@ impl InternalApi {
     async fn handle(&self, session: &mut ServerSession) -> Result<(), CallError> {
         let req = session.req_header();
         let path = req.uri.path().to_string();
+        check_path(&path)?;
         match parse_call(req.method.as_str(), &path)? {
             Call::ListPeers => self.list_peers(session).await,
             Call::Peer { peer_ref, path } => self.call_peer(session, peer_ref, path).await,
