@@ -28,6 +28,7 @@ use crate::listeners::mqtt::MqttRelay;
 use crate::listeners::plain::Strict;
 use crate::listeners::redirect::RedirectToHttps;
 use crate::ops::access_log::AccessLog;
+use crate::ops::guard::{Guard, GuardLimits, Guarded, HandshakeGuard, Kind};
 use crate::ops::limits::ConnectionCap;
 use crate::ops::tls::{load_certified_key, CertResolver};
 use crate::state::reload::{record_certificate_expiry, record_state, CertificateFiles, Reloader};
@@ -155,6 +156,14 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         server.add_service(background_service("access log", writer));
     }
     let cap = ConnectionCap::new(config.limits.max_client_connections);
+    let guard = Guard::new(
+        GuardLimits {
+            handshake: config.limits.handshake_timeout,
+            head: config.limits.request_head_timeout,
+            per_client: config.limits.max_connections_per_client,
+        },
+        cap.clone(),
+    );
     let resolver = Arc::new(CertResolver::new(loaded.certificate));
     server.add_service(background_service(
         "reload",
@@ -197,24 +206,30 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         }),
         replay: replay.clone(),
         access_log,
+        guard: guard.clone(),
     });
     let router = Arc::new(router);
 
-    let mut https = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        PortalProxy::new(portal),
-        "portal-proxy https",
+    let mut proxy = pingora::proxy::http_proxy(&server.configuration, PortalProxy::new(portal));
+    proxy.h2_options = Some(crate::ops::limits::h2_options(
+        config.limits.max_request_header_bytes,
+    ));
+    let mut options = HttpServerOptions::default();
+    options.keepalive_request_limit = Some(crate::ops::limits::KEEPALIVE_REQUEST_LIMIT);
+    options.h2_idle_timeout = Some(config.limits.downstream_idle_timeout);
+    proxy.server_options = Some(options);
+    let mut https = Service::new(
+        "portal-proxy https".to_string(),
+        Guarded {
+            inner: Arc::new(proxy),
+            guard: guard.clone(),
+            kind: Kind::Http,
+            capped: true,
+        },
     );
-    if let Some(proxy) = https.app_logic_mut() {
-        proxy.h2_options = Some(crate::ops::limits::h2_options(
-            config.limits.max_request_header_bytes,
-        ));
-        let mut options = HttpServerOptions::default();
-        options.keepalive_request_limit = Some(crate::ops::limits::KEEPALIVE_REQUEST_LIMIT);
-        options.h2_idle_timeout = Some(config.limits.downstream_idle_timeout);
-        proxy.server_options = Some(options);
-    }
-    https.endpoints().set_pre_tls_callback(cap.clone());
+    https
+        .endpoints()
+        .set_pre_tls_callback(Arc::new(HandshakeGuard(guard.clone())));
     let mut tls = TlsSettings::intermediate("", "").map_err(|e| e.to_string())?;
     tls.set_cert_resolver(resolver.clone());
     tls.enable_h2();
@@ -226,9 +241,20 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
             state: state.clone(),
             router: router.clone(),
             connect_timeout: config.limits.upstream_connect_timeout,
+            idle_timeout: config.limits.mqtt_idle_timeout,
         };
-        let mut mqtts = Service::new("portal-proxy mqtts".to_string(), relay);
-        mqtts.endpoints().set_pre_tls_callback(cap);
+        let mut mqtts = Service::new(
+            "portal-proxy mqtts".to_string(),
+            Guarded {
+                inner: Arc::new(relay),
+                guard: guard.clone(),
+                kind: Kind::Relay,
+                capped: true,
+            },
+        );
+        mqtts
+            .endpoints()
+            .set_pre_tls_callback(Arc::new(HandshakeGuard(guard.clone())));
         let mut tls = TlsSettings::intermediate("", "").map_err(|e| e.to_string())?;
         tls.set_cert_resolver(resolver);
         mqtts.add_tls_with_settings(&addr.to_string(), None, tls);
@@ -244,13 +270,29 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
             &config.limits,
         )?;
         let api = InternalApi::new(state.clone(), client, config.peering.max_signed_body);
-        let mut internal = Service::new("portal-proxy internal".to_string(), api);
+        let mut internal = Service::new(
+            "portal-proxy internal".to_string(),
+            Guarded {
+                inner: Arc::new(api),
+                guard: guard.clone(),
+                kind: Kind::Http,
+                capped: false,
+            },
+        );
         internal.add_tcp(&addr.to_string());
         server.add_service(internal);
     }
 
     if let Some(addr) = config.metrics_listen {
-        let mut metrics = Service::new("portal-proxy metrics".to_string(), Strict(MetricsApp));
+        let mut metrics = Service::new(
+            "portal-proxy metrics".to_string(),
+            Guarded {
+                inner: Arc::new(Strict(MetricsApp)),
+                guard: guard.clone(),
+                kind: Kind::Http,
+                capped: false,
+            },
+        );
         metrics.add_tcp(&addr.to_string());
         server.add_service(metrics);
     }
@@ -258,10 +300,15 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     if let Some(addr) = config.listen_http {
         let mut redirect = Service::new(
             "portal-proxy http redirect".to_string(),
-            Strict(RedirectToHttps {
-                https_port: config.listen_https.port(),
-                router: router.clone(),
-            }),
+            Guarded {
+                inner: Arc::new(Strict(RedirectToHttps {
+                    https_port: config.listen_https.port(),
+                    router: router.clone(),
+                })),
+                guard: guard.clone(),
+                kind: Kind::Http,
+                capped: true,
+            },
         );
         redirect.add_tcp(&addr.to_string());
         server.add_service(redirect);

@@ -134,6 +134,15 @@ pub struct Limits {
     pub max_request_header_bytes: usize,
     pub max_request_headers: usize,
     pub max_client_connections: usize,
+    /// Open connections per client address, on every listener.
+    pub max_connections_per_client: usize,
+    /// From accept to the end of the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// A new connection's first byte, and a request head from its first
+    /// byte to its end.
+    pub request_head_timeout: Duration,
+    /// An MQTT relay with no byte either way for this long is closed.
+    pub mqtt_idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -145,6 +154,10 @@ impl Default for Limits {
             max_request_header_bytes: crate::decision::head::DEFAULT_MAX_HEADER_BYTES,
             max_request_headers: crate::decision::head::DEFAULT_MAX_HEADERS,
             max_client_connections: crate::ops::limits::default_max_connections(),
+            max_connections_per_client: 256,
+            handshake_timeout: Duration::from_secs(10),
+            request_head_timeout: Duration::from_secs(10),
+            mqtt_idle_timeout: Duration::from_secs(600),
         }
     }
 }

@@ -153,4 +153,12 @@ pub struct Limits {
     pub max_request_headers: Option<usize>,
     #[serde(default)]
     pub max_client_connections: Option<usize>,
+    #[serde(default)]
+    pub max_connections_per_client: Option<usize>,
+    #[serde(default)]
+    pub handshake_timeout_seconds: Option<f64>,
+    #[serde(default)]
+    pub request_head_timeout_seconds: Option<f64>,
+    #[serde(default)]
+    pub mqtt_idle_timeout_seconds: Option<f64>,
 }

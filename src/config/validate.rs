@@ -288,6 +288,10 @@ impl Validator {
             max_request_header_bytes: None,
             max_request_headers: None,
             max_client_connections: None,
+            max_connections_per_client: None,
+            handshake_timeout_seconds: None,
+            request_head_timeout_seconds: None,
+            mqtt_idle_timeout_seconds: None,
         });
         let d = Limits::default();
         let limits = Limits {
@@ -323,6 +327,27 @@ impl Validator {
                 raw_limits.max_client_connections,
                 d.max_client_connections,
                 16..=10_000_000,
+            ),
+            max_connections_per_client: self.count(
+                "limits.max_connections_per_client",
+                raw_limits.max_connections_per_client,
+                d.max_connections_per_client,
+                1..=10_000_000,
+            ),
+            handshake_timeout: self.seconds(
+                "limits.handshake_timeout_seconds",
+                raw_limits.handshake_timeout_seconds,
+                d.handshake_timeout,
+            ),
+            request_head_timeout: self.seconds(
+                "limits.request_head_timeout_seconds",
+                raw_limits.request_head_timeout_seconds,
+                d.request_head_timeout,
+            ),
+            mqtt_idle_timeout: self.seconds(
+                "limits.mqtt_idle_timeout_seconds",
+                raw_limits.mqtt_idle_timeout_seconds,
+                d.mqtt_idle_timeout,
             ),
         };
 

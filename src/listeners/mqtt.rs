@@ -2,7 +2,9 @@
 //! TLS with the Portal's certificate, picks the app by the SNI name
 //! `<app>.<domain>`, and relays bytes to the app's `mqtt` entrypoint over
 //! plain TCP. No access control, as in Portal: MQTT brokers authenticate
-//! their clients themselves.
+//! their clients themselves. The handshake deadline and the per-client
+//! limit of `ops::guard` apply, and a relay idle both ways for
+//! `limits.mqtt_idle_timeout_seconds` is closed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +23,58 @@ pub struct MqttRelay {
     pub state: Arc<SharedState>,
     pub router: Arc<Router>,
     pub connect_timeout: Duration,
+    /// A relay with no byte either way for this long is closed
+    /// (`limits.mqtt_idle_timeout_seconds`).
+    pub idle_timeout: Duration,
+}
+
+/// Relays bytes both ways until both sides are done, or until nothing
+/// moved for `idle`. Returns the bytes sent up and down.
+async fn relay(
+    client: &mut Stream,
+    upstream: &mut tokio::net::TcpStream,
+    idle: Duration,
+) -> std::io::Result<(u64, u64)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut up_buf, mut down_buf) = ([0u8; 8192], [0u8; 8192]);
+    let (mut up, mut down) = (0u64, 0u64);
+    let (mut client_open, mut upstream_open) = (true, true);
+    while client_open || upstream_open {
+        tokio::select! {
+            read = client.read(&mut up_buf), if client_open => match read? {
+                0 => {
+                    client_open = false;
+                    upstream.shutdown().await?;
+                }
+                n => {
+                    upstream.write_all(&up_buf[..n]).await?;
+                    up += n as u64;
+                }
+            },
+            read = upstream.read(&mut down_buf), if upstream_open => match read? {
+                0 => {
+                    upstream_open = false;
+                    client.shutdown().await?;
+                }
+                n => {
+                    client.write_all(&down_buf[..n]).await?;
+                    client.flush().await?;
+                    down += n as u64;
+                }
+            },
+            _ = tokio::time::sleep(idle) => {
+                crate::ops::metrics::METRICS
+                    .slow_clients
+                    .with_label_values(&["mqtt_idle"])
+                    .inc();
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no byte either way for {idle:?}"),
+                ));
+            }
+        }
+    }
+    Ok((up, down))
 }
 
 #[async_trait]
@@ -53,7 +107,7 @@ impl ServerApp for MqttRelay {
             }
         };
         let _ = conn.set_nodelay(true);
-        match tokio::io::copy_bidirectional(&mut session, &mut conn).await {
+        match relay(&mut session, &mut conn, self.idle_timeout).await {
             Ok((up, down)) => info!("mqtts: {app:?} closed after {up} bytes up, {down} down"),
             Err(e) => debug!("mqtts: {app:?} relay ended: {e}"),
         }

@@ -6,10 +6,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use pingora::listeners::PreTlsProcess;
-use pingora::protocols::l4::stream::Stream as L4Stream;
-
 /// HTTP/2 streams a client may have open at once (Envoy's edge value).
 pub const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
 /// HTTP/2 per-stream flow-control window (Envoy's edge value: 64 KiB).
@@ -81,31 +77,10 @@ fn count_open_fds() -> usize {
 
 impl ConnectionCap {
     /// Whether one more connection fits; counted as open until the next
-    /// recount.
-    pub fn admit(&self) -> bool {
+    /// recount. The caller counts refusals (`ops::guard` sheds first).
+    pub fn try_admit(&self) -> bool {
         let open = self.open.fetch_add(1, Ordering::Relaxed);
-        let admitted = open < self.max;
-        if !admitted {
-            crate::ops::metrics::METRICS.connections_refused.inc();
-        }
-        admitted
-    }
-}
-
-#[async_trait]
-impl PreTlsProcess for ConnectionCap {
-    async fn process(&self, _stream: &mut L4Stream) -> pingora::Result<()> {
-        if self.admit() {
-            Ok(())
-        } else {
-            pingora::Error::e_explain(
-                pingora::ErrorType::AcceptError,
-                format!(
-                    "over the connection cap of {} (limits.max_client_connections)",
-                    self.max
-                ),
-            )
-        }
+        open < self.max
     }
 }
 
@@ -118,9 +93,9 @@ mod tests {
         let open = count_open_fds();
         assert!(open > 0);
         let cap = ConnectionCap::new(open + 2);
-        assert!(cap.admit());
-        assert!(cap.admit());
-        assert!(!cap.admit());
+        assert!(cap.try_admit());
+        assert!(cap.try_admit());
+        assert!(!cap.try_admit());
         assert!(default_max_connections() >= 64);
     }
 }

@@ -39,6 +39,10 @@ pub struct Metrics {
     pub access_log_dropped: IntCounter,
     /// `portal_proxy_connections_refused_total`.
     pub connections_refused: IntCounter,
+    /// `portal_proxy_connections_shed_total`.
+    pub connections_shed: IntCounter,
+    /// `portal_proxy_slow_clients_total{phase}`.
+    pub slow_clients: IntCounterVec,
 }
 
 /// The state file kinds of `portal_proxy_state_reloads_total{file}`.
@@ -159,13 +163,32 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &registry,
         IntCounter::new(
             "portal_proxy_connections_refused_total",
-            "Client connections closed at once because the cap on open connections (limits.max_client_connections) was reached.",
+            "Client connections closed at once: the cap on open connections (limits.max_client_connections) was reached with none to shed, or the client's own limit (limits.max_connections_per_client).",
         )
         .expect("valid metric definition"),
     );
+    let connections_shed = register(
+        &registry,
+        IntCounter::new(
+            "portal_proxy_connections_shed_total",
+            "Connections that had not sent a complete request, closed at the connection cap to admit new ones.",
+        )
+        .expect("valid metric definition"),
+    );
+    let slow_clients = counter_vec(
+        &registry,
+        "portal_proxy_slow_clients_total",
+        "Client connections closed for being too slow, by phase: handshake (TLS), head (request head), mqtt_idle (MQTT relay idle).",
+        &["phase"],
+    );
+    for phase in ["handshake", "head", "mqtt_idle"] {
+        slow_clients.with_label_values(&[phase]);
+    }
     Metrics {
         registry,
         connections_refused,
+        connections_shed,
+        slow_clients,
         requests,
         request_duration,
         signature_refusals,

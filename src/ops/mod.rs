@@ -2,6 +2,7 @@
 //! log, edge limits and TLS certificates.
 
 pub mod access_log;
+pub mod guard;
 pub mod limits;
 pub mod logging;
 pub mod metrics;

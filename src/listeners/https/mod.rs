@@ -24,6 +24,7 @@ use crate::decision::decide::{decide, Head, Plan, Policy, Refused, Verdict};
 use crate::decision::refusal::Refusal;
 use crate::decision::replay::ReplayCache;
 use crate::ops::access_log::{AccessLog, Entry};
+use crate::ops::guard::{digest_key, Guard};
 use crate::ops::metrics;
 use crate::state::SharedState;
 
@@ -37,6 +38,9 @@ pub struct Portal {
     /// Nonces of peer signatures; outlives state reloads.
     pub replay: Arc<ReplayCache>,
     pub access_log: AccessLog,
+    /// Client connections: told when a head is complete and a request
+    /// done.
+    pub guard: Arc<Guard>,
 }
 
 /// The HTTPS listener's request handling.
@@ -85,6 +89,16 @@ impl RequestCtx {
     }
 }
 
+/// The connection's key in the [`Guard`].
+fn connection_key(session: &Session) -> Option<usize> {
+    session
+        .as_downstream()
+        .digest()?
+        .socket_digest
+        .as_ref()
+        .map(digest_key)
+}
+
 /// The head as [`decide`] reads it.
 fn head<'a>(req: &'a RequestHeader, host: Option<&'a str>, has_body: bool) -> Head<'a> {
     Head {
@@ -124,6 +138,9 @@ impl ProxyHttp for PortalProxy {
             .as_downstream()
             .as_http1()
             .map(|h1| h1.get_headers_raw_bytes());
+        if let Some(key) = connection_key(session) {
+            self.portal.guard.head_complete(key);
+        }
         let req = session.req_header();
         ctx.host = request_host(req).map(str::to_owned);
         let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -298,6 +315,13 @@ impl ProxyHttp for PortalProxy {
     /// Counts the request and writes its access log line (DESIGN
     /// section 8); never waits.
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        // HTTP/1: the next head's first byte starts its deadline (HTTP/2
+        // streams share a connection that other streams keep busy).
+        if !session.as_downstream().is_http2() {
+            if let Some(key) = connection_key(session) {
+                self.portal.guard.request_done(key);
+            }
+        }
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
