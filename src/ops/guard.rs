@@ -278,11 +278,17 @@ pub fn digest_key(digest: &Arc<pingora::protocols::SocketDigest>) -> usize {
     Arc::as_ptr(digest) as usize
 }
 
-fn peer_ip(stream: &L4Stream) -> Option<IpAddr> {
-    let digest = stream.get_socket_digest()?;
-    digest
+/// The client address of a socket (Pingora sets the socket digest only
+/// after the pre-TLS hook, so it is asked of the socket itself).
+fn peer_ip(fd: BorrowedFd<'_>) -> Option<IpAddr> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the descriptor is open for the borrow; ManuallyDrop never
+    // closes it.
+    let socket =
+        std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd.as_raw_fd()) });
+    socket
         .peer_addr()
-        .and_then(|a| a.as_inet())
+        .ok()
         .map(|a| crate::decision::outbound::canonical_ip(a.ip()))
 }
 
@@ -295,11 +301,9 @@ impl PreTlsProcess for HandshakeGuard {
         let guard = &self.0;
         // SAFETY: the stream owns the descriptor for this whole call.
         let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-        let conn = guard
-            .admit(fd, peer_ip(stream), HANDSHAKE, true)
-            .or_else(|e| {
-                pingora::Error::e_explain(pingora::ErrorType::AcceptError, e.to_string())
-            })?;
+        let conn = guard.admit(fd, peer_ip(fd), HANDSHAKE, true).or_else(|e| {
+            pingora::Error::e_explain(pingora::ErrorType::AcceptError, e.to_string())
+        })?;
         let guard = guard.clone();
         let limit = guard.limits.handshake;
         tokio::spawn(async move {
@@ -369,12 +373,9 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             }
             None => {
                 // A plain listener: admitted here.
-                let ip = stream
-                    .get_socket_digest()
-                    .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
-                    .map(crate::decision::outbound::canonical_ip);
                 // SAFETY: the stream owns the descriptor for this whole call.
                 let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+                let ip = peer_ip(borrowed);
                 guard.admit(borrowed, ip, WAITING, self.capped).ok()?
             }
         };

@@ -65,10 +65,44 @@ impl hyper::body::Body for Zeros {
     }
 }
 
+/// A server-sent-events body: `left` events, one every `every`.
+struct Ticks {
+    left: usize,
+    every: Duration,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl hyper::body::Body for Ticks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        use std::future::Future;
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        match self.timer.as_mut().poll(cx) {
+            std::task::Poll::Pending => std::task::Poll::Pending,
+            std::task::Poll::Ready(()) => {
+                self.left -= 1;
+                let next = tokio::time::Instant::now() + self.every;
+                self.timer.as_mut().reset(next);
+                std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(
+                    b"data: tick\n\n",
+                )))))
+            }
+        }
+    }
+}
+
 /// An HTTP/1.1 upstream on a loopback port that answers every request with
 /// an [`Echo`], except `/status/<code>` which answers `<code>` with the body
 /// `upstream <name> says <code>` (an app's own error page), and
-/// `.../bytes/<n>` which answers `n` zero bytes, streamed, and requests
+/// `.../bytes/<n>` which answers `n` zero bytes, streamed,
+/// `.../events/<n>` which answers `n` server-sent events 300 ms apart, and requests
 /// with `Upgrade`, which get a 101 and have every later byte sent back.
 pub struct Upstream {
     pub addr: SocketAddr,
@@ -190,6 +224,25 @@ async fn echo(
         return Ok(Response::builder()
             .header("content-type", "application/octet-stream")
             .body(Zeros { left: n }.boxed())
+            .unwrap());
+    }
+    if let Some(n) = parts
+        .uri
+        .path()
+        .rsplit_once("/events/")
+        .and_then(|(_, n)| n.parse().ok())
+    {
+        let every = Duration::from_millis(300);
+        return Ok(Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(
+                Ticks {
+                    left: n,
+                    every,
+                    timer: Box::pin(tokio::time::sleep(every)),
+                }
+                .boxed(),
+            )
             .unwrap());
     }
     let mut headers = BTreeMap::<String, String>::new();

@@ -1,0 +1,290 @@
+//! Slow and idle clients never lock others out (DESIGN section 8), with
+//! the deadlines scaled down to 1 s: silent connections before and after
+//! TLS, dribbled heads, the per-client limit, a flood of idle connections
+//! at the cap, an idle MQTT relay; and what must NOT be cut: a long slow
+//! upload and a long event stream (bodies have idle timeouts only).
+//! Every loop is bounded in time and count, on loopback only.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::*;
+use reqwest::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The scaled-down limits of these tests.
+const LIMITS: &str = "handshake_timeout_seconds: 1, request_head_timeout_seconds: 1, \
+                      max_connections_per_client: 20, mqtt_idle_timeout_seconds: 1";
+
+struct Setup {
+    files: PortalFiles,
+    proxy: Proxy,
+    app: Upstream,
+    mqtts: SocketAddr,
+}
+
+/// A proxy with `limits` (YAML flow-map entries; [`LIMITS`] for most).
+fn setup(test: &str, limits: &str) -> Setup {
+    let files = PortalFiles::new(test);
+    let app = Upstream::start("web");
+    let broker = start_tcp_echo();
+    files
+        .app("web", &app_meta(r#"{"": {"access": "public"}}"#))
+        .app(
+            "mosquitto",
+            r#"{"entrypoints":[{"container_name":"m","container_port":1883,"entrypoint_port":"mqtt"}],"paths":{"":{"access":"public"}}}"#,
+        );
+    let mqtts: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let layout = Layout {
+        listen: format!(", mqtts: \"{mqtts}\""),
+        ..Layout::default()
+    };
+    let extra = format!(
+        "core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams:\n  web: \"{}\"\n  mosquitto: {{ mqtt: \"{broker}\" }}\nlimits: {{ {limits} }}\n",
+        app.addr
+    );
+    let proxy = Proxy::start_with(&files, &layout, &extra);
+    Setup {
+        files,
+        proxy,
+        app,
+        mqtts,
+    }
+}
+
+/// How long until the proxy closes `stream` (EOF or reset), at most
+/// `within`; `None` if it is still open then.
+async fn closed_after<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    within: Duration,
+) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout_at((start + within).into(), stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+            // A 4xx/408 answer before the close is fine.
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+impl Setup {
+    async fn get_ok(&self) -> bool {
+        let resp = client(&self.files.ca_pem, Protocol::Http1)
+            .get(self.proxy.url(&self.files.host("web"), "/ok"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        resp.is_ok_and(|r| r.status() == StatusCode::OK)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_dribbling_connections_are_closed() {
+    let s = setup("slow-silent", LIMITS);
+    // Before TLS: a TCP connection that never says hello.
+    let mut tcp = TcpStream::connect(s.proxy.https).await.unwrap();
+    let t = closed_after(&mut tcp, Duration::from_secs(5)).await;
+    assert!(
+        t.is_some_and(|t| t < Duration::from_secs(3)),
+        "before TLS: {t:?}"
+    );
+
+    // After TLS: a connection that never sends a request.
+    let host = s.files.host("web");
+    let mut tls = tls_connect(s.proxy.https, &host, &s.files.ca_pem)
+        .await
+        .unwrap();
+    let t = closed_after(&mut tls, Duration::from_secs(5)).await;
+    assert!(
+        t.is_some_and(|t| t < Duration::from_secs(3)),
+        "after TLS: {t:?}"
+    );
+
+    // A head dribbled a byte every 100 ms: never complete in time.
+    let mut tls = tls_connect(s.proxy.https, &host, &s.files.ca_pem)
+        .await
+        .unwrap();
+    let head = format!(
+        "GET /dribble HTTP/1.1\r\nHost: {host}\r\nX-Slow: {}\r\n\r\n",
+        "a".repeat(100)
+    );
+    let start = Instant::now();
+    let mut cut = None;
+    for b in head.bytes() {
+        if tls.write_all(&[b]).await.is_err() {
+            cut = Some(start.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if start.elapsed() > Duration::from_secs(5) {
+            break;
+        }
+    }
+    let cut = match cut {
+        Some(t) => Some(t),
+        None => closed_after(&mut tls, Duration::from_secs(2))
+            .await
+            .map(|t| t + start.elapsed()),
+    };
+    assert!(
+        cut.is_some_and(|t| t < Duration::from_secs(4)),
+        "dribbled head: {cut:?}"
+    );
+
+    // Port 80 too.
+    let mut tcp = TcpStream::connect(s.proxy.http).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    let t = closed_after(&mut tcp, Duration::from_secs(5)).await;
+    assert!(
+        t.is_some_and(|t| t < Duration::from_secs(3)),
+        "port 80: {t:?}"
+    );
+
+    // A request dribbled into the MQTT listener before TLS.
+    let mut tcp = TcpStream::connect(s.mqtts).await.unwrap();
+    let t = closed_after(&mut tcp, Duration::from_secs(5)).await;
+    assert!(
+        t.is_some_and(|t| t < Duration::from_secs(3)),
+        "mqtts: {t:?}"
+    );
+
+    assert!(s.app.received.lock().unwrap().is_empty());
+    assert!(s.get_ok().await, "a normal request is served");
+    let log = s.proxy.log_text();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_holds_at_most_its_share() {
+    let s = setup("slow-per-client", LIMITS);
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(TcpStream::connect(s.proxy.https).await.unwrap());
+    }
+    // The 21st is closed at once (before any handshake).
+    let mut extra = TcpStream::connect(s.proxy.https).await.unwrap();
+    let t = closed_after(&mut extra, Duration::from_millis(900)).await;
+    assert!(t.is_some(), "a 21st connection from one address was kept");
+    // Once the held ones are gone (closed by the handshake deadline), the
+    // client is served again.
+    let served = eventually(Duration::from_secs(5), || s.get_ok()).await;
+    assert!(served);
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_flood_at_the_cap_does_not_keep_a_client_out() {
+    // A cap just above what the process holds at rest, and no per-client
+    // limit to speak of: 120 idle connections fill it many times over.
+    let s = setup(
+        "slow-flood",
+        "max_client_connections: 64, max_connections_per_client: 10000, \
+         handshake_timeout_seconds: 30, request_head_timeout_seconds: 30",
+    );
+    let mut flood = Vec::new();
+    for _ in 0..120 {
+        if let Ok(c) = TcpStream::connect(s.proxy.https).await {
+            flood.push(c);
+        }
+    }
+    // The idle ones are shed for the real client, well inside their 30 s.
+    let start = Instant::now();
+    let served = eventually(Duration::from_secs(20), || s.get_ok()).await;
+    assert!(
+        served,
+        "not served within 20 s of a flood of idle connections"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(flood);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_and_long_streams_are_not_cut() {
+    let s = setup("slow-bodies", LIMITS);
+    let host = s.files.host("web");
+    // An upload of 3 s, a chunk every 250 ms: only its head has a deadline.
+    let mut tls = tls_connect(s.proxy.https, &host, &s.files.ca_pem)
+        .await
+        .unwrap();
+    let chunks = 12;
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        chunks * 1000
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    for _ in 0..chunks {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        tls.write_all(&[b'x'; 1000]).await.unwrap();
+    }
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let echo: Echo = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(echo.body_len, chunks * 1000);
+
+    // An event stream of 3 s, over HTTP/1.1 and HTTP/2.
+    for protocol in [Protocol::Http1, Protocol::Http2] {
+        let start = Instant::now();
+        let mut resp = client(&s.files.ca_pem, protocol)
+            .get(s.proxy.url(&host, "/events/10"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let mut events = 0;
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            events += String::from_utf8_lossy(&chunk)
+                .matches("data: tick")
+                .count();
+        }
+        assert_eq!(events, 10, "{protocol:?}");
+        assert!(start.elapsed() > Duration::from_secs(2));
+    }
+    // Keep-alive: a second request on the same connection, after a pause
+    // longer than the head deadline, is served (idle is not a slow head).
+    let client = client(&s.files.ca_pem, Protocol::Http1);
+    for _ in 0..2 {
+        let resp = client
+            .get(s.proxy.url(&host, "/again"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_mqtt_relay_is_closed_and_a_busy_one_is_not() {
+    let s = setup("slow-mqtt", LIMITS);
+    let host = format!("mosquitto.{}", s.files.domain);
+    // Busy: a message every 300 ms for 2.4 s, each echoed back.
+    let mut tls = tls_connect(s.mqtts, &host, &s.files.ca_pem).await.unwrap();
+    for i in 0..8u8 {
+        tls.write_all(&[i; 4]).await.unwrap();
+        let mut back = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(2), tls.read_exact(&mut back))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(back, [i; 4]);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Idle: closed after about 1 s.
+    let t = closed_after(&mut tls, Duration::from_secs(5)).await;
+    assert!(
+        t.is_some_and(|t| t < Duration::from_secs(3)),
+        "idle relay: {t:?}"
+    );
+}
