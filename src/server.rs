@@ -30,6 +30,7 @@ use crate::listeners::redirect::RedirectToHttps;
 use crate::ops::access_log::AccessLog;
 use crate::ops::guard::{Guard, GuardLimits, Guarded, HandshakeGuard, Kind};
 use crate::ops::limits::ConnectionCap;
+use crate::ops::live::LiveRequests;
 use crate::ops::tls::{load_certified_key, CertResolver};
 use crate::state::reload::{record_certificate_expiry, record_state, CertificateFiles, Reloader};
 use crate::state::{SharedState, Snapshot, StateError};
@@ -156,6 +157,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         server.add_service(background_service("access log", writer));
     }
     let cap = ConnectionCap::new(config.limits.max_client_connections);
+    let live = Arc::new(LiveRequests::default());
     let guard = Guard::new(
         GuardLimits {
             handshake: config.limits.handshake_timeout,
@@ -179,6 +181,8 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
             access_log: access_log.clone(),
             fingerprints: (loaded.state_fingerprint, loaded.certificate_fingerprint),
             connection_cap: cap.clone(),
+            live: live.clone(),
+            guard: guard.clone(),
         },
     ));
 
@@ -207,6 +211,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         replay: replay.clone(),
         access_log,
         guard: guard.clone(),
+        live,
     });
     let router = Arc::new(router);
 

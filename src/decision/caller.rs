@@ -141,6 +141,11 @@ impl Terminals {
         self.names.len()
     }
 
+    /// Whether a terminal of this id is paired.
+    pub fn contains(&self, id: &str) -> bool {
+        self.names.contains_key(id)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }

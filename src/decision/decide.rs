@@ -24,6 +24,7 @@ use super::credentials::Credentials;
 use super::path::canonical_path;
 use super::refusal::Refusal;
 use super::replay::ReplayError;
+use super::revoke::{Opened, OpenedTarget};
 use super::route::{
     normalize_host, strip_core_prefix, CoreAccess, Entrypoint, RouteError, Router, Target,
 };
@@ -87,6 +88,8 @@ pub struct Plan {
     pub credentials: Credentials,
     /// For a signed request with a body: held until its digest matched.
     pub body_check: Option<BodyCheck>,
+    /// What it was decided as, to decide it again while it is open.
+    pub opened: Arc<Opened>,
 }
 
 /// A request the proxy answers itself, with what was known of it when it
@@ -332,6 +335,14 @@ fn plan(
     known.access = Some(access);
     access_decision(access, &known.caller)?;
 
+    let opened = Arc::new(Opened::new(
+        known.caller.clone(),
+        match &routed {
+            Routed::App { app, .. } => OpenedTarget::App(app.meta.name.clone()),
+            Routed::Core(core) => OpenedTarget::Core(*core),
+        },
+        &canonical,
+    ));
     let forward = match routed {
         Routed::Core(_) => Some(strip_core_prefix(&canonical.path).to_string()),
         Routed::App { .. } => match canonical.path {
@@ -350,6 +361,7 @@ fn plan(
         }),
         credentials,
         body_check,
+        opened,
     })
 }
 

@@ -14,6 +14,7 @@ pub mod outbound;
 pub mod path;
 pub mod refusal;
 pub mod replay;
+pub mod revoke;
 pub mod route;
 pub mod signature;
 pub mod templates;

@@ -267,6 +267,15 @@ impl Guard {
         }
     }
 
+    /// Closes the connection whose socket digest is `digest` (a revoked
+    /// request's).
+    pub fn close_connection(&self, digest: usize) {
+        if let Some(conn) = self.serving(digest) {
+            conn.state.store(CLOSED, Ordering::Relaxed);
+            conn.close();
+        }
+    }
+
     /// Open connections per client address, for tests and metrics.
     pub fn per_client(&self, ip: IpAddr) -> usize {
         self.registry().per_client.get(&ip).copied().unwrap_or(0)

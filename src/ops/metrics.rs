@@ -43,6 +43,8 @@ pub struct Metrics {
     pub connections_shed: IntCounter,
     /// `portal_proxy_slow_clients_total{phase}`.
     pub slow_clients: IntCounterVec,
+    /// `portal_proxy_requests_revoked_total`.
+    pub requests_revoked: IntCounter,
 }
 
 /// The state file kinds of `portal_proxy_state_reloads_total{file}`.
@@ -184,11 +186,20 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     for phase in ["handshake", "head", "mqtt_idle"] {
         slow_clients.with_label_values(&[phase]);
     }
+    let requests_revoked = register(
+        &registry,
+        IntCounter::new(
+            "portal_proxy_requests_revoked_total",
+            "Requests in flight (WebSockets, streams) closed after a state reload: their caller could no longer open them.",
+        )
+        .expect("valid metric definition"),
+    );
     Metrics {
         registry,
         connections_refused,
         connections_shed,
         slow_clients,
+        requests_revoked,
         requests,
         request_duration,
         signature_refusals,

@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod guard;
 pub mod limits;
+pub mod live;
 pub mod logging;
 pub mod metrics;
 pub mod tls;

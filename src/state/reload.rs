@@ -21,7 +21,9 @@ use pingora::services::background::BackgroundService;
 
 use crate::decision::replay::ReplayCache;
 use crate::ops::access_log::AccessLog;
+use crate::ops::guard::Guard;
 use crate::ops::limits::ConnectionCap;
+use crate::ops::live::LiveRequests;
 use crate::ops::tls::{load_certified_key, CertResolver};
 use crate::state::{SharedState, Snapshot, StateError, APP_FILES};
 
@@ -148,6 +150,10 @@ pub struct Reloader {
     pub fingerprints: (u64, u64),
     /// Recounted every tick.
     pub connection_cap: Arc<ConnectionCap>,
+    /// Requests in flight, decided again after each reload.
+    pub live: Arc<LiveRequests>,
+    /// Closes the connections of revoked requests.
+    pub guard: Arc<Guard>,
 }
 
 impl Reloader {
@@ -165,6 +171,10 @@ impl Reloader {
                     .map_or(0, |d| d.as_secs() as i64);
                 self.replay
                     .retain_peers(|id| s.peers.get(id).is_some(), s.peers.len(), now);
+                let revoked = self.live.revoke(&s, &self.guard);
+                if revoked > 0 {
+                    info!("state reload ({why}): {revoked} open request(s) revoked");
+                }
                 info!(
                     "state reloaded ({why}): {} app(s), {} terminal(s), {} peer(s), {} error(s)",
                     s.apps.len(),

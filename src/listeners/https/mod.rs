@@ -25,6 +25,7 @@ use crate::decision::refusal::Refusal;
 use crate::decision::replay::ReplayCache;
 use crate::ops::access_log::{AccessLog, Entry};
 use crate::ops::guard::{digest_key, Guard};
+use crate::ops::live::LiveRequests;
 use crate::ops::metrics;
 use crate::state::SharedState;
 
@@ -41,6 +42,8 @@ pub struct Portal {
     /// Client connections: told when a head is complete and a request
     /// done.
     pub guard: Arc<Guard>,
+    /// Requests in flight, decided again on each state reload.
+    pub live: Arc<LiveRequests>,
 }
 
 /// The HTTPS listener's request handling.
@@ -66,6 +69,8 @@ pub struct RequestCtx {
     /// The proxy's own answer after the request was forwarded: a signed
     /// body that failed its check, an upstream that failed.
     failure: Option<Refusal>,
+    /// Its number among the requests in flight, once forwarded.
+    live: Option<u64>,
 }
 
 impl RequestCtx {
@@ -121,6 +126,7 @@ impl ProxyHttp for PortalProxy {
             host: None,
             verdict: None,
             failure: None,
+            live: None,
         }
     }
 
@@ -181,7 +187,13 @@ impl ProxyHttp for PortalProxy {
                 write_refusal(session.as_downstream_mut(), &refused.refusal).await?;
                 Ok(true)
             }
-            _ => Ok(false),
+            Some(Verdict::Forward(plan)) => {
+                if let Some(key) = connection_key(session) {
+                    ctx.live = Some(self.portal.live.open(key, plan.opened.clone()));
+                }
+                Ok(false)
+            }
+            None => Ok(false),
         }
     }
 
@@ -315,6 +327,9 @@ impl ProxyHttp for PortalProxy {
     /// Counts the request and writes its access log line (DESIGN
     /// section 8); never waits.
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(id) = ctx.live.take() {
+            self.portal.live.close(id);
+        }
         // HTTP/1: the next head's first byte starts its deadline (HTTP/2
         // streams share a connection that other streams keep busy).
         if !session.as_downstream().is_http2() {

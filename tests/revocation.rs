@@ -1,0 +1,146 @@
+//! Revocation reaches what is already open (DESIGN section 4): within 2 s
+//! of a reload that removes a terminal, or makes a rule stricter, a
+//! WebSocket or a streaming response its caller could no longer open is
+//! closed; what is still allowed keeps flowing.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const APP: &str = r#"{"": {"access": "public"}, "/shell/": {"access": "private"}}"#;
+
+fn upgrade_request(host: &str, path: &str, token: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Authorization: Bearer {token}\r\n\r\n"
+    )
+}
+
+/// Reads up to the end of a response head.
+async fn read_head(tls: &mut (impl AsyncReadExt + Unpin)) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if tls.read(&mut byte).await.unwrap() == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Sends `message` and waits for it to come back; false once the
+/// connection is closed.
+async fn echoes(tls: &mut (impl AsyncReadExt + AsyncWriteExt + Unpin), message: &[u8]) -> bool {
+    if tls.write_all(message).await.is_err() {
+        return false;
+    }
+    let mut back = vec![0u8; message.len()];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), tls.read_exact(&mut back)).await,
+        Ok(Ok(_))
+    ) && back == message
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_terminal_loses_its_open_websocket() {
+    let files = PortalFiles::new("revoke-ws");
+    let app = Upstream::start("app");
+    files
+        .app("app", &app_meta(APP))
+        .terminals(&[("t1", "Laptop"), ("t2", "Phone")]);
+    let proxy = Proxy::start(
+        &files,
+        &format!(
+            "core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams: {{ app: \"{}\" }}\n",
+            app.addr
+        ),
+    );
+    let host = files.host("app");
+    let mut shells = Vec::new();
+    for terminal in ["t1", "t2"] {
+        let mut tls = tls_connect(proxy.https, &host, &files.ca_pem)
+            .await
+            .unwrap();
+        let request = upgrade_request(&host, "/shell/ws", &files.terminal_token(terminal));
+        tls.write_all(request.as_bytes()).await.unwrap();
+        let head = read_head(&mut tls).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert!(echoes(&mut tls, b"ls\n").await);
+        shells.push(tls);
+    }
+    files.terminals(&[("t2", "Phone")]);
+    let removed = Instant::now();
+    let mut t1 = shells.remove(0);
+    let mut closed = false;
+    while removed.elapsed() < Duration::from_secs(4) {
+        if !echoes(&mut t1, b"whoami\n").await {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(closed, "t1's shell still open 4 s after its removal");
+    assert!(
+        removed.elapsed() < Duration::from_secs(3),
+        "closed after {:?}",
+        removed.elapsed()
+    );
+    // t2 keeps its shell.
+    assert!(echoes(&mut shells[0], b"still here\n").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stricter_rule_closes_an_open_stream() {
+    let files = PortalFiles::new("revoke-stream");
+    let app = Upstream::start("app");
+    files
+        .app("app", &app_meta(APP))
+        .terminals(&[("t1", "Laptop")]);
+    let proxy = Proxy::start(
+        &files,
+        &format!(
+            "core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams: {{ app: \"{}\" }}\n",
+            app.addr
+        ),
+    );
+    let host = files.host("app");
+    // 40 events, 300 ms apart: 12 s if nothing stops it.
+    let anonymous = client(&files.ca_pem, Protocol::Http1);
+    let terminal = client(&files.ca_pem, Protocol::Http2);
+    let mut open = anonymous
+        .get(proxy.url(&host, "/events/40"))
+        .send()
+        .await
+        .unwrap();
+    let mut kept = terminal
+        .get(proxy.url(&host, "/events/40"))
+        .bearer_auth(files.terminal_token("t1"))
+        .send()
+        .await
+        .unwrap();
+    assert!(open.chunk().await.unwrap().is_some());
+    assert!(kept.chunk().await.unwrap().is_some());
+    // The whole app becomes private.
+    files.app("app", &app_meta(r#"{"": {"access": "private"}}"#));
+    let changed = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match open.chunk().await {
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => return changed.elapsed(),
+            }
+        }
+    })
+    .await;
+    let ended = ended.expect("the anonymous stream still flows 5 s after the rule changed");
+    assert!(ended < Duration::from_secs(3), "ended after {ended:?}");
+    // The terminal may still read it: its stream goes on.
+    for _ in 0..3 {
+        assert!(kept.chunk().await.unwrap().is_some());
+    }
+}
