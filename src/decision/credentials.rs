@@ -266,4 +266,49 @@ mod tests {
             );
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// Whatever the pairs and separators, no `authorization` cookie
+        /// (any case) survives removal, and every other pair does.
+        #[test]
+        fn no_authorization_cookie_survives(
+            pairs in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec!["a", "authorization", "Authorization", "AUTHORIZATION", "authorizationx", "x-authorization", " authorization "]),
+                    "[a-zA-Z0-9._=-]{0,12}",
+                ),
+                0..8,
+            ),
+            seps in proptest::collection::vec(proptest::sample::select(vec!["; ", ";", ", ", ","]), 8),
+        ) {
+            let header: String = pairs
+                .iter()
+                .enumerate()
+                .map(|(i, (k, v))| format!("{}{k}={v}", if i == 0 { "" } else { seps[i] }))
+                .collect();
+            let out = remove_cookie(&header, "authorization");
+            let left = out.as_deref().unwrap_or("");
+            proptest::prop_assert_eq!(cookie_values(left, "authorization").count(), 0, "{:?} -> {:?}", header, left);
+            for (k, v) in &pairs {
+                if !k.trim().eq_ignore_ascii_case("authorization") {
+                    proptest::prop_assert!(left.contains(&format!("{k}={v}")), "{:?} lost {}={}", header, k, v);
+                }
+            }
+        }
+
+        /// Reading credentials never panics, whatever the bytes.
+        #[test]
+        fn credential_reading_never_panics(value in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = bearer_token(&value);
+            let _ = credential_words(&value).count();
+            if let Ok(v) = http::HeaderValue::from_bytes(&value) {
+                let mut h = HeaderMap::new();
+                h.insert("authorization", v.clone());
+                h.insert("cookie", v);
+                let _ = Credentials::read(&h, &terminals(), NOW, true);
+            }
+        }
+    }
 }

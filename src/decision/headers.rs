@@ -400,4 +400,33 @@ mod tests {
             assert!(!headers.strips(name), "{name}");
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+        /// Loading any template never panics, and a template that loads
+        /// renders within the limits for every caller, the longest ones
+        /// included (what the load check promises the request path).
+        #[test]
+        fn loaded_templates_render_within_limits(pieces in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "{{ ", " }}", "auth.client_id", "auth.client_name", "client_type", "portal.id",
+                "portal.domain", "[:6]", " ~ ", " | upper", " | lower", " | default('x')",
+                "'*'", "*", "{% ", " %}", "(", ")", "+", "x", "'", "9999", ".", "range(9)",
+            ]),
+            0..40,
+        )) {
+            let source = pieces.concat();
+            let json = serde_json::json!({"port": 80, "paths": {"": {"access": "public", "headers": {"X-A": source}}}});
+            let meta = AppMeta::parse("app", json.to_string().as_bytes()).unwrap();
+            if let Ok(headers) = AppHeaders::compile(&meta) {
+                for caller in Caller::samples() {
+                    let (out, _) = headers.render(0, &caller, &portal()).unwrap();
+                    for (_, value) in out {
+                        proptest::prop_assert!(value.len() <= crate::decision::templates::MAX_VALUE_BYTES);
+                    }
+                }
+            }
+        }
+    }
 }

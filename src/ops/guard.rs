@@ -92,6 +92,18 @@ impl Conn {
         }
     }
 
+    /// Whether Pingora has closed its descriptor of the socket (its number
+    /// is free, or now names another socket than the duplicate's).
+    fn dropped_by_pingora(&self) -> bool {
+        fn inode(fd: RawFd) -> Option<(u64, u64)> {
+            // SAFETY: fstat writes into the struct we own; a closed fd
+            // only makes it fail.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+        }
+        inode(self.fd) != inode(self.dup.as_raw_fd())
+    }
+
     fn set_deadline(&self, at: Option<Instant>) {
         let ms = at.map_or(0, |at| {
             at.saturating_duration_since(self.accepted)
@@ -170,8 +182,20 @@ impl Guard {
             Err(_) => return refused(Refused::Cap),
         };
         let mut reg = self.registry();
+        // A connection still registered on this descriptor is one whose
+        // handshake failed: its number was freed and reused by this one.
+        if let Some(old) = reg.handshaking.get(&fd.as_raw_fd()).cloned() {
+            old.state.store(CLOSED, Ordering::Relaxed);
+            Self::release_locked(&mut reg, &old, None);
+        }
         if let Some(ip) = ip {
-            let open = reg.per_client.get(&ip).copied().unwrap_or(0);
+            let mut open = reg.per_client.get(&ip).copied().unwrap_or(0);
+            if open >= self.limits.per_client {
+                // Handshakes that failed are only forgotten at their
+                // deadline: forget this client's now, then count again.
+                Self::forget_failed_handshakes(&mut reg, |c| c.ip == Some(ip));
+                open = reg.per_client.get(&ip).copied().unwrap_or(0);
+            }
             if open >= self.limits.per_client {
                 return refused(Refused::PerClient(open));
             }
@@ -216,10 +240,14 @@ impl Guard {
 
     /// Forgets a connection that ended (once).
     fn release(&self, conn: &Conn, digest: Option<usize>) {
+        let mut reg = self.registry();
+        Self::release_locked(&mut reg, conn, digest);
+    }
+
+    fn release_locked(reg: &mut Registry, conn: &Conn, digest: Option<usize>) {
         if conn.released.swap(true, Ordering::AcqRel) {
             return;
         }
-        let mut reg = self.registry();
         if reg
             .handshaking
             .get(&conn.fd)
@@ -239,6 +267,22 @@ impl Guard {
                     reg.per_client.remove(&ip);
                 }
             }
+        }
+    }
+
+    /// Releases the handshaking connections (those `which` picks) whose
+    /// socket Pingora has already dropped: the handshake failed or the
+    /// client left.
+    fn forget_failed_handshakes(reg: &mut Registry, which: impl Fn(&Conn) -> bool) {
+        let gone: Vec<Arc<Conn>> = reg
+            .handshaking
+            .values()
+            .filter(|c| which(c) && c.dropped_by_pingora())
+            .cloned()
+            .collect();
+        for conn in gone {
+            conn.state.store(CLOSED, Ordering::Relaxed);
+            Self::release_locked(reg, &conn, None);
         }
     }
 

@@ -294,4 +294,67 @@ mod tests {
             assert!(err.contains(needle), "{json}: {err:?} lacks {needle:?}");
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// Parsing never panics, on bytes or on JSON of any shape, and an
+        /// accepted file always has its `""` rule last.
+        #[test]
+        fn parsing_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300), json in json_value()) {
+            let _ = AppMeta::parse("app", &bytes);
+            let text = serde_json::to_vec(&json).unwrap();
+            if let Ok(meta) = AppMeta::parse("app", &text) {
+                proptest::prop_assert_eq!(meta.paths.last().map(|r| r.prefix.as_str()), Some(""));
+            }
+        }
+    }
+
+    /// JSON values shaped like app files: objects with the keys the
+    /// parser reads, and values of every kind.
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            prop::sample::select(vec![
+                "",
+                "/",
+                "public",
+                "private",
+                "peer",
+                "http",
+                "mqtt",
+                "app",
+                "{{ auth.client_id }}"
+            ])
+            .prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 40, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(
+                    prop::sample::select(vec![
+                        "port",
+                        "paths",
+                        "entrypoints",
+                        "access",
+                        "headers",
+                        "container_name",
+                        "container_port",
+                        "entrypoint_port",
+                        "",
+                        "/x/",
+                        "X-A"
+                    ]),
+                    inner,
+                    0..5,
+                )
+                .prop_map(|m| serde_json::Value::Object(
+                    m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+                )),
+            ]
+        })
+    }
 }

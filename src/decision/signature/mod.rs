@@ -459,4 +459,6 @@ pub use sign::{
 };
 
 #[cfg(test)]
+mod prop_tests;
+#[cfg(test)]
 mod tests;

@@ -1,0 +1,21 @@
+//! Cookie and `Authorization` parsing: never a panic, and no
+//! `authorization` cookie survives removal.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use portal_proxy::decision::credentials::{bearer_token, cookie_values, remove_cookie};
+
+fuzz_target!(|data: &[u8]| {
+    let _ = bearer_token(data);
+    let Ok(header) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = cookie_values(header, "authorization").count();
+    if let Some(left) = remove_cookie(header, "authorization") {
+        assert_eq!(
+            cookie_values(&left, "authorization").count(),
+            0,
+            "{header:?} -> {left:?}"
+        );
+    }
+});
