@@ -302,3 +302,94 @@ async fn an_idle_mqtt_relay_is_closed_and_a_busy_one_is_not() {
         "idle relay: {t:?}"
     );
 }
+
+/// A request to the app from the source address `from` (a client of its
+/// own), answered within `within`.
+async fn served_from(s: &Setup, from: std::net::IpAddr, within: Duration) -> bool {
+    let client = client_builder(&s.files.ca_pem, Protocol::Http1)
+        .local_address(from)
+        .timeout(within)
+        .build()
+        .unwrap();
+    client
+        .get(s.proxy.url(&s.files.host("web"), "/ok"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == StatusCode::OK)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_design_scenario_under_300_open_files() {
+    // DESIGN section 8, at the default limits: with the open-files limit
+    // at 300, 400 idle TCP connections and 20 clients dribbling header
+    // lines do not keep a normal client from being served within 20 s.
+    let files = PortalFiles::new("slow-design");
+    let app = Upstream::start("web");
+    files.app("web", &app_meta(r#"{"": {"access": "public"}}"#));
+    let layout = Layout {
+        open_files: Some(300),
+        ..Layout::default()
+    };
+    let extra = format!(
+        "core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams:\n  web: \"{}\"\n",
+        app.addr
+    );
+    let proxy = Proxy::start_with(&files, &layout, &extra);
+    let s = Setup {
+        files,
+        proxy,
+        app,
+        mqtts: "127.0.0.1:1".parse().unwrap(),
+    };
+    let host = s.files.host("web");
+    // 400 idle connections, from 127.0.0.1.
+    let mut idle = Vec::new();
+    for _ in 0..400 {
+        if let Ok(c) = TcpStream::connect(s.proxy.https).await {
+            idle.push(c);
+        }
+    }
+    // 20 clients, each from an address of its own, dribbling header lines.
+    let mut dribblers = Vec::new();
+    for i in 0..20u8 {
+        let from = std::net::IpAddr::from([127, 0, 0, 10 + i]);
+        let addr = s.proxy.https;
+        let (host, ca) = (host.clone(), s.files.ca_pem.clone());
+        dribblers.push(tokio::spawn(async move {
+            let Ok(mut tls) = tls_connect_from(Some(from), addr, &host, &ca).await else {
+                return;
+            };
+            let _ = tls
+                .write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\n").as_bytes())
+                .await;
+            for n in 0..25 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if tls
+                    .write_all(format!("X-Line-{n}: x\r\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let start = Instant::now();
+    let normal = std::net::IpAddr::from([127, 0, 0, 2]);
+    let served = eventually(Duration::from_secs(20), || {
+        served_from(&s, normal, Duration::from_secs(5))
+    })
+    .await;
+    assert!(served, "a normal client was not served within 20 s");
+    eprintln!("served after {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+    for d in dribblers {
+        d.abort();
+    }
+    drop(idle);
+}

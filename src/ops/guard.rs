@@ -71,7 +71,9 @@ pub struct Conn {
     /// A duplicate of the socket: `shutdown(2)` on it ends the connection
     /// whatever Pingora is doing with it, and holding it means the fd
     /// number cannot be reused meanwhile.
-    dup: OwnedFd,
+    /// Dropped (closed) once the connection is shut down: what it guards
+    /// is over, and its descriptor is given back at once.
+    dup: Mutex<Option<OwnedFd>>,
     ip: Option<IpAddr>,
     accepted: Instant,
     state: AtomicU8,
@@ -82,13 +84,23 @@ pub struct Conn {
     between_requests: AtomicBool,
     released: AtomicBool,
     handshaken: tokio::sync::Notify,
+    /// Its key in `Registry::serving`, once past the handshake (0: none).
+    digest: std::sync::atomic::AtomicUsize,
 }
 
 impl Conn {
+    fn dup(&self) -> std::sync::MutexGuard<'_, Option<OwnedFd>> {
+        self.dup.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ends the connection, whatever Pingora is doing with it, and closes
+    /// the duplicate.
     fn close(&self) {
-        // SAFETY: shutdown(2) on a descriptor we own; it does not free it.
-        unsafe {
-            libc::shutdown(self.dup.as_raw_fd(), libc::SHUT_RDWR);
+        if let Some(dup) = self.dup().take() {
+            // SAFETY: shutdown(2) on a descriptor we own.
+            unsafe {
+                libc::shutdown(dup.as_raw_fd(), libc::SHUT_RDWR);
+            }
         }
     }
 
@@ -101,7 +113,14 @@ impl Conn {
             let mut st: libc::stat = unsafe { std::mem::zeroed() };
             (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
         }
-        inode(self.fd) != inode(self.dup.as_raw_fd())
+        match self.dup().as_ref() {
+            Some(dup) => inode(self.fd) != inode(dup.as_raw_fd()),
+            None => true,
+        }
+    }
+
+    fn digest(&self) -> Option<usize> {
+        Some(self.digest.load(Ordering::Relaxed)).filter(|&d| d != 0)
     }
 
     fn set_deadline(&self, at: Option<Instant>) {
@@ -212,6 +231,8 @@ impl Guard {
                 Some(victim) => {
                     victim.state.store(CLOSED, Ordering::Relaxed);
                     victim.close();
+                    // Its client slot and its place are free from now on.
+                    Self::release_locked(&mut reg, &victim, victim.digest());
                     METRICS.connections_shed.inc();
                 }
                 None => return refused(Refused::Cap),
@@ -220,7 +241,7 @@ impl Guard {
         let conn = Arc::new(Conn {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             fd: fd.as_raw_fd(),
-            dup,
+            dup: Mutex::new(Some(dup)),
             ip,
             accepted: Instant::now(),
             state: AtomicU8::new(state),
@@ -228,6 +249,7 @@ impl Guard {
             between_requests: AtomicBool::new(false),
             released: AtomicBool::new(false),
             handshaken: tokio::sync::Notify::new(),
+            digest: std::sync::atomic::AtomicUsize::new(0),
         });
         if let Some(ip) = ip {
             *reg.per_client.entry(ip).or_default() += 1;
@@ -434,6 +456,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         };
         let key = stream.get_socket_digest().map(|d| digest_key(&d));
         if let Some(key) = key {
+            conn.digest.store(key, Ordering::Relaxed);
             guard.registry().serving.insert(key, conn.clone());
         }
         let stream: Stream = match self.kind {

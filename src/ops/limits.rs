@@ -77,10 +77,12 @@ fn count_open_fds() -> usize {
 
 impl ConnectionCap {
     /// Whether one more connection fits; counted as open until the next
-    /// recount. The caller counts refusals (`ops::guard` sheds first).
+    /// recount, as the two descriptors it holds (the socket, and the
+    /// guard's duplicate). The caller counts refusals (`ops::guard` sheds
+    /// first).
     pub fn try_admit(&self) -> bool {
-        let open = self.open.fetch_add(1, Ordering::Relaxed);
-        open < self.max
+        let open = self.open.fetch_add(2, Ordering::Relaxed);
+        open + 2 <= self.max
     }
 }
 
@@ -92,7 +94,7 @@ mod tests {
     fn the_cap_refuses_past_its_limit() {
         let open = count_open_fds();
         assert!(open > 0);
-        let cap = ConnectionCap::new(open + 2);
+        let cap = ConnectionCap::new(open + 4);
         assert!(cap.try_admit());
         assert!(cap.try_admit());
         assert!(!cap.try_admit());

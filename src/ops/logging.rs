@@ -14,7 +14,16 @@ const RAW_BYTES_MARKER: &str = "buf: ";
 
 struct Redacting {
     inner: env_logger::Logger,
+    /// The second of the last connection error line printed, and how many
+    /// were left out since.
+    burst: std::sync::Mutex<(u64, u64)>,
 }
+
+/// Pingora logs every failed accept and handshake at error level: under
+/// a flood of connections (what the guard refuses and sheds) that is a
+/// line per connection. At most one such line a second is printed, with
+/// the count of those left out.
+const CONNECTION_ERRORS: [&str; 2] = ["Downstream handshake error", "Accept() failed"];
 
 fn from_pingora(target: &str) -> bool {
     target.starts_with("pingora")
@@ -36,6 +45,27 @@ impl Log for Redacting {
             return self.inner.log(record);
         }
         let text = record.args().to_string();
+        if CONNECTION_ERRORS.iter().any(|m| text.starts_with(m)) {
+            let second = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let mut burst = self.burst.lock().unwrap_or_else(|e| e.into_inner());
+            if burst.0 == second {
+                burst.1 += 1;
+                return;
+            }
+            let left_out = std::mem::replace(&mut *burst, (second, 0)).1;
+            if left_out > 0 {
+                self.inner.log(
+                    &Record::builder()
+                        .args(format_args!(
+                            "{left_out} more connection error line(s) left out"
+                        ))
+                        .metadata(record.metadata().clone())
+                        .build(),
+                );
+            }
+        }
         match redact(&text) {
             Some(redacted) => self.inner.log(
                 &Record::builder()
@@ -69,7 +99,11 @@ pub fn init() {
     let inner =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
     let max = inner.filter();
-    if log::set_boxed_logger(Box::new(Redacting { inner })).is_ok() {
+    let logger = Redacting {
+        inner,
+        burst: std::sync::Mutex::new((0, 0)),
+    };
+    if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(max.max(LevelFilter::Error));
     }
 }

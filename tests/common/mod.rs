@@ -410,6 +410,8 @@ pub struct Layout {
     pub server: String,
     /// `RUST_LOG` of the process; `info` when empty.
     pub log_level: String,
+    /// The process's open-files limit (`ulimit -n`), when set.
+    pub open_files: Option<u64>,
 }
 
 /// A running proxy process, killed on drop.
@@ -449,7 +451,8 @@ impl Proxy {
             } else {
                 &layout.log_level
             };
-            let process = ProxyProcess::spawn_logging(files, &[], "proxy.log", level);
+            let process =
+                ProxyProcess::spawn_limited(files, &[], "proxy.log", level, layout.open_files);
             let log = process.log.clone();
             let mut proxy = Proxy {
                 child: process.child_take(),
@@ -588,8 +591,37 @@ impl ProxyProcess {
         log_name: &str,
         level: &str,
     ) -> ProxyProcess {
+        ProxyProcess::spawn_limited(files, args, log_name, level, None)
+    }
+
+    /// [`ProxyProcess::spawn_logging`] with an open-files limit.
+    pub fn spawn_limited(
+        files: &PortalFiles,
+        args: &[&str],
+        log_name: &str,
+        level: &str,
+        open_files: Option<u64>,
+    ) -> ProxyProcess {
+        use std::os::unix::process::CommandExt;
         let log = files.dir.join(log_name);
-        let child = Command::new(env!("CARGO_BIN_EXE_portal-proxy"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_portal-proxy"));
+        if let Some(n) = open_files {
+            // SAFETY: setrlimit is async-signal-safe; it only touches the
+            // child's own limits between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = command
             .args(args)
             .arg("-c")
             .arg(files.config_file())
@@ -656,6 +688,17 @@ pub async fn tls_connect(
     host: &str,
     ca_pem: &str,
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    tls_connect_from(None, addr, host, ca_pem).await
+}
+
+/// [`tls_connect`] from the source address `from` (a loopback address of
+/// its own stands for another client).
+pub async fn tls_connect_from(
+    from: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    host: &str,
+    ca_pem: &str,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
@@ -668,9 +711,11 @@ pub async fn tls_connect(
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
+    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    if let Some(from) = from {
+        socket.bind((from, 0).into()).map_err(|e| e.to_string())?;
+    }
+    let tcp = socket.connect(addr).await.map_err(|e| e.to_string())?;
     let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
