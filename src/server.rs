@@ -261,7 +261,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
             .endpoints()
             .set_pre_tls_callback(Arc::new(HandshakeGuard(guard.clone())));
         let mut tls = TlsSettings::intermediate("", "").map_err(|e| e.to_string())?;
-        tls.set_cert_resolver(resolver);
+        tls.set_cert_resolver(resolver.clone());
         mqtts.add_tls_with_settings(&addr.to_string(), None, tls);
         server.add_service(mqtts);
     }
@@ -292,7 +292,9 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         let mut metrics = Service::new(
             "portal-proxy metrics".to_string(),
             Guarded {
-                inner: Arc::new(Strict(MetricsApp)),
+                inner: Arc::new(Strict(MetricsApp {
+                    certificate: resolver.clone(),
+                })),
                 guard: guard.clone(),
                 kind: Kind::Http,
                 capped: false,

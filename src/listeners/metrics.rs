@@ -1,33 +1,125 @@
 //! The `metrics.listen` listener (DESIGN section 8): `GET /metrics` in the
-//! Prometheus text format; anything else is the proxy's own 404.
+//! Prometheus text format; `GET /healthz`, 200 while the process serves;
+//! `GET /readyz`, 200 once it serves with a valid certificate, else 503
+//! with the reason as JSON (for load balancers, systemd watchdogs and
+//! container runtimes). Anything else is the proxy's own 404.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+use serde::Serialize;
 
 use super::respond::{accept, refusal_response};
 use crate::decision::refusal::Refusal;
 use crate::ops::metrics::render;
+use crate::ops::tls::CertResolver;
 
-/// Serves the registry of [`crate::ops::metrics`].
-pub struct MetricsApp;
+/// Serves the registry of [`crate::ops::metrics`] and the health checks.
+pub struct MetricsApp {
+    /// The certificate served, for readiness.
+    pub certificate: Arc<CertResolver>,
+}
+
+#[derive(Serialize)]
+struct Status<'a> {
+    status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+/// Why the proxy is not ready at `now` (Unix seconds), if it is not.
+/// Config, key and state are loaded before any listener starts; what can
+/// change while it runs is the certificate.
+pub fn not_ready(validity: Option<(i64, i64)>, now: i64) -> Option<String> {
+    match validity {
+        None => Some("the certificate served cannot be read".into()),
+        Some((not_before, _)) if now < not_before => Some(format!(
+            "the certificate served is not valid before {not_before} (Unix seconds; now {now})"
+        )),
+        Some((_, not_after)) if now > not_after => Some(format!(
+            "the certificate served expired at {not_after} (Unix seconds; now {now})"
+        )),
+        Some(_) => None,
+    }
+}
+
+fn json(status: u16, body: &Status<'_>) -> Response<Vec<u8>> {
+    let mut bytes = serde_json::to_vec(body).expect("strings always serialize");
+    bytes.push(b'\n');
+    Response::builder()
+        .status(status)
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::CONTENT_LENGTH, bytes.len())
+        .body(bytes)
+        .expect("static header names and checked values")
+}
 
 #[async_trait]
 impl ServeHttp for MetricsApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
-        if req.uri.path() != "/metrics" {
-            let refusal = Refusal::NotFound("metrics are at /metrics".into());
-            return refusal_response(&refusal, accept(req));
+        match req.uri.path() {
+            "/metrics" => {
+                let body = render();
+                Response::builder()
+                    .status(200)
+                    .header(http::header::CACHE_CONTROL, "no-store")
+                    .header(http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)
+                    .header(http::header::CONTENT_LENGTH, body.len())
+                    .body(body)
+                    .expect("static header names and checked values")
+            }
+            "/healthz" => json(
+                200,
+                &Status {
+                    status: "ok",
+                    reason: None,
+                },
+            ),
+            "/readyz" => {
+                let now = crate::ops::unix_now();
+                match not_ready(self.certificate.validity(), now) {
+                    None => json(
+                        200,
+                        &Status {
+                            status: "ready",
+                            reason: None,
+                        },
+                    ),
+                    Some(reason) => json(
+                        503,
+                        &Status {
+                            status: "not_ready",
+                            reason: Some(reason),
+                        },
+                    ),
+                }
+            }
+            _ => refusal_response(
+                &Refusal::NotFound("this listener serves /metrics, /healthz and /readyz".into()),
+                accept(req),
+            ),
         }
-        let body = render();
-        Response::builder()
-            .status(200)
-            .header(http::header::CACHE_CONTROL, "no-store")
-            .header(http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)
-            .header(http::header::CONTENT_LENGTH, body.len())
-            .body(body)
-            .expect("static header names and checked values")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_follows_the_certificate() {
+        assert_eq!(not_ready(Some((100, 200)), 150), None);
+        assert!(not_ready(Some((100, 200)), 201)
+            .unwrap()
+            .contains("expired at 200"));
+        assert!(not_ready(Some((100, 200)), 99)
+            .unwrap()
+            .contains("not valid before 100"));
+        assert!(not_ready(None, 150).is_some());
     }
 }

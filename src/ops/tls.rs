@@ -78,6 +78,11 @@ impl CertResolver {
     pub fn replace(&self, key: CertifiedKey) {
         self.current.store(Arc::new(key));
     }
+
+    /// `(notBefore, notAfter)` of the certificate served now, Unix seconds.
+    pub fn validity(&self) -> Option<(i64, i64)> {
+        validity(&self.current.load())
+    }
 }
 
 impl fmt::Debug for CertResolver {
@@ -95,9 +100,15 @@ impl ResolvesServerCert for CertResolver {
 /// When the leaf certificate of `key` expires (its notAfter), in Unix
 /// seconds; `None` if it cannot be parsed.
 pub fn expiry(key: &CertifiedKey) -> Option<i64> {
+    validity(key).map(|(_, not_after)| not_after)
+}
+
+/// `(notBefore, notAfter)` of the leaf certificate of `key`, Unix seconds.
+pub fn validity(key: &CertifiedKey) -> Option<(i64, i64)> {
     let leaf = key.cert.first()?;
     let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
-    Some(cert.validity().not_after.timestamp())
+    let v = cert.validity();
+    Some((v.not_before.timestamp(), v.not_after.timestamp()))
 }
 
 /// A certificate authority and a certificate it signed for `domain` and
