@@ -14,25 +14,71 @@ use portal_proxy::{commands, demo, server};
 const DEFAULT_CONFIG: &str = "/etc/portal-proxy/portal-proxy.yaml";
 
 #[derive(Parser)]
-#[command(name = "portal-proxy", version, about = "The edge proxy of a Portal")]
+#[command(
+    name = "portal-proxy",
+    version,
+    about = "The edge proxy of a Portal: TLS, routing to apps, who is calling, access control",
+    long_about = "The edge proxy of a Portal: terminates TLS for *.<short_id>.<base_domain>, \
+                  routes each app's subdomain to it, identifies the caller (the owner's \
+                  devices, peer Portals, or anonymous) and applies each app's path rules.\n\n\
+                  Without a command it runs the proxy with the config given by -c.",
+    after_help = "Examples:\n  \
+                  portal-proxy -t -c /etc/portal-proxy/portal-proxy.yaml   check config, keys, certificate and state\n  \
+                  portal-proxy -c /etc/portal-proxy/portal-proxy.yaml      run in the foreground\n  \
+                  portal-proxy demo                                      try it on this machine\n\n\
+                  Logs go to standard error; RUST_LOG sets the level (default info)."
+)]
 struct Cli {
-    /// Pingora's options: -c (our YAML config), -t (check and exit),
-    /// -u (graceful upgrade), -d (daemonize).
     #[command(flatten)]
-    opt: Opt,
+    run: RunOptions,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
+/// How the proxy runs (the options Pingora knows, with their meaning here).
+#[derive(clap::Args)]
+struct RunOptions {
+    /// The YAML config file [default: /etc/portal-proxy/portal-proxy.yaml]
+    #[arg(short, long, value_name = "FILE")]
+    conf: Option<String>,
+    /// Check the config, identity key, certificate and state, print every
+    /// problem, and exit (non-zero if there is any)
+    #[arg(short, long)]
+    test: bool,
+    /// Run in the background (as the systemd unit does)
+    #[arg(short, long)]
+    daemon: bool,
+    /// Take the listening sockets over from the running proxy (graceful
+    /// upgrade: `systemctl reload` does this)
+    #[arg(short, long)]
+    upgrade: bool,
+}
+
+impl RunOptions {
+    /// Pingora's own options.
+    fn into_pingora(self) -> Opt {
+        Opt {
+            upgrade: self.upgrade,
+            daemon: self.daemon,
+            nocapture: false,
+            test: self.test,
+            conf: self.conf,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Write a new ed25519 identity key (PKCS#8 PEM) and print its Portal ID.
+    /// Write a new ed25519 identity key (PKCS#8 PEM, mode 0600) and print
+    /// its Portal ID.
     Keygen {
         /// Where to write the key; an existing file is never overwritten.
         path: PathBuf,
     },
-    /// Print the Portal ID and short ID of a key file.
+    /// Print the Portal ID and short ID of a key file (the Portal's domain
+    /// is <short_id>.<base_domain>).
     Id {
+        /// The identity key (PKCS#8 PEM).
         path: PathBuf,
         /// Print a `peers.json` entry for this key instead, with this name.
         #[arg(long, value_name = "NAME")]
@@ -41,8 +87,8 @@ enum Command {
         #[arg(long, requires = "peer_entry")]
         address: Option<String>,
     },
-    /// Print the headers that sign a request as this Portal (DESIGN
-    /// section 5), for `curl -H @file`.
+    /// Print the headers that sign a request as this Portal, for
+    /// `curl -H @file` (the peer request profile of the README).
     Sign {
         /// The Portal's identity key (PKCS#8 PEM).
         #[arg(long)]
@@ -60,15 +106,21 @@ enum Command {
         /// The full URL: https://<app>.<short_id>.<base_domain>/path?query
         url: String,
     },
-    /// Start a demo Portal on localhost: key, certificate, one app.
+    /// Start a demo Portal on this machine: a generated key, a CA and a
+    /// certificate for <short_id>.localhost, one demo app; prints what to
+    /// try with curl.
     Demo {
-        /// Folder for the demo's files (kept between runs).
+        /// Folder for the demo's files (kept between runs, so the address
+        /// stays the same).
         #[arg(long, default_value = "portal-proxy-demo")]
         dir: PathBuf,
+        /// Port of the HTTPS listener.
         #[arg(long, default_value_t = 8443)]
         https_port: u16,
+        /// Port of the plain-HTTP listener (redirects to HTTPS).
         #[arg(long, default_value_t = 8080)]
         http_port: u16,
+        /// Port of the internal listener (apps calling peers).
         #[arg(long, default_value_t = 8081)]
         internal_port: u16,
     },
@@ -76,6 +128,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let opt = cli.run.into_pingora();
     portal_proxy::ops::logging::init();
     match cli.command {
         Some(Command::Keygen { path }) => finish(commands::keygen(&path)),
@@ -115,13 +168,13 @@ fn main() -> ExitCode {
         ) {
             Ok(d) => {
                 println!("{}", d.instructions());
-                run(&d.config_file, cli.opt)
+                run(&d.config_file, opt)
             }
             Err(e) => fail(format!("demo: {e}")),
         },
         None => {
-            let file = PathBuf::from(cli.opt.conf.as_deref().unwrap_or(DEFAULT_CONFIG));
-            run(&file, cli.opt)
+            let file = PathBuf::from(opt.conf.as_deref().unwrap_or(DEFAULT_CONFIG));
+            run(&file, opt)
         }
     }
 }
@@ -129,6 +182,11 @@ fn main() -> ExitCode {
 fn run(file: &Path, opt: Opt) -> ExitCode {
     let config = match Config::load(file) {
         Ok(c) => c,
+        Err(e) if opt.test => {
+            eprintln!("{e}");
+            server::verdict(&file.display().to_string(), e.errors.len());
+            return ExitCode::FAILURE;
+        }
         Err(e) => return fail(e.to_string()),
     };
     if opt.test {

@@ -340,14 +340,15 @@ fn check_bindable(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-/// `-t`: what an operator sees. Returns whether everything is valid.
+/// `-t`: what an operator sees: every problem, then a one-line verdict.
+/// Returns whether everything is valid.
 pub fn check(config: &Config) -> bool {
-    match load(config) {
+    let problems = match load(config) {
         Err(errors) => {
-            for e in errors {
+            for e in &errors {
                 eprintln!("error: {e}");
             }
-            false
+            errors.len()
         }
         Ok(loaded) => {
             for e in &loaded.state_errors {
@@ -360,7 +361,18 @@ pub fn check(config: &Config) -> bool {
                 loaded.snapshot.apps.len(),
                 loaded.state_errors.len()
             );
-            loaded.state_errors.is_empty()
+            loaded.state_errors.len()
         }
+    };
+    verdict(&config.file.display().to_string(), problems)
+}
+
+/// The last line of `-t`; returns whether there was no problem.
+pub fn verdict(config_file: &str, problems: usize) -> bool {
+    if problems == 0 {
+        println!("portal-proxy -t: OK: {config_file} and what it names are valid");
+    } else {
+        eprintln!("portal-proxy -t: FAILED: {problems} problem(s) found, listed above");
     }
+    problems == 0
 }

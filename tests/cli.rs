@@ -269,6 +269,15 @@ fn check_accepts_a_valid_setup() {
     let text = stdout(&out);
     assert!(text.contains("2 app(s) loaded"), "{text}");
     assert!(text.contains("0 state error(s)"), "{text}");
+    // The last line is the verdict.
+    assert!(
+        text.trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("portal-proxy -t: OK"),
+        "{text}"
+    );
     assert!(text.contains(&setup.id), "{text}");
     let domain = format!("{}.{BASE_DOMAIN}", &setup.id[..SHORT_ID_LEN]);
     assert!(text.contains(&domain), "{text}");
@@ -319,9 +328,13 @@ fn check_reports_every_bad_value_at_once() {
             "{key} missing in:\n{err}"
         );
     }
-    // One line naming the file, then one line per error.
+    // One line naming the file, one line per error, then the verdict.
     assert!(lines[0].contains("invalid config"), "{err}");
-    assert_eq!(lines.len(), 6, "{err}");
+    assert_eq!(lines.len(), 7, "{err}");
+    assert_eq!(
+        lines[6],
+        "portal-proxy -t: FAILED: 5 problem(s) found, listed above"
+    );
 }
 
 #[test]
@@ -363,6 +376,14 @@ fn check_names_a_missing_key_file() {
     assert_fails(&out, "-t without the key file");
     let err = stderr(&out);
     assert!(err.contains("portal.key_file"), "{err}");
+    assert!(
+        err.trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("portal-proxy -t: FAILED"),
+        "{err}"
+    );
     assert!(err.contains(key.to_str().unwrap()), "{err}");
     assert_eq!(stdout(&out), "");
 }
