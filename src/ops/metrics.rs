@@ -122,6 +122,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Loads of the state files, by kind of file and result (ok, or error: the last good version was kept).",
         &["file", "result"],
     );
+    // Exported from 0, so that alerts on increase() see the first error.
+    for file in STATE_FILE_KINDS {
+        for result in ["ok", "error"] {
+            state_reloads.with_label_values(&[file, result]);
+        }
+    }
     let state_entries = register(
         &registry,
         IntGaugeVec::new(
@@ -147,6 +153,9 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Loads of a changed certificate, by result (ok, or error: the previous certificate kept serving).",
         &["result"],
     );
+    for result in ["ok", "error"] {
+        certificate_reloads.with_label_values(&[result]);
+    }
     let outbound_requests = counter_vec(
         &registry,
         "portal_proxy_outbound_requests_total",
