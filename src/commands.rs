@@ -1,5 +1,5 @@
-//! The subcommands that are not the proxy itself: `keygen`, `id` and
-//! `sign` (DESIGN sections 1 and 5). Each returns what it prints, or the
+//! The subcommands that are not the proxy itself: `keygen`, `id`, `sign`
+//! (DESIGN sections 1 and 5) and `config-schema`. Each returns what it prints, or the
 //! error to print; `main` only wires the command line to them.
 
 use std::path::Path;
@@ -86,4 +86,15 @@ pub fn sign(request: &SignRequest<'_>, now: i64) -> Result<String, String> {
         .map(|(name, value)| format!("{name}: {value}"))
         .collect::<Vec<_>>()
         .join("\n"))
+}
+
+/// `config-schema`: the JSON Schema of the config file, from the structs
+/// that read it (editors complete and check `portal-proxy.yaml` with it).
+pub fn config_schema() -> String {
+    let mut schema = schemars::schema_for!(crate::config::raw::Config);
+    schema.insert(
+        "title".into(),
+        "portal-proxy config (portal-proxy.yaml)".into(),
+    );
+    serde_json::to_string_pretty(&schema).expect("a schema always serializes")
 }

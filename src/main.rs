@@ -106,6 +106,9 @@ enum Command {
         /// The full URL: https://<app>.<short_id>.<base_domain>/path?query
         url: String,
     },
+    /// Print the JSON Schema of the config file (shipped as
+    /// conf/portal-proxy.schema.json) for editors.
+    ConfigSchema,
     /// Start a demo Portal on this machine: a generated key, a CA and a
     /// certificate for <short_id>.localhost, one demo app; prints what to
     /// try with curl.
@@ -132,6 +135,7 @@ fn main() -> ExitCode {
     portal_proxy::ops::logging::init();
     match cli.command {
         Some(Command::Keygen { path }) => finish(commands::keygen(&path)),
+        Some(Command::ConfigSchema) => finish(Ok(commands::config_schema())),
         Some(Command::Id {
             path,
             peer_entry,

@@ -3,37 +3,51 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The Portal's identity and domain.
     pub portal: Portal,
+    /// What the Portal core writes (apps, terminals, peers); must exist. Relative to this file.
     pub state_dir: String,
+    /// Listening addresses (ip:port).
     pub listen: Listen,
+    /// The wildcard certificate (PEM, leaf first) and its key, reloaded when they change.
     pub tls: Tls,
+    /// The app served on the Portal's own domain (default web-terminal).
     #[serde(default)]
     pub home_app: Option<String>,
+    /// The Portal core.
     pub core: Core,
+    /// Per app: host:port, or {http, mqtt}, in place of container_name:container_port.
     #[serde(default)]
     pub upstreams: BTreeMap<String, Upstream>,
+    /// The internal listener for outbound peering (plain HTTP, apps' network only).
     #[serde(default)]
     pub internal: Option<Listener>,
+    /// Peer request signatures.
     #[serde(default)]
     pub peering: Option<Peering>,
+    /// The Prometheus and health-check listener (keep it private).
     #[serde(default)]
     pub metrics: Option<Listener>,
+    /// Pingora server settings.
     #[serde(default)]
     pub server: Option<Server>,
+    /// Edge limits and timeouts.
     #[serde(default)]
     pub limits: Option<Limits>,
+    /// The JSON access log.
     #[serde(default)]
     pub access_log: Option<AccessLog>,
 }
 
 /// Where the access log goes: standard output unless `file` is given;
 /// nowhere with `enabled: false`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessLog {
     #[serde(default)]
@@ -42,38 +56,44 @@ pub struct AccessLog {
     pub enabled: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Portal {
+    /// The Portal's ed25519 identity key, PKCS#8 PEM.
     pub key_file: String,
+    /// The Portal's domain is <short_id>.<base_domain>.
     pub base_domain: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Listen {
+    /// ip:port of the TLS listener.
     pub https: String,
+    /// ip:port answering 308 to https for the Portal's hosts.
     #[serde(default)]
     pub http: Option<String>,
+    /// ip:port of MQTT over TLS, the app chosen by SNI.
     #[serde(default)]
     pub mqtts: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tls {
     pub cert_file: String,
     pub key_file: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Core {
+    /// host:port of the Portal core.
     pub upstream: String,
 }
 
 /// `myapp: host:port` or `myapp: {http: host:port, mqtt: host:port}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(
     untagged,
     expecting = "a \"host:port\" string or a map with keys http and/or mqtt"
@@ -83,7 +103,7 @@ pub enum Upstream {
     Split(SplitUpstream),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SplitUpstream {
     #[serde(default)]
@@ -92,13 +112,14 @@ pub struct SplitUpstream {
     pub mqtt: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Listener {
+    /// ip:port to listen on.
     pub listen: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Peering {
     #[serde(default)]
@@ -116,7 +137,7 @@ pub struct Peering {
 }
 
 /// Pingora server settings exposed to operators.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Server {
     #[serde(default)]
@@ -138,7 +159,7 @@ pub struct Server {
 }
 
 /// Edge limits (DESIGN section 8 defaults when absent).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     #[serde(default)]
