@@ -2,9 +2,11 @@
 //! forwarded request is known from its decision to its end, with what it
 //! was decided as and the connection that carries it. After each state
 //! reload, [`LiveRequests::revoke`] decides each again
-//! ([`crate::decision::revoke::still_allowed`]) and closes the connection
-//! of any its caller could no longer open: within one poll of the reload
-//! (250 ms), far inside the 2 s of the contract. Closing the connection is
+//! ([`crate::decision::revoke::still_allowed`]); one its caller could no
+//! longer open gets [`GRACE`] to finish on its own (a short request in
+//! flight during the reload is not cut), then [`LiveRequests::sweep`],
+//! run at every poll (250 ms), closes its connection: within about 1.25 s
+//! of the reload, inside the 2 s of the contract. Closing the connection is
 //! the one way to end an upgraded or streaming request in Pingora; on
 //! HTTP/2 it also ends the connection's other streams (the same client's,
 //! refused the same way if they are revoked too, else retried).
@@ -12,20 +14,33 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::decision::revoke::{still_allowed, Opened};
 use crate::ops::guard::Guard;
 use crate::state::Snapshot;
 
+/// How long a revoked request may still finish on its own.
+pub const GRACE: Duration = Duration::from_secs(1);
+
+/// One request in flight.
+struct Live {
+    /// Its connection's key in [`Guard`].
+    conn: usize,
+    opened: Arc<Opened>,
+    /// Revoked: closed if still open then.
+    doomed_at: Option<Instant>,
+}
+
 /// Requests in flight, by a number of their own.
 #[derive(Default)]
 pub struct LiveRequests {
     next: AtomicU64,
-    open: Mutex<HashMap<u64, (usize, Arc<Opened>)>>,
+    open: Mutex<HashMap<u64, Live>>,
 }
 
 impl LiveRequests {
-    fn open_map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (usize, Arc<Opened>)>> {
+    fn open_map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Live>> {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -33,7 +48,14 @@ impl LiveRequests {
     /// [`Guard`]); returns its number for [`LiveRequests::close`].
     pub fn open(&self, conn: usize, opened: Arc<Opened>) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.open_map().insert(id, (conn, opened));
+        self.open_map().insert(
+            id,
+            Live {
+                conn,
+                opened,
+                doomed_at: None,
+            },
+        );
         id
     }
 
@@ -50,24 +72,40 @@ impl LiveRequests {
         self.len() == 0
     }
 
-    /// Closes the connections of the requests `snapshot` no longer allows;
-    /// returns how many requests were revoked.
-    pub fn revoke(&self, snapshot: &Snapshot, guard: &Guard) -> usize {
-        let revoked: Vec<(u64, usize)> = self
-            .open_map()
-            .iter()
-            .filter(|(_, (_, opened))| !still_allowed(opened, snapshot))
-            .map(|(id, (conn, _))| (*id, *conn))
-            .collect();
-        for (id, conn) in &revoked {
-            guard.close_connection(*conn);
-            self.close(*id);
+    /// Dooms the requests `snapshot` no longer allows: they have
+    /// [`GRACE`] to end; returns how many were doomed.
+    pub fn revoke(&self, snapshot: &Snapshot) -> usize {
+        let at = Instant::now() + GRACE;
+        let mut doomed = 0;
+        for live in self.open_map().values_mut() {
+            if live.doomed_at.is_none() && !still_allowed(&live.opened, snapshot) {
+                live.doomed_at = Some(at);
+                doomed += 1;
+            }
         }
-        if !revoked.is_empty() {
+        doomed
+    }
+
+    /// Closes the connections of doomed requests whose grace is over;
+    /// returns how many requests were closed.
+    pub fn sweep(&self, guard: &Guard) -> usize {
+        let now = Instant::now();
+        let mut map = self.open_map();
+        let due: Vec<u64> = map
+            .iter()
+            .filter(|(_, live)| live.doomed_at.is_some_and(|at| at <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &due {
+            if let Some(live) = map.remove(id) {
+                guard.close_connection(live.conn);
+            }
+        }
+        if !due.is_empty() {
             crate::ops::metrics::METRICS
                 .requests_revoked
-                .inc_by(revoked.len() as u64);
+                .inc_by(due.len() as u64);
         }
-        revoked.len()
+        due.len()
     }
 }

@@ -171,9 +171,9 @@ impl Reloader {
                     .map_or(0, |d| d.as_secs() as i64);
                 self.replay
                     .retain_peers(|id| s.peers.get(id).is_some(), s.peers.len(), now);
-                let revoked = self.live.revoke(&s, &self.guard);
+                let revoked = self.live.revoke(&s);
                 if revoked > 0 {
-                    info!("state reload ({why}): {revoked} open request(s) revoked");
+                    info!("state reload ({why}): {revoked} open request(s) revoked, closed unless they end within 1 s");
                 }
                 info!(
                     "state reloaded ({why}): {} app(s), {} terminal(s), {} peer(s), {} error(s)",
@@ -217,6 +217,7 @@ impl BackgroundService for Reloader {
                 }
                 _ = tick.tick() => {
                     self.connection_cap.recount();
+                    self.live.sweep(&self.guard);
                     let now = fingerprint(&self.state_dir);
                     if now != state_seen {
                         state_seen = now;
