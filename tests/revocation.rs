@@ -20,19 +20,6 @@ fn upgrade_request(host: &str, path: &str, token: &str) -> String {
     )
 }
 
-/// Reads up to the end of a response head.
-async fn read_head(tls: &mut (impl AsyncReadExt + Unpin)) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if tls.read(&mut byte).await.unwrap() == 0 {
-            break;
-        }
-        head.push(byte[0]);
-    }
-    String::from_utf8_lossy(&head).into_owned()
-}
-
 /// Sends `message` and waits for it to come back; false once the
 /// connection is closed.
 async fn echoes(tls: &mut (impl AsyncReadExt + AsyncWriteExt + Unpin), message: &[u8]) -> bool {
@@ -46,9 +33,9 @@ async fn echoes(tls: &mut (impl AsyncReadExt + AsyncWriteExt + Unpin), message: 
     ) && back == message
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_removed_terminal_loses_its_open_websocket() {
-    let files = PortalFiles::new("revoke-ws");
+/// A Portal with the app `app` of [`APP`] and terminals t1 and t2.
+fn start(test: &str) -> (PortalFiles, Proxy, Upstream) {
+    let files = PortalFiles::new(test);
     let app = Upstream::start("app");
     files
         .app("app", &app_meta(APP))
@@ -60,6 +47,12 @@ async fn a_removed_terminal_loses_its_open_websocket() {
             app.addr
         ),
     );
+    (files, proxy, app)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_terminal_loses_its_open_websocket() {
+    let (files, proxy, _app) = start("revoke-ws");
     let host = files.host("app");
     let mut shells = Vec::new();
     for terminal in ["t1", "t2"] {
@@ -68,7 +61,7 @@ async fn a_removed_terminal_loses_its_open_websocket() {
             .unwrap();
         let request = upgrade_request(&host, "/shell/ws", &files.terminal_token(terminal));
         tls.write_all(request.as_bytes()).await.unwrap();
-        let head = read_head(&mut tls).await;
+        let head = read_response_head(&mut tls).await;
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
         assert!(echoes(&mut tls, b"ls\n").await);
         shells.push(tls);

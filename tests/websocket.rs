@@ -15,19 +15,6 @@ fn upgrade_request(host: &str, path: &str) -> String {
     )
 }
 
-/// Reads up to the end of a response head.
-async fn read_head(tls: &mut (impl AsyncReadExt + Unpin)) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if tls.read(&mut byte).await.unwrap() == 0 {
-            break;
-        }
-        head.push(byte[0]);
-    }
-    String::from_utf8_lossy(&head).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_reaches_the_app_and_bytes_flow_both_ways() {
     let files = PortalFiles::new("websocket");
@@ -47,7 +34,7 @@ async fn an_upgrade_reaches_the_app_and_bytes_flow_both_ways() {
     tls.write_all(upgrade_request(&host, "/ws/chat").as_bytes())
         .await
         .unwrap();
-    let head = read_head(&mut tls).await;
+    let head = read_response_head(&mut tls).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(
         head.to_ascii_lowercase().contains("upgrade: websocket"),
@@ -70,6 +57,6 @@ async fn an_upgrade_reaches_the_app_and_bytes_flow_both_ways() {
     tls.write_all(upgrade_request(&host, "/private-ws").as_bytes())
         .await
         .unwrap();
-    let head = read_head(&mut tls).await;
+    let head = read_response_head(&mut tls).await;
     assert!(head.starts_with("HTTP/1.1 401"), "{head}");
 }

@@ -446,6 +446,9 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
                 conn.handshaken.notify_one();
                 conn
             }
+            // A TLS connection the guard no longer knows was shed or timed
+            // out during its handshake: its socket is shut down already.
+            None if stream.get_ssl_digest().is_some() => return None,
             None => {
                 // A plain listener: admitted here.
                 // SAFETY: the stream owns the descriptor for this whole call.

@@ -757,3 +757,18 @@ pub fn start_tcp_echo() -> SocketAddr {
     });
     addr
 }
+
+/// Reads a response up to the end of its head (for upgrades, where the
+/// connection stays open after it).
+pub async fn read_response_head(tls: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if tls.read(&mut byte).await.unwrap() == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
