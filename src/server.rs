@@ -22,6 +22,7 @@ use crate::decision::route::Router;
 use crate::identity::Identity;
 use crate::listeners::https::{Portal, PortalProxy};
 use crate::listeners::internal::client::PeerClient;
+use crate::listeners::internal::portal_core::CoreClient;
 use crate::listeners::internal::InternalApi;
 use crate::listeners::metrics::MetricsApp;
 use crate::listeners::mqtt::MqttRelay;
@@ -274,7 +275,12 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
             &config.peering,
             &config.limits,
         )?;
-        let api = InternalApi::new(state.clone(), client, config.peering.max_signed_body);
+        let core = CoreClient {
+            upstream: config.core_upstream.clone(),
+            connect_timeout: config.limits.upstream_connect_timeout,
+            idle_timeout: config.limits.upstream_idle_timeout,
+        };
+        let api = InternalApi::new(state.clone(), client, core, config.peering.max_signed_body);
         let mut internal = Service::new(
             "portal-proxy internal".to_string(),
             Guarded {

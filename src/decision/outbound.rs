@@ -68,6 +68,9 @@ pub enum Call<'a> {
     ListPeers,
     /// `/internal/call_peer/<peer>/<path>`: `path` without its leading `/`.
     Peer { peer_ref: &'a str, path: &'a str },
+    /// Anything else: the Portal core's own API, which the listener stands
+    /// in for at `http://portal_core/`.
+    Core,
 }
 
 /// Reads the request's method and path (no query).
@@ -80,9 +83,7 @@ pub fn parse_call<'a>(method: &str, path: &'a str) -> Result<Call<'a>, CallError
         };
     }
     let Some(rest) = path.strip_prefix(CALL_PREFIX) else {
-        return Err(CallError::NotServed(
-            "the internal listener serves /internal/peers and /internal/call_peer/<peer>/<path>",
-        ));
+        return Ok(Call::Core);
     };
     let (peer_ref, path) = rest.split_once('/').unwrap_or((rest, ""));
     Ok(Call::Peer { peer_ref, path })
@@ -195,11 +196,15 @@ mod tests {
         for (method, path, want) in cases {
             assert_eq!(&parse_call(method, path), want, "{method} {path}");
         }
-        for path in ["/", "/internal/peersx", "/internal/call_peer", "/core/x"] {
-            assert!(
-                matches!(parse_call("GET", path), Err(CallError::NotServed(_))),
-                "{path}"
-            );
+        // Everything else is the core's.
+        for path in [
+            "/",
+            "/protected/peers",
+            "/internal/peersx",
+            "/internal/call_peer",
+            "/core/x",
+        ] {
+            assert_eq!(parse_call("GET", path), Ok(Call::Core), "{path}");
         }
     }
 

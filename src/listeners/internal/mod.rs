@@ -2,10 +2,13 @@
 //! apps call. `GET /internal/peers` lists the peers;
 //! `ANY /internal/call_peer/<peer>/<path>?<query>` signs the request as this
 //! Portal (section 5) and sends it to the same app on the peer, streaming
-//! the answer back. What is called and by whom is decided by
-//! [`crate::decision::outbound`]; [`client`] sends it.
+//! the answer back; every other request goes to the Portal core
+//! ([`portal_core`]: the listener stands in for `http://portal_core/`).
+//! What is called and by whom is decided by [`crate::decision::outbound`];
+//! [`client`] sends it.
 
 pub mod client;
+pub mod portal_core;
 
 use std::sync::Arc;
 
@@ -24,11 +27,13 @@ use crate::decision::path::check_path;
 use crate::decision::refusal::Refusal;
 use crate::state::SharedState;
 use client::{internal, PeerClient};
+use portal_core::CoreClient;
 
 /// The internal listener's handler.
 pub struct InternalApi {
     state: Arc<SharedState>,
     client: PeerClient,
+    core: CoreClient,
     max_body: usize,
 }
 
@@ -40,10 +45,16 @@ struct PeerListing<'a> {
 }
 
 impl InternalApi {
-    pub fn new(state: Arc<SharedState>, client: PeerClient, max_body: usize) -> Self {
+    pub fn new(
+        state: Arc<SharedState>,
+        client: PeerClient,
+        core: CoreClient,
+        max_body: usize,
+    ) -> Self {
         InternalApi {
             state,
             client,
+            core,
             max_body,
         }
     }
@@ -55,6 +66,15 @@ impl InternalApi {
         match parse_call(req.method.as_str(), &path)? {
             Call::ListPeers => self.list_peers(session).await,
             Call::Peer { peer_ref, path } => self.call_peer(session, peer_ref, path).await,
+            Call::Core => {
+                let source = session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip());
+                let snapshot = self.state.load();
+                let app = calling_app(&snapshot.app_addresses, source).ok();
+                self.core.forward(session, app).await.map(|_| ())
+            }
         }
     }
 

@@ -1,0 +1,168 @@
+//! The `portal_core` stand-in (DESIGN section 7): apps call the core at
+//! `http://portal_core/...`, a container-network alias of the internal
+//! listener. Every request the listener does not answer itself goes to
+//! `core.upstream` unchanged (the request-target as the app wrote it, no
+//! re-encoding), streamed both ways, with the client's `X-Ptl-*` headers
+//! removed and `X-Ptl-App` set to the calling app (empty for an unknown
+//! source). Plain HTTP/1.1 through hyper, one connection per request (the
+//! core is on the same host).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use log::warn;
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::ServerSession;
+
+use super::client::internal;
+use crate::config::HostPort;
+use crate::decision::headers::is_portal_header;
+use crate::decision::outbound::{end_to_end, CallError};
+
+/// The header that names the calling app to the core.
+pub const APP_HEADER: &str = "x-ptl-app";
+
+/// Sends requests on to the Portal core.
+pub struct CoreClient {
+    pub upstream: HostPort,
+    pub connect_timeout: Duration,
+    /// Per read of the core's answer, never a total.
+    pub idle_timeout: Duration,
+}
+
+/// The request body, as the app sends it: chunks through a channel.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|r| r.map(hyper::body::Frame::data)))
+    }
+}
+
+impl CoreClient {
+    fn unreachable(&self, detail: impl std::fmt::Display) -> CallError {
+        warn!(
+            "the Portal core at {} cannot be reached: {detail}",
+            self.upstream
+        );
+        CallError::Unreachable("core".into(), detail.to_string())
+    }
+
+    /// Forwards the request of `session` for `app` (the caller, if known)
+    /// and streams the answer back; returns its status.
+    pub async fn forward(
+        &self,
+        session: &mut ServerSession,
+        app: Option<&str>,
+    ) -> Result<u16, CallError> {
+        let connect =
+            tokio::net::TcpStream::connect((self.upstream.host.as_str(), self.upstream.port));
+        let tcp = match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => return Err(self.unreachable(e)),
+            Err(_) => return Err(CallError::PeerTimeout("core".into())),
+        };
+        let _ = tcp.set_nodelay(true);
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+
+        let req = session.req_header();
+        let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut builder = hyper::Request::builder()
+            .method(req.method.clone())
+            .uri(target);
+        for (name, value) in end_to_end(&req.headers, false).iter() {
+            if !is_portal_header(name.as_str()) && name != http::header::CONTENT_LENGTH {
+                builder = builder.header(name, value);
+            }
+        }
+        if let Some(length) = req.headers.get(http::header::CONTENT_LENGTH) {
+            builder = builder.header(http::header::CONTENT_LENGTH, length);
+        }
+        builder = builder.header(APP_HEADER, app.unwrap_or(""));
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let body = ChannelBody(rx);
+        let request = builder
+            .body(body)
+            .map_err(|e| CallError::BadRequest(format!("cannot forward to the core: {e}")))?;
+
+        // The body goes as it arrives, while the answer is awaited.
+        let pump = async {
+            loop {
+                match session.read_request_body().await {
+                    Ok(Some(chunk)) => {
+                        if tx.send(Ok(chunk)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Ok(None) => return Ok(()),
+                    Err(e) => {
+                        let _ = tx
+                            .send(Err(std::io::Error::other("client body broke off")))
+                            .await;
+                        return Err(CallError::BadRequest(format!(
+                            "reading the request body: {e}"
+                        )));
+                    }
+                }
+            }
+        };
+        let answer = async {
+            match tokio::time::timeout(self.idle_timeout, sender.send_request(request)).await {
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(e)) => Err(self.unreachable(e)),
+                Err(_) => Err(CallError::PeerTimeout("core".into())),
+            }
+        };
+        let (pumped, response) = tokio::join!(pump, answer);
+        drop(tx);
+        let response = response?;
+        pumped?;
+
+        let (parts, mut body) = response.into_parts();
+        let status = parts.status.as_u16();
+        let mut head =
+            ResponseHeader::build(status, Some(parts.headers.len())).map_err(internal)?;
+        for (name, value) in end_to_end(&parts.headers, false).iter() {
+            head.append_header(name.clone(), value.clone())
+                .map_err(internal)?;
+        }
+        session
+            .write_response_header(Box::new(head))
+            .await
+            .map_err(internal)?;
+        loop {
+            match tokio::time::timeout(self.idle_timeout, body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        session
+                            .write_response_body(data, false)
+                            .await
+                            .map_err(internal)?;
+                    }
+                }
+                Ok(None) => break,
+                Ok(Some(Err(_))) | Err(_) => return Err(CallError::BrokeOff),
+            }
+        }
+        session
+            .write_response_body(Bytes::new(), true)
+            .await
+            .map_err(internal)?;
+        Ok(status)
+    }
+}
