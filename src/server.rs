@@ -168,6 +168,25 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         cap.clone(),
     );
     let resolver = Arc::new(CertResolver::new(loaded.certificate));
+    let router = Router::new(
+        identity.short_id(),
+        &config.base_domain,
+        &config.home_app,
+        config.core_upstream.clone(),
+        config.upstreams.clone(),
+    );
+    let router_shared = Arc::new(router.clone());
+    // The outbound client exists with the internal listener; its trust
+    // roots (`peering.ca_file`) are reloaded like the certificate.
+    let peer_client = match config.internal_listen {
+        Some(_) => Some(Arc::new(PeerClient::new(
+            identity.clone(),
+            router_shared.clone(),
+            &config.peering,
+            &config.limits,
+        )?)),
+        None => None,
+    };
     server.add_service(background_service(
         "reload",
         Reloader {
@@ -184,16 +203,10 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
             connection_cap: cap.clone(),
             live: live.clone(),
             guard: guard.clone(),
+            peer_roots: peer_client.clone(),
         },
     ));
 
-    let router = Router::new(
-        identity.short_id(),
-        &config.base_domain,
-        &config.home_app,
-        config.core_upstream.clone(),
-        config.upstreams.clone(),
-    );
     let portal = Arc::new(Portal {
         policy: Policy {
             router: router.clone(),
@@ -214,7 +227,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         guard: guard.clone(),
         live,
     });
-    let router = Arc::new(router);
+    let router = router_shared;
 
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, PortalProxy::new(portal));
     proxy.h2_options = Some(crate::ops::limits::h2_options(
@@ -268,13 +281,9 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     }
 
     if let Some(addr) = config.internal_listen {
-        let client = PeerClient::new(
-            state.clone(),
-            identity.clone(),
-            router.clone(),
-            &config.peering,
-            &config.limits,
-        )?;
+        let client = peer_client
+            .clone()
+            .ok_or("internal.listen is set but its client was not built")?;
         let core = CoreClient {
             upstream: config.core_upstream.clone(),
             connect_timeout: config.limits.upstream_connect_timeout,

@@ -412,3 +412,84 @@ async fn a_peer_that_does_not_answer_is_504() {
         started.elapsed()
     );
 }
+
+/// Sends `GET <target>` to Portal 1's internal listener from alpha's
+/// address, as written; returns the whole answer.
+async fn raw_call(s: &Setup, target: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind((ALPHA_IP.parse::<IpAddr>().unwrap(), 0).into())
+        .unwrap();
+    let mut tcp = socket.connect(s.p1.internal).await.unwrap();
+    let request =
+        format!("GET {target} HTTP/1.1\r\nHost: portal_core\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peer_gets_the_bytes_the_app_sent() {
+    let s = setup("exact");
+    s.peered().await;
+    let prefix = format!("/internal/call_peer/{}", &s.p2.files.identity.id[..10]);
+    // What URL libraries re-encode, escapes in both cases, an empty `?`,
+    // non-ASCII escapes: the peer's app gets them as the app wrote them
+    // (and the signature, made over them, verifies there).
+    for rest in [
+        "/peer/a{b}|c^d?name=it's&q={x}",
+        "/peer/%2a%2A/%e2%82%AC?x=%41%4a&y=%c3%a9",
+        "/peer/empty?",
+        "/peer/semi;v=1?a=b&&c",
+    ] {
+        let answer = raw_call(&s, &format!("{prefix}{rest}")).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{rest}: {answer}");
+        let echo: Echo = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(echo.target, rest);
+        assert_eq!(echo.headers["x-ptl-client-type"], "peer", "{rest}");
+    }
+    // Encoded unreserved characters are signed and sent as written; the
+    // peer's edge verifies them so, then forwards its canonical path.
+    let answer = raw_call(&s, &format!("{prefix}/peer/%7e%7E?q=%7e")).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let echo: Echo = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(echo.target, "/peer/~~?q=%7e");
+    assert_eq!(echo.headers["x-ptl-client-type"], "peer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peering_ca_file_is_reloaded() {
+    let s = setup("ca-reload");
+    s.peered().await;
+    let ca_file = s.p1.files.dir.join("peer-ca.pem");
+    // Another CA only: Portal 2's certificate is no longer trusted.
+    let other = portal_proxy::ops::tls::demo_certificate("other.test").unwrap();
+    std::fs::write(&ca_file, &other.ca_pem).unwrap();
+    let call = || async {
+        app_client(ALPHA_IP)
+            .get(s.call_url("peer/x"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    let refused = eventually(Duration::from_secs(5), || async {
+        call().await == StatusCode::BAD_GATEWAY
+    })
+    .await;
+    assert!(refused, "the old trust roots are still used");
+    // Portal 2's CA back: trusted again, without a restart.
+    std::fs::write(&ca_file, &s.p2.files.ca_pem).unwrap();
+    let trusted = eventually(Duration::from_secs(5), || async {
+        call().await == StatusCode::OK
+    })
+    .await;
+    assert!(trusted, "the new trust roots are not used");
+    // A file that does not load keeps the last good roots.
+    std::fs::write(&ca_file, "not a certificate").unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(call().await, StatusCode::OK);
+    assert!(s.p1.proxy.log_text().contains("keeping the previous roots"));
+}

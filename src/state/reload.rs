@@ -20,6 +20,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::decision::replay::ReplayCache;
+use crate::listeners::internal::client::PeerClient;
 use crate::ops::access_log::AccessLog;
 use crate::ops::guard::Guard;
 use crate::ops::limits::ConnectionCap;
@@ -154,9 +155,28 @@ pub struct Reloader {
     pub live: Arc<LiveRequests>,
     /// Closes the connections of revoked requests.
     pub guard: Arc<Guard>,
+    /// The outbound client, whose `peering.ca_file` is watched.
+    pub peer_roots: Option<Arc<PeerClient>>,
 }
 
 impl Reloader {
+    /// Reads `peering.ca_file` again; a file that does not load keeps the
+    /// previous roots.
+    pub fn reload_peer_roots(&self, why: &str) {
+        let Some(client) = &self.peer_roots else {
+            return;
+        };
+        if client.ca_file().is_none() {
+            return;
+        }
+        match client.reload_roots() {
+            Ok(()) => info!("peering.ca_file reloaded ({why})"),
+            Err(e) => {
+                error!("peering.ca_file reload ({why}) failed, keeping the previous roots: {e}")
+            }
+        }
+    }
+
     /// Reloads the state and logs the outcome; `why` says what triggered it.
     pub fn reload_state(&self, why: &str) {
         match self.state.reload(&self.state_dir) {
@@ -203,6 +223,13 @@ impl BackgroundService for Reloader {
             }
         };
         let (mut state_seen, mut cert_seen) = self.fingerprints;
+        let roots_fingerprint = || {
+            self.peer_roots
+                .as_ref()
+                .and_then(|c| c.ca_file())
+                .map_or(0, |f| files_fingerprint(&[f]))
+        };
+        let mut roots_seen = roots_fingerprint();
         let mut tick = tokio::time::interval(POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -213,6 +240,8 @@ impl BackgroundService for Reloader {
                     cert_seen = self.certificate.fingerprint();
                     self.reload_state("SIGHUP");
                     self.certificate.reload("SIGHUP");
+                    roots_seen = roots_fingerprint();
+                    self.reload_peer_roots("SIGHUP");
                     self.access_log.reopen();
                 }
                 _ = tick.tick() => {
@@ -227,6 +256,11 @@ impl BackgroundService for Reloader {
                     if now != cert_seen {
                         cert_seen = now;
                         self.certificate.reload("file change");
+                    }
+                    let now = roots_fingerprint();
+                    if now != roots_seen {
+                        roots_seen = now;
+                        self.reload_peer_roots("file change");
                     }
                 }
             }

@@ -1,13 +1,20 @@
 //! The outbound HTTPS client of the internal listener (DESIGN section 7):
-//! TLS verified against the system roots plus `peering.ca_file`, peers'
-//! `address` overrides in place of DNS, and the signed request sent with
-//! its answer streamed back to the calling app.
+//! the signed request sent to the same app on a peer, with its
+//! request-target byte for byte as the app wrote it (and signed so), TLS
+//! verified against the system roots plus `peering.ca_file` (reloaded
+//! when it changes), peers' `address` overrides in place of DNS, and the
+//! answer streamed back to the calling app. HTTP/1.1 over hyper and
+//! tokio-rustls, one connection per call.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
 use log::{info, warn};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
@@ -18,104 +25,134 @@ use crate::decision::route::Router;
 use crate::decision::signature::{signed_headers, Outgoing};
 use crate::identity::Identity;
 use crate::state::peers::Peer;
-use crate::state::SharedState;
 
-/// Resolves `<app>.<short_id>.<base_domain>` to the peer's `address` when
-/// `peers.json` gives one, else by DNS.
-struct PeerResolver {
-    state: Arc<SharedState>,
-    router: Arc<Router>,
-}
-
-impl reqwest::dns::Resolve for PeerResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let name = name.as_str().to_ascii_lowercase();
-        let short = self.router.peer_short_id(&name).map(str::to_string);
-        let snapshot = self.state.load();
-        let overrides: Vec<String> = snapshot
-            .peers
-            .iter()
-            .filter(|p| Some(p.short_id()) == short.as_deref())
-            .filter_map(|p| p.address.as_ref().map(|a| a.host.clone()))
-            .collect();
-        Box::pin(async move {
-            let host = match overrides.as_slice() {
-                [] => name,
-                [one] => one.clone(),
-                _ => {
-                    return Err(format!(
-                        "peers sharing the short ID of {name} have different addresses"
-                    )
-                    .into())
-                }
-            };
-            // The connector puts the URL's port on every address.
-            let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
-                Ok(ip) => vec![SocketAddr::new(ip, 0)],
-                Err(_) => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
-            };
-            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
-        })
+/// The trust roots of peer connections: the system's, plus the PEM
+/// bundle of `peering.ca_file`.
+pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        // A system root rustls cannot use is skipped, as browsers do.
+        let _ = roots.add(cert);
     }
+    if let Some(file) = ca_file {
+        use rustls::pki_types::pem::PemObject;
+        let pem = std::fs::read(file)
+            .map_err(|e| format!("peering.ca_file: cannot read {}: {e}", file.display()))?;
+        let mut added = 0;
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| format!("peering.ca_file: {}: {e}", file.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("peering.ca_file: {}: {e}", file.display()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(format!(
+                "peering.ca_file: {}: no certificate",
+                file.display()
+            ));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("outbound TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// Signs requests as this Portal and sends them to peers.
 pub struct PeerClient {
-    client: reqwest::Client,
+    tls: ArcSwap<rustls::ClientConfig>,
+    ca_file: Option<PathBuf>,
     identity: Arc<Identity>,
     router: Arc<Router>,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
 }
 
 impl PeerClient {
-    /// Builds the client: TLS verified against the system roots plus
-    /// `peering.ca_file`, the configured connect and idle timeouts.
     pub fn new(
-        state: Arc<SharedState>,
         identity: Arc<Identity>,
         router: Arc<Router>,
         peering: &Peering,
         limits: &Limits,
     ) -> Result<Self, String> {
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(true)
-            .https_only(true)
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(limits.upstream_connect_timeout)
-            .read_timeout(limits.upstream_idle_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .dns_resolver(Arc::new(PeerResolver {
-                state,
-                router: router.clone(),
-            }));
-        if let Some(file) = &peering.ca_file {
-            let pem = std::fs::read(file)
-                .map_err(|e| format!("peering.ca_file: cannot read {}: {e}", file.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("peering.ca_file: {}: {e}", file.display()))?;
-            if certs.is_empty() {
-                return Err(format!(
-                    "peering.ca_file: {}: no certificate",
-                    file.display()
-                ));
-            }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let client = builder
-            .build()
-            .map_err(|e| format!("outbound TLS client: {e}"))?;
         Ok(PeerClient {
-            client,
+            tls: ArcSwap::from_pointee(tls_config(peering.ca_file.as_deref())?),
+            ca_file: peering.ca_file.clone(),
             identity,
             router,
+            connect_timeout: limits.upstream_connect_timeout,
+            idle_timeout: limits.upstream_idle_timeout,
         })
     }
 
+    /// The file of extra trust roots, watched for changes.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
+    }
+
+    /// Reads `peering.ca_file` again: calls from now on trust what it
+    /// holds. A file that does not load keeps the previous roots.
+    pub fn reload_roots(&self) -> Result<(), String> {
+        let config = tls_config(self.ca_file.as_deref())?;
+        self.tls.store(Arc::new(config));
+        Ok(())
+    }
+
+    /// Where to connect for `host` on `peer`: its `address` when
+    /// `peers.json` gives one, else `host` by DNS.
+    async fn addresses(&self, host: &str, peer: &Peer) -> Result<Vec<SocketAddr>, CallError> {
+        let (name, port) = match &peer.address {
+            Some(a) => (a.host.clone(), a.port),
+            None => (host.to_string(), 443),
+        };
+        if let Ok(ip) = name.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        let found = tokio::net::lookup_host((name.as_str(), port))
+            .await
+            .map_err(|e| self.unreachable(peer, format!("cannot resolve {name}: {e}")))?;
+        Ok(found.collect())
+    }
+
+    fn unreachable(&self, peer: &Peer, detail: impl std::fmt::Display) -> CallError {
+        warn!("peer {} unreachable: {detail}", peer.id);
+        CallError::Unreachable(peer.short_id().to_string(), detail.to_string())
+    }
+
+    /// A TLS connection to `host` on `peer`, within the connect timeout.
+    async fn connect(
+        &self,
+        host: &str,
+        peer: &Peer,
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, CallError> {
+        let timeout = || CallError::PeerTimeout(peer.short_id().to_string());
+        let server_name = rustls::pki_types::ServerName::try_from(host.to_string())
+            .map_err(|e| CallError::BadRequest(format!("{host} is not a host name: {e}")))?;
+        let connector = tokio_rustls::TlsConnector::from(self.tls.load_full());
+        let mut last = None;
+        for addr in self.addresses(host, peer).await? {
+            let attempt = async {
+                let tcp = tokio::net::TcpStream::connect(addr).await?;
+                let _ = tcp.set_nodelay(true);
+                connector.connect(server_name.clone(), tcp).await
+            };
+            match tokio::time::timeout(self.connect_timeout, attempt).await {
+                Ok(Ok(tls)) => return Ok(tls),
+                Ok(Err(e)) => last = Some(self.unreachable(peer, e)),
+                Err(_) => last = Some(timeout()),
+            }
+        }
+        Err(last.unwrap_or_else(|| self.unreachable(peer, format!("{host} has no address"))))
+    }
+
     /// Signs and sends the request to `app` on `peer`, and streams the
-    /// answer back. Returns the status sent to the app.
+    /// answer back. The path and query sent (and signed) are the bytes
+    /// the app wrote after `/internal/call_peer/<peer>`. Returns the
+    /// status sent to the app.
     pub async fn forward(
         &self,
         session: &mut ServerSession,
@@ -125,20 +162,17 @@ impl PeerClient {
         body: Bytes,
     ) -> Result<u16, CallError> {
         let req = session.req_header();
-        let authority = peer_authority(self.router.peer_app_host(app, peer.short_id()), peer);
-        let query = req.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
-        let url = reqwest::Url::parse(&format!("https://{authority}/{path}{query}"))
-            .map_err(|e| CallError::BadRequest(format!("cannot build the peer URL: {e}")))?;
-        // Sign what is sent: the URL as the client will write it.
-        let path_and_query = match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_string(),
+        let host = self.router.peer_app_host(app, peer.short_id());
+        let authority = peer_authority(host.clone(), peer);
+        let target = match req.uri.query() {
+            Some(q) => format!("/{path}?{q}"),
+            None => format!("/{path}"),
         };
         let method = req.method.as_str().to_string();
         let outgoing = Outgoing {
             method: &method,
             authority: &authority,
-            path_and_query: &path_and_query,
+            path_and_query: &target,
             body: (!body.is_empty()).then_some(&body[..]),
         };
         let signature = signed_headers(
@@ -149,43 +183,68 @@ impl PeerClient {
             SIGNATURE_VALIDITY,
         )
         .map_err(|e| CallError::BadRequest(format!("cannot sign the request: {e}")))?;
-
-        let mut headers = end_to_end(&req.headers, true);
+        let mut builder = hyper::Request::builder()
+            .method(req.method.clone())
+            .uri(target.as_str())
+            .header(http::header::HOST, authority.as_str());
+        for (name, value) in end_to_end(&req.headers, true).iter() {
+            builder = builder.header(name, value);
+        }
         for (name, value) in signature {
-            let value = http::HeaderValue::from_str(&value)
-                .map_err(|_| CallError::BadRequest("unsignable request".into()))?;
-            headers.insert(name, value);
+            builder = builder.header(name, value);
         }
-        let method = reqwest::Method::from_bytes(method.as_bytes())
-            .map_err(|_| CallError::BadRequest("bad method".into()))?;
-        let mut request = self.client.request(method, url.clone()).headers(headers);
-        if !body.is_empty() {
-            request = request.body(body);
-        }
-        let mut response = request.send().await.map_err(|e| unreachable(&e, peer))?;
+        let request = builder
+            .body(http_body_util::Full::new(body))
+            .map_err(|e| CallError::BadRequest(format!("cannot build the request: {e}")))?;
 
-        let status = response.status().as_u16();
+        let tls = self.connect(&host, peer).await?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| self.unreachable(peer, e))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let response =
+            match tokio::time::timeout(self.idle_timeout, sender.send_request(request)).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(e)) => return Err(self.unreachable(peer, e)),
+                Err(_) => return Err(CallError::PeerTimeout(peer.short_id().to_string())),
+            };
+
+        let (parts, mut body) = response.into_parts();
+        let status = parts.status.as_u16();
         let mut head =
-            ResponseHeader::build(status, Some(response.headers().len())).map_err(internal)?;
-        for (name, value) in end_to_end(response.headers(), false).iter() {
+            ResponseHeader::build(status, Some(parts.headers.len())).map_err(internal)?;
+        for (name, value) in end_to_end(&parts.headers, false).iter() {
             head.append_header(name.clone(), value.clone())
                 .map_err(internal)?;
         }
-        info!("peer call from app {app:?} to {} {url}: {status}", peer.id);
+        info!(
+            "peer call from app {app:?} to {} https://{authority}{target}: {status}",
+            peer.id
+        );
         session
             .write_response_header(Box::new(head))
             .await
             .map_err(internal)?;
         // Stream: each chunk goes to the app as it arrives.
         loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => session
-                    .write_response_body(chunk, false)
-                    .await
-                    .map_err(internal)?,
+            match tokio::time::timeout(self.idle_timeout, body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        session
+                            .write_response_body(data, false)
+                            .await
+                            .map_err(internal)?;
+                    }
+                }
                 Ok(None) => break,
-                Err(e) => {
+                Ok(Some(Err(e))) => {
                     warn!("peer {} broke off its answer to {app:?}: {e}", peer.id);
+                    return Err(CallError::BrokeOff);
+                }
+                Err(_) => {
+                    warn!("peer {} stalled its answer to {app:?}", peer.id);
                     return Err(CallError::BrokeOff);
                 }
             }
@@ -195,18 +254,6 @@ impl PeerClient {
             .await
             .map_err(internal)?;
         Ok(status)
-    }
-}
-
-/// The failure to reach a peer, by what failed.
-fn unreachable(e: &reqwest::Error, peer: &Peer) -> CallError {
-    warn!("peer {} unreachable: {e:?}", peer.id);
-    let short = peer.short_id().to_string();
-    if e.is_timeout() {
-        CallError::PeerTimeout(short)
-    } else {
-        let detail = std::error::Error::source(e).map_or(e.to_string(), |s| s.to_string());
-        CallError::Unreachable(short, detail)
     }
 }
 

@@ -32,7 +32,7 @@ use portal_core::CoreClient;
 /// The internal listener's handler.
 pub struct InternalApi {
     state: Arc<SharedState>,
-    client: PeerClient,
+    client: Arc<PeerClient>,
     core: CoreClient,
     max_body: usize,
 }
@@ -47,7 +47,7 @@ struct PeerListing<'a> {
 impl InternalApi {
     pub fn new(
         state: Arc<SharedState>,
-        client: PeerClient,
+        client: Arc<PeerClient>,
         core: CoreClient,
         max_body: usize,
     ) -> Self {
