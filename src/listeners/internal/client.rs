@@ -13,10 +13,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use log::{info, warn};
-use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 
 use crate::config::{Limits, Peering};
@@ -211,49 +209,13 @@ impl PeerClient {
                 Err(_) => return Err(CallError::PeerTimeout(peer.short_id().to_string())),
             };
 
-        let (parts, mut body) = response.into_parts();
-        let status = parts.status.as_u16();
-        let mut head =
-            ResponseHeader::build(status, Some(parts.headers.len())).map_err(internal)?;
-        for (name, value) in end_to_end(&parts.headers, false).iter() {
-            head.append_header(name.clone(), value.clone())
-                .map_err(internal)?;
-        }
         info!(
-            "peer call from app {app:?} to {} https://{authority}{target}: {status}",
-            peer.id
+            "peer call from app {app:?} to {} https://{authority}{target}: {}",
+            peer.id,
+            response.status()
         );
-        session
-            .write_response_header(Box::new(head))
-            .await
-            .map_err(internal)?;
-        // Stream: each chunk goes to the app as it arrives.
-        loop {
-            match tokio::time::timeout(self.idle_timeout, body.frame()).await {
-                Ok(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        session
-                            .write_response_body(data, false)
-                            .await
-                            .map_err(internal)?;
-                    }
-                }
-                Ok(None) => break,
-                Ok(Some(Err(e))) => {
-                    warn!("peer {} broke off its answer to {app:?}: {e}", peer.id);
-                    return Err(CallError::BrokeOff);
-                }
-                Err(_) => {
-                    warn!("peer {} stalled its answer to {app:?}", peer.id);
-                    return Err(CallError::BrokeOff);
-                }
-            }
-        }
-        session
-            .write_response_body(Bytes::new(), true)
-            .await
-            .map_err(internal)?;
-        Ok(status)
+        let from = format!("peer {} (to app {app:?})", peer.id);
+        super::stream_answer(session, response, self.idle_timeout, &from).await
     }
 }
 

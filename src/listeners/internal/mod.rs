@@ -153,6 +153,57 @@ impl InternalApi {
     }
 }
 
+/// Streams an upstream's answer (a peer's, the core's) to the app: its
+/// status and end-to-end headers, then each chunk as it arrives, with
+/// `idle` as the longest wait for the next. Returns the status; an answer
+/// broken off or stalled is [`CallError::BrokeOff`] (`from` names the
+/// upstream in the log).
+async fn stream_answer(
+    session: &mut ServerSession,
+    response: hyper::Response<hyper::body::Incoming>,
+    idle: std::time::Duration,
+    from: &str,
+) -> Result<u16, CallError> {
+    use http_body_util::BodyExt;
+    let (parts, mut body) = response.into_parts();
+    let status = parts.status.as_u16();
+    let mut head = ResponseHeader::build(status, Some(parts.headers.len())).map_err(internal)?;
+    for (name, value) in crate::decision::outbound::end_to_end(&parts.headers, false).iter() {
+        head.append_header(name.clone(), value.clone())
+            .map_err(internal)?;
+    }
+    session
+        .write_response_header(Box::new(head))
+        .await
+        .map_err(internal)?;
+    loop {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    session
+                        .write_response_body(data, false)
+                        .await
+                        .map_err(internal)?;
+                }
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                log::warn!("{from} broke off its answer: {e}");
+                return Err(CallError::BrokeOff);
+            }
+            Err(_) => {
+                log::warn!("{from} stalled its answer for {idle:?}");
+                return Err(CallError::BrokeOff);
+            }
+        }
+    }
+    session
+        .write_response_body(Bytes::new(), true)
+        .await
+        .map_err(internal)?;
+    Ok(status)
+}
+
 #[async_trait]
 impl HttpServerApp for InternalApi {
     async fn process_new_http(

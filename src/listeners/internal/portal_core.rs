@@ -10,13 +10,10 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use log::warn;
-use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 
-use super::client::internal;
 use crate::config::HostPort;
 use crate::decision::headers::is_portal_header;
 use crate::decision::outbound::{end_to_end, CallError};
@@ -133,36 +130,6 @@ impl CoreClient {
         let response = response?;
         pumped?;
 
-        let (parts, mut body) = response.into_parts();
-        let status = parts.status.as_u16();
-        let mut head =
-            ResponseHeader::build(status, Some(parts.headers.len())).map_err(internal)?;
-        for (name, value) in end_to_end(&parts.headers, false).iter() {
-            head.append_header(name.clone(), value.clone())
-                .map_err(internal)?;
-        }
-        session
-            .write_response_header(Box::new(head))
-            .await
-            .map_err(internal)?;
-        loop {
-            match tokio::time::timeout(self.idle_timeout, body.frame()).await {
-                Ok(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        session
-                            .write_response_body(data, false)
-                            .await
-                            .map_err(internal)?;
-                    }
-                }
-                Ok(None) => break,
-                Ok(Some(Err(_))) | Err(_) => return Err(CallError::BrokeOff),
-            }
-        }
-        session
-            .write_response_body(Bytes::new(), true)
-            .await
-            .map_err(internal)?;
-        Ok(status)
+        super::stream_answer(session, response, self.idle_timeout, "the Portal core").await
     }
 }
