@@ -453,6 +453,7 @@ impl ContentDigest {
     }
 }
 
+pub mod response;
 mod sign;
 pub use sign::{
     content_digest, new_nonce, sign, signed_headers, Outgoing, SignParams, SignatureHeaders,
