@@ -226,6 +226,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         access_log,
         guard: guard.clone(),
         live,
+        identity: identity.clone(),
     });
     let router = router_shared;
 

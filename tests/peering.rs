@@ -47,6 +47,12 @@ fn peer_entry(p: &PortalFiles, https: SocketAddr, name: &str) -> serde_json::Val
 
 /// Starts Portal 1 and Portal 2, each a peer of the other.
 fn setup(test: &str) -> Setup {
+    setup_with(test, "")
+}
+
+/// [`setup`], with `p1_peering` added to Portal 1's `peering:` section
+/// (entries starting with `, `).
+fn setup_with(test: &str, p1_peering: &str) -> Setup {
     let f1 = PortalFiles::new(&format!("{test}-p1"));
     let f2 = PortalFiles::new(&format!("{test}-p2"));
     let (alpha2, beta2) = (Upstream::start("alpha2"), Upstream::start("beta2"));
@@ -72,7 +78,7 @@ fn setup(test: &str) -> Setup {
         &f1,
         &format!(
             "core: {{ upstream: \"127.0.0.1:1\" }}\ninternal: {{ listen: \"{internal1}\" }}\n\
-             peering: {{ ca_file: peer-ca.pem }}\n\
+             peering: {{ ca_file: peer-ca.pem{p1_peering} }}\n\
              limits: {{ upstream_connect_timeout_seconds: 2, upstream_idle_timeout_seconds: 2 }}\n"
         ),
     );
@@ -228,7 +234,10 @@ async fn a_private_path_is_refused_by_the_peer() {
 async fn a_portal_the_receiver_does_not_list_is_refused() {
     let s = setup("unlisted");
     s.peered().await;
-    // Portal 2 forgets Portal 1.
+    // Portal 2 forgets Portal 1: it refuses the signature (401
+    // unknown_peer), an answer it cannot bind to a verified request, so
+    // Portal 1's app gets 502 peer_unverified (the peer's reason is in the
+    // peer's log and metrics).
     s.p2.files.state_file("peers.json", "[]");
     let refused = eventually(Duration::from_secs(5), || async {
         let resp = app_client(ALPHA_IP)
@@ -236,11 +245,11 @@ async fn a_portal_the_receiver_does_not_list_is_refused() {
             .send()
             .await
             .unwrap();
-        if resp.status() != StatusCode::UNAUTHORIZED {
+        if resp.status() != StatusCode::BAD_GATEWAY {
             return false;
         }
         let body: serde_json::Value = resp.json().await.unwrap();
-        body["reason"] == "unknown_peer"
+        body["reason"] == "peer_unverified"
     })
     .await;
     assert!(refused, "Portal 2 still accepts Portal 1");
@@ -492,4 +501,107 @@ async fn peering_ca_file_is_reloaded() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(call().await, StatusCode::OK);
     assert!(s.p1.proxy.log_text().contains("keeping the previous roots"));
+}
+
+/// A TLS server holding a certificate for `*.<domain>` from a CA that
+/// Portal 1 is made to trust, but not Portal 2's key: it answers every
+/// request 200 `rogue`, unsigned. Returns its address and its CA.
+async fn rogue_server(domain: &str) -> (SocketAddr, String) {
+    use rustls::pki_types::pem::PemObject;
+    let cert = portal_proxy::ops::tls::demo_certificate(domain).unwrap();
+    let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"rogue")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (addr, cert.ca_pem)
+}
+
+/// Points Portal 1 at `rogue` for Portal 2, and makes it trust `ca` too.
+async fn impersonate(s: &Setup, rogue: SocketAddr, ca: &str) {
+    let ca_file = s.p1.files.dir.join("peer-ca.pem");
+    std::fs::write(&ca_file, format!("{}{ca}", s.p2.files.ca_pem)).unwrap();
+    s.p1.files.state_file(
+        "peers.json",
+        &serde_json::json!([peer_entry(&s.p2.files, rogue, "Portal 2")]).to_string(),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_the_peers_key_is_caught() {
+    let s = setup("rogue");
+    s.peered().await;
+    // A genuine answer is signed and passes.
+    let resp = app_client(ALPHA_IP)
+        .get(s.call_url("peer/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // A server with a valid certificate for Portal 2's domain, not its key.
+    let (rogue, ca) = rogue_server(&s.p2.files.domain).await;
+    impersonate(&s, rogue, &ca).await;
+    let caught = eventually(Duration::from_secs(5), || async {
+        let resp = app_client(ALPHA_IP)
+            .get(s.call_url("peer/x"))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() != StatusCode::BAD_GATEWAY {
+            return false;
+        }
+        let body: serde_json::Value = resp.json().await.unwrap();
+        body["reason"] == "peer_unverified"
+    })
+    .await;
+    assert!(caught, "the rogue server's answer reached the app");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_answers_pass_when_not_required() {
+    let s = setup_with("rogue-allowed", ", require_response_signature: false");
+    s.peered().await;
+    let (rogue, ca) = rogue_server(&s.p2.files.domain).await;
+    impersonate(&s, rogue, &ca).await;
+    let passed = eventually(Duration::from_secs(5), || async {
+        let resp = app_client(ALPHA_IP)
+            .get(s.call_url("peer/x"))
+            .send()
+            .await
+            .unwrap();
+        resp.status() == StatusCode::OK && resp.text().await.unwrap() == "rogue"
+    })
+    .await;
+    assert!(
+        passed,
+        "an unsigned answer was refused although not required"
+    );
 }

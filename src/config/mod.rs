@@ -211,6 +211,8 @@ pub struct Peering {
     pub replay_cache_per_peer: usize,
     /// Signed bodies held for their digest check, all requests together.
     pub max_held_bodies: usize,
+    /// Whether a peer's answer must carry a valid response signature.
+    pub require_response_signature: bool,
 }
 
 /// Default of `peering.max_held_bodies_bytes`: 64 MiB.

@@ -134,6 +134,8 @@ pub struct Peering {
     pub replay_cache_per_peer: Option<usize>,
     #[serde(default)]
     pub max_held_bodies_bytes: Option<u64>,
+    #[serde(default)]
+    pub require_response_signature: Option<bool>,
 }
 
 /// Pingora server settings exposed to operators.

@@ -179,6 +179,7 @@ impl Validator {
             max_signed_body_bytes: None,
             replay_cache_per_peer: None,
             max_held_bodies_bytes: None,
+            require_response_signature: None,
         });
         let default_window = crate::decision::signature::Window::default();
         let skew = raw_peering
@@ -247,6 +248,7 @@ impl Validator {
             max_signed_body,
             replay_cache_per_peer,
             max_held_bodies,
+            require_response_signature: raw_peering.require_response_signature.unwrap_or(true),
         };
         let metrics_listen = raw
             .metrics

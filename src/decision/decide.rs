@@ -28,6 +28,7 @@ use super::revoke::{Opened, OpenedTarget};
 use super::route::{
     normalize_host, strip_core_prefix, CoreAccess, Entrypoint, RouteError, Router, Target,
 };
+use super::signature::response::RequestBinding;
 use super::signature::{
     self, ContentDigest, ParsedSignature, RequestParts, SignatureError, Window,
 };
@@ -165,7 +166,32 @@ impl Verdict {
     }
 }
 
-/// A verified signature's nonce, to be claimed in the replay cache.
+/// What the answer to a verified peer request is bound to: the request as
+/// it was signed, and its signature (DESIGN section 5, response
+/// signatures).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerBinding {
+    pub method: String,
+    pub authority: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub signature: [u8; 64],
+}
+
+impl AnswerBinding {
+    pub fn as_request(&self) -> RequestBinding<'_> {
+        RequestBinding {
+            method: &self.method,
+            authority: &self.authority,
+            path: &self.path,
+            query: self.query.as_deref(),
+            signature: &self.signature,
+        }
+    }
+}
+
+/// A verified signature's nonce, to be claimed in the replay cache, and
+/// what the answer must be bound to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NonceClaim {
     /// The peer's Portal ID.
@@ -174,6 +200,8 @@ pub struct NonceClaim {
     /// When the nonce may be forgotten: the signature's `expires` plus the
     /// allowed skew.
     pub forget_at: i64,
+    /// For signing the answer, whatever it is.
+    pub binding: Box<AnswerBinding>,
 }
 
 /// A [`Verdict`] and the side effect the shell applies before it.
@@ -392,6 +420,13 @@ fn verify_peer(
         peer: peer.id.clone(),
         forget_at: sig.expires + policy.window.skew,
         nonce: sig.nonce,
+        binding: Box::new(AnswerBinding {
+            method: head.method.to_string(),
+            authority: authority.clone(),
+            path: head.path.to_string(),
+            query: head.query.map(str::to_string),
+            signature: sig.field.signature,
+        }),
     });
     let caller = Caller::Peer {
         id: peer.id.clone(),

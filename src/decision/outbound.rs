@@ -57,6 +57,8 @@ pub enum CallError {
     Unreachable(String, String),
     #[error("the peer broke off its answer")]
     BrokeOff,
+    #[error("peer {0}'s answer is not signed with its key: {1}")]
+    PeerUnverified(String, String),
     #[error("the proxy failed: {0}")]
     Internal(String),
 }

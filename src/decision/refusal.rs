@@ -40,6 +40,9 @@ pub enum Refusal {
     Misdirected(String),
     /// 502: the upstream could not be reached or answered badly.
     BadGateway(String),
+    /// 502 with reason `peer_unverified`: a peer's answer without a valid
+    /// response signature.
+    PeerUnverified(String),
     /// 504: the upstream did not answer in time.
     GatewayTimeout(String),
     /// 503: the proxy cannot take the request now; `Retry-After` says
@@ -117,6 +120,7 @@ impl From<CallError> for Refusal {
             CallError::NotServed(_) => Refusal::NotFound(message),
             CallError::BadRequest(_) => Refusal::BadRequest(message),
             CallError::PeerTimeout(_) => Refusal::GatewayTimeout(message),
+            CallError::PeerUnverified(..) => Refusal::PeerUnverified(message),
             CallError::Unreachable(..) | CallError::BrokeOff | CallError::Internal(_) => {
                 Refusal::BadGateway(message)
             }
@@ -142,7 +146,7 @@ impl Refusal {
             Refusal::NotFound(_) | Refusal::NoSuchPeer(..) => 404,
             Refusal::Misdirected(_) => 421,
             Refusal::HeaderFieldsTooLarge(_) => 431,
-            Refusal::BadGateway(_) => 502,
+            Refusal::BadGateway(_) | Refusal::PeerUnverified(_) => 502,
             Refusal::GatewayTimeout(_) => 504,
             Refusal::Unavailable(_) => 503,
         }
@@ -158,7 +162,7 @@ impl Refusal {
             Refusal::NotFound(_) | Refusal::NoSuchPeer(..) => "not_found",
             Refusal::Misdirected(_) => "misdirected_request",
             Refusal::HeaderFieldsTooLarge(_) => "request_header_fields_too_large",
-            Refusal::BadGateway(_) => "bad_gateway",
+            Refusal::BadGateway(_) | Refusal::PeerUnverified(_) => "bad_gateway",
             Refusal::GatewayTimeout(_) => "gateway_timeout",
             Refusal::Unavailable(_) => "service_unavailable",
         }
@@ -176,6 +180,7 @@ impl Refusal {
             | Refusal::Misdirected(m)
             | Refusal::HeaderFieldsTooLarge(m)
             | Refusal::BadGateway(m)
+            | Refusal::PeerUnverified(m)
             | Refusal::GatewayTimeout(m)
             | Refusal::Unavailable(m) => m,
         }
@@ -196,6 +201,7 @@ impl Refusal {
                 error: self.code(),
                 reason: match self {
                     Refusal::Signature(reason, _) | Refusal::NoSuchPeer(reason, _) => Some(reason),
+                    Refusal::PeerUnverified(_) => Some("peer_unverified"),
                     _ => None,
                 },
                 message: self.message(),

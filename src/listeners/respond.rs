@@ -22,14 +22,25 @@ pub fn accept(req: &RequestHeader) -> Option<&str> {
 
 /// Writes a refusal as the whole response on a session.
 pub async fn write_refusal(session: &mut ServerSession, refusal: &Refusal) -> Result<()> {
+    write_refusal_with(session, refusal, |_| Ok(())).await
+}
+
+/// [`write_refusal`], with `finish` adding to the head before it is sent
+/// (the HTTPS listener signs its answers to peers).
+pub async fn write_refusal_with(
+    session: &mut ServerSession,
+    refusal: &Refusal,
+    finish: impl FnOnce(&mut ResponseHeader) -> Result<()>,
+) -> Result<()> {
     let (content_type, body) = refusal.render(accept(session.req_header()));
-    let mut resp = ResponseHeader::build(refusal.status(), Some(5))?;
+    let mut resp = ResponseHeader::build(refusal.status(), Some(7))?;
     resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
     if let Some(seconds) = refusal.retry_after() {
         resp.insert_header(http::header::RETRY_AFTER, seconds)?;
     }
+    finish(&mut resp)?;
     session.write_response_header(Box::new(resp)).await?;
     session.write_response_body(Bytes::from(body), true).await?;
     Ok(())

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub slow_clients: IntCounterVec,
     /// `portal_proxy_requests_revoked_total`.
     pub requests_revoked: IntCounter,
+    /// `portal_proxy_outbound_unverified_total{peer}`.
+    pub outbound_unverified: IntCounterVec,
 }
 
 /// The state file kinds of `portal_proxy_state_reloads_total{file}`.
@@ -203,8 +205,15 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         )
         .expect("valid metric definition"),
     );
+    let outbound_unverified = counter_vec(
+        &registry,
+        "portal_proxy_outbound_unverified_total",
+        "Answers of peers without a valid response signature (502 peer_unverified to the app, or let through when peering.require_response_signature is false).",
+        &["peer"],
+    );
     Metrics {
         registry,
+        outbound_unverified,
         connections_refused,
         connections_shed,
         slow_clients,

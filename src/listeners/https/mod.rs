@@ -11,18 +11,20 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
 use super::request_host;
-use super::respond::{abort, write_refusal};
+use super::respond::{abort, write_refusal_with};
 use crate::config::Limits;
 use crate::decision::caller::Caller;
-use crate::decision::decide::{decide, Head, Plan, Policy, Refused, Verdict};
+use crate::decision::decide::{decide, AnswerBinding, Head, Plan, Policy, Refused, Verdict};
 use crate::decision::refusal::Refusal;
 use crate::decision::replay::ReplayCache;
+use crate::decision::signature::response::sign_response;
+use crate::identity::Identity;
 use crate::ops::access_log::{AccessLog, Entry};
 use crate::ops::guard::{digest_key, Guard};
 use crate::ops::live::LiveRequests;
@@ -44,6 +46,9 @@ pub struct Portal {
     pub guard: Arc<Guard>,
     /// Requests in flight, decided again on each state reload.
     pub live: Arc<LiveRequests>,
+    /// This Portal's identity: answers to verified peer requests are
+    /// signed with it.
+    pub identity: Arc<Identity>,
 }
 
 /// The HTTPS listener's request handling.
@@ -71,6 +76,9 @@ pub struct RequestCtx {
     failure: Option<Refusal>,
     /// Its number among the requests in flight, once forwarded.
     live: Option<u64>,
+    /// For a request whose peer signature verified: what the answer's
+    /// signature binds it to.
+    binding: Option<Box<AnswerBinding>>,
 }
 
 impl RequestCtx {
@@ -91,6 +99,33 @@ impl RequestCtx {
         self.failure
             .as_ref()
             .or_else(|| self.verdict.as_ref()?.refusal())
+    }
+}
+
+impl PortalProxy {
+    /// Adds this Portal's response signature to `head` when the request
+    /// was a verified peer's (`binding`).
+    fn sign_answer(
+        &self,
+        binding: Option<&AnswerBinding>,
+        head: &mut ResponseHeader,
+    ) -> Result<()> {
+        let Some(binding) = binding else {
+            return Ok(());
+        };
+        let identity = &self.portal.identity;
+        let signed = sign_response(
+            &identity.signing_key,
+            &identity.id,
+            head.status.as_u16(),
+            &head.headers,
+            &binding.as_request(),
+            crate::ops::unix_now(),
+        )
+        .map_err(|e| Error::because(ErrorType::InternalError, "signing the answer", e))?;
+        head.insert_header("signature-input", signed.signature_input)?;
+        head.insert_header("signature", signed.signature)?;
+        Ok(())
     }
 }
 
@@ -127,6 +162,7 @@ impl ProxyHttp for PortalProxy {
             verdict: None,
             failure: None,
             live: None,
+            binding: None,
         }
     }
 
@@ -173,6 +209,7 @@ impl ProxyHttp for PortalProxy {
             let has_body = !session.is_body_empty();
             let head = head(session.req_header(), ctx.host.as_deref(), has_body);
             let decision = decide(&head, &snapshot, &self.portal.policy, now);
+            ctx.binding = decision.nonce.as_ref().map(|n| n.binding.clone());
             let claim = match &decision.nonce {
                 Some(n) => self
                     .portal
@@ -184,7 +221,9 @@ impl ProxyHttp for PortalProxy {
         }
         match &ctx.verdict {
             Some(Verdict::Refuse(refused)) => {
-                write_refusal(session.as_downstream_mut(), &refused.refusal).await?;
+                let sign =
+                    |head: &mut ResponseHeader| self.sign_answer(ctx.binding.as_deref(), head);
+                write_refusal_with(session.as_downstream_mut(), &refused.refusal, sign).await?;
                 Ok(true)
             }
             Some(Verdict::Forward(plan)) => {
@@ -271,6 +310,17 @@ impl ProxyHttp for PortalProxy {
         }
     }
 
+    /// Signs the app's answer to a verified peer request (DESIGN
+    /// section 5): the peer checks it before its app sees the answer.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        self.sign_answer(ctx.binding.as_deref(), upstream_response)
+    }
+
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
@@ -308,7 +358,9 @@ impl ProxyHttp for PortalProxy {
                     upstream.unwrap_or_default()
                 );
                 let status = refusal.status();
-                let written = write_refusal(session.as_downstream_mut(), &refusal).await;
+                let binding = ctx.binding.as_deref();
+                let sign = |head: &mut ResponseHeader| self.sign_answer(binding, head);
+                let written = write_refusal_with(session.as_downstream_mut(), &refusal, sign).await;
                 ctx.failure = Some(refusal);
                 if written.is_ok() {
                     status

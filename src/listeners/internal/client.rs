@@ -20,6 +20,7 @@ use pingora::protocols::http::ServerSession;
 use crate::config::{Limits, Peering};
 use crate::decision::outbound::{end_to_end, peer_authority, CallError, SIGNATURE_VALIDITY};
 use crate::decision::route::Router;
+use crate::decision::signature::response::{verify_response, RequestBinding};
 use crate::decision::signature::{signed_headers, Outgoing};
 use crate::identity::Identity;
 use crate::state::peers::Peer;
@@ -64,6 +65,9 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String
 pub struct PeerClient {
     tls: ArcSwap<rustls::ClientConfig>,
     ca_file: Option<PathBuf>,
+    /// Answers must carry the peer's response signature.
+    require_signature: bool,
+    window: crate::decision::signature::Window,
     identity: Arc<Identity>,
     router: Arc<Router>,
     connect_timeout: Duration,
@@ -80,6 +84,8 @@ impl PeerClient {
         Ok(PeerClient {
             tls: ArcSwap::from_pointee(tls_config(peering.ca_file.as_deref())?),
             ca_file: peering.ca_file.clone(),
+            require_signature: peering.require_response_signature,
+            window: peering.window,
             identity,
             router,
             connect_timeout: limits.upstream_connect_timeout,
@@ -188,9 +194,15 @@ impl PeerClient {
         for (name, value) in end_to_end(&req.headers, true).iter() {
             builder = builder.header(name, value);
         }
+        let mut our_signature = None;
         for (name, value) in signature {
+            if name.eq_ignore_ascii_case("signature") {
+                our_signature = signature_bytes(&value);
+            }
             builder = builder.header(name, value);
         }
+        let our_signature = our_signature
+            .ok_or_else(|| CallError::Internal("the request's own signature".into()))?;
         let request = builder
             .body(http_body_util::Full::new(body))
             .map_err(|e| CallError::BadRequest(format!("cannot build the request: {e}")))?;
@@ -214,9 +226,54 @@ impl PeerClient {
             peer.id,
             response.status()
         );
+        // The peer proves its key on the answer, before the app sees it.
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (target.as_str(), None),
+        };
+        let binding = RequestBinding {
+            method: &method,
+            authority: &crate::decision::signature::authority(&authority),
+            path,
+            query,
+            signature: &our_signature,
+        };
+        if let Err(e) = verify_response(
+            response.headers(),
+            response.status().as_u16(),
+            &binding,
+            &peer.id,
+            &peer.key,
+            crate::ops::unix_now(),
+            self.window,
+        ) {
+            crate::ops::metrics::METRICS
+                .outbound_unverified
+                .with_label_values(&[&peer.id])
+                .inc();
+            if self.require_signature {
+                warn!("peer {}'s answer to {app:?} refused: {e}", peer.id);
+                return Err(CallError::PeerUnverified(
+                    peer.short_id().to_string(),
+                    e.to_string(),
+                ));
+            }
+            warn!("peer {}'s answer to {app:?} is not signed ({e}); let through (peering.require_response_signature is false)", peer.id);
+        }
         let from = format!("peer {} (to app {app:?})", peer.id);
         super::stream_answer(session, response, self.idle_timeout, &from).await
     }
+}
+
+/// The bytes of a `Signature` header value `portal=:<base64>:`.
+fn signature_bytes(value: &str) -> Option<[u8; 64]> {
+    use base64::Engine as _;
+    let b64 = value.split_once("=:")?.1.strip_suffix(':')?;
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .ok()?
+        .try_into()
+        .ok()
 }
 
 /// A failure of the proxy's own (writing to the app, building a head).
