@@ -3,6 +3,8 @@
 //! by the OS, and reqwest clients (HTTP/1.1 and HTTP/2) that trust the CA.
 #![allow(dead_code)] // each test file uses a part of the harness
 
+pub mod python;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
