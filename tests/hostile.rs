@@ -169,6 +169,11 @@ async fn forwarding_headers_are_the_proxys_alone() {
             .header("Forwarded", "for=7.7.7.7;host=evil.example")
             .header("X-Real-IP", "7.7.7.7")
             .header("X_Real_Ip", "7.7.7.7")
+            .header("X-Client-IP", "7.7.7.7")
+            .header("True-Client-IP", "7.7.7.7")
+            .header("CF-Connecting-IP", "7.7.7.7")
+            .header("X-Original-URL", "/evil")
+            .header("X_Rewrite_URL", "/evil")
             .send()
             .await
             .unwrap();
@@ -194,6 +199,11 @@ async fn forwarding_headers_are_the_proxys_alone() {
             "forwarded",
             "x-real-ip",
             "x_real_ip",
+            "x-client-ip",
+            "true-client-ip",
+            "cf-connecting-ip",
+            "x-original-url",
+            "x_rewrite_url",
         ] {
             assert!(
                 !h.contains_key(name),

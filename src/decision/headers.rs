@@ -204,14 +204,39 @@ pub fn is_portal_header(name: &str) -> bool {
     name.len() >= 6 && same_name(&name.as_bytes()[..6], "x-ptl-")
 }
 
+/// Headers through which app frameworks take the client's address, or
+/// another request-target than the one matched, from a proxy in front:
+/// a client must never set them. (`X-Original-URL` and `X-Rewrite-URL`
+/// make IIS, Symfony and Laminas route to another path than the one the
+/// rules matched.)
+const CLIENT_ADDRESS_AND_TARGET: [&str; 16] = [
+    "forwarded",
+    "forwarded-for",
+    "x-forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "client-ip",
+    "true-client-ip",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-original-forwarded-for",
+    "x-originating-ip",
+    "x-remote-ip",
+    "x-remote-addr",
+    "x-original-url",
+    "x-rewrite-url",
+];
+
 /// Whether a header name is a forwarding header, in any case and with `_`
-/// or `-`: `Forwarded`, `X-Real-IP` and every `X-Forwarded-*`. Only the
-/// proxy sets them (DESIGN section 6); a client's copies are removed.
+/// or `-`: `Forwarded`, `X-Real-IP`, every `X-Forwarded-*`, and the other
+/// names frameworks read a client's address or an overriding path from
+/// ([`CLIENT_ADDRESS_AND_TARGET`]). Only the proxy sets the forwarding
+/// headers (DESIGN section 6); a client's copies are removed.
 pub fn is_forwarding_header(name: &str) -> bool {
     let b = name.as_bytes();
-    same_name(b, "forwarded")
-        || same_name(b, "x-real-ip")
-        || (b.len() > 12 && same_name(&b[..12], "x-forwarded-"))
+    (b.len() > 12 && same_name(&b[..12], "x-forwarded-"))
+        || CLIENT_ADDRESS_AND_TARGET.iter().any(|n| same_name(b, n))
 }
 
 /// Whether a client header of this name never reaches an upstream,
@@ -383,6 +408,12 @@ mod tests {
             "Forwarded",
             "x-real-ip",
             "X_Real_IP",
+            "X-Client-IP",
+            "True-Client-IP",
+            "cf_connecting_ip",
+            "X-Original-URL",
+            "x_rewrite_url",
+            "X-Forwarded",
             "cookie2",
         ] {
             assert!(headers.strips(name), "{name}");
@@ -390,9 +421,8 @@ mod tests {
         }
         for name in [
             "x-ptlfoo",
-            "x-forwarded",
-            "forwarded-for",
             "x-real-ips",
+            "x-original",
             "cookie",
             "remote-users",
             "xptl-a",
