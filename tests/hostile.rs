@@ -222,6 +222,8 @@ async fn the_terminal_credential_never_reaches_an_app() {
         vec![("authorization", format!("bearer\t{token} "))],
         vec![("authorization", format!("BEARER   {token}"))],
         vec![("authorization", format!("Token {token}"))],
+        vec![("authorization", format!("Bearer={token}"))],
+        vec![("authorization", format!("Custom a=1, t=\"{token}\""))],
         vec![
             ("authorization", "Basic dXNlcjpwYXNz".into()),
             ("authorization", format!("Bearer {token}")),

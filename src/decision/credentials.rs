@@ -86,13 +86,14 @@ pub fn bearer_token(authorization: &[u8]) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// The words of an `Authorization` value that could be a JWT (three
-/// base64url parts): the only ones worth a signature check.
+/// The parts of an `Authorization` value that could be a JWT: runs of
+/// base64url characters and dots with exactly two dots, whatever
+/// surrounds them (a scheme, `=`, quotes, commas): the only ones worth a
+/// signature check.
 fn credential_words(value: &[u8]) -> impl Iterator<Item = &str> {
     std::str::from_utf8(value)
         .unwrap_or("")
-        .split(|c: char| c.is_ascii_whitespace() || c == ',')
-        .map(|w| w.trim_matches('"'))
+        .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
         .filter(|w| w.bytes().filter(|&b| b == b'.').count() == 2)
 }
 
@@ -196,6 +197,8 @@ mod tests {
             ("scheme in lower case, tab", vec![("authorization", b(format!("bearer\t {ours} ")))], found(false, &[0]), laptop.clone()),
             ("another scheme", vec![("authorization", b(format!("Token {ours}")))], found(false, &[0]), None),
             ("no scheme", vec![("authorization", b(ours.clone()))], found(false, &[0]), None),
+            ("glued to its scheme", vec![("authorization", b(format!("Bearer={ours}")))], found(false, &[0]), None),
+            ("in quotes, after a comma", vec![("authorization", b(format!("Token x=1,t=\"{ours}\"")))], found(false, &[0]), None),
             ("the app's own bearer token", vec![("authorization", bearer(&foreign))], found(false, &[]), None),
             ("basic auth", vec![("authorization", b"Basic dXNlcjpwYXNz".to_vec())], found(false, &[]), None),
             (
