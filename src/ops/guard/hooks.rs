@@ -1,0 +1,155 @@
+//! Where the [`Guard`] meets Pingora: the rustls listeners' pre-TLS hook
+//! ([`HandshakeGuard`]: admission and the handshake deadline) and the
+//! wrapper of every listener's app ([`Guarded`]: admission of plain
+//! connections, the head deadline, release at the end).
+
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::listeners::PreTlsProcess;
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+
+use super::watched::Watched;
+use super::{Guard, ACTIVE, CLOSED, HANDSHAKE, WAITING};
+use crate::ops::metrics::METRICS;
+
+/// The key of a connection in [`Guard`]: its socket digest's address.
+pub fn digest_key(digest: &Arc<pingora::protocols::SocketDigest>) -> usize {
+    Arc::as_ptr(digest) as usize
+}
+
+/// The client address of a socket (Pingora sets the socket digest only
+/// after the pre-TLS hook, so it is asked of the socket itself).
+fn peer_ip(fd: BorrowedFd<'_>) -> Option<IpAddr> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the descriptor is open for the borrow; ManuallyDrop never
+    // closes it.
+    let socket =
+        std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd.as_raw_fd()) });
+    socket
+        .peer_addr()
+        .ok()
+        .map(|a| crate::decision::outbound::canonical_ip(a.ip()))
+}
+
+/// The rustls listeners' pre-TLS hook: admission and the handshake timer.
+pub struct HandshakeGuard(pub Arc<Guard>);
+
+#[async_trait]
+impl PreTlsProcess for HandshakeGuard {
+    async fn process(&self, stream: &mut L4Stream) -> pingora::Result<()> {
+        let guard = &self.0;
+        // SAFETY: the stream owns the descriptor for this whole call.
+        let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+        let conn = guard.admit(fd, peer_ip(fd), HANDSHAKE, true).or_else(|e| {
+            pingora::Error::e_explain(pingora::ErrorType::AcceptError, e.to_string())
+        })?;
+        let guard = guard.clone();
+        let limit = guard.limits.handshake;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(limit) => {}
+                _ = conn.handshaken.notified() => return,
+            }
+            if conn
+                .state
+                .compare_exchange(HANDSHAKE, CLOSED, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                METRICS.slow_clients.with_label_values(&["handshake"]).inc();
+                conn.close();
+            }
+            // A handshake that failed ends here too (Pingora dropped it).
+            if conn.state.load(Ordering::Relaxed) == CLOSED {
+                guard.release(&conn, None);
+            }
+        });
+        Ok(())
+    }
+}
+
+/// What a guarded listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Requests with heads: the head deadline applies.
+    Http,
+    /// Bytes relayed (MQTT): active from the start, its own idle timeout.
+    Relay,
+}
+
+/// A listener's app behind the [`Guard`].
+pub struct Guarded<A> {
+    pub inner: Arc<A>,
+    pub guard: Arc<Guard>,
+    pub kind: Kind,
+    /// Under the overall cap: the public listeners. The private ones
+    /// (metrics, internal) stay reachable at the cap, so that an operator
+    /// can see what is going on and apps keep their core.
+    pub capped: bool,
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let guard = &self.guard;
+        let fd = stream.id() as RawFd;
+        let tls = guard.registry().handshaking.remove(&fd);
+        let conn = match tls {
+            Some(conn) => {
+                if conn
+                    .state
+                    .compare_exchange(HANDSHAKE, WAITING, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+                {
+                    // Timed out just now.
+                    return None;
+                }
+                conn.handshaken.notify_one();
+                conn
+            }
+            // A TLS connection the guard no longer knows was shed or timed
+            // out during its handshake: its socket is shut down already.
+            None if stream.get_ssl_digest().is_some() => return None,
+            None => {
+                // A plain listener: admitted here.
+                // SAFETY: the stream owns the descriptor for this whole call.
+                let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+                let ip = peer_ip(borrowed);
+                guard.admit(borrowed, ip, WAITING, self.capped).ok()?
+            }
+        };
+        let key = stream.get_socket_digest().map(|d| digest_key(&d));
+        if let Some(key) = key {
+            conn.digest.store(key, Ordering::Relaxed);
+            guard.registry().serving.insert(key, conn.clone());
+        }
+        let stream: Stream = match self.kind {
+            Kind::Relay => {
+                conn.state.store(ACTIVE, Ordering::Relaxed);
+                stream
+            }
+            Kind::Http => {
+                conn.set_deadline(Some(Instant::now() + guard.limits.head));
+                Box::new(Watched::new(stream, conn.clone(), guard.limits.head))
+            }
+        };
+        let out = ServerApp::process_new(&self.inner, stream, shutdown).await;
+        guard.release(&conn, key);
+        out
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await
+    }
+}
