@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 
 use common::*;
 use reqwest::StatusCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const APP: &str = r#"{
   "": {"access": "public"},
@@ -81,15 +80,7 @@ fn status_of(response: &str) -> u16 {
 
 /// Sends `bytes` over plain TCP and returns the whole answer as text.
 async fn plain_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(bytes).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        tcp.read_to_end(&mut out),
-    )
-    .await;
-    String::from_utf8_lossy(&out).into_owned()
+    tcp_exchange(None, addr, bytes).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

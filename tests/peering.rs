@@ -140,6 +140,21 @@ impl Setup {
         )
     }
 
+    /// Whether alpha's call to Portal 2 is refused with 502
+    /// `peer_unverified` (an answer without Portal 2's signature).
+    async fn call_is_unverified(&self) -> bool {
+        let resp = app_client(ALPHA_IP)
+            .get(self.call_url("peer/x"))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() != StatusCode::BAD_GATEWAY {
+            return false;
+        }
+        let body: serde_json::Value = resp.json().await.unwrap();
+        body["reason"] == "peer_unverified"
+    }
+
     /// Waits until both Portals loaded each other's peers.json.
     async fn peered(&self) {
         let ready = eventually(Duration::from_secs(5), || async {
@@ -240,16 +255,7 @@ async fn a_portal_the_receiver_does_not_list_is_refused() {
     // peer's log and metrics).
     s.p2.files.state_file("peers.json", "[]");
     let refused = eventually(Duration::from_secs(5), || async {
-        let resp = app_client(ALPHA_IP)
-            .get(s.call_url("peer/x"))
-            .send()
-            .await
-            .unwrap();
-        if resp.status() != StatusCode::BAD_GATEWAY {
-            return false;
-        }
-        let body: serde_json::Value = resp.json().await.unwrap();
-        body["reason"] == "peer_unverified"
+        s.call_is_unverified().await
     })
     .await;
     assert!(refused, "Portal 2 still accepts Portal 1");
@@ -425,18 +431,10 @@ async fn a_peer_that_does_not_answer_is_504() {
 /// Sends `GET <target>` to Portal 1's internal listener from alpha's
 /// address, as written; returns the whole answer.
 async fn raw_call(s: &Setup, target: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket
-        .bind((ALPHA_IP.parse::<IpAddr>().unwrap(), 0).into())
-        .unwrap();
-    let mut tcp = socket.connect(s.p1.internal).await.unwrap();
     let request =
         format!("GET {target} HTTP/1.1\r\nHost: portal_core\r\nConnection: close\r\n\r\n");
-    tcp.write_all(request.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
+    let from = ALPHA_IP.parse::<IpAddr>().ok();
+    tcp_exchange(from, s.p1.internal, request.as_bytes()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -570,16 +568,7 @@ async fn a_server_without_the_peers_key_is_caught() {
     let (rogue, ca) = rogue_server(&s.p2.files.domain).await;
     impersonate(&s, rogue, &ca).await;
     let caught = eventually(Duration::from_secs(5), || async {
-        let resp = app_client(ALPHA_IP)
-            .get(s.call_url("peer/x"))
-            .send()
-            .await
-            .unwrap();
-        if resp.status() != StatusCode::BAD_GATEWAY {
-            return false;
-        }
-        let body: serde_json::Value = resp.json().await.unwrap();
-        body["reason"] == "peer_unverified"
+        s.call_is_unverified().await
     })
     .await;
     assert!(caught, "the rogue server's answer reached the app");

@@ -7,7 +7,6 @@ mod common;
 use std::net::SocketAddr;
 
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Setup {
     _files: PortalFiles,
@@ -39,19 +38,7 @@ fn setup(test: &str) -> Setup {
 
 /// Sends `request` as written from `from` and returns the whole answer.
 async fn exchange(from: [u8; 4], to: SocketAddr, request: &[u8]) -> String {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket
-        .bind((std::net::Ipv4Addr::from(from), 0).into())
-        .unwrap();
-    let mut tcp = socket.connect(to).await.unwrap();
-    tcp.write_all(request).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        tcp.read_to_end(&mut out),
-    )
-    .await;
-    String::from_utf8_lossy(&out).into_owned()
+    tcp_exchange(Some(std::net::Ipv4Addr::from(from).into()), to, request).await
 }
 
 fn echo_of(answer: &str) -> Echo {

@@ -12,14 +12,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const APP: &str = r#"{"": {"access": "public"}, "/shell/": {"access": "private"}}"#;
 
-fn upgrade_request(host: &str, path: &str, token: &str) -> String {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Authorization: Bearer {token}\r\n\r\n"
-    )
-}
-
 /// Sends `message` and waits for it to come back; false once the
 /// connection is closed.
 async fn echoes(tls: &mut (impl AsyncReadExt + AsyncWriteExt + Unpin), message: &[u8]) -> bool {
@@ -59,7 +51,11 @@ async fn a_removed_terminal_loses_its_open_websocket() {
         let mut tls = tls_connect(proxy.https, &host, &files.ca_pem)
             .await
             .unwrap();
-        let request = upgrade_request(&host, "/shell/ws", &files.terminal_token(terminal));
+        let bearer = format!(
+            "Authorization: Bearer {}\r\n",
+            files.terminal_token(terminal)
+        );
+        let request = upgrade_request(&host, "/shell/ws", &bearer);
         tls.write_all(request.as_bytes()).await.unwrap();
         let head = read_response_head(&mut tls).await;
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");

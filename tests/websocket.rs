@@ -8,13 +8,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const APP: &str = r#"{"": {"access": "private"}, "/ws/": {"access": "public"}}"#;
 
-fn upgrade_request(host: &str, path: &str) -> String {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_reaches_the_app_and_bytes_flow_both_ways() {
     let files = PortalFiles::new("websocket");
@@ -31,7 +24,7 @@ async fn an_upgrade_reaches_the_app_and_bytes_flow_both_ways() {
     let mut tls = tls_connect(proxy.https, &host, &files.ca_pem)
         .await
         .unwrap();
-    tls.write_all(upgrade_request(&host, "/ws/chat").as_bytes())
+    tls.write_all(upgrade_request(&host, "/ws/chat", "").as_bytes())
         .await
         .unwrap();
     let head = read_response_head(&mut tls).await;
@@ -54,7 +47,7 @@ async fn an_upgrade_reaches_the_app_and_bytes_flow_both_ways() {
     let mut tls = tls_connect(proxy.https, &host, &files.ca_pem)
         .await
         .unwrap();
-    tls.write_all(upgrade_request(&host, "/private-ws").as_bytes())
+    tls.write_all(upgrade_request(&host, "/private-ws", "").as_bytes())
         .await
         .unwrap();
     let head = read_response_head(&mut tls).await;

@@ -774,3 +774,29 @@ pub async fn read_response_head(tls: &mut (impl tokio::io::AsyncRead + Unpin)) -
     }
     String::from_utf8_lossy(&head).into_owned()
 }
+
+/// A WebSocket upgrade request for `path` on `host`, with `extra` header
+/// lines (each ending in `\r\n`).
+pub fn upgrade_request(host: &str, path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+    )
+}
+
+/// Sends `bytes` as written over plain TCP to `to`, from the source
+/// address `from` when given (a loopback address of its own stands for
+/// another client or app), and returns the whole answer as text (what
+/// came within 10 s).
+pub async fn tcp_exchange(from: Option<std::net::IpAddr>, to: SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(from) = from {
+        socket.bind((from, 0).into()).unwrap();
+    }
+    let mut tcp = socket.connect(to).await.unwrap();
+    tcp.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
