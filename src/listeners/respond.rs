@@ -32,14 +32,8 @@ pub async fn write_refusal_with(
     refusal: &Refusal,
     finish: impl FnOnce(&mut ResponseHeader) -> Result<()>,
 ) -> Result<()> {
-    let (content_type, body) = refusal.render(accept(session.req_header()));
-    let mut resp = ResponseHeader::build(refusal.status(), Some(7))?;
-    resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    if let Some(seconds) = refusal.retry_after() {
-        resp.insert_header(http::header::RETRY_AFTER, seconds)?;
-    }
+    let (parts, body) = refusal_response(refusal, accept(session.req_header())).into_parts();
+    let mut resp: ResponseHeader = parts.into();
     finish(&mut resp)?;
     session.write_response_header(Box::new(resp)).await?;
     session.write_response_body(Bytes::from(body), true).await?;
