@@ -292,7 +292,7 @@ fn decision(c: &mut Criterion) {
     for (name, head, client_type) in cases {
         // The benchmarks measure what they are meant to.
         match decide(&head, &snapshot, &policy, now).verdict {
-            Verdict::Forward(plan) => assert_eq!(plan.caller.client_type(), client_type),
+            Verdict::Forward(plan) => assert_eq!(plan.caller().client_type(), client_type),
             Verdict::Refuse(r) => panic!("{name}: refused: {:?}", r.refusal),
         }
         group.bench_function(name, |b| {

@@ -80,7 +80,6 @@ pub struct Plan {
     pub routed: Routed,
     /// The access of the matched rule (core paths included).
     pub access: Access,
-    pub caller: Caller,
     pub upstream: HostPort,
     /// The path and query to forward when they differ from those received
     /// (the core prefix stripped, unreserved characters decoded).
@@ -89,8 +88,15 @@ pub struct Plan {
     pub credentials: Credentials,
     /// For a signed request with a body: held until its digest matched.
     pub body_check: Option<BodyCheck>,
-    /// What it was decided as, to decide it again while it is open.
+    /// What it was decided as (the caller among it), to decide it again
+    /// while it is open.
     pub opened: Arc<Opened>,
+}
+
+impl Plan {
+    pub fn caller(&self) -> &Caller {
+        &self.opened.caller
+    }
 }
 
 /// A request the proxy answers itself, with what was known of it when it
@@ -153,7 +159,7 @@ impl Verdict {
 
     pub fn caller(&self) -> &Caller {
         match self {
-            Verdict::Forward(plan) => &plan.caller,
+            Verdict::Forward(plan) => plan.caller(),
             Verdict::Refuse(r) => &r.caller,
         }
     }
@@ -364,7 +370,7 @@ fn plan(
     access_decision(access, &known.caller)?;
 
     let opened = Arc::new(Opened::new(
-        known.caller.clone(),
+        std::mem::replace(&mut known.caller, Caller::Anonymous),
         match &routed {
             Routed::App { app, .. } => OpenedTarget::App(app.meta.name.clone()),
             Routed::Core(core) => OpenedTarget::Core(*core),
@@ -381,7 +387,6 @@ fn plan(
     Ok(Plan {
         routed,
         access,
-        caller: std::mem::replace(&mut known.caller, Caller::Anonymous),
         upstream,
         path: forward.map(|p| match head.query {
             Some(q) => format!("{p}?{q}"),

@@ -223,7 +223,7 @@ fn summary(verdict: &Verdict) -> String {
                 "forward {} {} {}",
                 verdict.app_label(),
                 plan.access.as_str(),
-                plan.caller.client_type()
+                plan.caller().client_type()
             );
             if let Some(p) = &plan.path {
                 s += &format!(" -> {p}");
@@ -333,7 +333,7 @@ fn credentials_found_are_in_the_plan() {
         panic!("a peer reaches a public path");
     };
     assert!(plan.credentials.terminal_cookie && plan.credentials.terminal_authorization.is_empty());
-    assert_eq!(plan.caller.client_type(), "peer");
+    assert_eq!(plan.caller().client_type(), "peer");
 }
 
 fn signed_post(body: &[u8], declared: Option<usize>) -> (HeaderMap, Decision) {

@@ -55,7 +55,7 @@ pub(super) fn prepare(
         Some((app, rule)) => {
             let (headers, problems) = app
                 .headers
-                .render(rule, &plan.caller, template_portal)
+                .render(rule, plan.caller(), template_portal)
                 .map_err(|e| {
                     let refusal = Refusal::BadGateway(format!(
                         "the header templates of app {:?} failed",
@@ -73,7 +73,7 @@ pub(super) fn prepare(
         }
         None => {
             // The core learns who is calling from fixed headers.
-            let (client_type, client_id, client_name) = plan.caller.parts();
+            let (client_type, client_id, client_name) = plan.caller().parts();
             req.insert_header("x-ptl-client-type", client_type)?;
             req.insert_header("x-ptl-client-id", client_id)?;
             if let Ok(name) = http::HeaderValue::from_bytes(client_name.as_bytes()) {
