@@ -713,11 +713,11 @@ pub async fn tls_connect_from(
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
-    if let Some(from) = from {
-        socket.bind((from, 0).into()).map_err(|e| e.to_string())?;
-    }
-    let tcp = socket.connect(addr).await.map_err(|e| e.to_string())?;
+    let tcp = source_socket(from)
+        .map_err(|e| e.to_string())?
+        .connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
     let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
@@ -784,17 +784,41 @@ pub fn upgrade_request(host: &str, path: &str, extra: &str) -> String {
     )
 }
 
+/// A TCP socket to connect from the loopback address `from` (any when
+/// `None`). The source port is chosen at `connect`, by the whole address
+/// pair (`IP_BIND_ADDRESS_NO_PORT`): a plain `bind` to port 0 needs a port
+/// free on that address for every destination, and the load tests' many
+/// short connections (in TIME_WAIT) can exhaust them (`EADDRINUSE`).
+pub fn source_socket(from: Option<std::net::IpAddr>) -> std::io::Result<tokio::net::TcpSocket> {
+    use std::os::fd::AsRawFd;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    if let Some(from) = from {
+        let on: libc::c_int = 1;
+        // SAFETY: a valid socket and a c_int option value of the right size.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        socket.bind((from, 0).into())?;
+    }
+    Ok(socket)
+}
+
 /// Sends `bytes` as written over plain TCP to `to`, from the source
 /// address `from` when given (a loopback address of its own stands for
 /// another client or app), and returns the whole answer as text (what
 /// came within 10 s).
 pub async fn tcp_exchange(from: Option<std::net::IpAddr>, to: SocketAddr, bytes: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    if let Some(from) = from {
-        socket.bind((from, 0).into()).unwrap();
-    }
-    let mut tcp = socket.connect(to).await.unwrap();
+    let mut tcp = source_socket(from).unwrap().connect(to).await.unwrap();
     tcp.write_all(bytes).await.unwrap();
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut out)).await;
