@@ -302,5 +302,70 @@ fn decision(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decision, routing, identity, app_meta, signature);
+/// A state directory the size the issue names (100 apps, 1,000 peers, 100
+/// terminals), loaded whole: what every state change costs, off the request
+/// path (requests keep the previous snapshot meanwhile). Goal: under 50 ms.
+fn state_reload(c: &mut Criterion) {
+    use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePublicKey};
+    use portal_proxy::state::{SharedState, Snapshot};
+
+    let dir = std::env::temp_dir().join(format!("portal-proxy-bench-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for n in 0..100 {
+        let app = dir.join("apps").join(format!("app{n}"));
+        std::fs::create_dir_all(&app).unwrap();
+        std::fs::write(app.join("app_meta.json"), APP_META).unwrap();
+    }
+    let peers: Vec<_> = (0..1000)
+        .map(|n| {
+            let key = ed25519_dalek::SigningKey::from_bytes(
+                &[(n % 251) as u8 + 1; 32].map(|b| b ^ (n / 251) as u8),
+            );
+            let public = key.verifying_key();
+            serde_json::json!({
+                "id": portal_id(public.as_bytes()),
+                "name": format!("peer {n}"),
+                "public_key": public.to_public_key_pem(LineEnding::LF).unwrap(),
+            })
+        })
+        .collect();
+    std::fs::write(dir.join("peers.json"), serde_json::to_vec(&peers).unwrap()).unwrap();
+    let terminals: Vec<_> = (0..100)
+        .map(|n| serde_json::json!({"id": format!("terminal-{n}"), "name": format!("Device {n}")}))
+        .collect();
+    std::fs::write(
+        dir.join("terminals.json"),
+        serde_json::to_vec(&terminals).unwrap(),
+    )
+    .unwrap();
+
+    let (snapshot, errors) = Snapshot::load(&dir).unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        (
+            snapshot.apps.len(),
+            snapshot.peers.len(),
+            snapshot.terminals.len()
+        ),
+        (100, 1000, 100)
+    );
+    let shared = SharedState::new(snapshot);
+    let mut group = c.benchmark_group("state_reload");
+    group.sample_size(20);
+    group.bench_function("100_apps_1000_peers_100_terminals", |b| {
+        b.iter(|| shared.reload(black_box(&dir)).unwrap())
+    });
+    group.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(
+    benches,
+    decision,
+    routing,
+    identity,
+    app_meta,
+    signature,
+    state_reload
+);
 criterion_main!(benches);

@@ -10,6 +10,12 @@ use pingora::server::configuration::Opt;
 use portal_proxy::config::Config;
 use portal_proxy::{commands, demo, server};
 
+/// mimalloc instead of glibc's malloc: Pingora and rustls allocate and free
+/// buffers on every request, and glibc's allocator spent about a tenth of
+/// the proxy's CPU time doing so (benches/README.md, tuning log).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Where the config is read from when `-c` is not given.
 const DEFAULT_CONFIG: &str = "/etc/portal-proxy/portal-proxy.yaml";
 

@@ -37,11 +37,48 @@ pub fn open_files_limit() -> Option<usize> {
     (ok && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur as usize)
 }
 
-/// Default of `limits.max_client_connections`: 80% of the open files
-/// limit, so that upstream connections, state files and the log still
-/// find descriptors when clients hold many.
+/// What one client connection is budgeted in memory: an idle keep-alive
+/// TLS connection measured about 20 KiB (benches/README.md), a request in
+/// flight adds Pingora's and rustls's buffers; 64 KiB covers both.
+pub const CONNECTION_MEMORY_BYTES: u64 = 64 * 1024;
+
+/// Default of `limits.max_client_connections`: the smaller of 80% of the
+/// open files limit (so that upstream connections, state files and the log
+/// still find descriptors when clients hold many) and as many connections
+/// as half the memory this process may use holds at
+/// [`CONNECTION_MEMORY_BYTES`] each (so that a flood of connections meets
+/// the cap before the kernel's OOM killer).
 pub fn default_max_connections() -> usize {
-    open_files_limit().map_or(50_000, |n| n * 4 / 5).max(64)
+    let by_files = open_files_limit().map_or(50_000, |n| n * 4 / 5);
+    let by_memory = memory_limit().map_or(usize::MAX, connections_in);
+    by_files.min(by_memory).max(64)
+}
+
+/// Connections that half of `memory` bytes holds.
+fn connections_in(memory: u64) -> usize {
+    usize::try_from(memory / 2 / CONNECTION_MEMORY_BYTES).unwrap_or(usize::MAX)
+}
+
+/// The memory this process may use: its cgroup's `memory.max` (v2) or
+/// `memory.limit_in_bytes` (v1) when one is set, else the machine's
+/// `MemTotal`.
+pub fn memory_limit() -> Option<u64> {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let cgroup = read("/sys/fs/cgroup/memory.max")
+        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let total = read("/proc/meminfo").and_then(|m| mem_total(&m));
+    match (cgroup, total) {
+        (Some(c), Some(t)) => Some(c.min(t)),
+        (c, t) => c.or(t),
+    }
+}
+
+/// `MemTotal` of `/proc/meminfo`, in bytes.
+fn mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib = line.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+    Some(kib * 1024)
 }
 
 /// Refuses new client connections while the process holds more than
@@ -99,5 +136,19 @@ mod tests {
         assert!(cap.try_admit());
         assert!(!cap.try_admit());
         assert!(default_max_connections() >= 64);
+    }
+
+    #[test]
+    fn the_default_cap_is_bounded_by_memory() {
+        // 1 GiB: half of it at 64 KiB a connection.
+        assert_eq!(connections_in(1 << 30), 8192);
+        assert_eq!(connections_in(0), 0);
+        assert_eq!(
+            mem_total("MemTotal:       24567892 kB\nMemFree: 1 kB\n"),
+            Some(24_567_892 * 1024)
+        );
+        assert_eq!(mem_total("MemFree: 1 kB\n"), None);
+        let memory = memory_limit().expect("Linux tells the memory");
+        assert!(default_max_connections() <= connections_in(memory).max(64));
     }
 }
