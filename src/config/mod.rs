@@ -41,6 +41,7 @@ impl std::fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 pub mod raw;
+mod resolver;
 mod validate;
 
 use validate::Validator;
@@ -196,6 +197,8 @@ pub struct Config {
     pub server: ServerSettings,
     pub limits: Limits,
     pub access_log: crate::ops::access_log::Target,
+    /// The DNS cache of upstream names (`resolver:`).
+    pub resolver: crate::ops::dns::Settings,
 }
 
 /// Peer request settings (DESIGN sections 5 and 7).
