@@ -223,7 +223,10 @@ async fn names_are_cached_for_their_ttl_and_served_stale_while_dns_fails() {
         assert!(first.elapsed() < Duration::from_secs(5), "never switched");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(switched >= TTL, "switched after {switched:?}, within the TTL");
+    assert!(
+        switched >= TTL,
+        "switched after {switched:?}, within the TTL"
+    );
 
     // The server fails (SERVFAIL), then goes silent: the last good answer
     // keeps serving, and the server is asked again about once a second.

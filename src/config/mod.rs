@@ -47,7 +47,8 @@ mod validate;
 use validate::Validator;
 
 /// An upstream address: an IP socket address, or a host name resolved by DNS
-/// for each new connection (containers change addresses when restarted).
+/// through the cache of `ops::dns`, each answer kept for its TTL
+/// (containers change addresses when restarted).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostPort {
     pub host: String,
