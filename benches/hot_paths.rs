@@ -1,15 +1,20 @@
 //! The pure functions every request (or every state reload) goes through:
 //! the whole decision of a request, host normalization and routing, Portal
-//! ID derivation, app_meta.json parsing, signature verification. Run with
+//! ID derivation, app_meta.json parsing, signature verification, the DNS
+//! cache's answer for an upstream name. Run with
 //! `cargo bench --bench hot_paths`.
 
 use std::collections::BTreeSet;
 use std::hint::black_box;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
 use portal_proxy::decision::route::{normalize_host, CoreAccess, Router, Target};
 use portal_proxy::identity::portal_id;
+use portal_proxy::ops::dns::{Answer, Dns, Lookup, LookupError, Settings, SystemClock};
 use portal_proxy::state::app_meta::AppMeta;
 
 /// An app_meta.json as the Portal core writes it: store metadata the proxy
@@ -213,7 +218,6 @@ fn decision(c: &mut Criterion) {
     use portal_proxy::identity::Identity;
     use portal_proxy::state::peers::Peers;
     use portal_proxy::state::{App, Snapshot};
-    use std::sync::Arc;
 
     let secret = b"0123456789abcdef0123456789abcdef";
     let meta = AppMeta::parse("mosquitto", APP_META.as_bytes()).unwrap();
@@ -359,6 +363,55 @@ fn state_reload(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A resolver that always gives one address for a day.
+struct OneAddress;
+
+#[async_trait::async_trait]
+impl Lookup for OneAddress {
+    async fn lookup(&self, _name: &str) -> Result<Answer, LookupError> {
+        Ok(Answer {
+            addrs: vec![IpAddr::from([172, 18, 0, 5])],
+            ttl: Duration::from_secs(86_400),
+        })
+    }
+}
+
+/// The DNS cache on the hot path: a fresh cached name (what every request
+/// to a container name costs once its answer is cached) beside an IP
+/// literal (which never reaches the cache).
+fn dns(c: &mut Criterion) {
+    let settings = Settings {
+        max_ttl: Duration::from_secs(86_400),
+        ..Settings::default()
+    };
+    let dns = Dns::new(settings, Arc::new(OneAddress), Arc::new(SystemClock));
+    // 100 other names cached, as on a busy Portal.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for i in 0..100 {
+            dns.resolve(&format!("app-{i}"), 80).await.unwrap();
+        }
+        dns.resolve("myapp-web", 8080).await.unwrap();
+    });
+    let expected: SocketAddr = "172.18.0.5:8080".parse().unwrap();
+    assert_eq!(dns.cached("myapp-web", 8080), Some(expected));
+    assert_eq!(
+        dns.cached("10.0.0.7", 8080),
+        Some("10.0.0.7:8080".parse().unwrap())
+    );
+    let mut group = c.benchmark_group("dns");
+    group.bench_function("cached_name", |b| {
+        b.iter(|| dns.cached(black_box("myapp-web"), black_box(8080)))
+    });
+    group.bench_function("ip_literal", |b| {
+        b.iter(|| dns.cached(black_box("10.0.0.7"), black_box(8080)))
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     decision,
@@ -366,6 +419,7 @@ criterion_group!(
     identity,
     app_meta,
     signature,
-    state_reload
+    state_reload,
+    dns
 );
 criterion_main!(benches);

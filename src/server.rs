@@ -30,6 +30,7 @@ use crate::listeners::mqtt::MqttRelay;
 use crate::listeners::plain::Strict;
 use crate::listeners::redirect::RedirectToHttps;
 use crate::ops::access_log::AccessLog;
+use crate::ops::dns::Dns;
 use crate::ops::guard::{Guard, GuardLimits, Guarded, HandshakeGuard, Kind};
 use crate::ops::limits::ConnectionCap;
 use crate::ops::live::LiveRequests;
@@ -177,6 +178,8 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         config.upstreams.clone(),
     );
     let router_shared = Arc::new(router.clone());
+    // One DNS cache for every name the listeners connect to.
+    let dns = Arc::new(Dns::system(config.resolver.clone()));
     // The outbound client exists with the internal listener; its trust
     // roots (`peering.ca_file`) are reloaded like the certificate.
     let peer_client = match config.internal_listen {
@@ -185,6 +188,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
             router_shared.clone(),
             &config.peering,
             &config.limits,
+            dns.clone(),
         )?)),
         None => None,
     };
@@ -228,6 +232,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         guard: guard.clone(),
         live,
         identity: identity.clone(),
+        dns: dns.clone(),
     });
     let router = router_shared;
 
@@ -261,6 +266,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         let relay = MqttRelay {
             state: state.clone(),
             router: router.clone(),
+            dns: dns.clone(),
             connect_timeout: config.limits.upstream_connect_timeout,
             idle_timeout: config.limits.mqtt_idle_timeout,
         };
@@ -288,6 +294,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
             .ok_or("internal.listen is set but its client was not built")?;
         let core = CoreClient {
             upstream: config.core_upstream.clone(),
+            dns: dns.clone(),
             connect_timeout: config.limits.upstream_connect_timeout,
             idle_timeout: config.limits.upstream_idle_timeout,
         };

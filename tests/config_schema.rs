@@ -60,6 +60,8 @@ peering: { ca_file: ca.pem, clock_skew_seconds: 5, max_signature_validity_second
 limits: { upstream_connect_timeout_seconds: 5, max_connections_per_client: 256, handshake_timeout_seconds: 10,
           request_head_timeout_seconds: 10, mqtt_idle_timeout_seconds: 600 }
 access_log: { file: access.log }
+resolver: { nameservers: ["127.0.0.11", "127.0.0.1:5353"], min_ttl_seconds: 1, max_ttl_seconds: 300,
+            stale_answer_max_seconds: 86400, timeout_ms: 2000 }
 "#;
     assert!(validator.is_valid(&yaml(full)));
     for (mistake, text) in [
@@ -78,6 +80,14 @@ access_log: { file: access.log }
                 "max_connections_per_client: 256",
                 "max_connections_per_client: many",
             ),
+        ),
+        (
+            "an unknown resolver key",
+            full.replace("timeout_ms:", "timeout_seconds:"),
+        ),
+        (
+            "a name server that is no string",
+            full.replace("\"127.0.0.11\"", "{ ip: 127.0.0.11 }"),
         ),
         (
             "an upstream of the wrong shape",

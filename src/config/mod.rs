@@ -41,12 +41,14 @@ impl std::fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 pub mod raw;
+mod resolver;
 mod validate;
 
 use validate::Validator;
 
 /// An upstream address: an IP socket address, or a host name resolved by DNS
-/// for each new connection (containers change addresses when restarted).
+/// through the cache of `ops::dns`, each answer kept for its TTL
+/// (containers change addresses when restarted).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostPort {
     pub host: String,
@@ -196,6 +198,8 @@ pub struct Config {
     pub server: ServerSettings,
     pub limits: Limits,
     pub access_log: crate::ops::access_log::Target,
+    /// The DNS cache of upstream names (`resolver:`).
+    pub resolver: crate::ops::dns::Settings,
 }
 
 /// Peer request settings (DESIGN sections 5 and 7).

@@ -43,6 +43,30 @@ pub struct Config {
     /// The JSON access log.
     #[serde(default)]
     pub access_log: Option<AccessLog>,
+    /// How upstream names are looked up and cached (default: the system's resolver).
+    #[serde(default)]
+    pub resolver: Option<Resolver>,
+}
+
+/// The DNS cache of upstream names.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resolver {
+    /// Name servers (ip or ip:port, port 53 by default) in place of /etc/resolv.conf's.
+    #[serde(default)]
+    pub nameservers: Option<Vec<String>>,
+    /// Shortest time an answer is kept, whatever its TTL; also how often a failing resolver is asked again (1).
+    #[serde(default)]
+    pub min_ttl_seconds: Option<u64>,
+    /// Longest time an answer is kept, whatever its TTL (300).
+    #[serde(default)]
+    pub max_ttl_seconds: Option<u64>,
+    /// While the resolver fails, the last good answer is served for this long after its TTL (86400; 0: never).
+    #[serde(default)]
+    pub stale_answer_max_seconds: Option<u64>,
+    /// Longest wait for one lookup, in milliseconds (2000).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
 }
 
 /// Where the access log goes: standard output unless `file` is given;

@@ -168,3 +168,63 @@ fn host_port_shapes() {
         "[::1]:80"
     );
 }
+
+#[test]
+fn resolver_defaults_and_overrides() {
+    let d = parse(FULL).unwrap().resolver;
+    assert_eq!(d, crate::ops::dns::Settings::default());
+    assert!(d.nameservers.is_empty());
+    assert_eq!(d.min_ttl, Duration::from_secs(1));
+    assert_eq!(d.max_ttl, Duration::from_secs(300));
+    assert_eq!(d.stale_max, Duration::from_secs(86_400));
+    assert_eq!(d.timeout, Duration::from_millis(2000));
+    let c = parse(&format!(
+        "{FULL}resolver: {{ nameservers: [\"127.0.0.11\", \"[::1]:5353\"], min_ttl_seconds: 5, \
+         max_ttl_seconds: 60, stale_answer_max_seconds: 0, timeout_ms: 500 }}\n"
+    ))
+    .unwrap()
+    .resolver;
+    assert_eq!(
+        c.nameservers,
+        vec![
+            "127.0.0.11:53".parse::<SocketAddr>().unwrap(),
+            "[::1]:5353".parse().unwrap()
+        ]
+    );
+    assert_eq!(c.min_ttl, Duration::from_secs(5));
+    assert_eq!(c.max_ttl, Duration::from_secs(60));
+    assert_eq!(c.stale_max, Duration::ZERO);
+    assert_eq!(c.timeout, Duration::from_millis(500));
+}
+
+#[test]
+fn resolver_mistakes_name_their_key() {
+    let e = errors(&format!(
+        "{FULL}resolver: {{ nameservers: [\"dns.example.org\", \"127.0.0.1:0\"], min_ttl_seconds: 0, \
+         max_ttl_seconds: 100000, timeout_ms: 5 }}\n"
+    ));
+    assert_eq!(
+        e,
+        vec![
+            "resolver.nameservers[0]: \"dns.example.org\" is not an IP address, with or without a port (\"127.0.0.11\", \"[::1]:53\")",
+            "resolver.nameservers[1]: \"127.0.0.1:0\" is not an IP address, with or without a port (\"127.0.0.11\", \"[::1]:53\")",
+            "resolver.min_ttl_seconds: 0 is not from 1 to 3600",
+            "resolver.max_ttl_seconds: 100000 is not from 1 to 86400",
+            "resolver.timeout_ms: 5 is not from 100 to 30000",
+        ]
+    );
+    let e = errors(&format!(
+        "{FULL}resolver: {{ min_ttl_seconds: 60, max_ttl_seconds: 30 }}\n"
+    ));
+    assert_eq!(
+        e,
+        vec!["resolver.max_ttl_seconds: 30 is less than resolver.min_ttl_seconds (60)"]
+    );
+    let e = errors(&format!("{FULL}resolver: {{ nameservers: [] }}\n"));
+    assert!(e[0].starts_with("resolver.nameservers: empty"), "{e:?}");
+    let e = errors(&format!("{FULL}resolver: {{ ttl: 5 }}\n"));
+    assert!(
+        e[0].starts_with("resolver.ttl: unknown field `ttl`"),
+        "{e:?}"
+    );
+}

@@ -22,7 +22,7 @@ impl Validator {
         }
     }
 
-    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.errors.push(ConfigError {
             path: path.into(),
             message: message.into(),
@@ -372,6 +372,8 @@ impl Validator {
             Some(raw::AccessLog { file: None, .. }) => crate::ops::access_log::Target::Stdout,
         };
 
+        let resolver = self.resolver(raw.resolver.unwrap_or_default());
+
         // Two listeners on one address fail at bind time with a vaguer error.
         let mut seen: BTreeMap<SocketAddr, &str> = BTreeMap::new();
         for (key, addr) in [
@@ -410,6 +412,7 @@ impl Validator {
             server,
             limits,
             access_log,
+            resolver,
         })
     }
 }

@@ -22,6 +22,8 @@ use crate::state::SharedState;
 pub struct MqttRelay {
     pub state: Arc<SharedState>,
     pub router: Arc<Router>,
+    /// Upstream names, cached.
+    pub dns: Arc<crate::ops::dns::Dns>,
     pub connect_timeout: Duration,
     /// A relay with no byte either way for this long is closed
     /// (`limits.mqtt_idle_timeout_seconds`).
@@ -94,7 +96,14 @@ impl ServerApp for MqttRelay {
             debug!("mqtts: no app with an mqtt entrypoint for SNI {sni:?}: closed");
             return None;
         };
-        let connect = tokio::net::TcpStream::connect((upstream.host.as_str(), upstream.port));
+        let addr = match self.dns.resolve(&upstream.host, upstream.port).await {
+            Ok(addr) => addr,
+            Err(e) => {
+                warn!("mqtts: app {app:?} at {upstream} cannot be reached: {e}");
+                return None;
+            }
+        };
+        let connect = tokio::net::TcpStream::connect(addr);
         let mut conn = match tokio::time::timeout(self.connect_timeout, connect).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => {

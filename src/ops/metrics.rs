@@ -47,6 +47,8 @@ pub struct Metrics {
     pub requests_revoked: IntCounter,
     /// `portal_proxy_outbound_unverified_total{peer}`.
     pub outbound_unverified: IntCounterVec,
+    /// `portal_proxy_dns_lookups_total{result}`.
+    pub dns_lookups: IntCounterVec,
 }
 
 /// The state file kinds of `portal_proxy_state_reloads_total{file}`.
@@ -211,8 +213,18 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Answers of peers without a valid response signature (502 peer_unverified to the app, or let through when peering.require_response_signature is false).",
         &["peer"],
     );
+    let dns_lookups = counter_vec(
+        &registry,
+        "portal_proxy_dns_lookups_total",
+        "Upstream names asked of the resolver (a cached answer asks nothing), by result: ok, stale (the resolver failed and the last good answer was served), error (no address: 502).",
+        &["result"],
+    );
+    for result in ["ok", "stale", "error"] {
+        dns_lookups.with_label_values(&[result]);
+    }
     Metrics {
         registry,
+        dns_lookups,
         outbound_unverified,
         connections_refused,
         connections_shed,
@@ -305,6 +317,7 @@ mod tests {
             "portal_proxy_state_entries{",
             "portal_proxy_certificate_expiry_timestamp_seconds 1",
             "portal_proxy_outbound_requests_total{",
+            "portal_proxy_dns_lookups_total{result=\"stale\"}",
             "process_resident_memory_bytes",
             "process_open_fds",
             "process_cpu_seconds_total",

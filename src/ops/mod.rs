@@ -1,7 +1,8 @@
 //! Running the proxy (DESIGN section 8): Prometheus series, the access
-//! log, edge limits and TLS certificates.
+//! log, edge limits, TLS certificates and the DNS cache.
 
 pub mod access_log;
+pub mod dns;
 pub mod guard;
 pub mod limits;
 pub mod live;

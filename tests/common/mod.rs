@@ -118,7 +118,13 @@ impl Upstream {
     /// Starts the upstream in a thread of its own, which lives as long as
     /// the test process (so dropping it never blocks an async test).
     pub fn start(name: &str) -> Upstream {
-        let listener = StdListener::bind("127.0.0.1:0").unwrap();
+        Upstream::start_at(name, "127.0.0.1:0".parse().unwrap()).unwrap()
+    }
+
+    /// [`Upstream::start`] on `bind` (another loopback address, a given
+    /// port); an error if it cannot be bound.
+    pub fn start_at(name: &str, bind: SocketAddr) -> std::io::Result<Upstream> {
+        let listener = StdListener::bind(bind)?;
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let label = Arc::new(name.to_string());
@@ -149,11 +155,11 @@ impl Upstream {
                 }
             })
         });
-        Upstream {
+        Ok(Upstream {
             addr,
             name: name.to_string(),
             received,
-        }
+        })
     }
 }
 

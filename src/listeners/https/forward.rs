@@ -14,6 +14,7 @@ use crate::decision::credentials::{remove_cookie, Credentials};
 use crate::decision::decide::{Plan, Routed};
 use crate::decision::headers::{is_never_forwarded, AppHeaders};
 use crate::decision::refusal::Refusal;
+use crate::ops::dns::Dns;
 
 /// Why a request is not sent upstream after all.
 pub(super) enum NotSent {
@@ -144,14 +145,12 @@ fn strip_client_headers(req: &mut RequestHeader, app: Option<&AppHeaders>, found
     }
 }
 
-/// Resolves an upstream for one connection attempt. Container addresses
-/// change when containers restart, so names are looked up each time (the
-/// system resolver caches as configured).
-pub(super) async fn resolve(upstream: &HostPort) -> Result<SocketAddr> {
-    if let Ok(ip) = upstream.host.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, upstream.port));
-    }
-    let mut addrs = tokio::net::lookup_host((upstream.host.as_str(), upstream.port))
+/// Resolves an upstream for one connection attempt, through the DNS
+/// cache: container addresses change when containers restart, so a name's
+/// answer is kept for its TTL only (see `ops::dns`). A name without an
+/// address is `ConnectNoRoute`, a 502.
+pub(super) async fn resolve(dns: &Dns, upstream: &HostPort) -> Result<SocketAddr> {
+    dns.resolve(&upstream.host, upstream.port)
         .await
         .map_err(|e| {
             let mut err = Error::because(
@@ -161,13 +160,5 @@ pub(super) async fn resolve(upstream: &HostPort) -> Result<SocketAddr> {
             );
             err.esource = ErrorSource::Upstream;
             err
-        })?;
-    addrs.next().ok_or_else(|| {
-        let mut err = Error::explain(
-            ErrorType::ConnectNoRoute,
-            format!("{upstream} resolves to no address"),
-        );
-        err.esource = ErrorSource::Upstream;
-        err
-    })
+        })
 }

@@ -49,6 +49,8 @@ pub struct Portal {
     /// This Portal's identity: answers to verified peer requests are
     /// signed with it.
     pub identity: Arc<Identity>,
+    /// Upstream names, cached (shared with every listener).
+    pub dns: Arc<crate::ops::dns::Dns>,
 }
 
 /// The HTTPS listener's request handling.
@@ -272,7 +274,7 @@ impl ProxyHttp for PortalProxy {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let addr = forward::resolve(&ctx.plan()?.upstream).await?;
+        let addr = forward::resolve(&self.portal.dns, &ctx.plan()?.upstream).await?;
         let mut peer = HttpPeer::new(addr, false, String::new());
         let limits = &self.portal.limits;
         peer.options.connection_timeout = Some(limits.upstream_connect_timeout);

@@ -6,7 +6,7 @@
 //! answer streamed back to the calling app. HTTP/1.1 over hyper and
 //! tokio-rustls, one connection per call.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +72,8 @@ pub struct PeerClient {
     router: Arc<Router>,
     connect_timeout: Duration,
     idle_timeout: Duration,
+    /// Peers' names, cached.
+    dns: Arc<crate::ops::dns::Dns>,
 }
 
 impl PeerClient {
@@ -80,6 +82,7 @@ impl PeerClient {
         router: Arc<Router>,
         peering: &Peering,
         limits: &Limits,
+        dns: Arc<crate::ops::dns::Dns>,
     ) -> Result<Self, String> {
         Ok(PeerClient {
             tls: ArcSwap::from_pointee(tls_config(peering.ca_file.as_deref())?),
@@ -90,6 +93,7 @@ impl PeerClient {
             router,
             connect_timeout: limits.upstream_connect_timeout,
             idle_timeout: limits.upstream_idle_timeout,
+            dns,
         })
     }
 
@@ -107,19 +111,17 @@ impl PeerClient {
     }
 
     /// Where to connect for `host` on `peer`: its `address` when
-    /// `peers.json` gives one, else `host` by DNS.
+    /// `peers.json` gives one, else `host` by DNS (cached; every address,
+    /// tried in turn).
     async fn addresses(&self, host: &str, peer: &Peer) -> Result<Vec<SocketAddr>, CallError> {
         let (name, port) = match &peer.address {
-            Some(a) => (a.host.clone(), a.port),
-            None => (host.to_string(), 443),
+            Some(a) => (a.host.as_str(), a.port),
+            None => (host, 443),
         };
-        if let Ok(ip) = name.parse::<IpAddr>() {
-            return Ok(vec![SocketAddr::new(ip, port)]);
-        }
-        let found = tokio::net::lookup_host((name.as_str(), port))
+        self.dns
+            .resolve_all(name, port)
             .await
-            .map_err(|e| self.unreachable(peer, format!("cannot resolve {name}: {e}")))?;
-        Ok(found.collect())
+            .map_err(|e| self.unreachable(peer, e))
     }
 
     fn unreachable(&self, peer: &Peer, detail: impl std::fmt::Display) -> CallError {

@@ -7,6 +7,7 @@
 //! source). Plain HTTP/1.1 through hyper, one connection per request (the
 //! core is on the same host).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,6 +25,8 @@ pub const APP_HEADER: &str = "x-ptl-app";
 /// Sends requests on to the Portal core.
 pub struct CoreClient {
     pub upstream: HostPort,
+    /// The core's name, cached.
+    pub dns: Arc<crate::ops::dns::Dns>,
     pub connect_timeout: Duration,
     /// Per read of the core's answer, never a total.
     pub idle_timeout: Duration,
@@ -62,8 +65,12 @@ impl CoreClient {
         session: &mut ServerSession,
         app: Option<&str>,
     ) -> Result<u16, CallError> {
-        let connect =
-            tokio::net::TcpStream::connect((self.upstream.host.as_str(), self.upstream.port));
+        let addr = self
+            .dns
+            .resolve(&self.upstream.host, self.upstream.port)
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let connect = tokio::net::TcpStream::connect(addr);
         let tcp = match tokio::time::timeout(self.connect_timeout, connect).await {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) => return Err(self.unreachable(e)),
