@@ -182,6 +182,7 @@ free_port() {
 declare -A PORT PID
 free_port UPSTREAM_PORT
 for p in "${PROXY_LIST[@]}"; do free_port "PORT[$p]"; done
+free_port NGINX_H2_PORT
 
 # --- identities, CA and wildcard certificate -------------------------------------
 "$BIN" keygen "$WORK/identity.pem" >/dev/null
@@ -247,23 +248,12 @@ EOF
 } >"$WORK/nginx-upstream.conf"
 
 # --- nginx as a proxy, configured like portal-proxy ----------------------------------
-{
-    nginx_common proxy "$THREADS"
+nginx_server() { # $1 = port, $2 = keepalive_requests
     cat <<EOF
-http {
-    access_log off;
-$(nginx_temp_paths proxy)
-    # portal-proxy serves at most 1000 requests on an HTTP/1 connection
-    # (nginx's default too) and keeps 128 idle upstream connections.
-    keepalive_requests 1000;
-    upstream bench {
-        server 127.0.0.1:$UPSTREAM_PORT;
-        keepalive 64;
-        keepalive_requests 10000000;
-    }
     server {
-        listen 127.0.0.1:${PORT[nginx]:-1} ssl http2;
+        listen 127.0.0.1:$1 ssl http2;
         server_name $DOMAIN *.$DOMAIN;
+        keepalive_requests $2;
         ssl_certificate $WORK/cert.pem;
         ssl_certificate_key $WORK/key.pem;
         ssl_protocols TLSv1.2 TLSv1.3;
@@ -277,6 +267,26 @@ $(nginx_temp_paths proxy)
             proxy_set_header X-Forwarded-Host \$host;
         }
     }
+EOF
+}
+{
+    nginx_common proxy "$THREADS"
+    cat <<EOF
+http {
+    access_log off;
+$(nginx_temp_paths proxy)
+    # portal-proxy serves at most 1000 requests on an HTTP/1 connection
+    # (nginx's default too) and keeps 128 idle upstream connections.
+    upstream bench {
+        server 127.0.0.1:$UPSTREAM_PORT;
+        keepalive 64;
+        keepalive_requests 10000000;
+    }
+$(nginx_server "${PORT[nginx]:-1}" 1000)
+    # The h2 scenario's port: keepalive_requests also ends an HTTP/2
+    # connection after that many streams, and h2load does not reconnect;
+    # portal-proxy limits only HTTP/1 connections.
+$(nginx_server "$NGINX_H2_PORT" 100000000)
 }
 EOF
 } >"$WORK/nginx-proxy.conf"
@@ -384,6 +394,7 @@ start_proxy() { # $1 = proxy
             "$HAPROXY" -db -f "$WORK/haproxy.cfg" >>"$WORK/haproxy.log" 2>&1 &
             SIGS+=(TERM) ;;
         caddy)
+            caddy fmt --overwrite "$WORK/Caddyfile" >"$WORK/caddy.log" 2>&1 || die "caddy fmt: $(cat "$WORK/caddy.log")"
             XDG_DATA_HOME="$WORK/caddy-data" XDG_CONFIG_HOME="$WORK/caddy-config" GOMAXPROCS="$THREADS" \
                 caddy run --adapter caddyfile --config "$WORK/Caddyfile" >"$WORK/caddy.log" 2>&1 &
             SIGS+=(TERM) ;;
@@ -420,6 +431,10 @@ for p in "${PROXY_LIST[@]}"; do
     version="$(curl -sk --max-time 5 --http2 -H "Host: $HOST" -o /dev/null -w '%{http_version}' "https://127.0.0.1:$port/")"
     [ "$version" = 2 ] || die "$p does not negotiate HTTP/2 (ALPN): HTTP/$version"
 done
+if has nginx "$PROXIES"; then
+    [ "$(get "https://127.0.0.1:$NGINX_H2_PORT/" --http2)" = 200 ] || die "nginx's HTTP/2 port: not 200"
+    cmp -s "$WORK/body" <(printf '%s' "$BODY") || die "nginx's HTTP/2 port: not the upstream's 1 KiB body"
+fi
 # The same forwarded headers from every proxy, over HTTP/1.1 with and without
 # the client's "Connection: close" (a hop-by-hop header no proxy may pass on)
 # and over HTTP/2.
@@ -570,6 +585,8 @@ run_load() {
     local scenario="$1" proxy="$2" secs="$3" round="$4"
     local port="${PORT[$proxy]}" pid="${PID[$proxy]}" out="$WORK/run.out"
     local -a cmd
+    # nginx's HTTP/2 listener has no limit of requests per connection.
+    [ "$scenario" != h2 ] || [ "$proxy" != nginx ] || port="$NGINX_H2_PORT"
     local url="https://127.0.0.1:$port/"
     RUN_SECONDS="$secs"
     local wrk=(wrk -t"$WRK_THREADS" -c"$WRK_CONNECTIONS" --timeout 5s --latency -H "Host: $HOST")
@@ -708,7 +725,8 @@ mkdir -p "$TARGET_DIR"
     echo "machine: $(nproc) CPUs, $(uname -sr); load average at start $LOAD_START, at the end $(cut -d' ' -f1-3 /proc/loadavg)"
     joined="$(printf '%s, ' "${versions[@]}")"
     echo "proxies: ${joined%, }; $THREADS threads / worker processes each"
-    echo "TLS with an OpenSSL client: $(for p in "${PROXY_LIST[@]}"; do printf '%s %s; ' "$p" "${TLS[$p]}"; done)"
+    tls_line="$(for p in "${PROXY_LIST[@]}"; do printf '%s %s; ' "$p" "${TLS[$p]}"; done)"
+    echo "TLS with an OpenSSL client: ${tls_line%; }"
     echo "upstream: nginx on 127.0.0.1 ($UPSTREAM_WORKERS worker), fixed 1024-byte body, keep-alive from every proxy"
     echo "load: wrk -t$WRK_THREADS -c$WRK_CONNECTIONS --latency (HTTP/1.1), h2load -t$WRK_THREADS -c$H2_CLIENTS -m$H2_STREAMS (HTTP/2); Host: $HOST"
     echo "$ROUNDS rounds of ${DURATION}s runs after a ${WARMUP}s warm-up of each; proxy order reversed every other round"

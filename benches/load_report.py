@@ -137,7 +137,7 @@ def main():
         if value is None:
             return
         ok = "ok" if value <= limit else "OVER"
-        goals.append(f"  {text:<52} {value:>8.2f}{unit:<4} (<= {limit:g}{unit})  {ok}")
+        goals.append(f"  {text:<62} {value:>8.2f}{unit:<4} (<= {limit:g}{unit.strip()})  {ok}")
 
     pub = med("h1-keepalive", "portal-proxy")
     term = med("terminal", "portal-proxy")
@@ -150,7 +150,7 @@ def main():
     goal("public CPU/req / nginx public", div(pub, nginx), 1.8)
     signed = med("signed", "portal-proxy")
     if signed is not None and pub is not None and verify_us is not None:
-        goal(f"signed - public CPU/req (budget: verify_strict {verify_us:.1f} us + 10 us)",
+        goal(f"signed - public CPU/req (verify_strict {verify_us:.1f} us + 10 us)",
              signed - pub, verify_us + 10, " us")
     if idle:
         by = {r[0]: r for r in idle}
