@@ -148,7 +148,8 @@ cleanup() {
         kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
-    if [ "$rc" -ne 0 ] && [ -d "$WORK" ]; then
+    # After a failure (not an interrupt), the end of every log.
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 130 ] && [ "$rc" -ne 143 ] && [ -d "$WORK" ]; then
         for f in "$WORK"/*.log; do
             [ -s "$f" ] || continue
             printf '[load] --- last lines of %s\n' "$(basename "$f")" >&2
@@ -549,7 +550,7 @@ parse_h2load() { # $1 = output, $2 = log file
 # portal-proxy keeps every nonce until its signature's expiry + 5 s, at most
 # 50,000 a peer (replay_cache_per_peer's default): a run must use fewer, and
 # the next run waits until the previous pool's nonces are forgotten.
-SIGNED_NONCES=35000
+SIGNED_NONCES=45000
 SIGNED_RATE=0        # highest signed requests/s seen so far
 SIGNED_FORGET_AT=0   # when portal-proxy has forgotten the last pool's nonces
 POOL="$WORK/pool.http"
@@ -676,8 +677,31 @@ for s in "${LOAD_SCENARIOS[@]}"; do
 done
 log "$runs runs per round, $ROUNDS rounds of ${DURATION}s: about $(( (runs * ROUNDS * (DURATION + 2) + runs * (WARMUP + 2)) / 60 + 1 )) minutes"
 
+# stop_proxy PROXY: stops it (its own signal, then KILL after 5 s) and forgets its pid.
+stop_proxy() {
+    local pid="${PID[$1]}" i
+    for i in "${!PIDS[@]}"; do
+        [ "${PIDS[$i]}" = "$pid" ] || continue
+        kill -"${SIGS[$i]}" "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        unset 'PIDS[i]' 'SIGS[i]'
+    done
+}
+
 if has idle-memory "$SCENARIOS"; then
     for p in "${PROXY_LIST[@]}"; do measure_idle "$p"; done
+    # Memory the idle connections took is not all given back: restart every
+    # proxy so that the RSS after the load runs does not carry it.
+    if [ "${#LOAD_SCENARIOS[@]}" -gt 0 ]; then
+        log "restarting the proxies after the idle-memory scenario"
+        for p in "${PROXY_LIST[@]}"; do
+            stop_proxy "$p"
+            start_proxy "$p"
+            wait_ready "$p" "${PID[$p]}" "https://127.0.0.1:${PORT[$p]}/"
+        done
+    fi
 fi
 VERIFY_US=""
 if has signed "$SCENARIOS"; then
