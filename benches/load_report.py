@@ -137,7 +137,7 @@ def main():
         if value is None:
             return
         ok = "ok" if value <= limit else "OVER"
-        goals.append(f"  {text:<62} {value:>8.2f}{unit:<4} (<= {limit:g}{unit.strip()})  {ok}")
+        goals.append(f"  {text:<62} {value:>8.2f}{unit:<4} (<= {limit:g}{unit})  {ok}")
 
     pub = med("h1-keepalive", "portal-proxy")
     term = med("terminal", "portal-proxy")
