@@ -9,7 +9,7 @@
 # Every proxy terminates TLS on 127.0.0.1 with the same ECDSA certificate and
 # forwards to the same upstream (a separate nginx returning a fixed 1 KiB
 # body) over keep-alive connections, setting X-Forwarded-For/-Proto/-Host.
-# Everything listens on loopback only; the run is bounded in time (about 11
+# Everything listens on loopback only; the run is bounded in time (about 9-10
 # minutes after the release build with the defaults).
 #
 # Environment (defaults in brackets):
