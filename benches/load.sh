@@ -1,49 +1,96 @@
 #!/usr/bin/env bash
-# Load benchmark: portal-proxy against nginx, on this machine, in one run,
-# reported as ratios (portal-proxy / nginx). See benches/README.md.
+# Load benchmark: portal-proxy beside bare Pingora (examples/bare_pingora.rs),
+# nginx, HAProxy and Caddy, on this machine, in one run; every figure is a
+# median over alternating rounds, with its spread. See benches/README.md.
 #
 #   bash benches/load.sh
+#   SCENARIOS="h1-keepalive signed" PROXIES="portal-proxy bare-pingora" DURATION=3 ROUNDS=1 bash benches/load.sh
 #
-# Both proxies terminate TLS on 127.0.0.1 with the same certificate and
-# forward to the same upstream (a separate nginx returning a fixed 1 KiB
-# body over keep-alive connections); wrk drives each in turn with the same
-# settings. Everything listens on loopback only; the run is bounded in time
-# (about 1.5 minutes after the release build with the defaults).
+# Every proxy terminates TLS on 127.0.0.1 with the same ECDSA certificate and
+# forwards to the same upstream (a separate nginx returning a fixed 1 KiB
+# body) over keep-alive connections, setting X-Forwarded-For/-Proto/-Host.
+# Everything listens on loopback only; the run is bounded in time (about 9-10
+# minutes after the release build with the defaults).
 #
 # Environment (defaults in brackets):
-#   THREADS [2]          portal-proxy server.threads = nginx worker_processes
+#   PROXIES [portal-proxy bare-pingora nginx haproxy caddy]
+#   SCENARIOS [idle-memory h1-keepalive h1-close h2 terminal signed]
+#   THREADS [2]          threads / worker processes of every proxy
 #   UPSTREAM_WORKERS [1] worker_processes of the upstream nginx
-#   WRK_THREADS [2]  WRK_CONNECTIONS [64]
-#   DURATION [10]        seconds of each measured wrk run
-#   WARMUP [2]           seconds of the unmeasured wrk run before each proxy's first round
-#   ROUNDS [2]           measured runs per proxy and scenario (order alternates)
-#   SKIP_BUILD [0]       1: use the existing target/release/portal-proxy
-#   KEEP_WORK [0]        1: keep the temp dir (configs, certificates, logs)
+#   WRK_THREADS [2]  WRK_CONNECTIONS [64]      wrk -t / -c
+#   H2_CLIENTS [16]  H2_STREAMS [8]            h2load -c / -m (threads: WRK_THREADS)
+#   DURATION [5]         seconds of each measured run
+#   WARMUP [2]           seconds of the unmeasured run of each proxy and scenario
+#   ROUNDS [5]           measured runs per proxy and scenario (order alternates)
+#   IDLE_CONNECTIONS [1000]  connections held open by the idle-memory scenario
+#   SKIP_BUILD [0]       1: use the binaries already built
+#   KEEP_WORK [0]        1: keep the temp dir (configs, certificates, logs, raw output)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
 BIN="$TARGET_DIR/release/portal-proxy"
+BARE="$TARGET_DIR/release/examples/bare_pingora"
+POOLGEN="$TARGET_DIR/release/examples/signed_pool"
 REPORT="$TARGET_DIR/load-report.txt"
+CLIENT="$ROOT/benches/load_client.py"
+SIGNED_LUA="$ROOT/benches/signed.lua"
 
+PROXIES="${PROXIES:-portal-proxy bare-pingora nginx haproxy caddy}"
+SCENARIOS="${SCENARIOS:-idle-memory h1-keepalive h1-close h2 terminal signed}"
 THREADS="${THREADS:-2}"
 UPSTREAM_WORKERS="${UPSTREAM_WORKERS:-1}"
 WRK_THREADS="${WRK_THREADS:-2}"
 WRK_CONNECTIONS="${WRK_CONNECTIONS:-64}"
-DURATION="${DURATION:-10}"
+H2_CLIENTS="${H2_CLIENTS:-16}"
+H2_STREAMS="${H2_STREAMS:-8}"
+DURATION="${DURATION:-5}"
 WARMUP="${WARMUP:-2}"
-ROUNDS="${ROUNDS:-2}"
+ROUNDS="${ROUNDS:-5}"
+IDLE_CONNECTIONS="${IDLE_CONNECTIONS:-1000}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
 KEEP_WORK="${KEEP_WORK:-0}"
+# Source addresses of the idle connections (127.0.0.1 ... 127.0.0.N), so
+# that none holds more than portal-proxy's 256 connections per client.
+IDLE_SOURCES=8
 
 log() { printf '[load] %s\n' "$*" >&2; }
 die() { printf '[load] FAIL: %s\n' "$*" >&2; exit 1; }
 
+for v in THREADS UPSTREAM_WORKERS WRK_THREADS WRK_CONNECTIONS H2_CLIENTS H2_STREAMS DURATION WARMUP ROUNDS IDLE_CONNECTIONS; do
+    case "${!v}" in '' | *[!0-9]*) die "$v=${!v} is not a whole number" ;; esac
+    [ "${!v}" -gt 0 ] || die "$v must be at least 1"
+done
+[ "$DURATION" -le 280 ] || die "DURATION must be at most 280 s (a peer signature is valid 300 s at most)"
+# has WORD LIST: is WORD one of the words of LIST?
+has() { case " $2 " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+for p in $PROXIES; do
+    has "$p" "portal-proxy bare-pingora nginx haproxy caddy" || die "unknown proxy '$p' in PROXIES"
+done
+for s in $SCENARIOS; do
+    has "$s" "idle-memory h1-keepalive h1-close h2 terminal signed" || die "unknown scenario '$s' in SCENARIOS"
+done
+if ! has portal-proxy "$PROXIES"; then
+    for s in terminal signed; do
+        has "$s" "$SCENARIOS" && die "scenario $s needs portal-proxy in PROXIES"
+    done
+fi
+# The scenarios measured in rounds, in a fixed order.
+LOAD_SCENARIOS=()
+for s in h1-keepalive h1-close h2 terminal signed; do
+    has "$s" "$SCENARIOS" && LOAD_SCENARIOS+=("$s")
+done
+read -r -a PROXY_LIST <<<"$PROXIES"
+
 # --- tools -------------------------------------------------------------------
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+if has haproxy "$PROXIES"; then command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy); fi
+if has caddy "$PROXIES"; then command -v caddy >/dev/null 2>&1 || missing+=(caddy); fi
+if has h2 "$SCENARIOS"; then command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client); fi
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v ss >/dev/null 2>&1 || missing+=(iproute2)
@@ -55,34 +102,54 @@ if [ "${#missing[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 NGINX="$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)"
+HAPROXY="$(command -v haproxy 2>/dev/null || echo /usr/sbin/haproxy)"
 
 if [ "$SKIP_BUILD" != 1 ]; then
-    log "cargo build --release"
-    (cd "$ROOT" && cargo build --release --quiet)
+    log "cargo build --release (portal-proxy, examples bare_pingora and signed_pool)"
+    (cd "$ROOT" && cargo build --release --quiet --bin portal-proxy --example bare_pingora --example signed_pool)
 fi
-[ -x "$BIN" ] || die "$BIN is missing (cargo build --release)"
+for b in "$BIN" "$BARE" "$POOLGEN"; do
+    [ -x "$b" ] || die "$b is missing (cargo build --release --bin portal-proxy --example bare_pingora --example signed_pool)"
+done
+
+# Open files: 1,000 idle connections, HAProxy's maxconn, the load generators.
+hard="$(ulimit -Hn)"
+want=65536
+[ "$hard" = unlimited ] || [ "$hard" -ge "$want" ] || want="$hard"
+soft="$(ulimit -Sn)"
+if [ "$soft" != unlimited ] && [ "$soft" -lt "$want" ]; then ulimit -Sn "$want"; fi
+NOFILE="$(ulimit -Sn)"
+[ "$NOFILE" != unlimited ] || NOFILE=1048576
+if has idle-memory "$SCENARIOS" && [ "$NOFILE" -lt $((IDLE_CONNECTIONS * 2 + 1024)) ]; then
+    die "the open-files limit ($NOFILE) is too low for $IDLE_CONNECTIONS idle connections (lower IDLE_CONNECTIONS)"
+fi
+# HAProxy refuses to start when maxconn needs more files than it may open.
+HAPROXY_MAXCONN=$(( (NOFILE - 200) / 2 ))
+[ "$HAPROXY_MAXCONN" -le 4096 ] || HAPROXY_MAXCONN=4096
 
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+T_START="$(date +%s)"
 
 # --- temp dir and cleanup ------------------------------------------------------
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/portal-proxy-load.XXXXXX")"
-WRK_PID=""  # the wrk run in progress (under timeout)
-PIDS=()   # every process started
-SIGS=()   # with this signal: nginx stops at once on TERM, Pingora on INT
+CLIENT_PID=""  # the load generator or idle client in progress
+PIDS=()   # every server process started
+SIGS=()   # with this signal: nginx and HAProxy stop at once on TERM, Pingora on INT, Caddy on TERM
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     local i pid
-    [ -z "$WRK_PID" ] || kill -TERM "$WRK_PID" 2>/dev/null || true
+    [ -z "$CLIENT_PID" ] || kill -TERM "$CLIENT_PID" 2>/dev/null || true
     for i in "${!PIDS[@]}"; do
         kill -"${SIGS[$i]}" "${PIDS[$i]}" 2>/dev/null || true
     done
-    for pid in "${PIDS[@]}"; do
+    for pid in ${CLIENT_PID:+"$CLIENT_PID"} "${PIDS[@]}"; do
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
-    if [ "$rc" -ne 0 ] && [ -d "$WORK" ]; then
+    # After a failure (not an interrupt), the end of every log.
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 130 ] && [ "$rc" -ne 143 ] && [ -d "$WORK" ]; then
         for f in "$WORK"/*.log; do
             [ -s "$f" ] || continue
             printf '[load] --- last lines of %s\n' "$(basename "$f")" >&2
@@ -113,12 +180,14 @@ free_port() {
     die "no free port found"
 }
 
+declare -A PORT PID
 free_port UPSTREAM_PORT
-free_port PORTAL_PORT
-free_port NGINX_PORT
+for p in "${PROXY_LIST[@]}"; do free_port "PORT[$p]"; done
+free_port NGINX_H2_PORT
 
-# --- identity, CA and wildcard certificate -------------------------------------
+# --- identities, CA and wildcard certificate -------------------------------------
 "$BIN" keygen "$WORK/identity.pem" >/dev/null
+"$BIN" keygen "$WORK/peer.pem" >/dev/null   # the peer Portal of the signed scenario
 SHORT_ID="$("$BIN" id "$WORK/identity.pem" | awk '$1 == "short_id:" {print $2}')"
 [ -n "$SHORT_ID" ] || die "no short_id from 'portal-proxy id'"
 DOMAIN="$SHORT_ID.bench.test"
@@ -137,6 +206,7 @@ log "Portal domain $DOMAIN, requests to Host $HOST"
         "$DOMAIN" "$DOMAIN" >leaf.ext
     openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial \
         -out cert.pem -days 2 -extfile leaf.ext 2>/dev/null
+    cat cert.pem key.pem >cert-and-key.pem   # HAProxy's crt
 )
 
 # --- upstream: nginx with a fixed 1 KiB body -----------------------------------
@@ -146,8 +216,15 @@ nginx_common() { # $1 = name, $2 = worker_processes
 worker_processes $2;
 pid $WORK/nginx-$1/nginx.pid;
 error_log $WORK/nginx-$1.log warn;
+worker_rlimit_nofile 8192;
 events { worker_connections 4096; }
 EOF
+}
+nginx_temp_paths() { # $1 = name
+    local d
+    for d in client_body proxy fastcgi uwsgi scgi; do
+        printf '    %s_temp_path %s/nginx-%s/%s;\n' "$d" "$WORK" "$1" "$d"
+    done
 }
 mkdir -p "$WORK/nginx-upstream" "$WORK/nginx-proxy"
 {
@@ -155,18 +232,15 @@ mkdir -p "$WORK/nginx-upstream" "$WORK/nginx-proxy"
     cat <<EOF
 http {
     access_log off;
-    client_body_temp_path $WORK/nginx-upstream/client_body;
-    proxy_temp_path $WORK/nginx-upstream/proxy;
-    fastcgi_temp_path $WORK/nginx-upstream/fastcgi;
-    uwsgi_temp_path $WORK/nginx-upstream/uwsgi;
-    scgi_temp_path $WORK/nginx-upstream/scgi;
+$(nginx_temp_paths upstream)
     keepalive_requests 10000000;
     keepalive_timeout 300s;
     server {
         listen 127.0.0.1:$UPSTREAM_PORT;
         default_type text/plain;
-        location = /headers {
-            return 200 "host=\$http_host xff=\$http_x_forwarded_for proto=\$http_x_forwarded_proto xfh=\$http_x_forwarded_host conn=\$http_connection\n";
+        # What the proxy forwarded: /headers, /private/headers, /peer/headers.
+        location ~ /headers\$ {
+            return 200 "host=\$http_host xff=\$http_x_forwarded_for proto=\$http_x_forwarded_proto xfh=\$http_x_forwarded_host conn=\$http_connection cookie=\$http_cookie\n";
         }
         location / { return 200 "$BODY"; }
     }
@@ -174,28 +248,13 @@ http {
 EOF
 } >"$WORK/nginx-upstream.conf"
 
-# --- the comparison proxy: nginx, configured like portal-proxy ------------------
-{
-    nginx_common proxy "$THREADS"
+# --- nginx as a proxy, configured like portal-proxy ----------------------------------
+nginx_server() { # $1 = port, $2 = keepalive_requests
     cat <<EOF
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx-proxy/client_body;
-    proxy_temp_path $WORK/nginx-proxy/proxy;
-    fastcgi_temp_path $WORK/nginx-proxy/fastcgi;
-    uwsgi_temp_path $WORK/nginx-proxy/uwsgi;
-    scgi_temp_path $WORK/nginx-proxy/scgi;
-    # portal-proxy serves at most 1000 requests on an HTTP/1 connection
-    # (nginx's default too) and keeps 128 idle upstream connections.
-    keepalive_requests 1000;
-    upstream bench {
-        server 127.0.0.1:$UPSTREAM_PORT;
-        keepalive 64;
-        keepalive_requests 10000000;
-    }
     server {
-        listen 127.0.0.1:$NGINX_PORT ssl;
+        listen 127.0.0.1:$1 ssl http2;
         server_name $DOMAIN *.$DOMAIN;
+        keepalive_requests $2;
         ssl_certificate $WORK/cert.pem;
         ssl_certificate_key $WORK/key.pem;
         ssl_protocols TLSv1.2 TLSv1.3;
@@ -203,23 +262,98 @@ http {
             proxy_pass http://bench;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-            proxy_set_header Host \$http_host;
+            proxy_set_header Host \$host;
             proxy_set_header X-Forwarded-For \$remote_addr;
             proxy_set_header X-Forwarded-Proto https;
-            proxy_set_header X-Forwarded-Host \$http_host;
+            proxy_set_header X-Forwarded-Host \$host;
         }
     }
+EOF
+}
+{
+    nginx_common proxy "$THREADS"
+    cat <<EOF
+http {
+    access_log off;
+$(nginx_temp_paths proxy)
+    # portal-proxy serves at most 1000 requests on an HTTP/1 connection
+    # (nginx's default too) and keeps 128 idle upstream connections.
+    upstream bench {
+        server 127.0.0.1:$UPSTREAM_PORT;
+        keepalive 64;
+        keepalive_requests 10000000;
+    }
+$(nginx_server "${PORT[nginx]:-1}" 1000)
+    # The h2 scenario's port: keepalive_requests also ends an HTTP/2
+    # connection after that many streams, and h2load does not reconnect;
+    # portal-proxy limits only HTTP/1 connections.
+$(nginx_server "$NGINX_H2_PORT" 100000000)
 }
 EOF
 } >"$WORK/nginx-proxy.conf"
 
-# --- portal-proxy ----------------------------------------------------------------
+# --- HAProxy ---------------------------------------------------------------------
+cat >"$WORK/haproxy.cfg" <<EOF
+global
+    nbthread $THREADS
+    maxconn $HAPROXY_MAXCONN
+    ssl-default-bind-options ssl-min-ver TLSv1.2
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 300s
+    timeout http-keep-alive 60s
+    timeout http-request 10s
+frontend bench
+    bind 127.0.0.1:${PORT[haproxy]:-1} ssl crt $WORK/cert-and-key.pem alpn h2,http/1.1
+    http-request set-header X-Forwarded-For %[src]
+    http-request set-header X-Forwarded-Proto https
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    default_backend upstream
+backend upstream
+    # Idle upstream connections are shared by every client connection (as
+    # the other proxies' pools are).
+    http-reuse always
+    server upstream 127.0.0.1:$UPSTREAM_PORT maxconn 1000
+EOF
+
+# --- Caddy -------------------------------------------------------------------------
+mkdir -p "$WORK/caddy-data" "$WORK/caddy-config"
+cat >"$WORK/Caddyfile" <<EOF
+{
+    admin off
+    auto_https off
+    grace_period 1s
+    default_sni $HOST
+    log {
+        level ERROR
+    }
+    servers {
+        protocols h1 h2
+    }
+}
+https://:${PORT[caddy]:-1} {
+    bind 127.0.0.1
+    tls $WORK/cert.pem $WORK/key.pem
+    reverse_proxy 127.0.0.1:$UPSTREAM_PORT
+}
+EOF
+
+# --- portal-proxy --------------------------------------------------------------------
 mkdir -p "$WORK/state/apps/bench"
-echo '{"port": 80, "paths": {"": {"access": "public"}}}' >"$WORK/state/apps/bench/app_meta.json"
+cat >"$WORK/state/apps/bench/app_meta.json" <<'EOF'
+{"port": 80, "paths": {"": {"access": "public"}, "/private/": {"access": "private"}, "/peer/": {"access": "peer"}}}
+EOF
+TERMINAL_ID="bench-terminal"
+printf 'load benchmark terminal secret\n' >"$WORK/state/terminal_jwt_secret"
+printf '[{"id": "%s", "name": "load benchmark"}]\n' "$TERMINAL_ID" >"$WORK/state/terminals.json"
+printf '[%s]\n' "$("$BIN" id "$WORK/peer.pem" --peer-entry "load peer")" >"$WORK/state/peers.json"
+JWT="$(python3 "$CLIENT" jwt "$WORK/state/terminal_jwt_secret" "$TERMINAL_ID")"
 cat >"$WORK/portal-proxy.yaml" <<EOF
 portal: { key_file: identity.pem, base_domain: bench.test }
 state_dir: state
-listen: { https: 127.0.0.1:$PORTAL_PORT }
+listen: { https: 127.0.0.1:${PORT[portal-proxy]:-1} }
 tls: { cert_file: cert.pem, key_file: key.pem }
 home_app: bench
 core: { upstream: 127.0.0.1:$UPSTREAM_PORT }
@@ -229,23 +363,47 @@ server: { threads: $THREADS, pid_file: portal-proxy.pid, upgrade_sock: upgrade.s
           grace_period_seconds: 0, graceful_shutdown_timeout_seconds: 1 }
 EOF
 
-for name in upstream proxy; do
-    "$NGINX" -t -q -p "$WORK/nginx-$name/" -e "$WORK/nginx-$name.log" -c "$WORK/nginx-$name.conf" \
-        || die "nginx -t refused nginx-$name.conf"
-done
-"$BIN" -t -c "$WORK/portal-proxy.yaml" >"$WORK/portal-proxy-check.log" 2>&1 \
-    || die "portal-proxy -t refused the config: $(cat "$WORK/portal-proxy-check.log")"
-
+# --- start -------------------------------------------------------------------------
+"$NGINX" -t -q -p "$WORK/nginx-upstream/" -e "$WORK/nginx-upstream.log" -c "$WORK/nginx-upstream.conf" \
+    || die "nginx -t refused nginx-upstream.conf"
 "$NGINX" -p "$WORK/nginx-upstream/" -e "$WORK/nginx-upstream.log" -c "$WORK/nginx-upstream.conf" \
-    -g 'daemon off;' >>"$WORK/nginx-upstream.log" 2>&1 &
+    -g 'daemon off;' >"$WORK/nginx-upstream-stderr.log" 2>&1 &
 UPSTREAM_PID=$!; PIDS+=("$UPSTREAM_PID"); SIGS+=(TERM)
-"$NGINX" -p "$WORK/nginx-proxy/" -e "$WORK/nginx-proxy.log" -c "$WORK/nginx-proxy.conf" \
-    -g 'daemon off;' >>"$WORK/nginx-proxy.log" 2>&1 &
-NGINX_PID=$!; PIDS+=("$NGINX_PID"); SIGS+=(TERM)
-# wrk sends the URL's IP address as SNI, which rustls ignores with a warning
-# per handshake: keep those lines out of the measurement.
-RUST_LOG="warn,rustls=error" "$BIN" -c "$WORK/portal-proxy.yaml" >"$WORK/portal-proxy.log" 2>&1 &
-PORTAL_PID=$!; PIDS+=("$PORTAL_PID"); SIGS+=(INT)
+
+start_proxy() { # $1 = proxy
+    case "$1" in
+        portal-proxy)
+            "$BIN" -t -c "$WORK/portal-proxy.yaml" >"$WORK/portal-proxy-check.log" 2>&1 \
+                || die "portal-proxy -t refused the config: $(cat "$WORK/portal-proxy-check.log")"
+            # wrk sends the URL's IP address as SNI, which rustls ignores with a
+            # warning per handshake: keep those lines out of the measurement.
+            RUST_LOG="warn,rustls=error" "$BIN" -c "$WORK/portal-proxy.yaml" >"$WORK/portal-proxy.log" 2>&1 &
+            SIGS+=(INT) ;;
+        bare-pingora)
+            "$BARE" --listen "127.0.0.1:${PORT[$1]}" --upstream "127.0.0.1:$UPSTREAM_PORT" \
+                --cert "$WORK/cert.pem" --key "$WORK/key.pem" --threads "$THREADS" >"$WORK/bare-pingora.log" 2>&1 &
+            SIGS+=(INT) ;;
+        nginx)
+            "$NGINX" -t -q -p "$WORK/nginx-proxy/" -e "$WORK/nginx-proxy.log" -c "$WORK/nginx-proxy.conf" \
+                || die "nginx -t refused nginx-proxy.conf"
+            "$NGINX" -p "$WORK/nginx-proxy/" -e "$WORK/nginx-proxy.log" -c "$WORK/nginx-proxy.conf" \
+                -g 'daemon off;' >"$WORK/nginx-proxy-stderr.log" 2>&1 &
+            SIGS+=(TERM) ;;
+        haproxy)
+            "$HAPROXY" -c -q -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 \
+                || die "haproxy -c refused haproxy.cfg: $(cat "$WORK/haproxy.log")"
+            "$HAPROXY" -db -f "$WORK/haproxy.cfg" >>"$WORK/haproxy.log" 2>&1 &
+            SIGS+=(TERM) ;;
+        caddy)
+            caddy fmt --overwrite "$WORK/Caddyfile" >"$WORK/caddy.log" 2>&1 || die "caddy fmt: $(cat "$WORK/caddy.log")"
+            XDG_DATA_HOME="$WORK/caddy-data" XDG_CONFIG_HOME="$WORK/caddy-config" GOMAXPROCS="$THREADS" \
+                caddy run --adapter caddyfile --config "$WORK/Caddyfile" >"$WORK/caddy.log" 2>&1 &
+            SIGS+=(TERM) ;;
+    esac
+    PID[$1]=$!
+    PIDS+=("${PID[$1]}")
+}
+for p in "${PROXY_LIST[@]}"; do start_proxy "$p"; done
 
 # get URL [curl args...]: prints the status, the body goes to $WORK/body.
 get() {
@@ -253,52 +411,104 @@ get() {
     curl -sk --max-time 5 -H "Host: $HOST" "$@" -o "$WORK/body" -w '%{http_code}' "$url"
 }
 wait_ready() { # $1 = name, $2 = pid, $3 = url
-    for _ in $(seq 100); do
+    for _ in $(seq 150); do
         kill -0 "$2" 2>/dev/null || die "$1 exited at start"
         if [ "$(get "$3" 2>/dev/null || true)" = 200 ]; then return 0; fi
         sleep 0.1
     done
-    die "$1 does not answer 200 on $3 within 10 s"
+    die "$1 does not answer 200 on $3 within 15 s"
 }
 wait_ready upstream "$UPSTREAM_PID" "http://127.0.0.1:$UPSTREAM_PORT/"
-wait_ready portal-proxy "$PORTAL_PID" "https://127.0.0.1:$PORTAL_PORT/"
-wait_ready nginx "$NGINX_PID" "https://127.0.0.1:$NGINX_PORT/"
+for p in "${PROXY_LIST[@]}"; do wait_ready "$p" "${PID[$p]}" "https://127.0.0.1:${PORT[$p]}/"; done
 
-# Both proxies return the upstream's body and send it the same forwarding headers.
-for port in "$PORTAL_PORT" "$NGINX_PORT"; do
-    [ "$(get "https://127.0.0.1:$port/")" = 200 ] || die "port $port: not 200"
-    cmp -s "$WORK/body" <(printf '%s' "$BODY") || die "port $port: not the upstream's 1 KiB body"
+# --- checks before measuring -----------------------------------------------------------
+REF="${PROXY_LIST[0]}"
+for p in "${PROXY_LIST[@]}"; do
+    port="${PORT[$p]}"
+    for http in --http1.1 --http2; do
+        [ "$(get "https://127.0.0.1:$port/" "$http")" = 200 ] || die "$p ($http): not 200"
+        cmp -s "$WORK/body" <(printf '%s' "$BODY") || die "$p ($http): not the upstream's 1 KiB body"
+    done
+    version="$(curl -sk --max-time 5 --http2 -H "Host: $HOST" -o /dev/null -w '%{http_version}' "https://127.0.0.1:$port/")"
+    [ "$version" = 2 ] || die "$p does not negotiate HTTP/2 (ALPN): HTTP/$version"
 done
-# With and without the client's "Connection: close" (a hop-by-hop header
-# neither proxy may pass on: the upstream connection stays open).
-for conn in keep-alive close; do
-    get "https://127.0.0.1:$PORTAL_PORT/headers" -H "Connection: $conn" >/dev/null
-    PORTAL_HEADERS="$(cat "$WORK/body")"
-    get "https://127.0.0.1:$NGINX_PORT/headers" -H "Connection: $conn" >/dev/null
-    NGINX_HEADERS="$(cat "$WORK/body")"
-    log "client Connection: $conn; the upstream receives from portal-proxy: $PORTAL_HEADERS"
-    log "client Connection: $conn; the upstream receives from nginx:        $NGINX_HEADERS"
-    [ "$PORTAL_HEADERS" = "$NGINX_HEADERS" ] || die "the proxies forward different headers"
+if has nginx "$PROXIES"; then
+    [ "$(get "https://127.0.0.1:$NGINX_H2_PORT/" --http2)" = 200 ] || die "nginx's HTTP/2 port: not 200"
+    cmp -s "$WORK/body" <(printf '%s' "$BODY") || die "nginx's HTTP/2 port: not the upstream's 1 KiB body"
+fi
+# The same forwarded headers from every proxy, over HTTP/1.1 with and without
+# the client's "Connection: close" (a hop-by-hop header no proxy may pass on)
+# and over HTTP/2.
+for variant in keep-alive close h2; do
+    args=(-H "Connection: $variant")
+    [ "$variant" = h2 ] && args=(--http2)
+    ref_headers=""
+    for p in "${PROXY_LIST[@]}"; do
+        get "https://127.0.0.1:${PORT[$p]}/headers" "${args[@]}" >/dev/null
+        headers="$(cat "$WORK/body")"
+        log "$(printf '%-8s %-13s the upstream receives: %s' "$variant" "$p" "$headers")"
+        [ -n "$ref_headers" ] || ref_headers="$headers"
+        [ "$headers" = "$ref_headers" ] || die "$p forwards other headers than $REF ($variant): '$headers' vs '$ref_headers'"
+    done
 done
-TLS_PORTAL="$(openssl s_client -connect "127.0.0.1:$PORTAL_PORT" -servername "$HOST" </dev/null 2>/dev/null \
-    | awk '/^New, /{print $2, $5}' | head -n 1 || true)"
-TLS_NGINX="$(openssl s_client -connect "127.0.0.1:$NGINX_PORT" -servername "$HOST" </dev/null 2>/dev/null \
-    | awk '/^New, /{print $2, $5}' | head -n 1 || true)"
-log "TLS (openssl client): portal-proxy $TLS_PORTAL, nginx $TLS_NGINX"
+# The same TLS version from every proxy, with an OpenSSL client (the cipher
+# is logged and reported: each server picks its own).
+declare -A TLS
+tls_ref=""
+for p in "${PROXY_LIST[@]}"; do
+    TLS[$p]="$(openssl s_client -connect "127.0.0.1:${PORT[$p]}" -servername "$HOST" </dev/null 2>/dev/null \
+        | awk '/^New, /{print $2, $5}' | head -n 1 || true)"
+    [ -n "${TLS[$p]}" ] || die "$p: no TLS session with openssl s_client"
+    log "TLS with an OpenSSL client: $p ${TLS[$p]}"
+    [ -n "$tls_ref" ] || tls_ref="${TLS[$p]%% *}"
+    [ "${TLS[$p]%% *}" = "$tls_ref" ] || die "$p negotiates ${TLS[$p]%% *}, $REF $tls_ref"
+done
+if has portal-proxy "$PROXIES"; then
+    pp="https://127.0.0.1:${PORT[portal-proxy]}"
+    # The terminal path: the cookie opens the private path (and is not passed on).
+    [ "$(get "$pp/private/")" = 401 ] || die "portal-proxy: /private/ without the terminal's cookie is not 401"
+    [ "$(get "$pp/private/" -H "Cookie: authorization=$JWT")" = 200 ] \
+        || die "portal-proxy: /private/ with the terminal's cookie is not 200: $(cat "$WORK/body")"
+    cmp -s "$WORK/body" <(printf '%s' "$BODY") || die "portal-proxy: /private/ is not the upstream's body"
+    get "$pp/private/headers" -H "Cookie: authorization=$JWT" >/dev/null
+    case "$(cat "$WORK/body")" in *"cookie= "* | *"cookie=") ;; *) die "the terminal's cookie reaches the app: $(cat "$WORK/body")" ;; esac
+    # The signed path: a pooled request is served, the same one again refused.
+    [ "$(get "$pp/peer/")" = 401 ] || die "portal-proxy: /peer/ without a signature is not 401"
+    "$POOLGEN" --key "$WORK/peer.pem" --host "$HOST" --path /peer/ --count 1 --validity 30 --out "$WORK/check-pool.http"
+    read -r first second < <(python3 "$CLIENT" replay "${PORT[portal-proxy]}" "$HOST" "$WORK/check-pool.http")
+    log "signed path: a pooled request gets $first, the same request again $second"
+    [ "$first" = 200 ] || die "a pooled signed request gets $first, not 200"
+    [ "$second" = 401 ] || die "a replayed signed request gets $second, not 401"
+fi
 
-# --- measurement -------------------------------------------------------------------
+# --- measurement helpers ------------------------------------------------------------------
 CLK_TCK="$(getconf CLK_TCK)"
-# CPU ticks (user + system) of a process and its children's threads: a process
-# tree here is portal-proxy (one process) or nginx (master + workers).
+# The processes of a proxy: its main process and its children (nginx's workers).
+tree_pids() {
+    echo "$1"
+    awk -v p="$1" '{sub(/^.*\) /, ""); if ($2 == p) print FILENAME}' /proc/[0-9]*/stat 2>/dev/null | cut -d/ -f3
+}
+# CPU ticks (user + system, all threads) of a proxy's processes.
 cpu_ticks() {
-    local total=0 pid
-    for pid in "$1" $(awk -v p="$1" '{sub(/^.*\) /, ""); if ($2 == p) print FILENAME}' /proc/[0-9]*/stat 2>/dev/null \
-            | cut -d/ -f3); do
-        [ -r "/proc/$pid/stat" ] || continue
-        total=$((total + $(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$pid/stat")))
+    local total=0 pid t
+    for pid in $(tree_pids "$1"); do
+        t="$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$pid/stat" 2>/dev/null)" || continue
+        total=$((total + ${t:-0}))
     done
     echo "$total"
 }
+# kB of a field of /proc/PID/status (VmRSS) or smaps_rollup (Pss), summed over a proxy's processes.
+mem_kb() { # $1 = pid, $2 = VmRSS | Pss
+    local total=0 pid file v
+    for pid in $(tree_pids "$1"); do
+        file="/proc/$pid/status"
+        [ "$2" = Pss ] && file="/proc/$pid/smaps_rollup"
+        v="$(awk -v k="$2:" '$1 == k {print $2}' "$file" 2>/dev/null)" || continue
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 # wrk output -> "rps p50_ms p99_ms requests errors non2xx"
 parse_wrk() {
@@ -319,91 +529,253 @@ parse_wrk() {
         END { printf "%s %s %s %s %d %d\n", rps, p50, p99, req, err, non2xx }
     ' "$1"
 }
-
-declare -A SUM_RPS SUM_P50 SUM_P99 SUM_CPU
-RAW="$WORK/raw.txt"
-: >"$RAW"
-run_wrk() { # $1 = scenario, $2 = proxy, $3 = port, $4 = pid, $5 = seconds, $6 = measured (1/0)
-    local out="$WORK/wrk.out" extra=() before after
-    [ "$1" = close ] && extra=(-H "Connection: close")
-    before="$(cpu_ticks "$4")"
-    # In the background, so that an interrupt is handled at once.
-    timeout $(($5 + 30)) wrk -t"$WRK_THREADS" -c"$WRK_CONNECTIONS" -d"$5s" --timeout 5s --latency \
-        -H "Host: $HOST" "${extra[@]}" "https://127.0.0.1:$3/" >"$out" 2>&1 &
-    WRK_PID=$!
-    wait "$WRK_PID" || die "wrk against $2 failed: $(cat "$out")"
-    WRK_PID=""
-    after="$(cpu_ticks "$4")"
-    kill -0 "$4" 2>/dev/null || die "$2 exited during the run"
-    [ "$6" = 1 ] || return 0
-    local rps p50 p99 req err non2xx cpu_us
-    read -r rps p50 p99 req err non2xx < <(parse_wrk "$out")
-    { printf '=== %s, %s (port %s)\n' "$1" "$2" "$3"; cat "$out"; } >>"$RAW"
-    [ -n "$rps" ] && [ "${req:-0}" -gt 0 ] || die "no result from wrk against $2: $(cat "$out")"
-    [ "$err" -eq 0 ] || die "$2, $1: $err socket errors: $(cat "$out")"
-    [ "$non2xx" -eq 0 ] || die "$2, $1: $non2xx responses were not 2xx: $(cat "$out")"
-    cpu_us="$(awk -v t="$((after - before))" -v hz="$CLK_TCK" -v n="$req" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')"
-    log "$(printf '%-10s %-12s %10.0f req/s  p50 %7.2f ms  p99 %7.2f ms  %6s us CPU/req' "$1" "$2" "$rps" "$p50" "$p99" "$cpu_us")"
-    local k="$1/$2"
-    SUM_RPS[$k]="$(awk -v a="${SUM_RPS[$k]:-0}" -v b="$rps" 'BEGIN { print a + b }')"
-    SUM_P50[$k]="$(awk -v a="${SUM_P50[$k]:-0}" -v b="$p50" 'BEGIN { print a + b }')"
-    SUM_P99[$k]="$(awk -v a="${SUM_P99[$k]:-0}" -v b="$p99" 'BEGIN { print a + b }')"
-    SUM_CPU[$k]="$(awk -v a="${SUM_CPU[$k]:-0}" -v b="$cpu_us" 'BEGIN { print a + b }')"
+# h2load output and its --log-file -> the same six fields (errors: failed +
+# errored + timeout; non2xx: 3xx + 4xx + 5xx).
+parse_h2load() { # $1 = output, $2 = log file
+    local pct
+    pct="$(cut -f3 "$2" | sort -n | awk '{ a[NR] = $1 } END {
+        if (NR == 0) { print "0 0"; exit }
+        i50 = int(NR * 0.50); if (i50 < 1) i50 = 1
+        i99 = int(NR * 0.99); if (i99 < 1) i99 = 1
+        printf "%.3f %.3f\n", a[i50] / 1000, a[i99] / 1000 }')"
+    awk -v pct="$pct" '
+        /^finished in / { rps = $4 }
+        /^requests: / { gsub(/,/, ""); ok = $8; err = $10 + $12 + $14 }
+        /^status codes: / { gsub(/,/, ""); non2xx = $5 + $7 + $9 }
+        END { split(pct, p, " "); printf "%s %s %s %s %d %d\n", rps, p[1], p[2], ok, err, non2xx }
+    ' "$1"
 }
 
-SCENARIOS=(keepalive close)
-for scenario in "${SCENARIOS[@]}"; do
-    log "scenario $scenario: warm-up ${WARMUP}s each"
-    run_wrk "$scenario" portal-proxy "$PORTAL_PORT" "$PORTAL_PID" "$WARMUP" 0
-    run_wrk "$scenario" nginx "$NGINX_PORT" "$NGINX_PID" "$WARMUP" 0
-    for round in $(seq "$ROUNDS"); do
-        # Alternate the order so that a drift in background load hits both.
-        if [ $((round % 2)) -eq 1 ]; then
-            run_wrk "$scenario" portal-proxy "$PORTAL_PORT" "$PORTAL_PID" "$DURATION" 1
-            run_wrk "$scenario" nginx "$NGINX_PORT" "$NGINX_PID" "$DURATION" 1
-        else
-            run_wrk "$scenario" nginx "$NGINX_PORT" "$NGINX_PID" "$DURATION" 1
-            run_wrk "$scenario" portal-proxy "$PORTAL_PORT" "$PORTAL_PID" "$DURATION" 1
-        fi
-    done
-done
+# --- the signed scenario's pools ------------------------------------------------------------
+# portal-proxy keeps every nonce until its signature's expiry + 5 s, at most
+# 50,000 a peer (replay_cache_per_peer's default): a run must use fewer, and
+# the next run waits until the previous pool's nonces are forgotten.
+SIGNED_NONCES=45000
+SIGNED_RATE=0        # highest signed requests/s seen so far
+SIGNED_FORGET_AT=0   # when portal-proxy has forgotten the last pool's nonces
+POOL="$WORK/pool.http"
+# signed_prepare SECONDS: writes a fresh pool; sets RUN_SECONDS.
+signed_prepare() {
+    local est="$SIGNED_RATE" count now validity
+    if [ "$est" -eq 0 ]; then
+        est=20000   # no signed run yet: the warm-up's estimate (it is only WARMUP seconds)
+    fi
+    est=$((est * 13 / 10))
+    RUN_SECONDS="$1"
+    [ $((est * RUN_SECONDS)) -le "$SIGNED_NONCES" ] || RUN_SECONDS=$((SIGNED_NONCES / est))
+    [ "$RUN_SECONDS" -ge 1 ] || RUN_SECONDS=1
+    count=$((est * RUN_SECONDS * 2 + 2000))
+    now="$(date +%s)"
+    if [ "$now" -lt "$SIGNED_FORGET_AT" ]; then
+        log "signed: waiting $((SIGNED_FORGET_AT - now)) s until the previous pool's nonces expire"
+        sleep $((SIGNED_FORGET_AT - now))
+    fi
+    validity=$((RUN_SECONDS + 20))
+    "$POOLGEN" --key "$WORK/peer.pem" --host "$HOST" --path /peer/ --count "$count" \
+        --validity "$validity" --out "$POOL"
+    SIGNED_FORGET_AT=$(($(date +%s) + validity + 6))
+}
 
-# --- report ----------------------------------------------------------------------------
-mkdir -p "$TARGET_DIR"
-{
-    echo "portal-proxy vs nginx load benchmark, $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
-    echo "machine: $(nproc) CPUs, $(uname -sr); load average at start $LOAD_START, at the end $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "portal-proxy $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') (threads: $THREADS)" \
-        "| $("$NGINX" -v 2>&1 | sed 's/^nginx version: //') (worker_processes: $THREADS)" \
-        "| $(wrk -v 2>&1 | head -n 1 | awk '{print $1, $2}')"
-    echo "TLS negotiated with an OpenSSL client: portal-proxy $TLS_PORTAL; nginx $TLS_NGINX"
-    echo "upstream: nginx on 127.0.0.1 ($UPSTREAM_WORKERS worker), fixed 1024-byte body, keep-alive from both proxies"
-    echo "wrk -t$WRK_THREADS -c$WRK_CONNECTIONS -d${DURATION}s --latency over HTTPS/1.1, Host: $HOST;" \
-        "mean of $ROUNDS rounds (order alternated) after a ${WARMUP}s warm-up"
-    echo "scenarios: keepalive = persistent connections (both close one after 1000 requests);"
-    echo "           close = 'Connection: close', a new TCP + TLS handshake for every request"
-    echo "ratio = portal-proxy / nginx: above 1 is better for req/s, below 1 is better for latency and CPU"
-    echo
-    printf '%-10s %-16s %14s %14s %8s\n' scenario metric portal-proxy nginx ratio
-    printf '%-10s %-16s %14s %14s %8s\n' ---------- ---------------- -------------- -------------- --------
-    for scenario in "${SCENARIOS[@]}"; do
-        for metric in rps p50 p99 cpu; do
-            case "$metric" in
-                rps) label="requests/s"; a="${SUM_RPS[$scenario/portal-proxy]}"; b="${SUM_RPS[$scenario/nginx]}"; fmt="%14.0f" ;;
-                p50) label="p50 latency ms"; a="${SUM_P50[$scenario/portal-proxy]}"; b="${SUM_P50[$scenario/nginx]}"; fmt="%14.2f" ;;
-                p99) label="p99 latency ms"; a="${SUM_P99[$scenario/portal-proxy]}"; b="${SUM_P99[$scenario/nginx]}"; fmt="%14.2f" ;;
-                cpu) label="CPU us/request"; a="${SUM_CPU[$scenario/portal-proxy]}"; b="${SUM_CPU[$scenario/nginx]}"; fmt="%14.1f" ;;
-            esac
-            awk -v s="$scenario" -v l="$label" -v a="$a" -v b="$b" -v n="$ROUNDS" -v f="$fmt" \
-                'BEGIN { printf "%-10s %-16s " f " " f " %8.2f\n", s, l, a / n, b / n, (b > 0 ? a / b : 0) }'
+# --- one run -----------------------------------------------------------------------------------
+RESULTS="$WORK/results.tsv"
+RAW="$WORK/raw.txt"
+: >"$RESULTS"
+: >"$RAW"
+# run_load SCENARIO PROXY SECONDS ROUND (ROUND 0: warm-up, not recorded)
+run_load() {
+    local scenario="$1" proxy="$2" secs="$3" round="$4"
+    local port="${PORT[$proxy]}" pid="${PID[$proxy]}" out="$WORK/run.out"
+    local -a cmd
+    # nginx's HTTP/2 listener has no limit of requests per connection.
+    [ "$scenario" != h2 ] || [ "$proxy" != nginx ] || port="$NGINX_H2_PORT"
+    local url="https://127.0.0.1:$port/"
+    RUN_SECONDS="$secs"
+    local wrk=(wrk -t"$WRK_THREADS" -c"$WRK_CONNECTIONS" --timeout 5s --latency -H "Host: $HOST")
+    case "$scenario" in
+        h1-keepalive) cmd=("${wrk[@]}" -d"${secs}s" "$url") ;;
+        h1-close) cmd=("${wrk[@]}" -d"${secs}s" -H "Connection: close" "$url") ;;
+        terminal) cmd=("${wrk[@]}" -d"${secs}s" -H "Cookie: authorization=$JWT" "${url}private/") ;;
+        signed)
+            signed_prepare "$secs"
+            cmd=("${wrk[@]}" -d"${RUN_SECONDS}s" -s "$SIGNED_LUA" "${url}peer/" -- "$POOL" "$WRK_THREADS") ;;
+        h2)
+            rm -f "$WORK/h2.log"
+            cmd=(h2load -c"$H2_CLIENTS" -m"$H2_STREAMS" -t"$WRK_THREADS" -D "$secs" --log-file="$WORK/h2.log"
+                -H ":authority: $HOST" "$url") ;;
+    esac
+    local before after
+    before="$(cpu_ticks "$pid")"
+    # In the background, so that an interrupt is handled at once.
+    timeout $((RUN_SECONDS + 60)) "${cmd[@]}" >"$out" 2>&1 &
+    CLIENT_PID=$!
+    wait "$CLIENT_PID" || die "$scenario against $proxy failed: $(cat "$out")"
+    CLIENT_PID=""
+    after="$(cpu_ticks "$pid")"
+    kill -0 "$pid" 2>/dev/null || die "$proxy exited during the run"
+    { printf '=== round %s, %s, %s (port %s): %s\n' "$round" "$scenario" "$proxy" "$port" "${cmd[*]}"; cat "$out"; } >>"$RAW"
+    local rps p50 p99 req err non2xx cpu_us rss
+    if [ "$scenario" = h2 ]; then
+        read -r rps p50 p99 req err non2xx < <(parse_h2load "$out" "$WORK/h2.log")
+    else
+        read -r rps p50 p99 req err non2xx < <(parse_wrk "$out")
+    fi
+    if [ -z "$rps" ] || [ "${req:-0}" -le 0 ]; then die "no result from $scenario against $proxy: $(cat "$out")"; fi
+    [ "$err" -eq 0 ] || die "$proxy, $scenario: $err socket errors / failed requests: $(cat "$out")"
+    [ "$non2xx" -eq 0 ] || die "$proxy, $scenario: $non2xx responses were not 2xx: $(cat "$out")"
+    if [ "$scenario" = signed ]; then
+        ! grep -q 'pool exhausted' "$out" \
+            || die "the signed pool ran out (the rate rose above twice the estimate): $(cat "$out")"
+        local r="${rps%.*}"
+        [ "${r:-0}" -le "$SIGNED_RATE" ] || SIGNED_RATE="${r:-0}"
+    fi
+    [ "$round" -gt 0 ] || return 0
+    cpu_us="$(awk -v t="$((after - before))" -v hz="$CLK_TCK" -v n="$req" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')"
+    rss="$(mib "$(mem_kb "$pid" VmRSS)")"
+    log "$(printf 'round %s %-12s %-12s %9.0f req/s %7s us CPU/req  p50 %7.2f ms  p99 %7.2f ms  RSS %6s MiB' \
+        "$round" "$scenario" "$proxy" "$rps" "$cpu_us" "$p50" "$p99" "$rss")"
+    printf '%s %s %s %s %s %s %s %s %s %s\n' "$round" "$scenario" "$proxy" "$RUN_SECONDS" "$req" \
+        "$rps" "$cpu_us" "$p50" "$p99" "$rss" >>"$RESULTS"
+}
+
+# --- idle memory ---------------------------------------------------------------------------------
+IDLE="$WORK/idle.tsv"
+: >"$IDLE"
+measure_idle() { # $1 = proxy
+    local proxy="$1" port="${PORT[$1]}" pid="${PID[$1]}" out="$WORK/idle-client.out"
+    local rss0 pss0 rss1 open
+    rss0="$(mem_kb "$pid" VmRSS)"
+    pss0="$(mem_kb "$pid" Pss)"
+    python3 "$CLIENT" idle "$port" "$HOST" "$IDLE_CONNECTIONS" "$IDLE_SOURCES" >"$out" 2>&1 &
+    CLIENT_PID=$!
+    for _ in $(seq 1200); do
+        grep -q '^ready' "$out" && break
+        kill -0 "$CLIENT_PID" 2>/dev/null || die "the idle client failed against $proxy: $(cat "$out")"
+        sleep 0.1
+    done
+    grep -q '^ready' "$out" || die "the idle client did not open $IDLE_CONNECTIONS connections to $proxy within 120 s"
+    sleep 1
+    open="$(ss -Htn state established "( sport = :$port )" | wc -l)"
+    rss1="$(mem_kb "$pid" VmRSS)"
+    kill -TERM "$CLIENT_PID" 2>/dev/null || true
+    wait "$CLIENT_PID" 2>/dev/null || true
+    CLIENT_PID=""
+    [ "$open" -ge "$IDLE_CONNECTIONS" ] || die "$proxy holds only $open of the $IDLE_CONNECTIONS idle connections"
+    kill -0 "$pid" 2>/dev/null || die "$proxy exited during the idle-memory scenario"
+    log "$(printf 'idle-memory %-12s RSS %6s MiB (PSS %s MiB); with %s idle TLS connections %6s MiB (+%s)' \
+        "$proxy" "$(mib "$rss0")" "$(mib "$pss0")" "$open" "$(mib "$rss1")" "$(mib $((rss1 - rss0)))")"
+    printf '%s %s %s %s %s\n' "$proxy" "$(mib "$rss0")" "$(mib "$pss0")" "$(mib "$rss1")" "$open" >>"$IDLE"
+    # Let the proxy see the connections go before the next one.
+    for _ in $(seq 100); do
+        [ "$(ss -Htn "( sport = :$port )" | wc -l)" -lt 10 ] && break
+        sleep 0.1
+    done
+}
+
+runs=0
+for s in "${LOAD_SCENARIOS[@]}"; do
+    case "$s" in terminal | signed) runs=$((runs + 1)) ;; *) runs=$((runs + ${#PROXY_LIST[@]})) ;; esac
+done
+log "$runs runs per round, $ROUNDS rounds of ${DURATION}s: about $(( (runs * ROUNDS * (DURATION + 2) + runs * (WARMUP + 2)) / 60 + 1 )) minutes"
+
+# stop_proxy PROXY: stops it (its own signal, then KILL after 5 s) and forgets its pid.
+stop_proxy() {
+    local pid="${PID[$1]}" i
+    for i in "${!PIDS[@]}"; do
+        [ "${PIDS[$i]}" = "$pid" ] || continue
+        kill -"${SIGS[$i]}" "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        unset 'PIDS[i]' 'SIGS[i]'
+    done
+}
+
+if has idle-memory "$SCENARIOS"; then
+    for p in "${PROXY_LIST[@]}"; do measure_idle "$p"; done
+    # Memory the idle connections took is not all given back: restart every
+    # proxy so that the RSS after the load runs does not carry it.
+    if [ "${#LOAD_SCENARIOS[@]}" -gt 0 ]; then
+        log "restarting the proxies after the idle-memory scenario"
+        for p in "${PROXY_LIST[@]}"; do
+            stop_proxy "$p"
+            start_proxy "$p"
+            wait_ready "$p" "${PID[$p]}" "https://127.0.0.1:${PORT[$p]}/"
+        done
+    fi
+fi
+VERIFY_US=""
+if has signed "$SCENARIOS"; then
+    VERIFY_US="$("$POOLGEN" --verify-bench)"
+    log "one ed25519 verify_strict on this machine: $VERIFY_US us"
+fi
+
+# proxies_for SCENARIO ROUND: the proxies of a scenario, reversed in even rounds.
+proxies_for() {
+    local list=("${PROXY_LIST[@]}") i
+    case "$1" in terminal | signed) list=(portal-proxy) ;; esac
+    if [ $(($2 % 2)) -eq 0 ]; then
+        for ((i = ${#list[@]} - 1; i >= 0; i--)); do echo "${list[$i]}"; done
+    else
+        printf '%s\n' "${list[@]}"
+    fi
+}
+if [ "${#LOAD_SCENARIOS[@]}" -gt 0 ]; then
+    log "warm-up: ${WARMUP}s of each scenario and proxy"
+    for s in "${LOAD_SCENARIOS[@]}"; do
+        for p in $(proxies_for "$s" 1); do run_load "$s" "$p" "$WARMUP" 0; done
+    done
+    for round in $(seq "$ROUNDS"); do
+        log "round $round of $ROUNDS"
+        for s in "${LOAD_SCENARIOS[@]}"; do
+            for p in $(proxies_for "$s" "$round"); do run_load "$s" "$p" "$DURATION" "$round"; done
         done
     done
+fi
+
+# --- report ----------------------------------------------------------------------------------------
+versions=()
+for p in "${PROXY_LIST[@]}"; do
+    case "$p" in
+        portal-proxy) versions+=("portal-proxy $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')") ;;
+        bare-pingora) versions+=("bare-pingora (pingora $(awk '/^name = "pingora"$/ {getline; print $3}' "$ROOT/Cargo.lock" | tr -d '"'))") ;;
+        nginx) versions+=("$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')") ;;
+        haproxy) versions+=("haproxy $("$HAPROXY" -v 2>/dev/null | awk 'NR == 1 {print $3}')") ;;
+        caddy) versions+=("caddy $(caddy version 2>/dev/null | awk '{print $1}')") ;;
+    esac
+done
+mkdir -p "$TARGET_DIR"
+{
+    echo "portal-proxy load benchmark, $(date -u '+%Y-%m-%dT%H:%M:%SZ'), $(( ($(date +%s) - T_START) / 60 )) min"
+    echo "machine: $(nproc) CPUs, $(uname -sr); load average at start $LOAD_START, at the end $(cut -d' ' -f1-3 /proc/loadavg)"
+    joined="$(printf '%s, ' "${versions[@]}")"
+    echo "proxies: ${joined%, }; $THREADS threads / worker processes each"
+    tls_line="$(for p in "${PROXY_LIST[@]}"; do printf '%s %s; ' "$p" "${TLS[$p]}"; done)"
+    echo "TLS with an OpenSSL client: ${tls_line%; }"
+    echo "upstream: nginx on 127.0.0.1 ($UPSTREAM_WORKERS worker), fixed 1024-byte body, keep-alive from every proxy"
+    echo "load: wrk -t$WRK_THREADS -c$WRK_CONNECTIONS --latency (HTTP/1.1), h2load -t$WRK_THREADS -c$H2_CLIENTS -m$H2_STREAMS (HTTP/2); Host: $HOST"
+    echo "$ROUNDS rounds of ${DURATION}s runs after a ${WARMUP}s warm-up of each; proxy order reversed every other round"
+    echo "CPU us/request = the proxy's CPU time (user + system, all its processes, /proc) during the run / requests answered"
+    echo "RSS = VmRSS of all the proxy's processes after the run"
     echo
-    echo "checks: 200 and the upstream's exact body from both (curl), the same forwarded headers;"
-    echo "        during the runs no socket errors and no non-2xx/3xx responses (wrk)."
+    PROXIES="$PROXIES" SCENARIOS="${LOAD_SCENARIOS[*]}" ROUNDS="$ROUNDS" VERIFY_US="$VERIFY_US" \
+        IDLE_CONNECTIONS="$IDLE_CONNECTIONS" python3 "$ROOT/benches/load_report.py" "$RESULTS" "$IDLE"
+    echo
+    echo "checks: 200 and the upstream's exact body from every proxy (HTTP/1.1 and HTTP/2), the same"
+    echo "        forwarded headers, the same TLS version; terminal and signed paths refuse without"
+    echo "        credentials, a replayed signed request is refused; during the runs no socket errors"
+    echo "        and no non-2xx responses."
 } >"$REPORT.tmp"
-{ cat "$REPORT.tmp"; echo; echo "--- raw wrk output"; cat "$RAW"; } >"$REPORT"
+{
+    cat "$REPORT.tmp"
+    echo
+    echo "--- measurements (round scenario proxy seconds requests rps cpu_us p50_ms p99_ms rss_mib)"
+    cat "$RESULTS"
+    echo "--- idle memory (proxy rss_mib pss_mib rss_with_connections_mib connections)"
+    cat "$IDLE"
+    echo "--- raw load generator output"
+    cat "$RAW"
+} >"$REPORT"
 rm -f "$REPORT.tmp"
 echo
-sed -n '1,/^--- raw wrk output/p' "$REPORT" | sed '$d' 
+sed -n '1,/^--- measurements/p' "$REPORT" | sed '$d'
 log "report written to $REPORT"
