@@ -322,9 +322,9 @@ fn state_reload(c: &mut Criterion) {
     }
     let peers: Vec<_> = (0..1000)
         .map(|n| {
-            let key = ed25519_dalek::SigningKey::from_bytes(
-                &[(n % 251) as u8 + 1; 32].map(|b| b ^ (n / 251) as u8),
-            );
+            let mut seed = [7u8; 32];
+            seed[..4].copy_from_slice(&(n as u32).to_le_bytes());
+            let key = ed25519_dalek::SigningKey::from_bytes(&seed);
             let public = key.verifying_key();
             serde_json::json!({
                 "id": portal_id(public.as_bytes()),

@@ -704,9 +704,10 @@ if has idle-memory "$SCENARIOS"; then
     fi
 fi
 VERIFY_US=""
+SIGN_US=""
 if has signed "$SCENARIOS"; then
-    VERIFY_US="$("$POOLGEN" --verify-bench)"
-    log "one ed25519 verify_strict on this machine: $VERIFY_US us"
+    read -r VERIFY_US SIGN_US < <("$POOLGEN" --verify-bench)
+    log "on this machine: one ed25519 verify_strict $VERIFY_US us, one ed25519 signature $SIGN_US us"
 fi
 
 # proxies_for SCENARIO ROUND: the proxies of a scenario, reversed in even rounds.
@@ -757,7 +758,7 @@ mkdir -p "$TARGET_DIR"
     echo "CPU us/request = the proxy's CPU time (user + system, all its processes, /proc) during the run / requests answered"
     echo "RSS = VmRSS of all the proxy's processes after the run"
     echo
-    PROXIES="$PROXIES" SCENARIOS="${LOAD_SCENARIOS[*]}" ROUNDS="$ROUNDS" VERIFY_US="$VERIFY_US" \
+    PROXIES="$PROXIES" SCENARIOS="${LOAD_SCENARIOS[*]}" ROUNDS="$ROUNDS" VERIFY_US="$VERIFY_US" SIGN_US="$SIGN_US" \
         IDLE_CONNECTIONS="$IDLE_CONNECTIONS" python3 "$ROOT/benches/load_report.py" "$RESULTS" "$IDLE"
     echo
     echo "checks: 200 and the upstream's exact body from every proxy (HTTP/1.1 and HTTP/2), the same"
