@@ -38,8 +38,9 @@ pub fn open_files_limit() -> Option<usize> {
 }
 
 /// What one client connection is budgeted in memory: an idle keep-alive
-/// TLS connection measured about 20 KiB (benches/README.md), a request in
-/// flight adds Pingora's and rustls's buffers; 64 KiB covers both.
+/// TLS connection measured about 49 KiB (benches/README.md, tuning log),
+/// a request in flight adds Pingora's and rustls's buffers; 64 KiB covers
+/// the usual case (a flood of slow uploads is bounded by other limits).
 pub const CONNECTION_MEMORY_BYTES: u64 = 64 * 1024;
 
 /// Default of `limits.max_client_connections`: the smaller of 80% of the
