@@ -162,17 +162,9 @@ async fn answered_by(client: &reqwest::Client, url: &str) -> Result<String, u16>
 
 /// `portal_proxy_dns_lookups_total{result}` on the metrics listener.
 async fn lookups(metrics: SocketAddr, result: &str) -> u64 {
-    let text = reqwest::get(format!("http://{metrics}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let series = format!("portal_proxy_dns_lookups_total{{result=\"{result}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{series} missing"))
+    let series = format!("portal_proxy_dns_lookups_total{{result=\"{result}\"}}");
+    let value = series_value(&metrics_text(metrics).await, &series);
+    value.unwrap_or_else(|| panic!("{series} missing")) as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,15 +109,7 @@ async fn connections_over_the_cap_are_refused() {
     })
     .await;
     assert!(refused, "no connection was refused over the cap");
-    let text = reqwest::get(format!("http://{metrics}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let refused = text
-        .lines()
-        .find_map(|l| l.strip_prefix("portal_proxy_connections_refused_total "))
-        .and_then(|v| v.parse::<f64>().ok());
+    let text = metrics_text(metrics).await;
+    let refused = series_value(&text, "portal_proxy_connections_refused_total");
     assert!(refused.is_some_and(|n| n >= 1.0), "{refused:?}");
 }

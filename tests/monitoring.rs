@@ -92,12 +92,7 @@ async fn every_metric_of_the_dashboard_and_the_rules_is_exported() {
     let status = reqwest::get(&call).await.unwrap().status();
     assert_eq!(status, 502);
 
-    let text = reqwest::get(format!("http://{metrics}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(metrics).await;
     let exported: BTreeSet<&str> = text
         .lines()
         .filter(|l| !l.starts_with('#'))

@@ -42,12 +42,7 @@ fn setup(test: &str, extra: &str) -> Setup {
 }
 
 async fn scrape(addr: SocketAddr) -> Scrape {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(addr).await;
     Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap()
 }
 

@@ -32,13 +32,7 @@ fn start(test: &str) -> (PortalFiles, Proxy, Upstream) {
     files
         .app("app", &app_meta(APP))
         .terminals(&[("t1", "Laptop"), ("t2", "Phone")]);
-    let proxy = Proxy::start(
-        &files,
-        &format!(
-            "core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams: {{ app: \"{}\" }}\n",
-            app.addr
-        ),
-    );
+    let proxy = Proxy::start(&files, &only_app_yaml(&app));
     (files, proxy, app)
 }
 
@@ -90,13 +84,7 @@ async fn a_stricter_rule_closes_an_open_stream() {
     files
         .app("app", &app_meta(APP))
         .terminals(&[("t1", "Laptop")]);
-    let proxy = Proxy::start(
-        &files,
-        &format!(
-            "core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams: {{ app: \"{}\" }}\n",
-            app.addr
-        ),
-    );
+    let proxy = Proxy::start(&files, &only_app_yaml(&app));
     let host = files.host("app");
     // 40 events, 300 ms apart: 12 s if nothing stops it.
     let anonymous = client(&files.ca_pem, Protocol::Http1);

@@ -13,13 +13,7 @@ async fn an_upgrade_reaches_the_app_and_bytes_flow_both_ways() {
     let files = PortalFiles::new("websocket");
     let app = Upstream::start("app");
     files.app("app", &app_meta(APP));
-    let proxy = Proxy::start(
-        &files,
-        &format!(
-            "core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams: {{ app: \"{}\" }}\n",
-            app.addr
-        ),
-    );
+    let proxy = Proxy::start(&files, &only_app_yaml(&app));
     let host = files.host("app");
     let mut tls = tls_connect(proxy.https, &host, &files.ca_pem)
         .await

@@ -830,3 +830,31 @@ pub async fn tcp_exchange(from: Option<std::net::IpAddr>, to: SocketAddr, bytes:
     let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// The text of `GET /metrics` on the metrics listener at `metrics`.
+pub async fn metrics_text(metrics: SocketAddr) -> String {
+    reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of `series` (a metric name with its labels, exactly as
+/// exported) in the text of a scrape.
+pub fn series_value(text: &str, series: &str) -> Option<f64> {
+    let prefix = format!("{series} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+}
+
+/// The config lines of a Portal whose one app, `app`, is served by
+/// `upstream`, with no core (its address refuses connections).
+pub fn only_app_yaml(upstream: &Upstream) -> String {
+    format!(
+        "core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams: {{ app: \"{}\" }}\n",
+        upstream.addr
+    )
+}
