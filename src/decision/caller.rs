@@ -3,10 +3,22 @@
 //! token (an HS256 JWT whose `sub` is a terminal of `terminals.json`).
 //! Pure; `request_filter` calls [`Terminals::identify`]. The peer caller is
 //! decided by signature verification (section 5) before this runs.
+//!
+//! The JWT check is done here rather than by `jsonwebtoken::decode`, which
+//! rebuilt the HMAC key from the secret, built its validation rules and
+//! parsed the claims twice on every request (benches/README.md, tuning
+//! log): the HMAC-SHA256 key is prepared once per state load (ring, already
+//! the TLS stack's crypto) and the claims are parsed once, after the
+//! signature is verified. `jsonwebtoken` stays as the tests' independent
+//! encoder and reference decoder.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ring::hmac;
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 /// The identity a request is served under.
@@ -72,7 +84,8 @@ pub const TERMINAL_COOKIE: &str = "authorization";
 /// The owner's paired devices and the secret their tokens are signed with.
 pub struct Terminals {
     secret: Option<Vec<u8>>,
-    key: Option<DecodingKey>,
+    /// HMAC-SHA256 with the secret, prepared once.
+    key: Option<hmac::Key>,
     entries: Vec<TerminalEntry>,
     /// id -> name.
     names: HashMap<String, String>,
@@ -88,14 +101,32 @@ impl std::fmt::Debug for Terminals {
     }
 }
 
+/// The claims a terminal token is judged by; others are ignored. A token
+/// whose claims do not read as this (no `sub` string, `exp` or `nbf` not a
+/// number, a claim given twice) proves nothing.
 #[derive(Deserialize)]
-struct Claims {
-    sub: String,
+struct Claims<'a> {
+    #[serde(borrow)]
+    sub: Cow<'a, str>,
     #[serde(default)]
     exp: Option<f64>,
     #[serde(default)]
     nbf: Option<f64>,
 }
+
+/// The JOSE header fields that matter: the algorithm, and `crit`, which
+/// names extensions the token requires its reader to understand (RFC 7515
+/// section 4.1.11): this reader understands none.
+#[derive(Deserialize)]
+struct JoseHeader<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(default)]
+    crit: Option<IgnoredAny>,
+}
+
+/// Length of a base64url (unpadded) HMAC-SHA256 signature.
+const HS256_SIGNATURE_CHARS: usize = 43;
 
 /// One entry of `terminals.json`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -118,7 +149,7 @@ impl Terminals {
         let secret = secret.filter(|s| !s.is_empty());
         Terminals {
             secret: secret.map(<[u8]>::to_vec),
-            key: secret.map(DecodingKey::from_secret),
+            key: secret.map(|s| hmac::Key::new(hmac::HMAC_SHA256, s)),
             names: entries
                 .iter()
                 .map(|t| (t.id.clone(), t.name.clone()))
@@ -150,40 +181,40 @@ impl Terminals {
         self.names.is_empty()
     }
 
-    fn validation() -> Validation {
-        let mut v = Validation::new(Algorithm::HS256);
-        // `exp` and `nbf` are checked below, as numbers of any JSON kind.
-        v.validate_exp = false;
-        v.required_spec_claims.clear();
-        v
-    }
-
     /// What `token` is to this Portal at `now` (Unix seconds), with one
     /// signature check: not signed with the terminal secret (an app's own
-    /// token), or a terminal credential, which proves a terminal when it
-    /// is not expired, not before its `nbf`, and its `sub` a terminal that
-    /// still exists.
+    /// token), or a terminal credential, which proves a terminal when its
+    /// header says HS256 and nothing critical, it is not expired, not
+    /// before its `nbf`, and its `sub` a terminal that still exists.
     pub fn check(&self, token: &str, now: u64) -> Token {
         let Some(key) = self.key.as_ref() else {
             return Token::Foreign;
         };
-        // Decoded as any JSON first: a token signed with the secret is a
-        // credential whatever its claims say.
-        let Ok(data) = jsonwebtoken::decode::<serde_json::Value>(token, key, &Self::validation())
-        else {
-            return Token::Foreign;
-        };
-        let Ok(claims) = serde_json::from_value::<Claims>(data.claims) else {
-            return Token::Terminal(None);
-        };
+        match signed_parts(key, token) {
+            // Signed with the secret: a credential whatever its claims say.
+            Some((header, payload)) => Token::Terminal(self.prove(header, payload, now)),
+            None => Token::Foreign,
+        }
+    }
+
+    /// The terminal a token signed with the secret proves at `now`.
+    fn prove(&self, header: &str, payload: &str, now: u64) -> Option<Caller> {
+        let header = URL_SAFE_NO_PAD.decode(header).ok()?;
+        let header: JoseHeader = json_object(&header)?;
+        if header.alg != "HS256" || header.crit.is_some() {
+            return None;
+        }
+        let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
+        let claims: Claims = json_object(&payload)?;
         let now = now as f64;
         if claims.exp.is_some_and(|exp| exp <= now) || claims.nbf.is_some_and(|nbf| nbf > now) {
-            return Token::Terminal(None);
+            return None;
         }
-        Token::Terminal(self.names.get(&claims.sub).map(|name| Caller::Terminal {
-            id: claims.sub,
+        let (id, name) = self.names.get_key_value(claims.sub.as_ref())?;
+        Some(Caller::Terminal {
+            id: id.clone(),
             name: name.clone(),
-        }))
+        })
     }
 
     /// The terminal `token` proves at `now`; anything else is `None`: the
@@ -202,6 +233,31 @@ impl Terminals {
     }
 }
 
+/// `json` read as `T` when it is a JSON object: a derived `Deserialize`
+/// would also take an array, its elements as the fields in order.
+fn json_object<'a, T: Deserialize<'a>>(json: &'a [u8]) -> Option<T> {
+    if json.trim_ascii_start().first() != Some(&b'{') {
+        return None;
+    }
+    serde_json::from_slice(json).ok()
+}
+
+/// The encoded header and payload of `token` when it is a compact JWS
+/// (three base64url parts) whose signature is HMAC-SHA256 with `key`,
+/// compared in constant time; `None` for anything else. Nothing of the
+/// token is parsed before its signature is verified.
+fn signed_parts<'t>(key: &hmac::Key, token: &'t str) -> Option<(&'t str, &'t str)> {
+    let (message, signature) = token.rsplit_once('.')?;
+    let (header, payload) = message.split_once('.')?;
+    if payload.contains('.') || signature.len() != HS256_SIGNATURE_CHARS {
+        return None;
+    }
+    let mut tag = [0u8; 33];
+    let len = URL_SAFE_NO_PAD.decode_slice(signature, &mut tag).ok()?;
+    hmac::verify(key, message.as_bytes(), &tag[..len]).ok()?;
+    Some((header, payload))
+}
+
 /// What a token found in a request is (see [`Terminals::check`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Token {
@@ -213,108 +269,5 @@ pub enum Token {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
-    use super::*;
-    use jsonwebtoken::{encode, EncodingKey, Header};
-    use serde_json::json;
-
-    pub(crate) const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
-    pub(crate) const NOW: u64 = 1_800_000_000;
-
-    fn token(claims: serde_json::Value, secret: &[u8], alg: Algorithm) -> String {
-        encode(
-            &Header::new(alg),
-            &claims,
-            &EncodingKey::from_secret(secret),
-        )
-        .unwrap()
-    }
-
-    /// The secret and one terminal, `t1` named `Laptop`.
-    pub(crate) fn terminals() -> Terminals {
-        Terminals::new(
-            Some(SECRET),
-            vec![TerminalEntry {
-                id: "t1".into(),
-                name: "Laptop".into(),
-            }],
-        )
-    }
-
-    #[test]
-    fn terminal_tokens() {
-        let t = terminals();
-        let hs = |c| token(c, SECRET, Algorithm::HS256);
-        let laptop = Some(Caller::Terminal {
-            id: "t1".into(),
-            name: "Laptop".into(),
-        });
-        let cases: Vec<(&str, String, Option<Caller>)> = vec![
-            ("no exp", hs(json!({"sub": "t1"})), laptop.clone()),
-            (
-                "future exp",
-                hs(json!({"sub": "t1", "exp": NOW + 60})),
-                laptop.clone(),
-            ),
-            (
-                "float exp",
-                hs(json!({"sub": "t1", "exp": NOW as f64 + 0.5})),
-                laptop.clone(),
-            ),
-            ("past exp", hs(json!({"sub": "t1", "exp": NOW - 1})), None),
-            ("exp now", hs(json!({"sub": "t1", "exp": NOW})), None),
-            (
-                "exp not a number",
-                hs(json!({"sub": "t1", "exp": "never"})),
-                None,
-            ),
-            (
-                "future nbf",
-                hs(json!({"sub": "t1", "nbf": NOW + 60})),
-                None,
-            ),
-            ("unknown terminal", hs(json!({"sub": "t2"})), None),
-            ("no sub", hs(json!({"name": "t1"})), None),
-            (
-                "other secret",
-                token(json!({"sub": "t1"}), b"other", Algorithm::HS256),
-                None,
-            ),
-            (
-                "HS512",
-                token(json!({"sub": "t1"}), SECRET, Algorithm::HS512),
-                None,
-            ),
-            ("garbage", "a.b.c".into(), None),
-            (
-                "alg none",
-                // {"alg":"none"}.{"sub":"t1"}.
-                "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ0MSJ9.".into(),
-                None,
-            ),
-        ];
-        for (what, tok, want) in cases {
-            assert_eq!(t.identify(&tok, NOW), want, "{what}");
-        }
-        // Without a secret nobody is a terminal.
-        let no_secret = Terminals::new(
-            None,
-            vec![TerminalEntry {
-                id: "t1".into(),
-                name: "x".into(),
-            }],
-        );
-        assert_eq!(no_secret.identify(&hs(json!({"sub": "t1"})), NOW), None);
-        assert!(!no_secret.is_credential(&hs(json!({"sub": "t1"}))));
-    }
-
-    #[test]
-    fn credentials_are_recognized_whatever_their_claims() {
-        let t = terminals();
-        let expired = token(json!({"sub": "gone", "exp": 1}), SECRET, Algorithm::HS256);
-        assert!(t.is_credential(&expired));
-        let foreign = token(json!({"sub": "t1"}), b"app's own", Algorithm::HS256);
-        assert!(!t.is_credential(&foreign));
-        assert!(!t.is_credential("opaque-api-token"));
-    }
-}
+#[path = "caller_tests.rs"]
+pub(super) mod tests;
