@@ -109,13 +109,32 @@ fn is_named(pair: &str, name: &str) -> bool {
 /// The values of the cookie `name` (any case) in one `Cookie` header value.
 /// Pairs are separated by `;` and, as some servers also read them, by `,`.
 pub fn cookie_values<'a>(cookie_header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> {
-    cookie_header
-        .split([';', ','])
+    cookie_pairs(cookie_header)
         .filter(move |pair| is_named(pair, name))
         .map(|pair| {
             let value = pair.split_once('=').map_or("", |(_, v)| v);
             value.trim().trim_matches('"')
         })
+}
+
+/// The pairs of a `Cookie` header value, as `split([';', ','])` gives
+/// them, found by `memchr` (every request with a cookie goes through it:
+/// a character pattern decodes each character of the header).
+fn cookie_pairs(cookie_header: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(cookie_header);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        Some(match memchr::memchr2(b';', b',', text.as_bytes()) {
+            Some(at) => {
+                rest = Some(&text[at + 1..]);
+                &text[..at]
+            }
+            None => {
+                rest = None;
+                text
+            }
+        })
+    })
 }
 
 /// The `Cookie` header value without the cookie `name` (any case, between
@@ -299,6 +318,14 @@ mod tests {
                     proptest::prop_assert!(left.contains(&format!("{k}={v}")), "{:?} lost {}={}", header, k, v);
                 }
             }
+        }
+
+        /// The pairs found by `memchr` are those of `split([';', ','])`,
+        /// empty ones included, in any text (multi-byte characters too).
+        #[test]
+        fn cookie_pairs_are_split_pairs(header in "[a;,= é\"]{0,24}") {
+            let want: Vec<&str> = header.split([';', ',']).collect();
+            proptest::prop_assert_eq!(cookie_pairs(&header).collect::<Vec<_>>(), want);
         }
 
         /// Reading credentials never panics, whatever the bytes.

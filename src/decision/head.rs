@@ -53,9 +53,11 @@ pub fn check_head(
             max: max_bytes,
         });
     }
-    let content_length = headers.contains_key(http::header::CONTENT_LENGTH)
-        || raw_head.is_some_and(|raw| has_field(raw, b"content-length"));
-    if content_length && headers.contains_key(http::header::TRANSFER_ENCODING) {
+    // The raw head is read only when it matters: with Transfer-Encoding.
+    if headers.contains_key(http::header::TRANSFER_ENCODING)
+        && (headers.contains_key(http::header::CONTENT_LENGTH)
+            || raw_head.is_some_and(|raw| has_field(raw, b"content-length")))
+    {
         return Err(HeadError::LengthAndChunked);
     }
     Ok(())

@@ -75,16 +75,26 @@ impl Watched {
 
 /// Follows the bytes of an HTTP/1 head; `true` at its end (`\r\n\r\n`,
 /// or `\n\n` as parsers also accept). `tail` holds the last bytes read,
-/// for an end split across reads.
+/// for an end split across reads. Only the line feeds are visited
+/// (`memchr`): this runs over every byte of every head.
 fn head_ends(tail: &mut [u8; 2], bytes: &[u8]) -> bool {
-    for &b in bytes {
-        let [c, d] = *tail;
-        *tail = [d, b];
-        if b == b'\n' && (d == b'\n' || (d == b'\r' && c == b'\n')) {
+    // The byte `back` places before `bytes[i]`, reaching into `tail`.
+    let before = |i: usize, back: usize| match i.checked_sub(back) {
+        Some(j) => bytes[j],
+        None => tail[2 + i - back],
+    };
+    for i in memchr::memchr_iter(b'\n', bytes) {
+        let d = before(i, 1);
+        if d == b'\n' || (d == b'\r' && before(i, 2) == b'\n') {
             *tail = [0; 2];
             return true;
         }
     }
+    *tail = match bytes {
+        [] => *tail,
+        [b] => [tail[1], *b],
+        [.., a, b] => [*a, *b],
+    };
     false
 }
 
@@ -238,5 +248,79 @@ impl GetSocketDigest for Watched {
 impl Peek for Watched {
     async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
         self.inner.try_peek(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::head_ends;
+
+    /// The byte-by-byte reading `head_ends` must agree with: where, in a
+    /// stream of bytes, the first head ends.
+    fn first_end(bytes: &[u8]) -> Option<usize> {
+        let mut tail = [0u8; 2];
+        bytes.iter().position(|&b| {
+            let [c, d] = tail;
+            tail = [d, b];
+            b == b'\n' && (d == b'\n' || (d == b'\r' && c == b'\n'))
+        })
+    }
+
+    /// Feeds `bytes` in reads of the given sizes: the read in which the
+    /// end is seen (its index), if any.
+    fn read_of_end(bytes: &[u8], sizes: &[usize]) -> Option<usize> {
+        let mut tail = [0u8; 2];
+        let mut rest = bytes;
+        for (n, &size) in sizes.iter().enumerate() {
+            let (read, more) = rest.split_at(size.min(rest.len()));
+            if head_ends(&mut tail, read) {
+                return Some(n);
+            }
+            rest = more;
+        }
+        None
+    }
+
+    #[test]
+    fn heads() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", true),
+            (b"GET / HTTP/1.1\nHost: a\n\n", true),
+            (b"GET / HTTP/1.1\r\nHost: a\r\n", false),
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\r", false),
+            (b"GET / HTTP/1.1\r\nHost: a\r\r\n", false),
+            (b"\n\n", true),
+            (b"", false),
+        ];
+        for &(head, ends) in cases {
+            // Whole, then a byte at a time.
+            assert_eq!(read_of_end(head, &[head.len()]).is_some(), ends, "{head:?}");
+            let bytes = vec![1; head.len()];
+            assert_eq!(read_of_end(head, &bytes), first_end(head), "{head:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        /// However a stream of line ends and other bytes is cut into
+        /// reads, the end is seen in the read that holds the byte where
+        /// a byte-by-byte reading sees it.
+        #[test]
+        fn any_cut_finds_the_first_end(
+            bytes in proptest::collection::vec(proptest::sample::select(b"\r\nGa".to_vec()), 0..40),
+            sizes in proptest::collection::vec(0usize..6, 0..40),
+        ) {
+            let mut sizes = sizes;
+            sizes.push(bytes.len());
+            let want = first_end(&bytes).map(|at| {
+                let mut end = 0;
+                sizes.iter().position(|&s| {
+                    end += s;
+                    at < end
+                }).unwrap()
+            });
+            proptest::prop_assert_eq!(read_of_end(&bytes, &sizes), want);
+        }
     }
 }
