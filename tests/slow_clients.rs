@@ -1,7 +1,8 @@
 //! Slow and idle clients never lock others out (DESIGN section 8), with
 //! the deadlines scaled down to 1 s: silent connections before and after
 //! TLS, dribbled heads, the per-client limit, a flood of idle connections
-//! at the cap, an idle MQTT relay; and what must NOT be cut: a long slow
+//! at the cap (which never sheds a metrics or internal connection), an
+//! idle MQTT relay; and what must NOT be cut: a long slow
 //! upload and a long event stream (bodies have idle timeouts only).
 //! Every loop is bounded in time and count, on loopback only.
 
@@ -28,6 +29,11 @@ struct Setup {
 
 /// A proxy with `limits` (YAML flow-map entries; [`LIMITS`] for most).
 fn setup(test: &str, limits: &str) -> Setup {
+    setup_with(test, limits, "")
+}
+
+/// [`setup`] with more top-level config sections (`more`, YAML).
+fn setup_with(test: &str, limits: &str, more: &str) -> Setup {
     let files = PortalFiles::new(test);
     let app = Upstream::start("web");
     let broker = start_tcp_echo();
@@ -43,7 +49,7 @@ fn setup(test: &str, limits: &str) -> Setup {
         ..Layout::default()
     };
     let extra = format!(
-        "core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams:\n  web: \"{}\"\n  mosquitto: {{ mqtt: \"{broker}\" }}\nlimits: {{ {limits} }}\n",
+        "core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams:\n  web: \"{}\"\n  mosquitto: {{ mqtt: \"{broker}\" }}\nlimits: {{ {limits} }}\n{more}",
         app.addr
     );
     let proxy = Proxy::start_with(&files, &layout, &extra);
@@ -219,6 +225,57 @@ async fn an_idle_flood_at_the_cap_does_not_keep_a_client_out() {
         "{:?}",
         start.elapsed()
     );
+    drop(flood);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_at_the_cap_never_sheds_a_private_listener() {
+    // The metrics and internal listeners are outside the cap: a flood of
+    // public connections at the cap sheds public ones only, even when a
+    // private connection is the oldest that has not sent its request.
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let internal: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let s = setup_with(
+        "slow-private",
+        "max_client_connections: 64, max_connections_per_client: 10000, \
+         handshake_timeout_seconds: 30, request_head_timeout_seconds: 30",
+        &format!("metrics: {{ listen: \"{metrics}\" }}\ninternal: {{ listen: \"{internal}\" }}\n"),
+    );
+    // Connected, nothing sent yet: the oldest connections of the process.
+    let mut private = Vec::new();
+    for addr in [metrics, internal, metrics, internal] {
+        private.push((addr, TcpStream::connect(addr).await.unwrap()));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut flood = Vec::new();
+    for _ in 0..120 {
+        if let Ok(c) = TcpStream::connect(s.proxy.https).await {
+            flood.push(c);
+        }
+    }
+    // The cap was reached and public connections were shed for a client.
+    assert!(eventually(Duration::from_secs(20), || s.get_ok()).await);
+    let shed = series_value(
+        &metrics_text(metrics).await,
+        "portal_proxy_connections_shed_total",
+    );
+    assert!(shed.is_some_and(|n| n >= 1.0), "{shed:?}");
+    // Every private connection still answers its first request.
+    for (addr, mut conn) in private {
+        let path = if addr == metrics { "/metrics" } else { "/" };
+        conn.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 "), "{addr}: {answer:?}");
+        if addr == metrics {
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        }
+    }
     drop(flood);
 }
 

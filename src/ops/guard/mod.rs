@@ -62,6 +62,8 @@ pub struct Conn {
     /// is over, and its descriptor is given back at once.
     dup: Mutex<Option<OwnedFd>>,
     ip: Option<IpAddr>,
+    /// On a public listener, under the cap: the only kind ever shed.
+    capped: bool,
     accepted: Instant,
     state: AtomicU8,
     /// Milliseconds after `accepted` by which the current head must be
@@ -169,8 +171,9 @@ impl Guard {
     }
 
     /// Admits a new connection on socket `fd` from `ip`: within the
-    /// client's limit, and within the cap (shedding the oldest connection
-    /// that has not sent a complete request, if the cap is reached).
+    /// client's limit, and, when `capped` (a public listener), within the
+    /// cap, shedding the oldest public connection that has not sent a
+    /// complete request if the cap is reached.
     pub fn admit(
         &self,
         fd: BorrowedFd<'_>,
@@ -211,7 +214,9 @@ impl Guard {
                 .handshaking
                 .values()
                 .chain(reg.serving.values())
-                .filter(|c| c.state.load(Ordering::Relaxed) <= WAITING)
+                // A private listener's connection (metrics, internal) is
+                // never shed for a public one: the cap keeps them reachable.
+                .filter(|c| c.capped && c.state.load(Ordering::Relaxed) <= WAITING)
                 .min_by_key(|c| c.accepted)
                 .cloned();
             match oldest {
@@ -230,6 +235,7 @@ impl Guard {
             fd: fd.as_raw_fd(),
             dup: Mutex::new(Some(dup)),
             ip,
+            capped,
             accepted: Instant::now(),
             state: AtomicU8::new(state),
             deadline_ms: AtomicU64::new(0),
