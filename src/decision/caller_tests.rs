@@ -4,6 +4,7 @@
 
 use super::*;
 use jsonwebtoken::{encode, Algorithm, DecodingKey, EncodingKey, Header};
+use proptest::strategy::Strategy as _;
 use serde_json::json;
 
 pub(crate) const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -400,6 +401,27 @@ fn every_claims_combination_agrees_with_jsonwebtoken() {
 
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+    /// Whatever the bytes of its header and claims, a token signed with
+    /// the secret is a credential (so never forwarded), and the same token
+    /// signed with another secret is foreign; reading it never panics.
+    #[test]
+    fn any_token_signed_with_the_secret_is_a_credential(
+        header in proptest::prop_oneof![
+            proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            "[{}\\[\\]\":,a-zA-Z0-9 ]{0,40}".prop_map(String::into_bytes),
+            proptest::strategy::Just(br#"{"alg":"HS256"}"#.to_vec()),
+        ],
+        payload in proptest::prop_oneof![
+            proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            "[{}\\[\\]\":,a-z0-9 .e-]{0,40}".prop_map(String::into_bytes),
+            proptest::strategy::Just(br#"{"sub":"t1"}"#.to_vec()),
+        ],
+    ) {
+        let t = terminals();
+        proptest::prop_assert!(matches!(t.check(&raw_token(&header, &payload, SECRET), NOW), Token::Terminal(_)));
+        proptest::prop_assert_eq!(t.check(&raw_token(&header, &payload, b"another"), NOW), Token::Foreign);
+    }
 
     /// A token of any of those claims with one character changed, cut or
     /// added anywhere is judged exactly as the reference judges it.
