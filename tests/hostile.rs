@@ -204,10 +204,58 @@ async fn forwarding_headers_are_the_proxys_alone() {
     }
 }
 
+/// A compact JWS of these header and claims bytes, HMAC-SHA256-signed with
+/// the terminal secret whatever the header says (`jsonwebtoken`'s signer).
+fn signed_with_terminal_secret(header: &str, claims: &str) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let message = format!("{}.{}", b64.encode(header), b64.encode(claims));
+    let signature = jsonwebtoken::crypto::sign(
+        message.as_bytes(),
+        &jsonwebtoken::EncodingKey::from_secret(TERMINAL_SECRET.as_bytes()),
+        jsonwebtoken::Algorithm::HS256,
+    )
+    .unwrap();
+    format!("{message}.{signature}")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_terminal_credential_never_reaches_an_app() {
     let s = setup("credentials", "");
-    let token = s.files.terminal_token("t1");
+    // A valid one, and tokens signed with the secret that prove no
+    // terminal: credentials all the same, never the app's.
+    let hs256 = r#"{"alg":"HS256","typ":"JWT"}"#;
+    let tokens = [
+        s.files.terminal_token("t1"),
+        s.files.terminal_token("no-such-terminal"),
+        signed_with_terminal_secret(hs256, r#"{"sub":"t1","exp":1}"#),
+        signed_with_terminal_secret(hs256, r#"{"sub":["t1"]}"#),
+        signed_with_terminal_secret(hs256, "not json"),
+        signed_with_terminal_secret(r#"{"alg":"HS512"}"#, r#"{"sub":"t1"}"#),
+        signed_with_terminal_secret(r#"{"alg":"HS256","crit":["x"]}"#, r#"{"sub":"t1"}"#),
+    ];
+    for token in &tokens {
+        credential_spellings_never_reach_the_app(&s, token).await;
+    }
+    // An app's own bearer token (not signed with the terminal secret) is
+    // the app's business.
+    let resp = client(&s.files.ca_pem, Protocol::Http1)
+        .get(s.proxy.url(&s.files.host("files"), "/x"))
+        .bearer_auth("the-apps-own-api-token")
+        .send()
+        .await
+        .unwrap();
+    let echo: Echo = resp.json().await.unwrap();
+    assert_eq!(
+        echo.headers["authorization"],
+        "Bearer the-apps-own-api-token"
+    );
+}
+
+/// Over HTTP/1.1 and HTTP/2, `token` in every spelling of a cookie or an
+/// `Authorization` header never reaches the app; the app's own
+/// credentials and cookies beside it do.
+async fn credential_spellings_never_reach_the_app(s: &Setup, token: &str) {
     let spellings: Vec<Vec<(&str, String)>> = vec![
         vec![("authorization", format!("Bearer {token}"))],
         vec![("authorization", format!("bearer\t{token} "))],
@@ -240,7 +288,7 @@ async fn the_terminal_credential_never_reaches_an_app() {
             let echo: Echo = resp.json().await.unwrap();
             for (name, value) in &echo.headers {
                 assert!(
-                    !value.contains(&token),
+                    !value.contains(token),
                     "{protocol:?} {headers:?}: the token reached the app in {name}"
                 );
             }
@@ -254,19 +302,6 @@ async fn the_terminal_credential_never_reaches_an_app() {
             }
         }
     }
-    // An app's own bearer token (not signed with the terminal secret) is
-    // the app's business.
-    let resp = client(&s.files.ca_pem, Protocol::Http1)
-        .get(s.proxy.url(&s.files.host("files"), "/x"))
-        .bearer_auth("the-apps-own-api-token")
-        .send()
-        .await
-        .unwrap();
-    let echo: Echo = resp.json().await.unwrap();
-    assert_eq!(
-        echo.headers["authorization"],
-        "Bearer the-apps-own-api-token"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
