@@ -453,7 +453,7 @@ impl Proxy {
                  server: {{ threads: 2, pid_file: proxy.pid, upgrade_sock: upgrade.sock{server} }}\n\
                  {extra}\n"
             );
-            std::fs::write(files.config_file(), config).unwrap();
+            std::fs::write(files.config_file(), &config).unwrap();
             let level = if layout.log_level.is_empty() {
                 "info"
             } else {
@@ -468,27 +468,39 @@ impl Proxy {
                 http,
                 log,
             };
-            if proxy.wait_ready() {
+            if proxy.wait_ready(&config) {
                 return proxy;
             }
         }
         panic!("the proxy did not start in 5 attempts");
     }
 
-    /// Polls until both ports accept; false if the process exited first.
-    fn wait_ready(&mut self) -> bool {
+    /// Polls until every listener of `config` accepts (HTTPS, port 80,
+    /// MQTT, internal, metrics: Pingora starts them one by one, so one
+    /// accepting says nothing of the others); false if the process exited
+    /// first. Each listener is connected to until it accepts once.
+    fn wait_ready(&mut self, config: &str) -> bool {
+        let mut waiting = listen_addresses(config);
+        assert!(
+            waiting.contains(&self.https) && waiting.contains(&self.http),
+            "{waiting:?}"
+        );
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 eprintln!("proxy exited with {status}:\n{}", self.log_text());
                 return false;
             }
-            if TcpStream::connect(self.https).is_ok() && TcpStream::connect(self.http).is_ok() {
+            waiting.retain(|addr| TcpStream::connect(addr).is_err());
+            if waiting.is_empty() {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("the proxy did not listen within 20 s:\n{}", self.log_text());
+        panic!(
+            "the proxy did not listen on {waiting:?} within 20 s:\n{}",
+            self.log_text()
+        );
     }
 
     pub fn pid(&self) -> u32 {
@@ -510,6 +522,28 @@ impl Drop for Proxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Every address a config listens on: the values of each `listen` key
+/// (`listen: { https: .., http: .., mqtts: .. }`, `internal: { listen: .. }`,
+/// `metrics: { listen: .. }`).
+fn listen_addresses(config: &str) -> Vec<SocketAddr> {
+    fn walk(value: &serde_yaml::Value, under_listen: bool, out: &mut Vec<SocketAddr>) {
+        match value {
+            serde_yaml::Value::Mapping(map) => {
+                for (key, value) in map {
+                    walk(value, under_listen || key.as_str() == Some("listen"), out);
+                }
+            }
+            serde_yaml::Value::String(text) if under_listen => {
+                out.extend(text.parse::<SocketAddr>());
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(&serde_yaml::from_str(config).unwrap(), false, &mut out);
+    out
 }
 
 /// Resolves every name to 127.0.0.1 (the URL's port is used).
