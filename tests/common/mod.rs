@@ -286,14 +286,40 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// A loopback port that was free a moment ago (the proxy binds it itself;
-/// [`Proxy::start`] retries with new ports if another process took it).
+/// A loopback port that was free a moment ago, for a listener the proxy
+/// binds itself. Taken below the kernel's ephemeral range
+/// (`ip_local_port_range`), which the source ports of every outgoing
+/// connection come from: a port handed out by `bind(0)` could be taken by
+/// another test's connection before the proxy binds it (seen in CI as
+/// "Address already in use" on a test's internal listener). Successive
+/// calls in a test binary never repeat a port; the start is random, so
+/// that successive binaries do not either.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    static START: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    const LOWEST: u32 = 10_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    if ephemeral_low < LOWEST + 1_000 {
+        // No room below the ephemeral range: whatever bind(0) gives.
+        return StdListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+    }
+    let span = ephemeral_low - LOWEST;
+    let start = *START.get_or_init(|| rand::random::<u32>() % span);
+    for _ in 0..span {
+        let port = (LOWEST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
+        if StdListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port below {ephemeral_low}");
 }
 
 /// The files of one Portal: identity, CA, wildcard certificate, state dir.
