@@ -891,21 +891,15 @@ pub async fn tcp_exchange(from: Option<std::net::IpAddr>, to: SocketAddr, bytes:
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The text of `GET /metrics` on the metrics listener at `metrics`. A
-/// refused connection is tried again for up to 10 s: the proxy's readiness
-/// is its HTTPS and port-80 listeners, and the metrics listener may start
-/// after them.
+/// The text of `GET /metrics` on the metrics listener at `metrics` (of a
+/// proxy started by [`Proxy::start`], which waits for every listener).
 pub async fn metrics_text(metrics: SocketAddr) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match reqwest::get(format!("http://{metrics}/metrics")).await {
-            Ok(resp) => return resp.text().await.unwrap(),
-            Err(e) if e.is_connect() && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await
-            }
-            Err(e) => panic!("GET http://{metrics}/metrics: {e:?}"),
-        }
-    }
+    reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 /// The value of `series` (a metric name with its labels, exactly as
