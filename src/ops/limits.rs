@@ -60,19 +60,55 @@ fn connections_in(memory: u64) -> usize {
     usize::try_from(memory / 2 / CONNECTION_MEMORY_BYTES).unwrap_or(usize::MAX)
 }
 
-/// The memory this process may use: its cgroup's `memory.max` (v2) or
-/// `memory.limit_in_bytes` (v1) when one is set, else the machine's
+/// The memory this process may use: the smallest limit set on its own
+/// cgroup or on one above it (`memory.max` of cgroup v2, a systemd unit's
+/// `MemoryMax=`; `memory.limit_in_bytes` of v1), and the machine's
 /// `MemTotal`.
 pub fn memory_limit() -> Option<u64> {
     let read = |path: &str| std::fs::read_to_string(path).ok();
-    let cgroup = read("/sys/fs/cgroup/memory.max")
-        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let cgroup = read("/proc/self/cgroup").and_then(|c| cgroup_memory_limit(&c, read));
     let total = read("/proc/meminfo").and_then(|m| mem_total(&m));
     match (cgroup, total) {
         (Some(c), Some(t)) => Some(c.min(t)),
         (c, t) => c.or(t),
     }
+}
+
+/// The smallest memory limit on the cgroups that `self_cgroup` (the text
+/// of `/proc/self/cgroup`) names and their ancestors, each file read by
+/// `read`. The root of `/sys/fs/cgroup` is only the process's own cgroup
+/// inside a cgroup namespace (a container); under systemd or another
+/// manager the limit is set further down the tree.
+fn cgroup_memory_limit(self_cgroup: &str, read: impl Fn(&str) -> Option<String>) -> Option<u64> {
+    let mut smallest: Option<u64> = None;
+    for line in self_cgroup.lines() {
+        // hierarchy-ID:controllers:path
+        let mut fields = line.splitn(3, ':').skip(1);
+        let (Some(controllers), Some(path)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let (root, file) = if controllers.is_empty() {
+            ("/sys/fs/cgroup", "memory.max")
+        } else if controllers.split(',').any(|c| c == "memory") {
+            ("/sys/fs/cgroup/memory", "memory.limit_in_bytes")
+        } else {
+            continue;
+        };
+        // From the process's own cgroup up to the root.
+        let mut dir = path.trim_end_matches('/');
+        loop {
+            let limit =
+                read(&format!("{root}{dir}/{file}")).and_then(|v| v.trim().parse::<u64>().ok());
+            if let Some(limit) = limit {
+                smallest = Some(smallest.map_or(limit, |s| s.min(limit)));
+            }
+            match dir.rfind('/') {
+                Some(at) => dir = &dir[..at],
+                None => break,
+            }
+        }
+    }
+    smallest
 }
 
 /// `MemTotal` of `/proc/meminfo`, in bytes.
@@ -149,6 +185,32 @@ mod tests {
             Some(24_567_892 * 1024)
         );
         assert_eq!(mem_total("MemFree: 1 kB\n"), None);
+        // The process's own cgroup and those above it, the smallest limit
+        // ("max" is none); v1's memory controller; other lines ignored.
+        let files = |path: &str| {
+            match path {
+                "/sys/fs/cgroup/memory.max" => Some("max\n"),
+                "/sys/fs/cgroup/system.slice/memory.max" => Some("8589934592\n"),
+                "/sys/fs/cgroup/system.slice/pp.service/memory.max" => Some("1073741824\n"),
+                "/sys/fs/cgroup/memory/memory.limit_in_bytes" => Some("9223372036854771712\n"),
+                "/sys/fs/cgroup/memory/job/7/memory.limit_in_bytes" => Some("536870912\n"),
+                _ => None,
+            }
+            .map(str::to_string)
+        };
+        let v2 = "0::/system.slice/pp.service\n";
+        assert_eq!(cgroup_memory_limit(v2, files), Some(1 << 30));
+        assert_eq!(
+            cgroup_memory_limit("0::/system.slice/other.service\n", files),
+            Some(8 << 30)
+        );
+        assert_eq!(cgroup_memory_limit("0::/\n", files), None);
+        let v1 = "5:cpu,cpuacct:/job/7\n4:memory:/job/7\nbad line\n1:name=systemd:/\n";
+        assert_eq!(cgroup_memory_limit(v1, files), Some(512 << 20));
+        assert_eq!(
+            cgroup_memory_limit("4:memory:/\n", files),
+            Some(9_223_372_036_854_771_712)
+        );
         let memory = memory_limit().expect("Linux tells the memory");
         assert!(default_max_connections() <= connections_in(memory).max(64));
     }
