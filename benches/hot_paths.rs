@@ -279,11 +279,10 @@ fn decision(c: &mut Criterion) {
     for (name, value) in signed_headers(&peer.signing_key, &peer.id, &outgoing, now, 60).unwrap() {
         signed.insert(name, value.parse().unwrap());
     }
-    let head = |path, headers| Head {
+    let head = |path: &'static str, headers| Head {
         method: "GET",
         host: Some(host),
-        path,
-        query: None,
+        target: path.as_bytes(),
         headers,
         has_body: false,
     };

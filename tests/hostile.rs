@@ -26,6 +26,12 @@ struct Setup {
 }
 
 fn setup(test: &str, log_level: &str) -> Setup {
+    setup_for(test, log_level, None)
+}
+
+/// [`setup`], with the app served by `app_server` instead of the echo
+/// upstream (which still records nothing then).
+fn setup_for(test: &str, log_level: &str, app_server: Option<SocketAddr>) -> Setup {
     let files = PortalFiles::new(test);
     let (app, core) = (Upstream::start("files"), Upstream::start("core"));
     files
@@ -34,7 +40,8 @@ fn setup(test: &str, log_level: &str) -> Setup {
     let internal: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let extra = format!(
         "core: {{ upstream: \"{}\" }}\nupstreams:\n  files: \"{}\"\ninternal: {{ listen: \"{internal}\" }}\n",
-        core.addr, app.addr
+        core.addr,
+        app_server.unwrap_or(app.addr)
     );
     let layout = Layout {
         log_level: log_level.into(),
@@ -60,13 +67,19 @@ impl Setup {
     /// Sends `GET <path>` to the app's host over TLS as written; returns
     /// the status.
     async fn raw_get(&self, path: &str, headers: &str) -> u16 {
+        status_of(&self.raw_request("GET", path, headers).await)
+    }
+
+    /// Sends `<method> <target>` to the app's host over TLS as written;
+    /// returns the whole answer.
+    async fn raw_request(&self, method: &str, target: &str, headers: &str) -> String {
         let host = self.files.host("files");
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n");
-        let text = raw_exchange(self.proxy.https, &host, &self.files.ca_pem, &request)
+        let request = format!(
+            "{method} {target} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n"
+        );
+        raw_exchange(self.proxy.https, &host, &self.files.ca_pem, &request)
             .await
-            .unwrap();
-        status_of(&text)
+            .unwrap()
     }
 }
 
@@ -143,6 +156,219 @@ async fn path_forms_never_reach_a_private_path() {
     assert_eq!(echo.target, "/public/x");
     let core = s.core.received.lock().unwrap();
     assert_eq!(core.len(), 1, "{core:?}");
+}
+
+/// Request-targets that are not a path starting with `/`: app servers
+/// resolve them against `/` (`admin` is `/admin`), so each is one way to
+/// a private path. `{host}` stands for the app's host.
+const NOT_PATHS: &[&str] = &[
+    "admin",
+    "admin/x",
+    "./admin",
+    "../admin",
+    "x/../admin",
+    ";/admin",
+    ";x/admin",
+    "%2fadmin",
+    "%2Fadmin",
+    "%5cadmin",
+    "\\admin",
+    "foo:/admin",
+    "foo://{host}/admin",
+    "ftp://{host}/admin",
+    "https:/admin",
+    "https://evil.example/admin",
+    "https://x@{host}/admin",
+    "?admin",
+    "{host}:443",
+    "*",
+    "private/x",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_targets_that_are_not_paths_are_refused_on_every_listener() {
+    let s = setup("target-forms", "");
+    let host = s.files.host("files");
+    let token = s.files.terminal_token("t1");
+    let as_terminal = format!("Authorization: Bearer {token}\r\n");
+    for target in NOT_PATHS {
+        let target = target.replace("{host}", &host);
+        // HTTPS over HTTP/1.1, anonymous and as the owner's device, with
+        // the methods app servers route alike.
+        for (method, headers) in [
+            ("GET", ""),
+            ("OPTIONS", ""),
+            ("POST", ""),
+            ("GET", &as_terminal[..]),
+        ] {
+            if (method, target.as_str()) == ("OPTIONS", "*") {
+                continue; // answered: below
+            }
+            let answer = s
+                .raw_request(method, &target, &format!("{headers}Content-Length: 0\r\n"))
+                .await;
+            assert_eq!(status_of(&answer), 400, "{method} {target}: {answer}");
+        }
+        // Port 80 and the internal listener read targets the same way.
+        for addr in [s.proxy.http, s.internal] {
+            let answer = plain_exchange(
+                addr,
+                format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await;
+            assert_eq!(status_of(&answer), 400, "{addr} {target}: {answer}");
+        }
+    }
+    // HTTP/2: the same forms as `:path`, one connection for them all (a
+    // stream refused with 400 leaves it usable).
+    let mut h2 = h2_connect(s.proxy.https, &host, &s.files.ca_pem).await;
+    let authority = format!("{host}:{}", s.proxy.https.port());
+    for target in NOT_PATHS {
+        let target = target.replace("{host}", &host);
+        let Ok(_) = target.parse::<http::uri::PathAndQuery>() else {
+            continue; // not sendable as `:path` by the h2 crate
+        };
+        let (status, body) = h2_exchange(&mut h2, "GET", &authority, &target).await;
+        assert_eq!(status, 400, "h2 {target}: {body}");
+    }
+    assert!(
+        s.app_targets().is_empty(),
+        "reached the app: {:?}",
+        s.app_targets()
+    );
+    assert!(s.core.received.lock().unwrap().is_empty());
+
+    // A relative target over the head limit: 431, as any other.
+    let long = format!("admin{}", "a".repeat(70_000));
+    let answer = s.raw_request("GET", &long, "").await;
+    assert_eq!(
+        status_of(&answer),
+        431,
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
+
+    // `OPTIONS *`: answered by the proxy on every listener, never forwarded.
+    let answer = s.raw_request("OPTIONS", "*", "").await;
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    let (status, _) = h2_exchange(&mut h2, "OPTIONS", &authority, "*").await;
+    assert_eq!(status, 200);
+    for addr in [s.proxy.http, s.internal] {
+        let answer = plain_exchange(
+            addr,
+            format!("OPTIONS * HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert_eq!(status_of(&answer), 200, "{addr}: {answer}");
+    }
+    assert!(s.app_targets().is_empty());
+    assert!(s.core.received.lock().unwrap().is_empty());
+
+    // Absolute-form for the app's own host: decided on its path, which
+    // alone is forwarded.
+    let own = |path: &str| format!("https://{host}{path}");
+    assert_eq!(
+        status_of(&s.raw_request("GET", &own("/admin"), "").await),
+        401
+    );
+    assert_eq!(status_of(&s.raw_request("GET", &own(""), "").await), 200);
+    assert_eq!(s.app_targets(), ["/"]);
+    let answer = s.raw_request("GET", &own("//public//x?a=1"), "").await;
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    assert_eq!(s.app_targets().last().unwrap(), "/public/x?a=1");
+    let answer = s.raw_request("GET", &own("/admin/x"), &as_terminal).await;
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    assert_eq!(s.app_targets().last().unwrap(), "/admin/x");
+    // Port 80 redirects to the path, never to the target as sent.
+    let answer = plain_exchange(
+        s.proxy.http,
+        format!(
+            "GET {} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n",
+            own("/x?y")
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(status_of(&answer), 308, "{answer}");
+    assert!(
+        answer.contains(&format!("https://{host}:{}/x?y\r\n", s.proxy.https.port())),
+        "{answer}"
+    );
+}
+
+/// A real static file server (Python's `http.server`) behind the proxy,
+/// serving a private file: no request-target form gets it to an anonymous
+/// client, though the server itself serves `admin` for each of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_file_server_never_serves_a_private_file_by_another_target_form() {
+    let root = std::env::temp_dir().join(format!("pp-it-{}-static-root", std::process::id()));
+    std::fs::create_dir_all(root.join("private")).unwrap();
+    std::fs::write(root.join("admin"), "PRIVATE-ADMIN\n").unwrap();
+    std::fs::write(root.join("private/x"), "PRIVATE-X\n").unwrap();
+    std::fs::write(root.join("index.html"), "public\n").unwrap();
+    let port = free_port();
+    let server = FileServer(
+        std::process::Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
+            .arg(&root)
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs http.server"),
+    );
+    let server_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || async {
+            tokio::net::TcpStream::connect(server_addr).await.is_ok()
+        })
+        .await,
+        "http.server did not start"
+    );
+    // The server reads each form as the private file (sent to it directly).
+    for target in ["admin", "./admin", "x/../admin", "%2fadmin"] {
+        let answer = plain_exchange(
+            server_addr,
+            format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert!(
+            answer.contains("PRIVATE-ADMIN"),
+            "http.server reads {target} as /admin: {answer}"
+        );
+    }
+    let s = setup_for("file-server", "", Some(server_addr));
+    let host = s.files.host("files");
+    for target in NOT_PATHS {
+        let target = target.replace("{host}", &host);
+        let answer = s.raw_request("GET", &target, "").await;
+        assert!(!answer.contains("PRIVATE"), "{target}: {answer}");
+        assert_eq!(status_of(&answer), 400, "{target}: {answer}");
+    }
+    assert_eq!(s.raw_get("/admin", "").await, 401);
+    // The owner's device reads it: the server does serve the file.
+    let token = s.files.terminal_token("t1");
+    let answer = s
+        .raw_request(
+            "GET",
+            "/admin",
+            &format!("Authorization: Bearer {token}\r\n"),
+        )
+        .await;
+    assert!(answer.contains("PRIVATE-ADMIN"), "{answer}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Kills the file server when the test ends, passed or not.
+struct FileServer(std::process::Child);
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

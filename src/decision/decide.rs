@@ -4,9 +4,10 @@
 //! policy and the time to a [`Verdict`]. The HTTPS shell calls it once in
 //! `request_filter` and carries the verdict through every later phase.
 //!
-//! Order of the checks, each refusing the request when it fails: the Host
-//! (400 without one, 421 when not ours, 404 for no such app), the path
-//! (400), the caller (a `portal` signature makes a peer or a 401, else the
+//! Order of the checks, each refusing the request when it fails: the
+//! request-target (400 unless origin-form or absolute-form naming the Host;
+//! `OPTIONS *` is answered here), the Host (400 without one, 421 when not
+//! ours, 404 for no such app), the path (400), the caller (a `portal` signature makes a peer or a 401, else the
 //! terminal credentials or anonymous), the matched rule's access (401),
 //! and for a signed body its size (413). The one side effect a verified
 //! signature needs, claiming its nonce in the replay cache, comes back as
@@ -32,6 +33,7 @@ use super::signature::response::RequestBinding;
 use super::signature::{
     self, ContentDigest, ParsedSignature, RequestParts, SignatureError, Window,
 };
+use super::target::{parse_target, RequestTarget};
 use crate::config::HostPort;
 use crate::state::app_meta::Access;
 use crate::state::{App, Snapshot};
@@ -40,13 +42,11 @@ use crate::state::{App, Snapshot};
 #[derive(Debug, Clone, Copy)]
 pub struct Head<'a> {
     pub method: &'a str,
-    /// The `:authority` (HTTP/2) or absolute-form authority, else the
-    /// `Host` header, as received.
+    /// The `:authority` (HTTP/2), else the `Host` header, as received.
     pub host: Option<&'a str>,
-    /// The path as received (no query).
-    pub path: &'a str,
-    /// The query as received, without `?`.
-    pub query: Option<&'a str>,
+    /// The request-target as received (RFC 9112 section 3.2): the bytes
+    /// the upstream would get if the proxy did not rewrite them.
+    pub target: &'a [u8],
     pub headers: &'a HeaderMap,
     /// Whether a body follows the head.
     pub has_body: bool,
@@ -81,8 +81,11 @@ pub struct Plan {
     /// The access of the matched rule (core paths included).
     pub access: Access,
     pub upstream: HostPort,
-    /// The path and query to forward when they differ from those received
-    /// (the core prefix stripped, unreserved characters decoded).
+    /// The origin-form target (path and query) to forward when it differs
+    /// from the target received: the core prefix stripped, unreserved
+    /// characters decoded, `/` runs merged, an absolute-form target's
+    /// scheme and authority dropped. `None`: the target received is
+    /// already exactly the path the rules were matched on, and its query.
     pub path: Option<String>,
     /// The terminal credentials to strip before the request goes on.
     pub credentials: Credentials,
@@ -284,14 +287,26 @@ fn plan(
     known: &mut Known,
     nonce: &mut Option<NonceClaim>,
 ) -> Result<Plan, Refusal> {
-    let host = head
-        .host
+    // The bytes the upstream would get are what is decided on: a target
+    // that is not a path starting with `/` (or an absolute URL for the
+    // Host) is refused, never matched as `/` and forwarded as sent.
+    let request = parse_target(head.method, head.target)?;
+    let RequestTarget::Path {
+        path,
+        query,
+        authority,
+    } = request
+    else {
+        return Err(Refusal::ServerOptions);
+    };
+    let host_received = request.host(head.host)?;
+    let host = host_received
         .and_then(normalize_host)
         .ok_or(RouteError::NoHost)?;
     // One canonical path for routing, matching and forwarding; a refused
     // path is answered once the target is known (counted for it).
-    let canonical = canonical_path(head.path);
-    let routed_path = canonical.as_ref().map_or(head.path, |c| c.path.as_ref());
+    let canonical = canonical_path(path);
+    let routed_path = canonical.as_ref().map_or(path, |c| c.path.as_ref());
     let target = policy
         .router
         .route(&host, routed_path, |app| snapshot.http_app(app).is_some())?;
@@ -322,7 +337,12 @@ fn plan(
     let mut body_check = None;
     let caller = match signature {
         Some(sig) => {
-            let (caller, check) = verify_peer(head, sig, snapshot, policy, now, nonce)?;
+            let signed = Signed {
+                authority: host_received.unwrap_or(""),
+                path,
+                query,
+            };
+            let (caller, check) = verify_peer(head, &signed, sig, snapshot, policy, now, nonce)?;
             body_check = check;
             caller
         }
@@ -381,6 +401,8 @@ fn plan(
         Routed::Core(_) => Some(strip_core_prefix(&canonical.path).to_string()),
         Routed::App { .. } => match canonical.path {
             Cow::Owned(path) => Some(path),
+            // Absolute-form: the path alone goes on.
+            Cow::Borrowed(path) if authority.is_some() => Some(path.to_string()),
             Cow::Borrowed(_) => None,
         },
     };
@@ -388,7 +410,7 @@ fn plan(
         routed,
         access,
         upstream,
-        path: forward.map(|p| match head.query {
+        path: forward.map(|p| match query {
             Some(q) => format!("{p}?{q}"),
             None => p,
         }),
@@ -398,23 +420,32 @@ fn plan(
     })
 }
 
+/// The request components a peer signs besides the method and headers:
+/// the host and target as received.
+struct Signed<'a> {
+    authority: &'a str,
+    path: &'a str,
+    query: Option<&'a str>,
+}
+
 /// Verifies a peer's signature (DESIGN section 5): the caller it proves
 /// and the digest check of a body. The nonce to claim is set as soon as
 /// the signature verified, whatever is refused after.
 fn verify_peer(
     head: &Head<'_>,
+    signed: &Signed<'_>,
     sig: ParsedSignature,
     snapshot: &Snapshot,
     policy: &Policy,
     now: i64,
     nonce: &mut Option<NonceClaim>,
 ) -> Result<(Caller, Option<BodyCheck>), Refusal> {
-    let authority = signature::authority(head.host.unwrap_or(""));
+    let authority = signature::authority(signed.authority);
     let parts = RequestParts {
         method: head.method,
         authority: &authority,
-        path: head.path,
-        query: head.query,
+        path: signed.path,
+        query: signed.query,
         headers: head.headers,
         has_body: head.has_body,
     };
@@ -428,8 +459,8 @@ fn verify_peer(
         binding: Box::new(AnswerBinding {
             method: head.method.to_string(),
             authority: authority.clone(),
-            path: head.path.to_string(),
-            query: head.query.map(str::to_string),
+            path: signed.path.to_string(),
+            query: signed.query.map(str::to_string),
             signature: sig.field.signature,
         }),
     });

@@ -181,8 +181,7 @@ fn decide_on(
     let head = Head {
         method,
         host: Some(host),
-        path,
-        query: None,
+        target: path.as_bytes(),
         headers,
         has_body,
     };
@@ -193,16 +192,15 @@ fn decide_on(
 /// <client type> [-> <path forwarded>] @ <upstream>`, or `<status>
 /// <code or signature reason>`.
 fn run(caller: As, host: Option<&str>, target: &str) -> String {
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (target, None),
-    };
-    let headers = headers_for(caller, "GET", host.unwrap_or(""), target, None);
+    run_method(caller, "GET", host, target)
+}
+
+fn run_method(caller: As, method: &str, host: Option<&str>, target: &str) -> String {
+    let headers = headers_for(caller, method, host.unwrap_or(""), target, None);
     let head = Head {
-        method: "GET",
+        method,
         host,
-        path,
-        query,
+        target: target.as_bytes(),
         headers: &headers,
         has_body: false,
     };
@@ -289,6 +287,32 @@ fn routing_caller_rule_and_path_form() {
         (Peer, files, "/core/protected/x", "401 unauthorized"),
         (TerminalCookie, files, "/core/internal/stop", "404 not_found"),
         (Anonymous, files, "/core/%2e%2e/x", "400 bad_request"),
+        // Request-targets that are not origin-form: refused before
+        // routing, as app servers resolve them against `/`.
+        (Anonymous, files, "public/x", "400 bad_request"),
+        (Anonymous, files, "admin", "400 bad_request"),
+        (Anonymous, files, "./public/x", "400 bad_request"),
+        (Anonymous, files, ";/public/x", "400 bad_request"),
+        (Anonymous, files, "%2fpublic/x", "400 bad_request"),
+        (Anonymous, files, "\\public\\x", "400 bad_request"),
+        (Anonymous, files, "foo:/public/x", "400 bad_request"),
+        (Anonymous, files, "ftp://files.b2blla.p.getportal.org/public/x", "400 bad_request"),
+        (Anonymous, files, "files.b2blla.p.getportal.org:443", "400 bad_request"),
+        (Anonymous, files, "?public", "400 bad_request"),
+        (Anonymous, files, "*", "400 bad_request"),
+        (TerminalCookie, files, "x/../admin", "400 bad_request"),
+        // Absolute-form: the Host's own URL, forwarded as its path.
+        (Anonymous, files, "https://files.b2blla.p.getportal.org/public/x?a=1", "forward files public anonymous -> /public/x?a=1 @ files-web:80"),
+        (Anonymous, files, "HTTP://FILES.b2blla.p.getportal.org/public/x", "forward files public anonymous -> /public/x @ files-web:80"),
+        (Anonymous, None, "https://files.b2blla.p.getportal.org/public/x", "forward files public anonymous -> /public/x @ files-web:80"),
+        (Anonymous, files, "https://files.b2blla.p.getportal.org", "401 unauthorized"),
+        (Anonymous, files, "https://files.b2blla.p.getportal.org?public/x", "401 unauthorized"),
+        (TerminalCookie, files, "https://files.b2blla.p.getportal.org?a", "forward files private terminal -> /?a @ files-web:80"),
+        (Anonymous, files, "https://files.b2blla.p.getportal.org/public/../x", "400 bad_request"),
+        (Anonymous, files, "https://web-terminal.b2blla.p.getportal.org/public/x", "400 bad_request"),
+        (Anonymous, home, "https://files.b2blla.p.getportal.org/public/x", "400 bad_request"),
+        (Anonymous, files, "https://x@files.b2blla.p.getportal.org/public/x", "400 bad_request"),
+        (Anonymous, files, "https:///public/x", "400 bad_request"),
     ];
     let mut failures = Vec::new();
     for (caller, host, target, want) in cases {
@@ -363,6 +387,26 @@ fn signed_bodies_are_held_for_their_digest() {
 }
 
 #[test]
+fn options_asterisk_is_answered_never_forwarded() {
+    for caller in [As::Anonymous, As::TerminalCookie] {
+        for host in [Some(FILES), Some(DOMAIN), Some("evil.example"), None] {
+            assert_eq!(run_method(caller, "OPTIONS", host, "*"), "200 options");
+        }
+        for method in ["GET", "POST", "options", "DELETE"] {
+            assert_eq!(
+                run_method(caller, method, Some(FILES), "*"),
+                "400 bad_request",
+                "{method}"
+            );
+        }
+    }
+    assert_eq!(
+        run_method(As::Anonymous, "OPTIONS", Some(FILES), "/public/x"),
+        "forward files public anonymous @ files-web:80"
+    );
+}
+
+#[test]
 fn the_nonce_claim_settles_the_verdict() {
     let claim = |target: &str, caller: As| {
         let headers = headers_for(caller, "GET", FILES, target, None);
@@ -403,15 +447,24 @@ fn the_nonce_claim_settles_the_verdict() {
 }
 
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
 
-    /// No path form reaches a private prefix for a caller who may not see
-    /// it: whatever an anonymous caller gets forwarded, a lenient server
-    /// (percent-decoding, dropping `;parameters`, merging `/`, resolving
-    /// dot segments) never reads as under `/admin`.
+    /// No request-target reaches a private prefix for a caller who may
+    /// not see it: whatever an anonymous caller gets forwarded is an
+    /// origin-form target, and a lenient app server (resolving relative
+    /// references against `/`, reading `\` as `/`, percent-decoding
+    /// `%2f` too, dropping `;parameters`, merging `/`, resolving dot
+    /// segments) reads it as the path the rule was matched on, never
+    /// under `/admin`.
     #[test]
-    fn no_path_form_reaches_a_private_prefix(raw in crate::decision::path::tests::raw_path()) {
-        use crate::decision::path::tests::lenient_reading;
+    fn no_target_form_reaches_a_private_prefix(
+        raw in proptest::prop_oneof![
+            crate::decision::path::tests::raw_path(),
+            crate::decision::target::tests::raw_target(),
+        ],
+        absolute_host in proptest::prelude::any::<bool>(),
+    ) {
+        use crate::decision::target::tests::lenient_target_reading;
         let mut apps = BTreeMap::new();
         apps.insert(
             "files".to_string(),
@@ -419,14 +472,21 @@ proptest::proptest! {
         );
         let snapshot = Snapshot { apps, ..snapshot() };
         let headers = HeaderMap::new();
-        let head = Head { method: "GET", host: Some(FILES), path: &raw, query: None, headers: &headers, has_body: false };
+        // With a Host header, or (absolute-form only) without one.
+        let host = if absolute_host { None } else { Some(FILES) };
+        let head = Head { method: "GET", host, target: raw.as_bytes(), headers: &headers, has_body: false };
         if let Verdict::Forward(plan) = decide(&head, &snapshot, &policy(), NOW).verdict {
             let forwarded = plan.path.as_deref().unwrap_or(&raw);
-            let read = lenient_reading(forwarded);
+            proptest::prop_assert!(forwarded.starts_with('/'), "{:?} forwarded as {:?}", raw, forwarded);
+            let read = lenient_target_reading(forwarded);
             proptest::prop_assert!(
                 read.first().is_none_or(|s| !s.starts_with("admin")),
                 "{:?} forwarded as {:?}, read as {:?}", raw, forwarded, read
             );
+            // What the app reads is what the rule was matched on: the
+            // path decided (as the revocation record keeps it).
+            let matched = &plan.opened.path;
+            proptest::prop_assert_eq!(&read, &lenient_target_reading(matched), "{:?}", raw);
         }
     }
 }

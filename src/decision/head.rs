@@ -27,7 +27,7 @@ pub enum HeadError {
 /// `Content-Length` from the parsed head when both are present.
 pub fn check_head(
     method: &str,
-    target: &str,
+    target: &[u8],
     headers: &http::HeaderMap,
     raw_head: Option<&[u8]>,
     max_headers: usize,
@@ -91,7 +91,7 @@ mod tests {
     #[test]
     fn request_heads() {
         let check = |h: &http::HeaderMap| {
-            check_head("GET", "/", h, None, 100, 64 * 1024).map_err(|e| Refusal::from(e).status())
+            check_head("GET", b"/", h, None, 100, 64 * 1024).map_err(|e| Refusal::from(e).status())
         };
         assert_eq!(check(&headers(100, 10)), Ok(()));
         assert_eq!(check(&headers(101, 10)), Err(431));
@@ -107,7 +107,7 @@ mod tests {
         h.remove("content-length");
         let raw = b"POST / HTTP/1.1\r\nHost: a\r\nContent-LENGTH : 5\r\nTransfer-Encoding: chunked\r\n\r\n";
         let with_raw = |raw: &[u8]| {
-            check_head("POST", "/", &h, Some(raw), 100, 65536)
+            check_head("POST", b"/", &h, Some(raw), 100, 65536)
                 .map_err(|e| Refusal::from(e).status())
         };
         assert_eq!(with_raw(raw), Err(400));

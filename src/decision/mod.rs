@@ -17,4 +17,5 @@ pub mod replay;
 pub mod revoke;
 pub mod route;
 pub mod signature;
+pub mod target;
 pub mod templates;

@@ -13,10 +13,14 @@ use super::outbound::CallError;
 use super::path::PathError;
 use super::route::RouteError;
 use super::signature::SignatureError;
+use super::target::TargetError;
 
 /// A request the proxy answers itself, with its status and reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
+    /// 200 with no body: `OPTIONS *`, a question about the server as a
+    /// whole, answered here and never forwarded (as Go's `net/http` does).
+    ServerOptions,
     /// 400: the request is malformed.
     BadRequest(String),
     /// 401: the caller may not reach this path.
@@ -80,6 +84,12 @@ impl From<PathError> for Refusal {
     }
 }
 
+impl From<TargetError> for Refusal {
+    fn from(e: TargetError) -> Self {
+        Refusal::BadRequest(e.to_string())
+    }
+}
+
 impl From<SignatureError> for Refusal {
     fn from(e: SignatureError) -> Self {
         Refusal::Signature(e.reason(), e.to_string())
@@ -139,6 +149,7 @@ struct JsonBody<'a> {
 impl Refusal {
     pub fn status(&self) -> u16 {
         match self {
+            Refusal::ServerOptions => 200,
             Refusal::BadRequest(_) => 400,
             Refusal::Unauthorized(_) | Refusal::Signature(..) => 401,
             Refusal::PayloadTooLarge(_) => 413,
@@ -155,6 +166,7 @@ impl Refusal {
     /// A stable machine-readable code, for scripts and for the access log.
     pub fn code(&self) -> &'static str {
         match self {
+            Refusal::ServerOptions => "options",
             Refusal::BadRequest(_) => "bad_request",
             Refusal::Unauthorized(_) | Refusal::Signature(..) => "unauthorized",
             Refusal::PayloadTooLarge(_) => "payload_too_large",
@@ -170,6 +182,7 @@ impl Refusal {
 
     pub fn message(&self) -> &str {
         match self {
+            Refusal::ServerOptions => "",
             Refusal::BadRequest(m)
             | Refusal::Unauthorized(m)
             | Refusal::Signature(_, m)
@@ -194,6 +207,9 @@ impl Refusal {
     /// `(content type, body)`: HTML when the client's `Accept` asks for
     /// `text/html` (a browser), JSON otherwise.
     pub fn render(&self, accept: Option<&str>) -> (&'static str, Vec<u8>) {
+        if *self == Refusal::ServerOptions {
+            return ("text/plain; charset=utf-8", Vec::new());
+        }
         if accept.is_some_and(wants_html) {
             ("text/html; charset=utf-8", self.html().into_bytes())
         } else {

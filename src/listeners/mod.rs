@@ -13,6 +13,14 @@ pub mod respond;
 
 use pingora::http::RequestHeader;
 
+/// The path of the request-target as received, for the log: never its
+/// query (which may hold secrets), bytes that are not UTF-8 replaced.
+pub fn logged_path(req: &RequestHeader) -> std::borrow::Cow<'_, str> {
+    let raw = req.raw_path();
+    let end = memchr::memchr(b'?', raw).unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[..end])
+}
+
 /// The host a request names, as received: the `:authority` (HTTP/2) or
 /// absolute-form target, else the `Host` header.
 pub fn request_host(req: &RequestHeader) -> Option<&str> {

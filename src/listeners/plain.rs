@@ -3,7 +3,9 @@
 //! and 8). A malformed head gets 400, never a silent close, and its bytes
 //! never reach a log (Pingora's own `ServeHttp` glue logs them at error
 //! level, credentials included); both `Content-Length` and
-//! `Transfer-Encoding` on one request is 400 as on the edge.
+//! `Transfer-Encoding` on one request is 400 as on the edge, and so is a
+//! request-target that is not a path starting with `/` (or an absolute
+//! URL for the Host): see [`crate::decision::target`].
 
 use std::sync::Arc;
 
@@ -19,6 +21,7 @@ use pingora::ErrorType;
 use super::respond::write_refusal;
 use crate::decision::head::check_head;
 use crate::decision::refusal::Refusal;
+use crate::decision::target::{parse_target, RequestTarget};
 
 /// The limits the plain listeners hold request heads to (those of the
 /// edge's defaults: these listeners have no settings of their own).
@@ -27,7 +30,8 @@ const MAX_HEAD_BYTES: usize = crate::decision::head::DEFAULT_MAX_HEADER_BYTES;
 
 /// Reads the next request head of `session`. `true` when there is a
 /// request to serve; otherwise the connection is done (a malformed or
-/// refused head was answered with 400, or the client went away).
+/// refused head was answered with 400, `OPTIONS *` with 200, or the
+/// client went away).
 pub async fn read_head(session: &mut ServerSession, listener: &str) -> bool {
     match session.read_request().await {
         Ok(true) => {}
@@ -48,17 +52,26 @@ pub async fn read_head(session: &mut ServerSession, listener: &str) -> bool {
     }
     let raw = session.as_http1().map(|h1| h1.get_headers_raw_bytes());
     let req = session.req_header();
-    let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
-    if let Err(e) = check_head(
+    let checked = check_head(
         req.method.as_str(),
-        target,
+        req.raw_path(),
         &req.headers,
         raw.as_deref(),
         MAX_HEADERS,
         MAX_HEAD_BYTES,
-    ) {
+    )
+    .map_err(Refusal::from)
+    .and_then(|()| {
+        let target = parse_target(req.method.as_str(), req.raw_path())?;
+        target.host(super::request_host(req))?;
+        match target {
+            RequestTarget::Asterisk => Err(Refusal::ServerOptions),
+            RequestTarget::Path { .. } => Ok(()),
+        }
+    });
+    if let Err(refusal) = checked {
         session.set_keepalive(None);
-        let _ = write_refusal(session, &Refusal::from(e)).await;
+        let _ = write_refusal(session, &refusal).await;
         session.shutdown().await;
         return false;
     }

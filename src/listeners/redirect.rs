@@ -45,10 +45,8 @@ impl RedirectToHttps {
     /// A path the HTTPS listener would refuse is refused here too.
     pub fn location(&self, host: Option<&str>, path_and_query: &str) -> Result<String, Refusal> {
         let raw = host.ok_or(RouteError::NoHost)?;
-        if path_and_query != "*" {
-            let path = path_and_query.split('?').next().unwrap_or("/");
-            check_path(path)?;
-        }
+        let path = path_and_query.split('?').next().unwrap_or("/");
+        check_path(path)?;
         let host = normalize_host(raw).ok_or(RouteError::NoHost)?;
         match self.router.name(&host) {
             HostName::Home | HostName::App(_) => {}

@@ -767,6 +767,17 @@ pub async fn tls_connect_from(
     host: &str,
     ca_pem: &str,
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    tls_connect_alpn(from, addr, host, ca_pem, &[]).await
+}
+
+/// [`tls_connect_from`] offering the ALPN protocols `alpn`.
+pub async fn tls_connect_alpn(
+    from: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    host: &str,
+    ca_pem: &str,
+    alpn: &[&[u8]],
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
@@ -779,6 +790,8 @@ pub async fn tls_connect_from(
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
+    let mut config = config;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = source_socket(from)
         .map_err(|e| e.to_string())?
         .connect(addr)
@@ -789,6 +802,64 @@ pub async fn tls_connect_from(
         .connect(name, tcp)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// An HTTP/2 connection (the `h2` crate, which sends `:path` as given,
+/// where HTTP clients would normalize it) to `addr` for `host`.
+pub async fn h2_connect(
+    addr: SocketAddr,
+    host: &str,
+    ca_pem: &str,
+) -> h2::client::SendRequest<Bytes> {
+    let tls = tls_connect_alpn(None, addr, host, ca_pem, &[b"h2"])
+        .await
+        .unwrap();
+    let (send, connection) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    send
+}
+
+/// Sends `method` with `:authority` `authority` and `:path` `path` over
+/// `send`, and returns the status and the body as text (0 and the reason
+/// when the server reset the stream).
+pub async fn h2_exchange(
+    send: &mut h2::client::SendRequest<Bytes>,
+    method: &str,
+    authority: &str,
+    path: &str,
+) -> (u16, String) {
+    let uri = http::Uri::from_parts({
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(http::uri::Scheme::HTTPS);
+        parts.authority = Some(authority.parse().unwrap());
+        parts.path_and_query = Some(path.parse().unwrap());
+        parts
+    })
+    .unwrap();
+    let request = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(())
+        .unwrap();
+    let ready = send.clone().ready().await.unwrap();
+    *send = ready;
+    let (response, _) = send.send_request(request, true).unwrap();
+    // A stream the server reset: status 0, with the reason.
+    let response = match response.await {
+        Ok(response) => response,
+        Err(e) => return (0, e.to_string()),
+    };
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut text = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        text.extend_from_slice(&chunk);
+    }
+    (status, String::from_utf8_lossy(&text).into_owned())
 }
 
 /// Sends `request` as written over TLS and returns all the response's

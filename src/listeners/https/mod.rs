@@ -146,8 +146,7 @@ fn head<'a>(req: &'a RequestHeader, host: Option<&'a str>, has_body: bool) -> He
     Head {
         method: req.method.as_str(),
         host,
-        path: req.uri.path(),
-        query: req.uri.query(),
+        target: req.raw_path(),
         headers: &req.headers,
         has_body,
     }
@@ -187,10 +186,11 @@ impl ProxyHttp for PortalProxy {
         }
         let req = session.req_header();
         ctx.host = request_host(req).map(str::to_owned);
-        let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        // The target as received, whatever its form (a relative one has
+        // no path in the `Uri`).
         if let Err(e) = crate::decision::head::check_head(
             req.method.as_str(),
-            target,
+            req.raw_path(),
             &req.headers,
             raw_head.as_deref(),
             limits.max_request_headers,
@@ -437,7 +437,7 @@ impl ProxyHttp for PortalProxy {
             host: ctx.host.as_deref().unwrap_or(""),
             app,
             method: req.method.as_str(),
-            path: req.uri.path(),
+            path: &super::logged_path(req),
             status,
             client_type,
             client_id,
