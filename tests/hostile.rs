@@ -391,6 +391,16 @@ async fn forwarding_headers_are_the_proxys_alone() {
             .header("CF-Connecting-IP", "7.7.7.7")
             .header("X-Original-URL", "/evil")
             .header("X_Rewrite_URL", "/evil")
+            .header("X-Host", "evil.example")
+            .header("X_Original_Host", "evil.example")
+            .header("X-Original-URI", "/evil")
+            .header("X-Url-Scheme", "evil")
+            .header("Front-End-Https", "evil")
+            .header("front_end_https", "evil")
+            .header("X-HTTP-Host-Override", "evil.example")
+            .header("X-Envoy-Original-Path", "/evil")
+            .header("X-Scheme", "evil")
+            .header("X-Script-Name", "/evil")
             .send()
             .await
             .unwrap();
@@ -421,6 +431,16 @@ async fn forwarding_headers_are_the_proxys_alone() {
             "cf-connecting-ip",
             "x-original-url",
             "x_rewrite_url",
+            "x-host",
+            "x_original_host",
+            "x-original-uri",
+            "x-url-scheme",
+            "front-end-https",
+            "front_end_https",
+            "x-http-host-override",
+            "x-envoy-original-path",
+            "x-scheme",
+            "x-script-name",
         ] {
             assert!(
                 !h.contains_key(name),

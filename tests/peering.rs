@@ -180,7 +180,7 @@ async fn an_app_calls_the_same_app_on_a_peer() {
     );
 
     let resp = app_client(ALPHA_IP)
-        .get(s.call_url("peer/hello?x=1&y=%20z"))
+        .get(s.call_url("peer/hello?x=1&y=%20z&token=s3cret-q"))
         .header("x-ptl-client-id", "spoofed")
         .header("cookie", "session=secret")
         .header("x-custom", "kept")
@@ -190,7 +190,15 @@ async fn an_app_calls_the_same_app_on_a_peer() {
     assert_eq!(resp.status(), StatusCode::OK);
     let echo: Echo = resp.json().await.unwrap();
     assert_eq!(echo.upstream, "alpha2");
-    assert_eq!(echo.target, "/peer/hello?x=1&y=%20z");
+    assert_eq!(echo.target, "/peer/hello?x=1&y=%20z&token=s3cret-q");
+    // The call is logged by its path: an app's query may hold secrets.
+    for log in [s.p1.proxy.log_text(), s.p2.proxy.log_text()] {
+        assert!(
+            !log.contains("s3cret-q"),
+            "the query reached the log:\n{log}"
+        );
+    }
+    assert!(s.p1.proxy.log_text().contains("/peer/hello: 200"));
     let p1 = &s.p1.files.identity;
     assert_eq!(echo.headers["x-ptl-client-type"], "peer");
     assert_eq!(echo.headers["x-ptl-client-id"], p1.id);

@@ -204,12 +204,21 @@ pub fn is_portal_header(name: &str) -> bool {
     name.len() >= 6 && same_name(&name.as_bytes()[..6], "x-ptl-")
 }
 
+/// Prefixes of header names that only a proxy sets, whatever follows:
+/// `X-Forwarded-*` (every framework: `-For`, `-Host`, `-Proto`, `-Port`,
+/// `-Prefix`, `-Server`, `-Ssl`, `-Uri`, ...), `X-Original-*` (IIS ARR's
+/// `X-Original-Host` and `X-Original-URL`, nginx's `X-Original-URI`,
+/// ingress-nginx's `X-Original-Forwarded-For`) and `X-Envoy-*` (Envoy's
+/// own, `X-Envoy-Original-Path` among them; Envoy strips them from
+/// clients itself).
+const PROXY_ONLY_PREFIXES: [&str; 3] = ["x-forwarded-", "x-original-", "x-envoy-"];
+
 /// Headers through which app frameworks take the client's address, or
-/// another request-target than the one matched, from a proxy in front:
-/// a client must never set them. (`X-Original-URL` and `X-Rewrite-URL`
-/// make IIS, Symfony and Laminas route to another path than the one the
-/// rules matched.)
-const CLIENT_ADDRESS_AND_TARGET: [&str; 16] = [
+/// another host, path or scheme than the request's, from a proxy in
+/// front: a client must never set them (docs/access.md lists where each
+/// is read).
+const CLIENT_ADDRESS_AND_TARGET: [&str; 29] = [
+    // The client's address.
     "forwarded",
     "forwarded-for",
     "x-forwarded",
@@ -219,23 +228,40 @@ const CLIENT_ADDRESS_AND_TARGET: [&str; 16] = [
     "true-client-ip",
     "x-cluster-client-ip",
     "cf-connecting-ip",
+    "cf-connecting-ipv6",
     "fastly-client-ip",
-    "x-original-forwarded-for",
+    "fly-client-ip",
+    "x-azure-clientip",
+    "x-azure-socketip",
+    "x-appengine-user-ip",
+    "x-proxyuser-ip",
     "x-originating-ip",
     "x-remote-ip",
     "x-remote-addr",
-    "x-original-url",
+    // Another host.
+    "x-host",
+    "x-http-host-override",
+    // Another path.
     "x-rewrite-url",
+    "x-script-name",
+    // Another scheme.
+    "x-url-scheme",
+    "x-scheme",
+    "x-real-scheme",
+    "front-end-https",
+    "x-arr-ssl",
+    "x-https",
 ];
 
 /// Whether a header name is a forwarding header, in any case and with `_`
-/// or `-`: `Forwarded`, `X-Real-IP`, every `X-Forwarded-*`, and the other
-/// names frameworks read a client's address or an overriding path from
-/// ([`CLIENT_ADDRESS_AND_TARGET`]). Only the proxy sets the forwarding
-/// headers (DESIGN section 6); a client's copies are removed.
+/// or `-`: a name of [`PROXY_ONLY_PREFIXES`] (with something after the
+/// prefix) or of [`CLIENT_ADDRESS_AND_TARGET`]. Only the proxy sets the
+/// forwarding headers (DESIGN section 6); a client's copies are removed.
 pub fn is_forwarding_header(name: &str) -> bool {
     let b = name.as_bytes();
-    (b.len() > 12 && same_name(&b[..12], "x-forwarded-"))
+    PROXY_ONLY_PREFIXES
+        .iter()
+        .any(|p| b.len() > p.len() && same_name(&b[..p.len()], p))
         || CLIENT_ADDRESS_AND_TARGET.iter().any(|n| same_name(b, n))
 }
 
@@ -415,6 +441,19 @@ mod tests {
             "x_rewrite_url",
             "X-Forwarded",
             "cookie2",
+            "X-Host",
+            "x_original_host",
+            "X-Original-URI",
+            "X-ORIGINAL-FORWARDED-FOR",
+            "X-Url-Scheme",
+            "Front-End-Https",
+            "front_end_https",
+            "X-HTTP-Host-Override",
+            "x-envoy-original-path",
+            "X-Scheme",
+            "X-Script-Name",
+            "X-Arr-Ssl",
+            "Fly-Client-IP",
         ] {
             assert!(headers.strips(name), "{name}");
             assert!(is_never_forwarded(name), "{name}");
@@ -423,6 +462,14 @@ mod tests {
             "x-ptlfoo",
             "x-real-ips",
             "x-original",
+            "x-original-",
+            "x-forwarded-",
+            "x-envoy",
+            "x-hosts",
+            "x-request-id",
+            "x-requested-with",
+            "host",
+            "x-schemes",
             "cookie",
             "remote-users",
             "xptl-a",
@@ -431,8 +478,35 @@ mod tests {
         }
     }
 
+    /// A name in any case, each `-` as `-` or `_`, picked by `bits`.
+    fn spelled(name: &str, bits: u64) -> String {
+        name.chars()
+            .enumerate()
+            .map(|(i, c)| match (c, bits >> (i % 64) & 1) {
+                ('-', 1) => '_',
+                (c, 1) => c.to_ascii_uppercase(),
+                (c, _) => c,
+            })
+            .collect()
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+        /// Every spelling of every proxy-only name, and of every prefix
+        /// with anything after it, is removed for every app.
+        #[test]
+        fn every_spelling_of_the_class_is_removed(
+            bits in proptest::prelude::any::<u64>(),
+            suffix in "[a-zA-Z0-9_-]{1,12}",
+            pick in 0usize..(CLIENT_ADDRESS_AND_TARGET.len() + PROXY_ONLY_PREFIXES.len()),
+        ) {
+            let name = match CLIENT_ADDRESS_AND_TARGET.get(pick) {
+                Some(name) => spelled(name, bits),
+                None => spelled(PROXY_ONLY_PREFIXES[pick - CLIENT_ADDRESS_AND_TARGET.len()], bits) + &suffix,
+            };
+            proptest::prop_assert!(is_never_forwarded(&name), "{}", name);
+        }
 
         /// Loading any template never panics, and a template that loads
         /// renders within the limits for every caller, the longest ones

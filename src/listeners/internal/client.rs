@@ -223,16 +223,17 @@ impl PeerClient {
                 Err(_) => return Err(CallError::PeerTimeout(peer.short_id().to_string())),
             };
 
-        info!(
-            "peer call from app {app:?} to {} https://{authority}{target}: {}",
-            peer.id,
-            response.status()
-        );
-        // The peer proves its key on the answer, before the app sees it.
         let (path, query) = match target.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (target.as_str(), None),
         };
+        // The path only: an app's query may hold secrets.
+        info!(
+            "peer call from app {app:?} to {} https://{authority}{path}: {}",
+            peer.id,
+            response.status()
+        );
+        // The peer proves its key on the answer, before the app sees it.
         let binding = RequestBinding {
             method: &method,
             authority: &crate::decision::signature::authority(&authority),
