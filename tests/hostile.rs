@@ -482,6 +482,7 @@ async fn the_terminal_credential_never_reaches_an_app() {
     ];
     for token in &tokens {
         credential_spellings_never_reach_the_app(&s, token).await;
+        credential_bytes_never_reach_the_app(&s, token).await;
     }
     // An app's own bearer token (not signed with the terminal secret) is
     // the app's business.
@@ -545,6 +546,73 @@ async fn credential_spellings_never_reach_the_app(s: &Setup, token: &str) {
             }
             if all.iter().any(|v| v.starts_with("a=1")) {
                 assert!(echo.headers["cookie"].contains("a=1"), "{headers:?}");
+            }
+        }
+    }
+}
+
+/// Over HTTP/1.1 and HTTP/2, `token` respelled as JWT libraries still
+/// accept it (padding, the standard alphabet, bytes skipped inside its
+/// signature, trailing bits) or with bytes that are not UTF-8 around it
+/// in an `Authorization` header never reaches the app: no header the app
+/// gets holds its signed part.
+async fn credential_bytes_never_reach_the_app(s: &Setup, token: &str) {
+    const ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let (message, signature) = token.rsplit_once('.').unwrap();
+    let last = ALPHABET.find(&signature[42..]).unwrap();
+    let spellings: Vec<Vec<u8>> = vec![
+        format!("Bearer {token}=").into_bytes(),
+        format!("Bearer {token}==").into_bytes(),
+        format!(
+            "Bearer {message}.{}",
+            signature.replace('-', "+").replace('_', "/")
+        )
+        .into_bytes(),
+        format!("Bearer {message}.{} {}", &signature[..21], &signature[21..]).into_bytes(),
+        format!(
+            "Bearer {message}.{}\"{}",
+            &signature[..10],
+            &signature[10..]
+        )
+        .into_bytes(),
+        format!(
+            "Bearer {message}.{}{}",
+            &signature[..42],
+            &ALPHABET[last | 1..(last | 1) + 1]
+        )
+        .into_bytes(),
+        [b"\xffBearer ", token.as_bytes()].concat(),
+        [b"Bearer ", token.as_bytes(), b" \xfe\x80"].concat(),
+        [b"Bearer\xa0", token.as_bytes()].concat(),
+        [
+            b"Bearer ",
+            message.as_bytes(),
+            b".",
+            &signature.as_bytes()[..5],
+            b"\xe9",
+            &signature.as_bytes()[5..],
+        ]
+        .concat(),
+    ];
+    for protocol in [Protocol::Http1, Protocol::Http2] {
+        for value in &spellings {
+            let resp = client(&s.files.ca_pem, protocol)
+                .get(s.proxy.url(&s.files.host("files"), "/x"))
+                .header(
+                    "authorization",
+                    http::HeaderValue::from_bytes(value).unwrap(),
+                )
+                .send()
+                .await
+                .unwrap();
+            let shown = String::from_utf8_lossy(value);
+            assert_eq!(resp.status(), StatusCode::OK, "{shown}");
+            let echo: Echo = resp.json().await.unwrap();
+            for (name, got) in &echo.headers {
+                assert!(
+                    !got.contains(message),
+                    "{protocol:?} {shown:?}: the token reached the app in {name}"
+                );
             }
         }
     }

@@ -5,13 +5,18 @@
 //! Python verifies, and the real proxy lets in a peer request that Python
 //! signed.
 //!
-//! Needs `python3`; the package is installed with pip when it is missing.
-//! When either cannot be had the tests fail (they never skip): a green run
-//! must mean the two implementations were compared.
+//! Also: every spelling of a terminal token that PyJWT, Node's `jose` or
+//! `jsonwebtoken` accepts as signed with the terminal secret is found as a
+//! credential (so never reaches an app).
+//!
+//! Needs `python3` and Node.js; the packages are installed with pip and
+//! npm when they are missing. When they cannot be had the tests fail
+//! (they never skip): a green run must mean the implementations were
+//! compared.
 
 mod common;
 
-use common::python::{python, python_package};
+use common::python::{node, python, python_package};
 use common::*;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use portal_proxy::decision::signature::{
@@ -447,4 +452,125 @@ async fn the_proxy_accepts_a_peer_request_signed_by_python() {
         let refusal: Value = resp.json().await.unwrap();
         assert_eq!(refusal["reason"], "replayed", "{refusal}");
     }
+}
+
+/// A terminal token's spellings, made from its signature: the
+/// accepted-by-someone ones must all be credentials here.
+fn token_spellings(token: &str, seed: u64) -> Vec<String> {
+    use rand::{Rng, SeedableRng};
+    let (message, signature) = token.rsplit_once('.').unwrap();
+    let mut out = vec![token.to_string()];
+    let inserts = [
+        "=", "==", "===", "+", "/", "-", "_", "!", "%", " ", "\t", "\"", "'", ":", ",", ";", ".",
+        "A", "z", "0", "\\", "~", "*", "=A", "==AAAA", "@", "#",
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    for _ in 0..1500 {
+        let mut sig: Vec<String> = signature.chars().map(String::from).collect();
+        for _ in 0..rng.gen_range(1..=3) {
+            match rng.gen_range(0..4) {
+                // Something inserted anywhere in or after the signature.
+                0 | 1 => {
+                    let at = rng.gen_range(0..=sig.len());
+                    sig.insert(at, inserts[rng.gen_range(0..inserts.len())].to_string());
+                }
+                // The other alphabet for one character.
+                2 => {
+                    let at = rng.gen_range(0..sig.len());
+                    sig[at] = sig[at].replace('-', "+").replace('_', "/");
+                }
+                // The last character's trailing bits.
+                _ => {
+                    const ALPHABET: &str =
+                        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+                    if let Some(at) = sig.iter().rposition(|c| ALPHABET.contains(c.as_str())) {
+                        let i = ALPHABET.find(sig[at].as_str()).unwrap();
+                        let flipped = (i & !3) | rng.gen_range(0..4);
+                        sig[at] = ALPHABET[flipped..flipped + 1].to_string();
+                    }
+                }
+            }
+        }
+        out.push(format!("{message}.{}", sig.concat()));
+    }
+    out
+}
+
+#[test]
+fn every_spelling_jwt_libraries_accept_is_a_credential() {
+    use portal_proxy::decision::caller::{TerminalEntry, Terminals};
+    python_package();
+    let secret = "interop terminal secret";
+    let terminals = Terminals::new(
+        Some(secret.as_bytes()),
+        vec![TerminalEntry {
+            id: "t1".into(),
+            name: "Laptop".into(),
+        }],
+    );
+    let mut checked = 0;
+    let mut accepted_by = std::collections::BTreeMap::<&str, usize>::new();
+    for (n, claims) in [
+        json!({"sub": "t1", "exp": 4_000_000_000u64}),
+        json!({"sub": "t1", "n": 1}),
+        json!({"sub": "t1", "n": "xx"}),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap();
+        let tokens = token_spellings(&token, n as u64);
+        let input = json!({"secret": secret, "tokens": tokens});
+        let pyjwt: Vec<bool> =
+            serde_json::from_value(python("jwt_accepts", &input).unwrap()).unwrap();
+        let js = node("jwt_accepts", &input);
+        let jose: Vec<bool> = serde_json::from_value(js["jose"].clone()).unwrap();
+        let jsonwebtoken: Vec<bool> = serde_json::from_value(js["jsonwebtoken"].clone()).unwrap();
+        for (i, spelling) in tokens.iter().enumerate() {
+            let by: Vec<&str> = [
+                ("PyJWT", pyjwt[i]),
+                ("jose", jose[i]),
+                ("jsonwebtoken", jsonwebtoken[i]),
+            ]
+            .iter()
+            .filter(|(_, ok)| *ok)
+            .map(|(name, _)| *name)
+            .collect();
+            if by.is_empty() {
+                continue;
+            }
+            for name in &by {
+                *accepted_by.entry(name).or_default() += 1;
+            }
+            checked += 1;
+            for value in [
+                format!("Bearer {spelling}"),
+                spelling.clone(),
+                format!("Token t=\"{spelling}\""),
+            ] {
+                assert!(
+                    terminals.holds_credential(value.as_bytes()),
+                    "{by:?} accept {spelling:?}, but {value:?} was not found as a credential"
+                );
+            }
+        }
+    }
+    // The comparison compared something: each library accepted spellings
+    // other than the token as issued.
+    for name in ["PyJWT", "jose", "jsonwebtoken"] {
+        assert!(
+            accepted_by.get(name).copied().unwrap_or(0) >= 3,
+            "{name}: {accepted_by:?}"
+        );
+    }
+    assert!(
+        accepted_by["PyJWT"] > 50 && accepted_by["jose"] > 50,
+        "{accepted_by:?}"
+    );
+    eprintln!("{checked} accepted spellings checked: {accepted_by:?}");
 }

@@ -231,6 +231,95 @@ impl Terminals {
     pub fn is_credential(&self, token: &str) -> bool {
         matches!(self.check(token, 0), Token::Terminal(_))
     }
+
+    /// Whether a header value (any bytes, text or not) holds a token
+    /// signed with the terminal secret in any spelling that a common JWT
+    /// library accepts as that token (docs/access.md). Libraries verify
+    /// the HMAC over the header and payload exactly as sent, so those must
+    /// be the signed bytes; but they decode the signature leniently: PyJWT
+    /// (Python's `base64`) and `jose` (Node) accept padding, the standard
+    /// alphabet (`+`, `/`), non-zero trailing bits, characters outside the
+    /// alphabet (spaces and quotes among them) skipped, and anything after
+    /// padding once the signature is whole. So every `<header>.<payload>.`
+    /// in the value is a candidate (the header from the start of its base64url
+    /// run, or from any `eyJ`, a JSON object's start, within it, for an
+    /// app that cuts a scheme glued to it), and what follows is decoded as
+    /// [`lenient_signature`] does. One HMAC per candidate whose signature
+    /// has the right length; a value with none is the app's.
+    pub fn holds_credential(&self, value: &[u8]) -> bool {
+        let Some(key) = self.key.as_ref() else {
+            return false;
+        };
+        let mut dots = memchr::memchr_iter(b'.', value);
+        let Some(mut first) = dots.next() else {
+            return false;
+        };
+        for second in dots {
+            let payload = &value[first + 1..second];
+            if payload.iter().all(|&b| is_base64url(b)) {
+                if let Some(tag) = lenient_signature(&value[second + 1..]) {
+                    let run = value[..first]
+                        .iter()
+                        .rposition(|&b| !is_base64url(b))
+                        .map_or(0, |at| at + 1);
+                    let json_starts = memchr::memmem::find_iter(&value[run..first], b"eyJ")
+                        .map(|at| run + at)
+                        .filter(|&at| at > run);
+                    let signed = std::iter::once(run)
+                        .chain(json_starts)
+                        .filter(|&start| start < first)
+                        .any(|start| hmac::verify(key, &value[start..second], &tag).is_ok());
+                    if signed {
+                        return true;
+                    }
+                }
+            }
+            first = second;
+        }
+        false
+    }
+}
+
+fn is_base64url(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+/// An HMAC-SHA256 tag as the most lenient base64 decoders read the start
+/// of `rest`: the first 43 digits of either alphabet (256 bits, the last
+/// 2 ignored), every other byte skipped (padding, spaces, quotes, any
+/// byte). Whatever follows the 43 digits is left aside: a library given
+/// more digits refuses the token, but an app may cut them off first, and
+/// a value holding the signed message with its tag is a credential
+/// whatever else it holds.
+fn lenient_signature(rest: &[u8]) -> Option<[u8; 32]> {
+    let mut bits: u32 = 0;
+    let mut nbits = 0;
+    let mut digits = 0;
+    let mut tag = [0u8; 32];
+    let mut filled = 0;
+    for &b in rest {
+        let digit = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            _ => continue,
+        };
+        bits = bits << 6 | u32::from(digit);
+        nbits += 6;
+        if nbits >= 8 && filled < tag.len() {
+            nbits -= 8;
+            tag[filled] = (bits >> nbits) as u8;
+            filled += 1;
+            bits &= (1 << nbits) - 1;
+        }
+        digits += 1;
+        if digits == HS256_SIGNATURE_CHARS {
+            return Some(tag);
+        }
+    }
+    None
 }
 
 /// `json` read as `T` when it is a JSON object: a derived `Deserialize`

@@ -56,19 +56,21 @@ impl Credentials {
             .iter()
             .enumerate()
         {
-            let bearer = if i == 0 {
-                bearer_token(value.as_bytes())
-            } else {
-                None
-            };
-            for token in credential_words(value.as_bytes()) {
-                if let Token::Terminal(proved) = terminals.check(token, now) {
-                    found.terminal_authorization.push(i);
-                    if identify && caller.is_none() && bearer == Some(token) {
-                        caller = proved;
+            // The first header's `Bearer` token, as sent, identifies.
+            if i == 0 {
+                if let Some(token) = bearer_token(value.as_bytes()) {
+                    if let Token::Terminal(proved) = terminals.check(token, now) {
+                        found.terminal_authorization.push(i);
+                        if identify && caller.is_none() {
+                            caller = proved;
+                        }
+                        continue;
                     }
-                    break;
                 }
+            }
+            // Any other spelling, in any bytes, is removed all the same.
+            if terminals.holds_credential(value.as_bytes()) {
+                found.terminal_authorization.push(i);
             }
         }
         (found, caller)
@@ -84,17 +86,6 @@ pub fn bearer_token(authorization: &[u8]) -> Option<&str> {
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
-}
-
-/// The parts of an `Authorization` value that could be a JWT: runs of
-/// base64url characters and dots with exactly two dots, whatever
-/// surrounds them (a scheme, `=`, quotes, commas): the only ones worth a
-/// signature check.
-fn credential_words(value: &[u8]) -> impl Iterator<Item = &str> {
-    std::str::from_utf8(value)
-        .unwrap_or("")
-        .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-        .filter(|w| w.bytes().filter(|&b| b == b'.').count() == 2)
 }
 
 /// Whether a cookie pair (`name=value`, or a bare `name`) is named `name`,
@@ -257,6 +248,102 @@ mod tests {
         }
     }
 
+    /// `token` with its signature respelled by `f` (header and payload,
+    /// which the HMAC covers, as they are).
+    fn respelled(token: &str, f: impl Fn(&str) -> String) -> String {
+        let (message, signature) = token.rsplit_once('.').unwrap();
+        format!("{message}.{}", f(signature))
+    }
+
+    /// A token of the secret whose signature holds both `-` and `_`, so
+    /// that the standard alphabet spells it otherwise.
+    fn token_with_both_alphabets() -> String {
+        (0..)
+            .map(|n| {
+                encode(
+                    &Header::default(),
+                    &serde_json::json!({ "sub": "t1", "n": n }),
+                    &EncodingKey::from_secret(SECRET),
+                )
+                .unwrap()
+            })
+            .find(|t| {
+                let sig = t.rsplit('.').next().unwrap();
+                sig.contains('-') && sig.contains('_')
+            })
+            .unwrap()
+    }
+
+    /// Every spelling of a terminal token that a common JWT library
+    /// (PyJWT, Node's `jose`) accepts as the same token, in any bytes
+    /// around it, is removed; only the token as issued, after `Bearer`,
+    /// identifies.
+    #[test]
+    fn every_spelling_and_byte_around_a_token_is_removed() {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let ours = token_with_both_alphabets();
+        let foreign = token("t1", b"the app's own secret");
+        let laptop = Some(Caller::Terminal {
+            id: "t1".into(),
+            name: "Laptop".into(),
+        });
+        let trailing_bits = respelled(&ours, |sig| {
+            let last = ALPHABET
+                .iter()
+                .position(|&c| c == *sig.as_bytes().last().unwrap())
+                .unwrap();
+            format!("{}{}", &sig[..42], ALPHABET[last + 1] as char)
+        });
+        let standard = respelled(&ours, |sig| sig.replace('-', "+").replace('_', "/"));
+        let split =
+            |sep: &str| respelled(&ours, |sig| format!("{}{sep}{}", &sig[..20], &sig[20..]));
+        let b = |s: String| s.into_bytes();
+        let raw = |parts: &[&[u8]]| parts.concat();
+        #[rustfmt::skip]
+        let cases: Vec<(&str, Vec<u8>, Option<Caller>)> = vec![
+            ("as issued", b(format!("Bearer {ours}")), laptop.clone()),
+            ("padded", b(format!("Bearer {ours}=")), None),
+            ("padded twice", b(format!("Bearer {ours}==")), None),
+            ("padded, then anything", b(format!("Bearer {ours}=AAAA")), None),
+            ("padding inside the signature", b(format!("Bearer {}", split("=="))), None),
+            ("standard alphabet", b(format!("Bearer {standard}")), None),
+            ("non-zero trailing bits", b(format!("Bearer {trailing_bits}")), None),
+            ("a space inside the signature", b(format!("Bearer {}", split(" "))), None),
+            ("a '!' inside the signature", b(format!("Bearer {}", split("!"))), None),
+            ("a '%' inside the signature", b(format!("Bearer {}", split("%"))), None),
+            ("junk after", b(format!("Bearer {ours}!!")), None),
+            ("a quote after", b(format!("Bearer {ours}\"")), None),
+            ("scheme glued, cut by the app", b(format!("BearerX{ours}")), None),
+            ("non-UTF-8 before the scheme", raw(&[b"\xff", b"Bearer ", ours.as_bytes()]), None),
+            ("non-UTF-8 after the token", raw(&[b"Bearer ", ours.as_bytes(), b" \xfe"]), None),
+            ("non-UTF-8 between scheme and token", raw(&[b"Bearer\x80", ours.as_bytes()]), None),
+            ("non-UTF-8 inside the signature", raw(&[b"Bearer ", &ours.as_bytes()[..ours.len() - 20], b"\xe9", &ours.as_bytes()[ours.len() - 20..]]), None),
+        ];
+        for (what, value, who) in cases {
+            let h = headers(&[("authorization", &value)]);
+            assert_eq!(
+                Credentials::read(&h, &terminals(), NOW, true),
+                (found(false, &[0]), who),
+                "{what}: {:?}",
+                String::from_utf8_lossy(&value)
+            );
+        }
+        // What no library takes as the token is the app's own.
+        for value in [
+            format!("Bearer {foreign}"),
+            respelled(&ours, |sig| format!("Bearer {}", &sig[..42])),
+            respelled(&ours, |sig| format!("Bearer {}.{}", &sig[..20], &sig[20..])),
+            format!("Bearer {}", ours.replacen('.', "=.", 1)),
+        ] {
+            let h = headers(&[("authorization", value.as_bytes())]);
+            assert_eq!(
+                Credentials::read(&h, &terminals(), NOW, true),
+                (found(false, &[]), None),
+                "{value}"
+            );
+        }
+    }
+
     #[test]
     fn bearer_and_cookies() {
         assert_eq!(bearer_token(b"Bearer abc"), Some("abc"));
@@ -328,11 +415,37 @@ mod tests {
             proptest::prop_assert_eq!(cookie_pairs(&header).collect::<Vec<_>>(), want);
         }
 
+        /// A terminal token whose signature has any bytes outside the
+        /// base64 alphabets put anywhere in it (as lenient decoders skip
+        /// them), and any bytes around it, is a credential; the same
+        /// signed with another secret never is.
+        #[test]
+        fn respelled_tokens_are_credentials(
+            junk in proptest::collection::vec((0usize..50, proptest::num::u8::ANY), 0..6),
+            before in proptest::collection::vec(proptest::num::u8::ANY, 0..6),
+            after in proptest::collection::vec(proptest::num::u8::ANY, 0..6),
+        ) {
+            let is_digit = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'/');
+            for (secret, want) in [(SECRET, true), (&b"the app's own secret"[..], false)] {
+                let t = token("t1", secret);
+                let (message, signature) = t.rsplit_once('.').unwrap();
+                let mut sig = signature.as_bytes().to_vec();
+                for (at, byte) in &junk {
+                    if !is_digit(*byte) && *byte != b'.' {
+                        sig.insert((*at).min(sig.len()), *byte);
+                    }
+                }
+                // Separated from the token by a byte that is no base64url.
+                let value = [&before[..], b" ", message.as_bytes(), b".", &sig, &after].concat();
+                proptest::prop_assert_eq!(terminals().holds_credential(&value), want, "{:?}", String::from_utf8_lossy(&value));
+            }
+        }
+
         /// Reading credentials never panics, whatever the bytes.
         #[test]
         fn credential_reading_never_panics(value in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
             let _ = bearer_token(&value);
-            let _ = credential_words(&value).count();
+            let _ = terminals().holds_credential(&value);
             if let Ok(v) = http::HeaderValue::from_bytes(&value) {
                 let mut h = HeaderMap::new();
                 h.insert("authorization", v.clone());

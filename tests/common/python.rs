@@ -1,6 +1,8 @@
-//! The independent RFC 9421 implementation of the interoperability tests:
-//! the Python package `http-message-signatures`, installed with pip when
-//! it is missing, driven by the scripts of `tests/interop/`.
+//! The independent implementations of the interoperability tests: the
+//! Python packages `http-message-signatures` (RFC 9421) and `PyJWT`,
+//! installed with pip when they are missing, and the Node packages `jose`
+//! and `jsonwebtoken`, installed with npm under `target/`; driven by the
+//! scripts of `tests/interop/`.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -16,7 +18,7 @@ pub fn python_package() -> &'static str {
     let check = CHECK.get_or_init(|| {
         // The test setup installs the package when it is missing.
         let import = Command::new("python3")
-            .args(["-c", "import http_message_signatures"])
+            .args(["-c", "import http_message_signatures, jwt"])
             .output();
         if import.is_ok_and(|o| !o.status.success()) {
             let _ = Command::new("python3")
@@ -27,13 +29,14 @@ pub fn python_package() -> &'static str {
                     "--quiet",
                     "--disable-pip-version-check",
                     "http-message-signatures==3.0.0",
+                    "PyJWT==2.10.1",
                 ])
                 .status();
         }
         let out = Command::new("python3")
             .args([
                 "-c",
-                "import importlib.metadata as m, http_message_signatures; \
+                "import importlib.metadata as m, http_message_signatures, jwt; \
                  print(m.version('http-message-signatures'))",
             ])
             .output()
@@ -42,7 +45,7 @@ pub fn python_package() -> &'static str {
             })?;
         if !out.status.success() {
             return Err(format!(
-                "python3 cannot import http_message_signatures; install it with `pip install http-message-signatures`:\n{}",
+                "python3 cannot import http_message_signatures and jwt; install them with `pip install http-message-signatures PyJWT`:\n{}",
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
@@ -88,4 +91,80 @@ pub fn python(script: &str, input: &Value) -> Result<Value, String> {
         )
     });
     Ok(output)
+}
+
+/// The folder whose `node_modules` holds `jose` and `jsonwebtoken`,
+/// installed with npm on first use; panics when Node.js or the packages
+/// cannot be had (the tests never skip).
+fn node_packages() -> &'static PathBuf {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir: PathBuf = [env!("CARGO_MANIFEST_DIR"), "target", "interop-node"]
+            .iter()
+            .collect();
+        let installed = ["jose", "jsonwebtoken"].iter().all(|p| {
+            dir.join("node_modules")
+                .join(p)
+                .join("package.json")
+                .exists()
+        });
+        if !installed {
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let status = Command::new("npm")
+                .args([
+                    "install",
+                    "--silent",
+                    "--no-audit",
+                    "--no-fund",
+                    "--no-save",
+                    "--prefix",
+                ])
+                .arg(&dir)
+                .args(["jose@5.9.6", "jsonwebtoken@9.0.2"])
+                .status()
+                .map_err(|e| {
+                    format!("cannot run npm ({e}); the JWT interop test needs Node.js and npm")
+                })?;
+            if !status.success() {
+                return Err(format!("npm install jose jsonwebtoken failed: {status}"));
+            }
+        }
+        Ok(dir)
+    });
+    match dir {
+        Ok(dir) => dir,
+        Err(message) => panic!("{message}"),
+    }
+}
+
+/// Runs `tests/interop/<script>.cjs` with Node.js and `input` as JSON on
+/// stdin: its JSON output.
+pub fn node(script: &str, input: &Value) -> Value {
+    let dir = node_packages();
+    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "interop", script]
+        .iter()
+        .collect::<PathBuf>()
+        .with_extension("cjs");
+    let mut child = Command::new("node")
+        .arg(&path)
+        .env("NODE_PATH", dir.join("node_modules"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run node {}: {e}", path.display()));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{script}.cjs printed no JSON ({e}):\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
