@@ -121,3 +121,133 @@ async fn a_stricter_rule_closes_an_open_stream() {
         assert!(kept.chunk().await.unwrap().is_some());
     }
 }
+
+/// A terminal token signed with `secret`, expiring at `exp` if given.
+fn token_with(secret: &str, sub: &str, exp: Option<u64>) -> String {
+    let claims = match exp {
+        Some(exp) => serde_json::json!({"sub": sub, "exp": exp}),
+        None => serde_json::json!({"sub": sub}),
+    };
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// What a terminal keeps open: a WebSocket over HTTP/1.1 and an event
+/// stream over HTTP/2, both on a private path.
+struct Held {
+    ws: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    stream: reqwest::Response,
+}
+
+impl Held {
+    async fn open(files: &PortalFiles, proxy: &Proxy, token: &str) -> Held {
+        let host = files.host("app");
+        let mut ws = tls_connect(proxy.https, &host, &files.ca_pem)
+            .await
+            .unwrap();
+        let bearer = format!("Authorization: Bearer {token}\r\n");
+        ws.write_all(upgrade_request(&host, "/shell/ws", &bearer).as_bytes())
+            .await
+            .unwrap();
+        let head = read_response_head(&mut ws).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert!(echoes(&mut ws, b"ls\n").await);
+        let mut stream = client(&files.ca_pem, Protocol::Http2)
+            .get(proxy.url(&host, "/shell/events/60"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stream.status(), 200);
+        assert!(stream.chunk().await.unwrap().is_some());
+        Held { ws, stream }
+    }
+
+    /// How long after `since` both were closed, or `None` if either is
+    /// still open `within` after it.
+    async fn closed_after(&mut self, since: Instant, within: Duration) -> Option<Duration> {
+        let ws = async {
+            while echoes(&mut self.ws, b"whoami\n").await {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        let stream = async { while let Ok(Some(_)) = self.stream.chunk().await {} };
+        let deadline = since + within;
+        tokio::time::timeout_at(deadline.into(), async {
+            tokio::join!(ws, stream);
+        })
+        .await
+        .ok()
+        .map(|()| since.elapsed())
+    }
+
+    /// Whether both still flow.
+    async fn flows(&mut self) -> bool {
+        echoes(&mut self.ws, b"still\n").await
+            && matches!(
+                tokio::time::timeout(Duration::from_secs(2), self.stream.chunk()).await,
+                Ok(Ok(Some(_)))
+            )
+    }
+}
+
+/// An open request lives under the credential it was decided with: it is
+/// closed when its token's `exp` passes (no reload needed), when the
+/// terminal secret is rotated, and when the secret file is deleted; over
+/// HTTP/1.1 (WebSocket) and HTTP/2 (a stream). Goal: within 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_credential_ends_with_its_exp_and_its_secret() {
+    let (files, proxy, _app) = start("revoke-credential");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Its own end: a token that expires in 3 s, and one that does not.
+    let exp = now + 3;
+    let mut expiring = Held::open(
+        &files,
+        &proxy,
+        &token_with(TERMINAL_SECRET, "t1", Some(exp)),
+    )
+    .await;
+    let mut lasting = Held::open(&files, &proxy, &token_with(TERMINAL_SECRET, "t1", None)).await;
+    let exp_instant = Instant::now()
+        + (std::time::UNIX_EPOCH + Duration::from_secs(exp))
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+    let after = expiring
+        .closed_after(exp_instant, Duration::from_secs(4))
+        .await;
+    let after = after.expect("open 4 s after the token's exp");
+    assert!(after < Duration::from_secs(2), "closed {after:?} after exp");
+    eprintln!("exp: closed {after:?} after");
+    assert!(lasting.flows().await, "a token without exp was cut");
+
+    // The owner signs every device out: the secret is rotated.
+    files.state_file("terminal_jwt_secret", "a new secret\n");
+    let rotated = Instant::now();
+    let after = lasting.closed_after(rotated, Duration::from_secs(4)).await;
+    let after = after.expect("open 4 s after the secret was rotated");
+    assert!(
+        after < Duration::from_secs(2) + Duration::from_millis(500),
+        "closed {after:?} after the rotation"
+    );
+    eprintln!("rotation: closed {after:?} after");
+
+    // A token of the new secret is served, until the secret is deleted.
+    let mut fresh = Held::open(&files, &proxy, &token_with("a new secret", "t1", None)).await;
+    assert!(fresh.flows().await);
+    std::fs::remove_file(files.dir.join("state/terminal_jwt_secret")).unwrap();
+    let deleted = Instant::now();
+    let after = fresh.closed_after(deleted, Duration::from_secs(4)).await;
+    let after = after.expect("open 4 s after the secret was deleted");
+    assert!(
+        after < Duration::from_secs(2) + Duration::from_millis(500),
+        "closed {after:?} after the deletion"
+    );
+    eprintln!("deletion: closed {after:?} after");
+}

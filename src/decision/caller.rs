@@ -84,6 +84,9 @@ pub const TERMINAL_COOKIE: &str = "authorization";
 /// The owner's paired devices and the secret their tokens are signed with.
 pub struct Terminals {
     secret: Option<Vec<u8>>,
+    /// Tells secrets apart without keeping copies: the first 8 bytes of
+    /// the secret's SHA-256.
+    secret_id: Option<u64>,
     /// HMAC-SHA256 with the secret, prepared once.
     key: Option<hmac::Key>,
     entries: Vec<TerminalEntry>,
@@ -149,6 +152,11 @@ impl Terminals {
         let secret = secret.filter(|s| !s.is_empty());
         Terminals {
             secret: secret.map(<[u8]>::to_vec),
+            secret_id: secret.map(|s| {
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(s);
+                u64::from_be_bytes(digest[..8].try_into().expect("8 of 32 bytes"))
+            }),
             key: secret.map(|s| hmac::Key::new(hmac::HMAC_SHA256, s)),
             names: entries
                 .iter()
@@ -161,6 +169,11 @@ impl Terminals {
     /// The secret, for keeping it across a reload that fails to read it.
     pub(crate) fn secret(&self) -> Option<&[u8]> {
         self.secret.as_deref()
+    }
+
+    /// Which secret tokens are checked with (`None`: there is none).
+    pub fn secret_id(&self) -> Option<u64> {
+        self.secret_id
     }
 
     /// The entries of `terminals.json` as loaded.
@@ -187,18 +200,28 @@ impl Terminals {
     /// header says HS256 and nothing critical, it is not expired, not
     /// before its `nbf`, and its `sub` a terminal that still exists.
     pub fn check(&self, token: &str, now: u64) -> Token {
+        self.check_until(token, now).0
+    }
+
+    /// [`Terminals::check`], with the `exp` of a token that proves a
+    /// terminal: the credential ends then.
+    pub fn check_until(&self, token: &str, now: u64) -> (Token, Option<f64>) {
         let Some(key) = self.key.as_ref() else {
-            return Token::Foreign;
+            return (Token::Foreign, None);
         };
         match signed_parts(key, token) {
             // Signed with the secret: a credential whatever its claims say.
-            Some((header, payload)) => Token::Terminal(self.prove(header, payload, now)),
-            None => Token::Foreign,
+            Some((header, payload)) => match self.prove(header, payload, now) {
+                Some((caller, exp)) => (Token::Terminal(Some(caller)), exp),
+                None => (Token::Terminal(None), None),
+            },
+            None => (Token::Foreign, None),
         }
     }
 
-    /// The terminal a token signed with the secret proves at `now`.
-    fn prove(&self, header: &str, payload: &str, now: u64) -> Option<Caller> {
+    /// The terminal a token signed with the secret proves at `now`, and
+    /// its `exp`.
+    fn prove(&self, header: &str, payload: &str, now: u64) -> Option<(Caller, Option<f64>)> {
         let header = URL_SAFE_NO_PAD.decode(header).ok()?;
         let header: JoseHeader = json_object(&header)?;
         if header.alg != "HS256" || header.crit.is_some() {
@@ -211,10 +234,11 @@ impl Terminals {
             return None;
         }
         let (id, name) = self.names.get_key_value(claims.sub.as_ref())?;
-        Some(Caller::Terminal {
+        let caller = Caller::Terminal {
             id: id.clone(),
             name: name.clone(),
-        })
+        };
+        Some((caller, claims.exp))
     }
 
     /// The terminal `token` proves at `now`; anything else is `None`: the

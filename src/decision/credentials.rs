@@ -10,7 +10,7 @@ use http::HeaderMap;
 use super::caller::{Caller, Terminals, Token, TERMINAL_COOKIE};
 
 /// Which terminal credentials the request carries, for stripping.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Credentials {
     /// A `Cookie` header holds an `authorization` cookie (any case), or
     /// cannot be read as text: the `Cookie` headers are rewritten without
@@ -21,6 +21,9 @@ pub struct Credentials {
     /// its claims, scheme or spacing): they are removed, the others (an
     /// app's own Basic or bearer credentials) kept.
     pub terminal_authorization: Vec<usize>,
+    /// The `exp` of the token that identified the terminal, if it has one:
+    /// what is open under it ends then.
+    pub terminal_expires: Option<f64>,
 }
 
 impl Credentials {
@@ -47,7 +50,11 @@ impl Credentials {
             for token in cookie_values(text, TERMINAL_COOKIE) {
                 found.terminal_cookie = true;
                 if identify && caller.is_none() {
-                    caller = terminals.identify(token, now);
+                    if let (Token::Terminal(Some(proved)), exp) = terminals.check_until(token, now)
+                    {
+                        caller = Some(proved);
+                        found.terminal_expires = exp;
+                    }
                 }
             }
         }
@@ -59,10 +66,11 @@ impl Credentials {
             // The first header's `Bearer` token, as sent, identifies.
             if i == 0 {
                 if let Some(token) = bearer_token(value.as_bytes()) {
-                    if let Token::Terminal(proved) = terminals.check(token, now) {
+                    if let (Token::Terminal(proved), exp) = terminals.check_until(token, now) {
                         found.terminal_authorization.push(i);
-                        if identify && caller.is_none() {
+                        if identify && caller.is_none() && proved.is_some() {
                             caller = proved;
+                            found.terminal_expires = exp;
                         }
                         continue;
                     }
@@ -177,6 +185,7 @@ mod tests {
         Credentials {
             terminal_cookie,
             terminal_authorization: terminal_authorization.to_vec(),
+            terminal_expires: None,
         }
     }
 

@@ -25,7 +25,7 @@ use super::credentials::Credentials;
 use super::path::canonical_path;
 use super::refusal::Refusal;
 use super::replay::ReplayError;
-use super::revoke::{Opened, OpenedTarget};
+use super::revoke::{Opened, OpenedTarget, TerminalCredential};
 use super::route::{
     normalize_host, strip_core_prefix, CoreAccess, Entrypoint, RouteError, Router, Target,
 };
@@ -389,8 +389,22 @@ fn plan(
     known.access = Some(access);
     access_decision(access, &known.caller)?;
 
+    let caller = std::mem::replace(&mut known.caller, Caller::Anonymous);
+    let credential = match caller {
+        Caller::Terminal { .. } => {
+            snapshot
+                .terminals
+                .secret_id()
+                .map(|secret_id| TerminalCredential {
+                    secret_id,
+                    expires: credentials.terminal_expires,
+                })
+        }
+        _ => None,
+    };
     let opened = Arc::new(Opened::new(
-        std::mem::replace(&mut known.caller, Caller::Anonymous),
+        caller,
+        credential,
         match &routed {
             Routed::App { app, .. } => OpenedTarget::App(app.meta.name.clone()),
             Routed::Core(core) => OpenedTarget::Core(*core),

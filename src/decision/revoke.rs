@@ -1,8 +1,9 @@
 //! Revocation of what is already open (DESIGN section 4): after a reload
-//! that removes a terminal or a peer, removes an app, or makes a rule
-//! stricter, a request still in flight (a WebSocket, an upgraded
-//! connection, a streaming response) that its caller could no longer open
-//! is closed. [`Opened`] is what a forwarded request was decided as;
+//! that removes a terminal or a peer, removes an app, makes a rule
+//! stricter, or changes or removes the terminal secret, and when a
+//! terminal's token expires, a request still in flight (a WebSocket, an
+//! upgraded connection, a streaming response) that its caller could no
+//! longer open is closed. [`Opened`] is what a forwarded request was decided as;
 //! [`still_allowed`] decides it again against a new snapshot. Pure; the
 //! reload service applies it to the live requests of `ops::live`.
 
@@ -20,10 +21,30 @@ pub enum OpenedTarget {
     Core(CoreAccess),
 }
 
+/// The credential an open terminal request was decided with: it lives
+/// as long as the secret that checked it and the token's `exp`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TerminalCredential {
+    /// [`crate::decision::caller::Terminals::secret_id`] when decided.
+    pub secret_id: u64,
+    /// The token's `exp` (Unix seconds), if it has one.
+    pub expires: Option<f64>,
+}
+
+impl TerminalCredential {
+    /// Whether the token has expired at `now` (Unix seconds, with their
+    /// fraction).
+    pub fn expired(&self, now: f64) -> bool {
+        self.expires.is_some_and(|exp| exp <= now)
+    }
+}
+
 /// What a forwarded request was decided as, kept while it is open.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Opened {
     pub caller: Caller,
+    /// For a terminal: the credential it was proved by.
+    pub credential: Option<TerminalCredential>,
     pub target: OpenedTarget,
     /// The canonical path matched.
     pub path: String,
@@ -32,9 +53,15 @@ pub struct Opened {
 }
 
 impl Opened {
-    pub fn new(caller: Caller, target: OpenedTarget, path: &CanonicalPath<'_>) -> Self {
+    pub fn new(
+        caller: Caller,
+        credential: Option<TerminalCredential>,
+        target: OpenedTarget,
+        path: &CanonicalPath<'_>,
+    ) -> Self {
         Opened {
             caller,
+            credential,
             target,
             path: path.path.to_string(),
             without_params: path.without_params.clone(),
@@ -42,13 +69,20 @@ impl Opened {
     }
 }
 
-/// Whether the caller of `opened` could still open it with `snapshot`:
-/// the terminal or peer still exists, the app still does, and the rule
-/// its path matches now still lets the caller in.
-pub fn still_allowed(opened: &Opened, snapshot: &Snapshot) -> bool {
+/// Whether the caller of `opened` could still open it with `snapshot` at
+/// `now` (Unix seconds): the terminal or peer still exists (a terminal's
+/// token checked with the same secret, which still exists, and not
+/// expired), the app still does, and the rule its path matches now still
+/// lets the caller in.
+pub fn still_allowed(opened: &Opened, snapshot: &Snapshot, now: i64) -> bool {
     let caller_exists = match &opened.caller {
         Caller::Anonymous => true,
-        Caller::Terminal { id, .. } => snapshot.terminals.contains(id),
+        Caller::Terminal { id, .. } => {
+            snapshot.terminals.contains(id)
+                && opened.credential.is_some_and(|c| {
+                    Some(c.secret_id) == snapshot.terminals.secret_id() && !c.expired(now as f64)
+                })
+        }
         Caller::Peer { id, .. } => snapshot.peers.get(id).is_some(),
     };
     if !caller_exists {
@@ -114,9 +148,18 @@ mod tests {
         }
     }
 
+    const NOW: i64 = 1_800_000_000;
+
     fn opened(caller: Caller, path: &str) -> Opened {
+        let credential = matches!(caller, Caller::Terminal { .. }).then(|| TerminalCredential {
+            secret_id: Terminals::new(Some(b"secret"), Vec::new())
+                .secret_id()
+                .unwrap(),
+            expires: None,
+        });
         Opened::new(
             caller,
+            credential,
             OpenedTarget::App("files".into()),
             &canonical_path(path).unwrap(),
         )
@@ -166,18 +209,95 @@ mod tests {
         ];
         for (i, (opened, snapshot, want)) in cases.iter().enumerate() {
             assert_eq!(
-                still_allowed(opened, snapshot),
+                still_allowed(opened, snapshot, NOW),
                 *want,
                 "case {i}: {opened:?}"
             );
         }
         let core = Opened {
-            caller: t1,
+            caller: t1.clone(),
+            credential: opened(t1.clone(), "/").credential,
             target: OpenedTarget::Core(CoreAccess::Protected),
             path: "/core/protected/x".into(),
             without_params: None,
         };
-        assert!(still_allowed(&core, &snapshot(open, &["t1"])));
-        assert!(!still_allowed(&core, &snapshot(open, &[])));
+        assert!(still_allowed(&core, &snapshot(open, &["t1"]), NOW));
+        assert!(!still_allowed(&core, &snapshot(open, &[]), NOW));
+    }
+
+    /// A terminal's open request lives under the credential it was decided
+    /// with: the same secret, still there, and the token's `exp`.
+    #[test]
+    fn a_terminal_credential_ends_with_its_secret_and_its_exp() {
+        let t1 = Caller::Terminal {
+            id: "t1".into(),
+            name: "n".into(),
+        };
+        let open = r#"{"":{"access":"private"}}"#;
+        let with_secret = |secret: Option<&[u8]>| Snapshot {
+            terminals: Terminals::new(
+                secret,
+                vec![TerminalEntry {
+                    id: "t1".into(),
+                    name: "n".into(),
+                }],
+            ),
+            ..snapshot(open, &[])
+        };
+        let until = |expires: Option<f64>| {
+            let mut o = opened(t1.clone(), "/shell/ws");
+            o.credential.as_mut().unwrap().expires = expires;
+            o
+        };
+        let n = NOW as f64;
+        #[rustfmt::skip]
+        let cases: &[(&str, Opened, Snapshot, i64, bool)] = &[
+            ("same secret, no exp", until(None), with_secret(Some(b"secret")), NOW, true),
+            ("same secret, exp ahead", until(Some(n + 1.0)), with_secret(Some(b"secret")), NOW, true),
+            ("exp reached", until(Some(n)), with_secret(Some(b"secret")), NOW, false),
+            ("exp passed", until(Some(n - 0.5)), with_secret(Some(b"secret")), NOW, false),
+            ("exp reached later", until(Some(n + 10.0)), with_secret(Some(b"secret")), NOW + 10, false),
+            ("secret rotated", until(None), with_secret(Some(b"rotated")), NOW, false),
+            ("secret deleted", until(None), with_secret(None), NOW, false),
+            ("no credential recorded", Opened { credential: None, ..until(None) }, with_secret(Some(b"secret")), NOW, false),
+        ];
+        for (what, opened, snapshot, now, want) in cases {
+            assert_eq!(still_allowed(opened, snapshot, *now), *want, "{what}");
+        }
+        // Anonymous and peer requests have no terminal credential to end.
+        let anonymous = opened(Caller::Anonymous, "/x");
+        assert!(still_allowed(
+            &anonymous,
+            &snapshot(r#"{"":{"access":"public"}}"#, &[]),
+            i64::MAX
+        ));
+    }
+
+    proptest::proptest! {
+        /// A terminal's open request stays allowed exactly while its
+        /// terminal is listed, the secret is the one that checked its
+        /// token, and the token's `exp` is ahead.
+        #[test]
+        fn terminal_requests_live_with_their_credential(
+            listed in proptest::prelude::any::<bool>(),
+            secret in proptest::sample::select(vec![None, Some(&b"secret"[..]), Some(&b"other"[..])]),
+            exp in proptest::option::of(-5i64..5),
+            fraction in 0.0f64..1.0,
+        ) {
+            let t1 = Caller::Terminal { id: "t1".into(), name: "n".into() };
+            let mut open = opened(t1, "/x");
+            open.credential.as_mut().unwrap().expires = exp.map(|e| (NOW + e) as f64 + fraction);
+            let snapshot = Snapshot {
+                terminals: Terminals::new(
+                    secret,
+                    if listed { vec![TerminalEntry { id: "t1".into(), name: "n".into() }] } else { vec![] },
+                ),
+                ..snapshot(r#"{"":{"access":"public"}}"#, &[])
+            };
+            let want = listed
+                && secret == Some(&b"secret"[..])
+                && exp.is_none_or(|e| (NOW + e) as f64 + fraction > NOW as f64);
+            proptest::prop_assert_eq!(still_allowed(&open, &snapshot, NOW), want);
+        }
     }
 }

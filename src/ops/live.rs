@@ -72,13 +72,28 @@ impl LiveRequests {
         self.len() == 0
     }
 
-    /// Dooms the requests `snapshot` no longer allows: they have
-    /// [`GRACE`] to end; returns how many were doomed.
-    pub fn revoke(&self, snapshot: &Snapshot) -> usize {
+    /// Dooms the requests `snapshot` no longer allows at `now` (Unix
+    /// seconds): they have [`GRACE`] to end; returns how many were doomed.
+    pub fn revoke(&self, snapshot: &Snapshot, now: i64) -> usize {
         let at = Instant::now() + GRACE;
         let mut doomed = 0;
         for live in self.open_map().values_mut() {
-            if live.doomed_at.is_none() && !still_allowed(&live.opened, snapshot) {
+            if live.doomed_at.is_none() && !still_allowed(&live.opened, snapshot, now) {
+                live.doomed_at = Some(at);
+                doomed += 1;
+            }
+        }
+        doomed
+    }
+
+    /// Dooms the terminal requests whose token has expired at `now` (Unix
+    /// seconds, with their fraction), without waiting for a reload;
+    /// returns how many.
+    pub fn expire(&self, now: f64) -> usize {
+        let at = Instant::now() + GRACE;
+        let mut doomed = 0;
+        for live in self.open_map().values_mut() {
+            if live.doomed_at.is_none() && live.opened.credential.is_some_and(|c| c.expired(now)) {
                 live.doomed_at = Some(at);
                 doomed += 1;
             }

@@ -186,12 +186,10 @@ impl Reloader {
                 }
                 let s = self.state.load();
                 record_state(&s, &errors);
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs() as i64);
+                let now = crate::ops::unix_now();
                 self.replay
                     .retain_peers(|id| s.peers.get(id).is_some(), s.peers.len(), now);
-                let revoked = self.live.revoke(&s);
+                let revoked = self.live.revoke(&s, now);
                 if revoked > 0 {
                     info!("state reload ({why}): {revoked} open request(s) revoked, closed unless they end within 1 s");
                 }
@@ -246,6 +244,14 @@ impl BackgroundService for Reloader {
                 }
                 _ = tick.tick() => {
                     self.connection_cap.recount();
+                    // A terminal's token ends at its `exp`, reload or not.
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0.0, |d| d.as_secs_f64());
+                    let expired = self.live.expire(now);
+                    if expired > 0 {
+                        info!("{expired} open request(s) of a terminal whose token expired, closed unless they end within 1 s");
+                    }
                     self.live.sweep(&self.guard);
                     let now = fingerprint(&self.state_dir);
                     if now != state_seen {
