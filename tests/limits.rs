@@ -113,3 +113,141 @@ async fn connections_over_the_cap_are_refused() {
     let refused = series_value(&text, "portal_proxy_connections_refused_total");
     assert!(refused.is_some_and(|n| n >= 1.0), "{refused:?}");
 }
+
+/// The resident memory of process `pid`, in bytes.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// A TLS stream whose reads stop for good once `paused` is set: a client
+/// that stops reading its socket (its kernel buffer fills, then the
+/// proxy's writes wait).
+struct Pausable<S> {
+    inner: S,
+    paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Pausable<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.paused.load(std::sync::atomic::Ordering::Relaxed) {
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Pausable<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// HTTP/2 clients that ask for large answers and never read them, with
+/// their windows never opened, or opened wide and then their socket no
+/// longer read: what the proxy holds for them stays bounded, as it stops
+/// reading from the upstream (back pressure).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_do_not_read_pin_bounded_memory() {
+    let (files, proxy) = setup("limits-pinned", "");
+    let host = files.host("alpha");
+    let authority = format!("{host}:{}", proxy.https.port());
+    // Warm up: the proxy's pools and allocator as after ordinary traffic.
+    let warm = client(&files.ca_pem, Protocol::Http2);
+    for _ in 0..20 {
+        let resp = warm
+            .get(proxy.url(&host, "/bytes/1000000"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.bytes().await.unwrap().len(), 1_000_000);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_bytes(proxy.pid());
+    const CONNECTIONS: usize = 5;
+    const STREAMS: usize = 100;
+    let mut held = Vec::new();
+    for c in 0..CONNECTIONS {
+        let tls = tls_connect_alpn(None, proxy.https, &host, &files.ca_pem, &[b"h2"])
+            .await
+            .unwrap();
+        let paused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let io = Pausable {
+            inner: tls,
+            paused: paused.clone(),
+        };
+        let wide = c % 2 == 1;
+        let mut builder = h2::client::Builder::new();
+        if wide {
+            builder
+                .initial_window_size(1 << 30)
+                .initial_connection_window_size(1 << 30);
+        }
+        let (mut send, connection) = builder.handshake::<_, bytes::Bytes>(io).await.unwrap();
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let mut responses = Vec::new();
+        for _ in 0..STREAMS {
+            send = send.ready().await.unwrap();
+            let request = http::Request::builder()
+                .uri(format!("https://{authority}/bytes/8000000"))
+                .body(())
+                .unwrap();
+            let (response, _) = send.send_request(request, true).unwrap();
+            responses.push(response);
+        }
+        if wide {
+            // The answers start, then the socket is no longer read.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            paused.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        held.push((send, responses));
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = rss_bytes(proxy.pid());
+    let grown = after.saturating_sub(before);
+    eprintln!(
+        "RSS {} MiB -> {} MiB (+{} MiB) for {CONNECTIONS} x {STREAMS} stalled streams",
+        before >> 20,
+        after >> 20,
+        grown >> 20
+    );
+    // SECURITY.md: at most about 200 KiB per stalled stream (measured
+    // 100-140 KiB; it was 470-900 KiB, +232 MiB here, before the bounds).
+    let bound = (CONNECTIONS * STREAMS * 200 * 1024) as u64;
+    assert!(
+        grown < bound,
+        "RSS grew by {} MiB for {} stalled streams (bound {} MiB)",
+        grown >> 20,
+        CONNECTIONS * STREAMS,
+        bound >> 20
+    );
+    drop(held);
+}

@@ -12,6 +12,13 @@ pub const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
 pub const H2_STREAM_WINDOW: u32 = 64 * 1024;
 /// HTTP/2 per-connection flow-control window (Envoy's edge value: 1 MiB).
 pub const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
+/// What HTTP/2 buffers for one stream of a client that does not take it
+/// (`max_send_buffer_size`; h2's default is 400 KiB).
+pub const H2_STREAM_SEND_BUFFER: usize = 32 * 1024;
+/// The receive buffer of upstream sockets (`SO_RCVBUF`, which Linux
+/// doubles): it bounds each read of an answer, and so each of the few
+/// chunks Pingora queues for a client that does not take them.
+pub const UPSTREAM_RECV_BUFFER: usize = 8 * 1024;
 /// Requests served on one HTTP/1 keep-alive connection (nginx's default).
 pub const KEEPALIVE_REQUEST_LIMIT: u32 = 1000;
 
@@ -22,6 +29,7 @@ pub fn h2_options(max_header_bytes: usize) -> pingora::protocols::http::v2::serv
         .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
         .initial_window_size(H2_STREAM_WINDOW)
         .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .max_send_buffer_size(H2_STREAM_SEND_BUFFER)
         .max_header_list_size(max_header_bytes as u32);
     options
 }

@@ -281,6 +281,7 @@ impl ProxyHttp for PortalProxy {
         // Idle timeouts only: a body may stream for hours (DESIGN section 8).
         peer.options.read_timeout = Some(limits.upstream_idle_timeout);
         peer.options.write_timeout = Some(limits.upstream_idle_timeout);
+        peer.options.tcp_recv_buf = Some(crate::ops::limits::UPSTREAM_RECV_BUFFER);
         Ok(Box::new(peer))
     }
 
