@@ -145,6 +145,10 @@ pub struct Limits {
     pub request_head_timeout: Duration,
     /// An MQTT relay with no byte either way for this long is closed.
     pub mqtt_idle_timeout: Duration,
+    /// A request body must average this many bytes a second once
+    /// `min_body_rate_grace` has passed since its start (0: no minimum).
+    pub min_body_bytes_per_second: u64,
+    pub min_body_rate_grace: Duration,
 }
 
 impl Default for Limits {
@@ -160,6 +164,8 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             request_head_timeout: Duration::from_secs(10),
             mqtt_idle_timeout: Duration::from_secs(600),
+            min_body_bytes_per_second: 1024,
+            min_body_rate_grace: Duration::from_secs(10),
         }
     }
 }

@@ -208,4 +208,8 @@ pub struct Limits {
     pub request_head_timeout_seconds: Option<f64>,
     #[serde(default)]
     pub mqtt_idle_timeout_seconds: Option<f64>,
+    #[serde(default)]
+    pub min_body_bytes_per_second: Option<usize>,
+    #[serde(default)]
+    pub min_body_rate_grace_seconds: Option<f64>,
 }

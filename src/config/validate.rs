@@ -294,6 +294,8 @@ impl Validator {
             handshake_timeout_seconds: None,
             request_head_timeout_seconds: None,
             mqtt_idle_timeout_seconds: None,
+            min_body_bytes_per_second: None,
+            min_body_rate_grace_seconds: None,
         });
         let d = Limits::default();
         let limits = Limits {
@@ -350,6 +352,17 @@ impl Validator {
                 "limits.mqtt_idle_timeout_seconds",
                 raw_limits.mqtt_idle_timeout_seconds,
                 d.mqtt_idle_timeout,
+            ),
+            min_body_bytes_per_second: self.count(
+                "limits.min_body_bytes_per_second",
+                raw_limits.min_body_bytes_per_second,
+                d.min_body_bytes_per_second as usize,
+                0..=1 << 30,
+            ) as u64,
+            min_body_rate_grace: self.seconds(
+                "limits.min_body_rate_grace_seconds",
+                raw_limits.min_body_rate_grace_seconds,
+                d.min_body_rate_grace,
             ),
         };
 

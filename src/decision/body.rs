@@ -32,6 +32,54 @@ pub enum BodyError {
     Busy(usize),
 }
 
+/// A request body slower than the minimum rate (408).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the request body arrived at {got} bytes/s, slower than the minimum of {min} (limits.min_body_bytes_per_second)")]
+pub struct TooSlow {
+    pub got: u64,
+    pub min: u64,
+}
+
+/// The minimum rate of a request body (in the manner of Caddy's and
+/// nginx's minimum rates): once `grace` has passed since its first byte,
+/// a body must have averaged `min` bytes a second. A trickle under the
+/// idle timeout can no longer hold a connection and an upstream socket
+/// for hours; an upload at any usual rate is never cut. Pure: the times
+/// come in as seconds since the body started.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BodyRate {
+    min: u64,
+    grace: f64,
+    bytes: u64,
+}
+
+impl BodyRate {
+    /// `min` bytes a second after `grace` seconds; `min` 0 for none.
+    pub fn new(min: u64, grace: f64) -> Self {
+        BodyRate {
+            min,
+            grace,
+            bytes: 0,
+        }
+    }
+
+    /// `n` more bytes arrived `elapsed` seconds after the body started.
+    pub fn push(&mut self, n: usize, elapsed: f64) -> Result<(), TooSlow> {
+        self.bytes += n as u64;
+        if self.min == 0 || elapsed <= self.grace {
+            return Ok(());
+        }
+        let due = self.min as f64 * elapsed;
+        if (self.bytes as f64) < due {
+            return Err(TooSlow {
+                got: (self.bytes as f64 / elapsed) as u64,
+                min: self.min,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The memory all held signed bodies share (DESIGN section 5), so that
 /// stalled peers cannot pin memory connection by connection. Reserved as
 /// chunks arrive, released when a body is passed on or dropped.
@@ -222,5 +270,43 @@ mod tests {
         assert_eq!(budget.used(), 0);
         drop(b);
         assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn body_rates() {
+        // 1,024 bytes/s after 10 s.
+        let rate = || BodyRate::new(1024, 10.0);
+        let mut r = rate();
+        assert!(r.push(1, 0.0).is_ok());
+        assert!(r.push(1, 9.9).is_ok(), "within the grace");
+        assert_eq!(r.push(1, 10.5), Err(TooSlow { got: 0, min: 1024 }));
+        let mut r = rate();
+        assert!(r.push(11 * 1024, 10.5).is_ok());
+        assert!(r.push(0, 11.0).is_ok());
+        assert!(r.push(0, 11.5).is_err(), "the average fell under");
+        let mut none = BodyRate::new(0, 0.0);
+        assert!(none.push(0, 1e9).is_ok());
+    }
+
+    proptest::proptest! {
+        /// Chunks at any steady rate at or above the minimum are never
+        /// cut; under it, the body is cut once the grace is over.
+        #[test]
+        fn steady_rates(rate in 1u64..100_000, chunk in 1usize..65_536, min in 1u64..10_000) {
+            let mut r = BodyRate::new(min, 10.0);
+            let mut cut = None;
+            for i in 1..200 {
+                let elapsed = (i * chunk) as f64 / rate as f64;
+                if r.push(chunk, elapsed).is_err() {
+                    cut = Some(elapsed);
+                    break;
+                }
+            }
+            if rate >= min {
+                proptest::prop_assert_eq!(cut, None);
+            } else if let Some(at) = cut {
+                proptest::prop_assert!(at > 10.0);
+            }
+        }
     }
 }

@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use super::access::Denied;
-use super::body::{BodyError, TooLarge};
+use super::body::{BodyError, TooLarge, TooSlow};
 use super::head::HeadError;
 use super::outbound::CallError;
 use super::path::PathError;
@@ -36,6 +36,8 @@ pub enum Refusal {
     /// 404: the peer named by an app is unknown or ambiguous, with the
     /// reason (`unknown_peer`, `ambiguous_peer`).
     NoSuchPeer(&'static str, String),
+    /// 408: a request body slower than the minimum rate.
+    RequestTimeout(String),
     /// 413: a signed body larger than the limit.
     PayloadTooLarge(String),
     /// 431: the request head is over the limits.
@@ -108,6 +110,12 @@ impl From<TooLarge> for Refusal {
     }
 }
 
+impl From<TooSlow> for Refusal {
+    fn from(e: TooSlow) -> Self {
+        Refusal::RequestTimeout(e.to_string())
+    }
+}
+
 impl From<BodyError> for Refusal {
     fn from(e: BodyError) -> Self {
         match e {
@@ -152,6 +160,7 @@ impl Refusal {
             Refusal::ServerOptions => 200,
             Refusal::BadRequest(_) => 400,
             Refusal::Unauthorized(_) | Refusal::Signature(..) => 401,
+            Refusal::RequestTimeout(_) => 408,
             Refusal::PayloadTooLarge(_) => 413,
             Refusal::Forbidden(_) => 403,
             Refusal::NotFound(_) | Refusal::NoSuchPeer(..) => 404,
@@ -169,6 +178,7 @@ impl Refusal {
             Refusal::ServerOptions => "options",
             Refusal::BadRequest(_) => "bad_request",
             Refusal::Unauthorized(_) | Refusal::Signature(..) => "unauthorized",
+            Refusal::RequestTimeout(_) => "request_timeout",
             Refusal::PayloadTooLarge(_) => "payload_too_large",
             Refusal::Forbidden(_) => "forbidden",
             Refusal::NotFound(_) | Refusal::NoSuchPeer(..) => "not_found",
@@ -186,6 +196,7 @@ impl Refusal {
             Refusal::BadRequest(m)
             | Refusal::Unauthorized(m)
             | Refusal::Signature(_, m)
+            | Refusal::RequestTimeout(m)
             | Refusal::PayloadTooLarge(m)
             | Refusal::Forbidden(m)
             | Refusal::NotFound(m)

@@ -160,11 +160,17 @@ fn count_open_fds() -> usize {
 impl ConnectionCap {
     /// Whether one more connection fits; counted as open until the next
     /// recount, as the two descriptors it holds (the socket, and the
-    /// guard's duplicate). The caller counts refusals (`ops::guard` sheds
-    /// first).
-    pub fn try_admit(&self) -> bool {
+    /// guard's duplicate). `excluded` descriptors are left out of the count
+    /// (those of the private listeners). The caller counts refusals
+    /// (`ops::guard` sheds first).
+    pub fn try_admit(&self, excluded: usize) -> bool {
         let open = self.open.fetch_add(2, Ordering::Relaxed);
-        open + 2 <= self.max
+        open.saturating_sub(excluded) + 2 <= self.max
+    }
+
+    /// The cap, in descriptors.
+    pub fn max(&self) -> usize {
+        self.max
     }
 }
 
@@ -177,9 +183,11 @@ mod tests {
         let open = count_open_fds();
         assert!(open > 0);
         let cap = ConnectionCap::new(open + 4);
-        assert!(cap.try_admit());
-        assert!(cap.try_admit());
-        assert!(!cap.try_admit());
+        assert!(cap.try_admit(0));
+        assert!(cap.try_admit(0));
+        assert!(!cap.try_admit(0));
+        // Descriptors of the private listeners are not counted.
+        assert!(cap.try_admit(4));
         assert!(default_max_connections() >= 64);
     }
 

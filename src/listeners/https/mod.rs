@@ -19,6 +19,7 @@ use pingora::{Error, ErrorType, Result};
 use super::request_host;
 use super::respond::{abort, write_refusal_with};
 use crate::config::Limits;
+use crate::decision::body::BodyRate;
 use crate::decision::caller::Caller;
 use crate::decision::decide::{decide, AnswerBinding, Head, Plan, Policy, Refused, Verdict};
 use crate::decision::refusal::Refusal;
@@ -26,7 +27,7 @@ use crate::decision::replay::ReplayCache;
 use crate::decision::signature::response::sign_response;
 use crate::identity::Identity;
 use crate::ops::access_log::{AccessLog, Entry};
-use crate::ops::guard::{digest_key, Guard};
+use crate::ops::guard::{digest_key, Guard, InFlight};
 use crate::ops::live::LiveRequests;
 use crate::ops::metrics;
 use crate::state::SharedState;
@@ -81,6 +82,11 @@ pub struct RequestCtx {
     /// For a request whose peer signature verified: what the answer's
     /// signature binds it to.
     binding: Option<Box<AnswerBinding>>,
+    /// Its connection is busy while this is held (dropped in `logging`).
+    in_flight: Option<InFlight>,
+    /// The minimum rate of its body, from the body's first byte (not for
+    /// upgraded connections, whose bytes flow at the client's will).
+    body_rate: Option<(BodyRate, Instant)>,
 }
 
 impl RequestCtx {
@@ -164,6 +170,8 @@ impl ProxyHttp for PortalProxy {
             failure: None,
             live: None,
             binding: None,
+            in_flight: None,
+            body_rate: None,
         }
     }
 
@@ -182,12 +190,22 @@ impl ProxyHttp for PortalProxy {
             .as_http1()
             .map(|h1| h1.get_headers_raw_bytes());
         if let Some(key) = connection_key(session) {
-            self.portal.guard.head_complete(key);
+            match self.portal.guard.request_started(key) {
+                Ok(in_flight) => ctx.in_flight = in_flight,
+                // An HTTP/2 stream past its client's share.
+                Err(e) => {
+                    let refusal = Refusal::Unavailable(e.to_string());
+                    ctx.verdict = Some(Verdict::Refuse(Box::new(Refused::early(refusal))));
+                }
+            }
         }
         let req = session.req_header();
         ctx.host = request_host(req).map(str::to_owned);
         // The target as received, whatever its form (a relative one has
         // no path in the `Uri`).
+        if ctx.verdict.is_some() {
+            return Ok(());
+        }
         if let Err(e) = crate::decision::head::check_head(
             req.method.as_str(),
             req.raw_path(),
@@ -244,11 +262,33 @@ impl ProxyHttp for PortalProxy {
     /// before it is complete (DESIGN section 5).
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        // A trickled upload ends once under the minimum rate.
+        let limits = &self.portal.limits;
+        if limits.min_body_bytes_per_second > 0 && !session.is_upgrade_req() {
+            let (rate, started) = ctx.body_rate.get_or_insert_with(|| {
+                let rate = BodyRate::new(
+                    limits.min_body_bytes_per_second,
+                    limits.min_body_rate_grace.as_secs_f64(),
+                );
+                (rate, Instant::now())
+            });
+            let n = body.as_ref().map_or(0, Bytes::len);
+            if let Err(e) = rate.push(n, started.elapsed().as_secs_f64()) {
+                metrics::METRICS
+                    .slow_clients
+                    .with_label_values(&["body_rate"])
+                    .inc();
+                let refusal = Refusal::from(e);
+                let error = abort(&refusal);
+                ctx.failure = Some(refusal);
+                return Err(error);
+            }
+        }
         let Some(Verdict::Forward(plan)) = ctx.verdict.as_mut() else {
             return Ok(());
         };
@@ -385,6 +425,7 @@ impl ProxyHttp for PortalProxy {
         if let Some(id) = ctx.live.take() {
             self.portal.live.close(id);
         }
+        drop(ctx.in_flight.take());
         // HTTP/1: the next head's first byte starts its deadline (HTTP/2
         // streams share a connection that other streams keep busy).
         if !session.as_downstream().is_http2() {

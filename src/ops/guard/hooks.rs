@@ -80,7 +80,8 @@ impl PreTlsProcess for HandshakeGuard {
 pub enum Kind {
     /// Requests with heads: the head deadline applies.
     Http,
-    /// Bytes relayed (MQTT): active from the start, its own idle timeout.
+    /// Bytes relayed (MQTT): no head, its own idle timeout; idle for the
+    /// cap once quiet both ways for [`super::RELAY_QUIET`].
     Relay,
 }
 
@@ -137,7 +138,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         let stream: Stream = match self.kind {
             Kind::Relay => {
                 conn.state.store(ACTIVE, Ordering::Relaxed);
-                stream
+                Box::new(Watched::relay(stream, conn.clone()))
             }
             Kind::Http => {
                 conn.set_deadline(Some(Instant::now() + guard.limits.head));

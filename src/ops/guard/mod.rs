@@ -14,16 +14,28 @@
 //!   and when the request is done ([`Guard::request_done`]: the next
 //!   HTTP/1 head's first byte starts a new deadline; between requests the
 //!   keep-alive idle limit applies);
-//! - a limit of connections per client address
-//!   ([`GuardLimits::per_client`], 256);
-//! - at the overall cap ([`ConnectionCap`]), connections that have not yet
-//!   sent a complete request are shed, the oldest first, to admit new
-//!   ones: a flood of idle connections cannot keep a real client out.
+//! - a share per client address ([`GuardLimits::per_client`], 256) on
+//!   the public listeners: its connections, plus every HTTP/2 stream in
+//!   flight beyond the first of a connection (each holds an upstream
+//!   socket and buffers); a request past the share gets 503;
+//! - at the overall cap ([`ConnectionCap`]), an idle public connection is
+//!   shed to admit a new one: one in its handshake or waiting for its
+//!   first request, an HTTP/1 keep-alive or HTTP/2 connection with no
+//!   request in flight, an MQTT relay quiet both ways for [`RELAY_QUIET`].
+//!   The address holding the most connections gives first, its oldest
+//!   idle connection first; a connection with a request in flight is shed
+//!   only from an address over its fair share (the cap divided among the
+//!   addresses) for an address under it. So neither a flood of idle
+//!   connections nor connections that each sent one request can keep
+//!   another client out;
+//! - the private listeners (metrics, internal) have limits of their own
+//!   ([`PRIVATE_PER_CLIENT`], [`PRIVATE_TOTAL`]): they neither count
+//!   against the public share and cap nor are refused by them.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,6 +53,18 @@ pub struct GuardLimits {
     /// Open connections per client address.
     pub per_client: usize,
 }
+
+/// Connections per client address on the private listeners (an app's
+/// calls to the internal listener, a scraper).
+pub const PRIVATE_PER_CLIENT: usize = 64;
+/// Connections on the private listeners in all.
+pub const PRIVATE_TOTAL: usize = 512;
+/// Descriptors a private connection may hold: its socket, the guard's
+/// duplicate, one upstream socket.
+const PRIVATE_FDS: usize = 3;
+/// An MQTT relay with no byte either way for this long is idle: it may be
+/// shed at the cap (its client reconnects).
+pub const RELAY_QUIET: Duration = Duration::from_secs(5);
 
 /// Where a connection stands.
 const HANDSHAKE: u8 = 0;
@@ -75,6 +99,13 @@ pub struct Conn {
     handshaken: tokio::sync::Notify,
     /// Its key in `Registry::serving`, once past the handshake (0: none).
     digest: std::sync::atomic::AtomicUsize,
+    /// Requests in flight: 0 or 1 on HTTP/1, open streams on HTTP/2.
+    inflight: AtomicU32,
+    /// Milliseconds after `accepted` of its last request's end, or for a
+    /// relay of its last byte either way: idle since then.
+    quiet_since_ms: AtomicU64,
+    /// Relays bytes (MQTT): idle once quiet for [`RELAY_QUIET`].
+    relay: AtomicBool,
 }
 
 impl Conn {
@@ -127,6 +158,56 @@ impl Conn {
             ms => Some(self.accepted + Duration::from_millis(ms)),
         }
     }
+
+    /// Something happened on it now (a request ended, a relay moved a
+    /// byte): idle from here.
+    fn touch(&self) {
+        let ms = self.accepted.elapsed().as_millis() as u64;
+        self.quiet_since_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Since when it has been idle, or `None` while it is busy: a request
+    /// in flight, or a relay that moved a byte within [`RELAY_QUIET`].
+    fn idle_since(&self, now: Instant) -> Option<Instant> {
+        if self.inflight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let since =
+            self.accepted + Duration::from_millis(self.quiet_since_ms.load(Ordering::Relaxed));
+        if self.relay.load(Ordering::Relaxed) && now.saturating_duration_since(since) < RELAY_QUIET
+        {
+            return None;
+        }
+        Some(since)
+    }
+}
+
+/// A request in flight on a connection, from its complete head to the
+/// end of its handling (dropped with the request's context): the
+/// connection is busy meanwhile.
+pub struct InFlight {
+    conn: Arc<Conn>,
+    guard: Arc<Guard>,
+    /// Counted in its client's share (an HTTP/2 stream beyond the first).
+    extra: bool,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.conn.inflight.fetch_sub(1, Ordering::AcqRel);
+        self.conn.touch();
+        if self.extra {
+            if let Some(ip) = self.conn.ip {
+                let mut reg = self.guard.registry();
+                if let Some(n) = reg.extra_streams.get_mut(&ip) {
+                    *n -= 1;
+                    if *n == 0 {
+                        reg.extra_streams.remove(&ip);
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -136,7 +217,53 @@ struct Registry {
     /// Past it, by the address of their socket digest (what the request
     /// filters see, for HTTP/1 and HTTP/2 alike).
     serving: HashMap<usize, Arc<Conn>>,
+    /// Public connections per client address.
     per_client: HashMap<IpAddr, usize>,
+    /// HTTP/2 streams in flight beyond the first of their connection, per
+    /// client address (public listeners).
+    extra_streams: HashMap<IpAddr, usize>,
+    /// Private connections per client address, and in all.
+    private_per_client: HashMap<IpAddr, usize>,
+    private_open: usize,
+}
+
+impl Registry {
+    /// A client's share in use: its public connections and extra streams.
+    fn load(&self, ip: IpAddr) -> usize {
+        self.per_client.get(&ip).copied().unwrap_or(0)
+            + self.extra_streams.get(&ip).copied().unwrap_or(0)
+    }
+
+    /// The public connection to shed so that one from `new_ip` is
+    /// admitted at the cap of `cap` connections, if there is one.
+    fn victim(&self, new_ip: Option<IpAddr>, cap: usize) -> Option<Arc<Conn>> {
+        let now = Instant::now();
+        let open = |c: &&Arc<Conn>| c.capped && c.state.load(Ordering::Relaxed) != CLOSED;
+        let load = |c: &Arc<Conn>| c.ip.map_or(0, |ip| self.load(ip));
+        // Idle first; among those, the most loaded address's, oldest idle.
+        let (busy, idle): (Vec<&Arc<Conn>>, Vec<&Arc<Conn>>) = self
+            .handshaking
+            .values()
+            .chain(self.serving.values())
+            .filter(open)
+            .partition(|c| c.idle_since(now).is_none());
+        if let Some(c) = idle
+            .into_iter()
+            .min_by_key(|c| (std::cmp::Reverse(load(c)), c.idle_since(now)))
+        {
+            return Some(c.clone());
+        }
+        // All busy: only an address over its fair share gives, to one
+        // under it.
+        let addresses = self.per_client.len()
+            + usize::from(new_ip.is_some_and(|ip| !self.per_client.contains_key(&ip)));
+        let share = cap / addresses.max(1);
+        let heaviest = busy
+            .into_iter()
+            .max_by_key(|c| (load(c), std::cmp::Reverse(c.accepted)))?;
+        let under = new_ip.map_or(0, |ip| self.load(ip)) < share;
+        (load(heaviest) > share && under).then(|| heaviest.clone())
+    }
 }
 
 /// Why a connection is not admitted.
@@ -146,6 +273,8 @@ pub enum Refused {
     PerClient(usize),
     #[error("over the connection cap (limits.max_client_connections) and none to shed")]
     Cap,
+    #[error("{0} connections open on the metrics and internal listeners")]
+    Private(usize),
 }
 
 /// Every client connection of the process, on every listener.
@@ -197,29 +326,38 @@ impl Guard {
             old.state.store(CLOSED, Ordering::Relaxed);
             Self::release_locked(&mut reg, &old, None);
         }
-        if let Some(ip) = ip {
-            let mut open = reg.per_client.get(&ip).copied().unwrap_or(0);
+        if !capped {
+            // The private listeners: limits of their own, never the
+            // public share or cap.
+            let open = ip.map_or(0, |ip| {
+                reg.private_per_client.get(&ip).copied().unwrap_or(0)
+            });
+            if open >= PRIVATE_PER_CLIENT {
+                return refused(Refused::PerClient(open));
+            }
+            if reg.private_open >= PRIVATE_TOTAL {
+                return refused(Refused::Private(reg.private_open));
+            }
+        } else if let Some(ip) = ip {
+            let mut open = reg.load(ip);
             if open >= self.limits.per_client {
                 // Handshakes that failed are only forgotten at their
                 // deadline: forget this client's now, then count again.
                 Self::forget_failed_handshakes(&mut reg, |c| c.ip == Some(ip));
-                open = reg.per_client.get(&ip).copied().unwrap_or(0);
+                open = reg.load(ip);
             }
             if open >= self.limits.per_client {
                 return refused(Refused::PerClient(open));
             }
         }
-        if capped && !self.cap.try_admit() {
-            let oldest = reg
-                .handshaking
-                .values()
-                .chain(reg.serving.values())
-                // A private listener's connection (metrics, internal) is
-                // never shed for a public one: the cap keeps them reachable.
-                .filter(|c| c.capped && c.state.load(Ordering::Relaxed) <= WAITING)
-                .min_by_key(|c| c.accepted)
-                .cloned();
-            match oldest {
+        // The descriptors of private connections (each with its socket,
+        // the guard's duplicate and an upstream socket) are not the
+        // public cap's.
+        if capped && !self.cap.try_admit(reg.private_open * PRIVATE_FDS) {
+            // A private listener's connection (metrics, internal) is never
+            // shed for a public one: the cap keeps them reachable.
+            // Two descriptors a connection: the socket and its duplicate.
+            match reg.victim(ip, self.cap.max() / 2) {
                 Some(victim) => {
                     victim.state.store(CLOSED, Ordering::Relaxed);
                     victim.close();
@@ -243,9 +381,19 @@ impl Guard {
             released: AtomicBool::new(false),
             handshaken: tokio::sync::Notify::new(),
             digest: std::sync::atomic::AtomicUsize::new(0),
+            inflight: AtomicU32::new(0),
+            quiet_since_ms: AtomicU64::new(0),
+            relay: AtomicBool::new(false),
         });
-        if let Some(ip) = ip {
-            *reg.per_client.entry(ip).or_default() += 1;
+        if capped {
+            if let Some(ip) = ip {
+                *reg.per_client.entry(ip).or_default() += 1;
+            }
+        } else {
+            reg.private_open += 1;
+            if let Some(ip) = ip {
+                *reg.private_per_client.entry(ip).or_default() += 1;
+            }
         }
         if state == HANDSHAKE {
             reg.handshaking.insert(conn.fd, conn.clone());
@@ -275,11 +423,17 @@ impl Guard {
                 reg.serving.remove(&key);
             }
         }
+        let counts = if conn.capped {
+            &mut reg.per_client
+        } else {
+            reg.private_open -= 1;
+            &mut reg.private_per_client
+        };
         if let Some(ip) = conn.ip {
-            if let Some(n) = reg.per_client.get_mut(&ip) {
+            if let Some(n) = counts.get_mut(&ip) {
                 *n -= 1;
                 if *n == 0 {
-                    reg.per_client.remove(&ip);
+                    counts.remove(&ip);
                 }
             }
         }
@@ -307,15 +461,37 @@ impl Guard {
 
     /// A request head of the connection whose socket digest is `digest`
     /// is complete: no deadline until the request is done, and the
-    /// connection is never shed.
-    pub fn head_complete(&self, digest: usize) {
-        if let Some(conn) = self.serving(digest) {
-            conn.set_deadline(None);
-            conn.between_requests.store(false, Ordering::Relaxed);
-            let _ =
-                conn.state
-                    .compare_exchange(WAITING, ACTIVE, Ordering::AcqRel, Ordering::Relaxed);
+    /// connection is busy until the [`InFlight`] returned is dropped. A
+    /// second request in flight on one connection (an HTTP/2 stream)
+    /// counts in its client's share: refused past it.
+    pub fn request_started(self: &Arc<Self>, digest: usize) -> Result<Option<InFlight>, Refused> {
+        let Some(conn) = self.serving(digest) else {
+            return Ok(None);
+        };
+        conn.set_deadline(None);
+        conn.between_requests.store(false, Ordering::Relaxed);
+        let _ = conn
+            .state
+            .compare_exchange(WAITING, ACTIVE, Ordering::AcqRel, Ordering::Relaxed);
+        let extra = conn.inflight.fetch_add(1, Ordering::AcqRel) > 0 && conn.capped;
+        let mut in_flight = InFlight {
+            conn: conn.clone(),
+            guard: self.clone(),
+            extra: false,
+        };
+        let (true, Some(ip)) = (extra, conn.ip) else {
+            return Ok(Some(in_flight));
+        };
+        let mut reg = self.registry();
+        let load = reg.load(ip);
+        if load >= self.limits.per_client {
+            drop(reg);
+            METRICS.connections_refused.inc();
+            return Err(Refused::PerClient(load));
         }
+        *reg.extra_streams.entry(ip).or_default() += 1;
+        in_flight.extra = true;
+        Ok(Some(in_flight))
     }
 
     /// A request of an HTTP/1 connection is done: the next byte read
