@@ -468,3 +468,406 @@ fn raise_own_open_files_limit() {
         }
     }
 }
+
+/// The attacker's address (the client served meanwhile is 127.0.0.1).
+const ATTACKER: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
+/// Limits for the lock-out tests: a small cap, no per-client limit to
+/// speak of, and deadlines that would not end the attack by themselves.
+const SMALL_CAP: &str = "max_client_connections: 64, max_connections_per_client: 10000, \
+                         handshake_timeout_seconds: 30, request_head_timeout_seconds: 30";
+
+impl Setup {
+    /// Whether a client on 127.0.0.1 is served within 5 s (the goal),
+    /// and how long it took.
+    async fn served_within_5s(&self, attack: &str) -> Duration {
+        let start = Instant::now();
+        assert!(
+            eventually(Duration::from_secs(5), || self.get_ok()).await,
+            "{attack}: a client on another address was not served within 5 s"
+        );
+        let took = start.elapsed();
+        eprintln!("{attack}: served after {took:?}");
+        took
+    }
+
+    /// An HTTP/1.1 keep-alive connection from `from` that has had one
+    /// request answered.
+    async fn h1_after_one_request(&self, from: std::net::IpAddr) -> Option<impl Sized> {
+        let host = self.files.host("web");
+        let tls = tls_connect_from(Some(from), self.proxy.https, &host, &self.files.ca_pem)
+            .await
+            .ok()?;
+        let (mut send, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .ok()?;
+        let task = tokio::spawn(connection);
+        let request = hyper::Request::get("/ok")
+            .header("host", &host)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(5), send.send_request(request))
+            .await
+            .ok()?
+            .ok()?;
+        use http_body_util::BodyExt;
+        response.into_body().collect().await.ok()?;
+        Some((send, task))
+    }
+
+    /// An HTTP/2 connection from `from` that has had one request answered.
+    async fn h2_after_one_request(&self, from: std::net::IpAddr) -> Option<impl Sized> {
+        let host = self.files.host("web");
+        let tls = tls_connect_alpn(
+            Some(from),
+            self.proxy.https,
+            &host,
+            &self.files.ca_pem,
+            &[b"h2"],
+        )
+        .await
+        .ok()?;
+        let (send, connection) = h2::client::handshake(tls).await.ok()?;
+        let task = tokio::spawn(connection);
+        let mut send = send.ready().await.ok()?;
+        let request = http::Request::get(format!("https://{host}/ok"))
+            .body(())
+            .unwrap();
+        let (response, _) = send.send_request(request, true).ok()?;
+        let response = tokio::time::timeout(Duration::from_secs(5), response)
+            .await
+            .ok()?
+            .ok()?;
+        let mut body = response.into_body();
+        while let Some(chunk) = body.data().await {
+            chunk.ok()?;
+        }
+        Some((send, task))
+    }
+
+    /// An MQTT relay from `from` that moved a few bytes and is now quiet.
+    async fn mqtt_after_a_message(&self, from: std::net::IpAddr) -> Option<impl Sized> {
+        let host = format!("mosquitto.{}", self.files.domain);
+        let mut tls = tls_connect_from(Some(from), self.mqtts, &host, &self.files.ca_pem)
+            .await
+            .ok()?;
+        tls.write_all(b"\x10\x00").await.ok()?;
+        let mut back = [0u8; 2];
+        tokio::time::timeout(Duration::from_secs(5), tls.read_exact(&mut back))
+            .await
+            .ok()?
+            .ok()?;
+        Some(tls)
+    }
+}
+
+/// Connections that each sent a request and then idle (HTTP/1.1
+/// keep-alive, HTTP/2, MQTT relays), 80 of each from one address at a
+/// small cap: a client on another address is still served within 5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_sent_a_request_cannot_lock_others_out() {
+    let s = setup("slow-busy-flood", SMALL_CAP);
+    let mut h1 = Vec::new();
+    for _ in 0..80 {
+        h1.extend(s.h1_after_one_request(ATTACKER).await);
+    }
+    assert!(h1.len() >= 10, "only {} keep-alive connections", h1.len());
+    s.served_within_5s("idle HTTP/1.1 keep-alive").await;
+    drop(h1);
+    let mut h2 = Vec::new();
+    for _ in 0..80 {
+        h2.extend(s.h2_after_one_request(ATTACKER).await);
+    }
+    assert!(h2.len() >= 10, "only {} HTTP/2 connections", h2.len());
+    s.served_within_5s("idle HTTP/2").await;
+    drop(h2);
+    let mut relays = Vec::new();
+    for _ in 0..80 {
+        relays.extend(s.mqtt_after_a_message(ATTACKER).await);
+    }
+    assert!(relays.len() >= 10, "only {} relays", relays.len());
+    s.served_within_5s("idle MQTT relays").await;
+    // All of it at once.
+    let mut mix = Vec::new();
+    for _ in 0..30 {
+        mix.push((
+            s.h1_after_one_request(ATTACKER).await.is_some(),
+            s.h2_after_one_request(ATTACKER).await,
+        ));
+    }
+    s.served_within_5s("a mix").await;
+    drop((relays, mix));
+}
+
+/// A flood of new connections from one address (400 a second) does not
+/// shed the handshakes of a client on another address that is slow to
+/// send its ClientHello (150 ms, as a distant client): the flooding
+/// address gives first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_sheds_the_flooder_first() {
+    let s = setup("slow-new-flood", SMALL_CAP);
+    let https = s.proxy.https;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooding = stop.clone();
+    let flood = tokio::spawn(async move {
+        let mut held = std::collections::VecDeque::new();
+        let deadline = Instant::now() + Duration::from_secs(8);
+        while !flooding.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+            if let Ok(socket) = source_socket(Some(ATTACKER)) {
+                if let Ok(Ok(c)) =
+                    tokio::time::timeout(Duration::from_millis(100), socket.connect(https)).await
+                {
+                    held.push_back(c);
+                }
+            }
+            if held.len() > 300 {
+                held.pop_front();
+            }
+            tokio::time::sleep(Duration::from_micros(2500)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let host = s.files.host("web");
+    let mut served = 0;
+    for _ in 0..10 {
+        let tcp = TcpStream::connect(https).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let ok = async {
+            let mut tls = tls_over(tcp, &host, &s.files.ca_pem).await.ok()?;
+            tls.write_all(
+                format!("GET /ok HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await
+            .ok()?;
+            let head = read_response_head(&mut tls).await;
+            head.starts_with("HTTP/1.1 200").then_some(())
+        };
+        if tokio::time::timeout(Duration::from_secs(5), ok)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            served += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = flood.await;
+    eprintln!("served {served} of 10 during the flood");
+    assert!(served >= 9, "served {served} of 10 during the flood");
+}
+
+/// TLS for `host` over an already connected socket.
+async fn tls_over(
+    tcp: TcpStream,
+    host: &str,
+    ca_pem: &str,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// HTTP/2 streams count in their client's share (each holds an upstream
+/// socket): one connection fanning out 100 streams whose bodies never
+/// come gets 503 past its share, and another address is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_streams_count_in_the_clients_share() {
+    let s = setup("slow-fanout", LIMITS);
+    let host = s.files.host("web");
+    let tls = tls_connect_alpn(
+        Some(ATTACKER),
+        s.proxy.https,
+        &host,
+        &s.files.ca_pem,
+        &[b"h2"],
+    )
+    .await
+    .unwrap();
+    let (send, connection) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(connection);
+    let mut send = send.ready().await.unwrap();
+    let mut pending = Vec::new();
+    for _ in 0..100 {
+        send = send.ready().await.unwrap();
+        let request = http::Request::post(format!("https://{host}/upload"))
+            .header("content-length", "1000")
+            .body(())
+            .unwrap();
+        // The body never comes.
+        let (response, body) = send.send_request(request, false).unwrap();
+        pending.push((response, body));
+    }
+    let mut refused = 0;
+    let mut open = Vec::new();
+    for (response, body) in pending {
+        match tokio::time::timeout(Duration::from_millis(300), response).await {
+            Ok(Ok(r)) if r.status() == 503 => {
+                assert!(r.headers().contains_key("retry-after"));
+                refused += 1;
+            }
+            Ok(other) => panic!("a stream was answered: {other:?}"),
+            Err(_) => open.push(body),
+        }
+    }
+    eprintln!("{refused} of 100 streams refused, {} open", open.len());
+    // LIMITS: a share of 20: the connection with its first stream, and
+    // 19 more streams.
+    assert_eq!(open.len(), 20, "{refused} refused");
+    s.served_within_5s("100 HTTP/2 streams with pending bodies")
+        .await;
+}
+
+/// A header block started on an HTTP/2 connection already in use (HEADERS
+/// without END_HEADERS, never continued) has the head deadline (1 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dangling_http2_header_block_is_closed() {
+    let s = setup("slow-h2-headers", LIMITS);
+    let host = s.files.host("web");
+    let mut tls = tls_connect_alpn(None, s.proxy.https, &host, &s.files.ca_pem, &[b"h2"])
+        .await
+        .unwrap();
+    let frame = |kind: u8, flags: u8, stream: u8, payload: &[u8]| {
+        let n = payload.len();
+        let mut f = vec![
+            (n >> 16) as u8,
+            (n >> 8) as u8,
+            n as u8,
+            kind,
+            flags,
+            0,
+            0,
+            0,
+            stream,
+        ];
+        f.extend_from_slice(payload);
+        f
+    };
+    // :method GET, :scheme https, :path /ok (literal), :authority (literal).
+    let authority = format!("{host}:{}", s.proxy.https.port());
+    let mut block = vec![0x82, 0x87, 0x04, 3];
+    block.extend_from_slice(b"/ok");
+    block.extend([0x01, authority.len() as u8]);
+    block.extend_from_slice(authority.as_bytes());
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(frame(0x4, 0, 0, &[]));
+    // A whole request: END_STREAM | END_HEADERS.
+    hello.extend(frame(0x1, 0x5, 1, &block));
+    tls.write_all(&hello).await.unwrap();
+    // Its answer comes (a HEADERS frame with :status 200, index 8).
+    let mut got = Vec::new();
+    let answered = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = tls.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before answering");
+            got.extend_from_slice(&buf[..n]);
+            if got.windows(2).any(|w| w == [0x01, 0x04]) && got.contains(&0x88) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "no answer: {got:?}");
+    // Then a header block that never ends.
+    tls.write_all(&frame(0x1, 0x1, 3, &block[..4]))
+        .await
+        .unwrap();
+    let t = closed_after(&mut tls, Duration::from_secs(5)).await;
+    assert!(
+        t.is_some_and(|t| t < Duration::from_secs(3)),
+        "a dangling header block: {t:?}"
+    );
+}
+
+/// A body trickled under the minimum rate ends with 408 once the grace is
+/// over; one at an ordinary pace is never cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickled_uploads_end_and_normal_ones_do_not() {
+    let s = setup(
+        "slow-body-rate",
+        &format!("{LIMITS}, min_body_bytes_per_second: 1000, min_body_rate_grace_seconds: 1"),
+    );
+    let host = s.files.host("web");
+    let upload = |per_tick: usize, ticks: usize| {
+        let host = host.clone();
+        let s = &s;
+        async move {
+            let mut tls = tls_connect(s.proxy.https, &host, &s.files.ca_pem)
+                .await
+                .unwrap();
+            let total = per_tick * ticks;
+            tls.write_all(
+                format!("POST /upload HTTP/1.1\r\nHost: {host}\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+            let start = Instant::now();
+            for _ in 0..ticks {
+                if tls.write_all(&vec![b'x'; per_tick]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let mut answer = Vec::new();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer)).await;
+            (
+                String::from_utf8_lossy(&answer).into_owned(),
+                start.elapsed(),
+            )
+        }
+    };
+    // 10 bytes every 100 ms: 100 bytes/s, for 4 s.
+    let (answer, took) = upload(10, 40).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    // 1,000 bytes every 100 ms: 10 KB/s, for 3 s: whole.
+    let (answer, _) = upload(1000, 30).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"body_len\":30000"), "{answer}");
+}
+
+/// An address at its public share still reaches the metrics and internal
+/// listeners, which have limits of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_private_listeners_are_outside_the_public_share() {
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let s = setup_with(
+        "slow-private-share",
+        LIMITS,
+        &format!("metrics: {{ listen: \"{metrics}\" }}\n"),
+    );
+    let host = s.files.host("web");
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(
+            tls_connect(s.proxy.https, &host, &s.files.ca_pem)
+                .await
+                .unwrap(),
+        );
+    }
+    // The 21st public connection is refused...
+    let refused = tls_connect(s.proxy.https, &host, &s.files.ca_pem).await;
+    assert!(refused.is_err(), "the public share is 20");
+    // ...but /metrics answers the same address.
+    let text = metrics_text(metrics).await;
+    assert!(text.contains("portal_proxy_connections_refused_total"));
+    drop(held);
+}

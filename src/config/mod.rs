@@ -136,7 +136,8 @@ pub struct Limits {
     pub max_request_header_bytes: usize,
     pub max_request_headers: usize,
     pub max_client_connections: usize,
-    /// Open connections per client address, on every listener.
+    /// The share of one client address on the public listeners: its
+    /// connections plus its HTTP/2 streams beyond the first of each.
     pub max_connections_per_client: usize,
     /// From accept to the end of the TLS handshake.
     pub handshake_timeout: Duration,
