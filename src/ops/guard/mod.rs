@@ -566,8 +566,9 @@ mod tests {
     #[test]
     fn who_gives_at_the_cap() {
         let new = Some(IpAddr::from(C));
+        type Case = (&'static str, Vec<Arc<Conn>>, usize, Option<u64>);
         #[rustfmt::skip]
-        let cases: Vec<(&str, Vec<Arc<Conn>>, usize, Option<u64>)> = vec![
+        let cases: Vec<Case> = vec![
             ("the oldest idle of the most loaded address",
              vec![conn(1, A, 0, 50_000), conn(2, B, 0, 90_000), conn(3, B, 0, 10_000), conn(4, B, 1, 0)], 10, Some(2)),
             ("idle before busy, whatever the load",
@@ -585,7 +586,9 @@ mod tests {
         // A relay is idle only once quiet for RELAY_QUIET.
         let relay = conn(1, A, 0, 100);
         relay.relay.store(true, Ordering::Relaxed);
-        assert!(registry(&[relay.clone()]).victim(new, 100).is_none());
+        assert!(registry(std::slice::from_ref(&relay))
+            .victim(new, 100)
+            .is_none());
         relay.quiet_since_ms.store(0, Ordering::Relaxed);
         assert_eq!(registry(&[relay]).victim(new, 100).map(|c| c.id), Some(1));
     }
