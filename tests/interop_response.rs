@@ -28,6 +28,20 @@ fn exchange(
     status: u16,
     content_type: Option<&str>,
 ) -> Exchange {
+    let fields: Vec<(&str, &str)> = content_type
+        .map(|ct| ("content-type", ct))
+        .into_iter()
+        .collect();
+    exchange_with(caller, answerer, status, &fields)
+}
+
+/// [`exchange`], the answer with the header `fields`.
+fn exchange_with(
+    caller: &Identity,
+    answerer: &Identity,
+    status: u16,
+    fields: &[(&str, &str)],
+) -> Exchange {
     let outgoing = Outgoing {
         method: "POST",
         authority: "files.b2blla.p.getportal.org",
@@ -53,8 +67,11 @@ fn exchange(
         .try_into()
         .unwrap();
     let mut headers = HeaderMap::new();
-    if let Some(ct) = content_type {
-        headers.insert("content-type", ct.parse().unwrap());
+    for (name, value) in fields {
+        headers.append(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
     }
     let binding = RequestBinding {
         method: "POST",
@@ -76,8 +93,8 @@ fn exchange(
         ("signature-input".to_string(), signed.signature_input),
         ("signature".to_string(), signed.signature),
     ];
-    if let Some(ct) = content_type {
-        response_headers.push(("content-type".into(), ct.into()));
+    for (name, value) in fields {
+        response_headers.push((name.to_string(), value.to_string()));
     }
     Exchange {
         request_headers,
@@ -155,4 +172,119 @@ fn our_response_signatures_verify_in_python() {
             "{status}: another request verified"
         );
     }
+}
+
+/// Every header field of an answer is covered (framing and signature
+/// fields aside): Python verifies the signature over all of them, and a
+/// change to any one of them, or a field added or removed, fails there and
+/// here alike; a field added that the signature does not cover verifies
+/// here but is named nowhere in what the caller passes on.
+#[test]
+fn every_field_of_an_answer_is_covered_here_and_in_python() {
+    use portal_proxy::decision::signature::response::verify_response;
+    use portal_proxy::decision::signature::Window;
+    let (caller, answerer) = (Identity::generate(), Identity::generate());
+    let fields = [
+        ("content-type", "application/json"),
+        ("cache-control", "no-store"),
+        ("x-app-version", "3.1"),
+        (
+            "content-digest",
+            "sha-256=:RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=:",
+        ),
+        ("set-cookie", "theme=dark"),
+    ];
+    let e = exchange_with(&caller, &answerer, 200, &fields);
+    let spec = spec(&answerer, &e, 200);
+    let out = python("verify_response", &spec).unwrap();
+    let covered: Vec<String> = serde_json::from_value(out["covered"].clone()).unwrap();
+    for (name, _) in fields {
+        assert!(
+            covered.iter().any(|c| c.contains(&format!("\"{name}\""))),
+            "{name}: {covered:?}"
+        );
+    }
+    // Ours, over the same answer.
+    let request_sig: [u8; 64] = {
+        use base64::Engine as _;
+        let sig = e
+            .request_headers
+            .iter()
+            .find(|(k, _)| k == "signature")
+            .unwrap();
+        let b64 = sig.1.split_once("=:").unwrap().1.trim_end_matches(':');
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
+    let binding = RequestBinding {
+        method: "POST",
+        authority: "files.b2blla.p.getportal.org",
+        path: "/peer/share",
+        query: Some("item=42&q=x"),
+        signature: &request_sig,
+    };
+    let ours = |headers: &[(String, String)]| {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        verify_response(
+            &map,
+            200,
+            &binding,
+            &answerer.id,
+            &answerer.signing_key.verifying_key(),
+            now(),
+            Window::default(),
+        )
+    };
+    let all: Vec<String> = fields
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(ours(&e.response_headers), Ok(all));
+    // The tamper table: each covered field changed, or removed.
+    for (name, _) in fields {
+        let mut changed = e.response_headers.clone();
+        changed
+            .iter_mut()
+            .find(|(k, _)| k == name)
+            .unwrap()
+            .1
+            .push('x');
+        let mut removed = e.response_headers.clone();
+        removed.retain(|(k, _)| k != name);
+        for (what, headers) in [("changed", changed), ("removed", removed)] {
+            let mut tampered = spec.clone();
+            tampered["response"]["headers"] = object(&headers);
+            assert!(
+                python("verify_response", &tampered).is_err(),
+                "{name} {what}: Python verified it"
+            );
+            assert!(ours(&headers).is_err(), "{name} {what}: we verified it");
+        }
+    }
+    // A second line of a covered field (Python's view holds one line per
+    // name, so only ours): all lines are the value.
+    let mut doubled = e.response_headers.clone();
+    doubled.push(("content-type".into(), "text/html".into()));
+    assert!(ours(&doubled).is_err(), "a second content-type verified");
+    // A field added after signing: it verifies, and is not covered.
+    let mut added = e.response_headers.clone();
+    added.push(("x-evil".into(), "1".into()));
+    assert!(python("verify_response", &{
+        let mut t = spec.clone();
+        t["response"]["headers"] = object(&added);
+        t
+    })
+    .is_ok());
+    assert!(!ours(&added).unwrap().contains(&"x-evil".to_string()));
 }

@@ -602,3 +602,273 @@ async fn unsigned_answers_pass_when_not_required() {
         "an unsigned answer was refused although not required"
     );
 }
+
+/// How the man in the middle alters Portal 2's signed answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tamper {
+    Nothing,
+    AddHeader,
+    AddSetCookie,
+    SecondContentType,
+    ChangeContentType,
+    RemoveContentType,
+    ChangeStatus,
+    /// Portal 2's key signs a 101 (a peer that misbehaves).
+    Signed101,
+    /// Portal 2's key signs a correct Content-Digest; the body is whole.
+    SignedDigest,
+    /// Portal 2's key signs a Content-Digest; a body byte is then changed.
+    SignedDigestBodyChanged,
+}
+
+/// A server with a valid certificate for Portal 2's domain that passes
+/// each request on to Portal 2 and alters its answer by `tamper`, signing
+/// again with Portal 2's key where the case says so.
+async fn tampering_server(s: &Setup, tamper: Tamper) -> (SocketAddr, String) {
+    use http_body_util::BodyExt;
+    use rustls::pki_types::pem::PemObject;
+    let cert = portal_proxy::ops::tls::demo_certificate(&s.p2.files.domain).unwrap();
+    let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (p2, p2_ca, p2_domain) = (
+        s.p2.proxy.https,
+        s.p2.files.ca_pem.clone(),
+        s.p2.files.domain.clone(),
+    );
+    let p2_identity = std::sync::Arc::new(
+        portal_proxy::identity::Identity::load(&s.p2.files.dir.join("identity.pem")).unwrap(),
+    );
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let (p2_ca, p2_domain, p2_identity) =
+                (p2_ca.clone(), p2_domain.clone(), p2_identity.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (p2_ca, p2_domain, p2_identity) =
+                            (p2_ca.clone(), p2_domain.clone(), p2_identity.clone());
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await.unwrap().to_bytes();
+                            let host = parts.headers["host"].to_str().unwrap().to_string();
+                            let upstream = tls_connect(p2, &format!("alpha.{p2_domain}"), &p2_ca)
+                                .await
+                                .unwrap();
+                            let (mut send, conn) = hyper::client::conn::http1::handshake(
+                                hyper_util::rt::TokioIo::new(upstream),
+                            )
+                            .await
+                            .unwrap();
+                            tokio::spawn(conn);
+                            let mut forward = hyper::Request::builder()
+                                .method(parts.method.clone())
+                                .uri(parts.uri.clone());
+                            for (n, v) in &parts.headers {
+                                forward = forward.header(n, v);
+                            }
+                            let answer = send
+                                .send_request(
+                                    forward.body(http_body_util::Full::new(body)).unwrap(),
+                                )
+                                .await
+                                .unwrap();
+                            let (mut head, answer_body) = answer.into_parts();
+                            let mut bytes =
+                                answer_body.collect().await.unwrap().to_bytes().to_vec();
+                            let resign = |head: &mut http::response::Parts| {
+                                let sig = parts.headers["signature"].to_str().unwrap();
+                                use base64::Engine as _;
+                                let b64 = sig.split_once("=:").unwrap().1.trim_end_matches(':');
+                                let req_sig: [u8; 64] = base64::engine::general_purpose::STANDARD
+                                    .decode(b64)
+                                    .unwrap()
+                                    .try_into()
+                                    .unwrap();
+                                let (path, query) = match parts
+                                    .uri
+                                    .path_and_query()
+                                    .unwrap()
+                                    .as_str()
+                                    .split_once('?')
+                                {
+                                    Some((p, q)) => (p.to_string(), Some(q.to_string())),
+                                    None => (parts.uri.path().to_string(), None),
+                                };
+                                let binding =
+                                    portal_proxy::decision::signature::response::RequestBinding {
+                                        method: parts.method.as_str(),
+                                        authority: &portal_proxy::decision::signature::authority(
+                                            &host,
+                                        ),
+                                        path: &path,
+                                        query: query.as_deref(),
+                                        signature: &req_sig,
+                                    };
+                                head.headers.remove("signature");
+                                head.headers.remove("signature-input");
+                                let signed =
+                                    portal_proxy::decision::signature::response::sign_response(
+                                        &p2_identity.signing_key,
+                                        &p2_identity.id,
+                                        head.status.as_u16(),
+                                        &head.headers,
+                                        &binding,
+                                        std::time::SystemTime::now()
+                                            .duration_since(std::time::UNIX_EPOCH)
+                                            .unwrap()
+                                            .as_secs()
+                                            as i64,
+                                    )
+                                    .unwrap();
+                                head.headers.insert(
+                                    "signature-input",
+                                    signed.signature_input.parse().unwrap(),
+                                );
+                                head.headers
+                                    .insert("signature", signed.signature.parse().unwrap());
+                            };
+                            match tamper {
+                                Tamper::Nothing => {}
+                                Tamper::AddHeader => {
+                                    head.headers.insert("x-evil", "1".parse().unwrap());
+                                }
+                                Tamper::AddSetCookie => {
+                                    head.headers
+                                        .insert("set-cookie", "session=evil".parse().unwrap());
+                                }
+                                Tamper::SecondContentType => {
+                                    head.headers
+                                        .append("content-type", "text/html".parse().unwrap());
+                                }
+                                Tamper::ChangeContentType => {
+                                    head.headers
+                                        .insert("content-type", "text/html".parse().unwrap());
+                                }
+                                Tamper::RemoveContentType => {
+                                    head.headers.remove("content-type");
+                                }
+                                Tamper::ChangeStatus => head.status = http::StatusCode::CREATED,
+                                Tamper::Signed101 => {
+                                    head.status = http::StatusCode::SWITCHING_PROTOCOLS;
+                                    head.headers.insert("upgrade", "websocket".parse().unwrap());
+                                    head.headers
+                                        .insert("connection", "upgrade".parse().unwrap());
+                                    head.headers.remove("content-length");
+                                    bytes.clear();
+                                    resign(&mut head);
+                                }
+                                Tamper::SignedDigest | Tamper::SignedDigestBodyChanged => {
+                                    head.headers.insert(
+                                        "content-digest",
+                                        portal_proxy::decision::signature::content_digest(&bytes)
+                                            .parse()
+                                            .unwrap(),
+                                    );
+                                    resign(&mut head);
+                                    if tamper == Tamper::SignedDigestBodyChanged {
+                                        bytes[0] ^= 1;
+                                    }
+                                }
+                            }
+                            let mut response = hyper::Response::from_parts(
+                                head,
+                                http_body_util::Full::new(bytes::Bytes::from(bytes)),
+                            );
+                            if tamper == Tamper::Signed101 {
+                                *response.body_mut() =
+                                    http_body_util::Full::new(bytes::Bytes::new());
+                            }
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    (addr, cert.ca_pem)
+}
+
+/// The app gets only what Portal 2 signed: header fields added after
+/// signing are removed, a covered field changed, doubled or removed, or
+/// the status changed, refuse the answer (502 `peer_unverified`); a 101
+/// that no request asked for is refused even when signed; a signed
+/// `Content-Digest` is checked as the body streams and an answer whose
+/// body does not match is cut, never completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_gets_only_what_the_peer_signed() {
+    let s = setup("tamper");
+    s.peered().await;
+    let call = || async { app_client(ALPHA_IP).get(s.call_url("peer/x")).send().await };
+    // A genuine answer first: its fields as signed.
+    let resp = call().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    for (tamper, want) in [
+        (Tamper::Nothing, 200),
+        (Tamper::AddHeader, 200),
+        (Tamper::AddSetCookie, 200),
+        (Tamper::SecondContentType, 502),
+        (Tamper::ChangeContentType, 502),
+        (Tamper::RemoveContentType, 502),
+        (Tamper::ChangeStatus, 502),
+        (Tamper::Signed101, 502),
+        (Tamper::SignedDigest, 200),
+    ] {
+        let (mitm, ca) = tampering_server(&s, tamper).await;
+        impersonate(&s, mitm, &ca).await;
+        // The peers.json and CA reload: until then, answers come from
+        // the previous address; wait for the tampering one's.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let resp = call().await.unwrap();
+        assert_eq!(resp.status().as_u16(), want, "{tamper:?}");
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.unwrap();
+        assert!(!headers.contains_key("x-evil"), "{tamper:?}");
+        assert!(!headers.contains_key("set-cookie"), "{tamper:?}");
+        if want == 200 {
+            let echo: Echo = serde_json::from_slice(&body).unwrap();
+            assert_eq!(echo.upstream, "alpha2", "{tamper:?}");
+            assert_eq!(headers.get_all("content-type").iter().count(), 1);
+        } else {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["reason"], "peer_unverified", "{tamper:?}: {v}");
+        }
+    }
+    // A body changed after its digest was signed: the answer is cut.
+    let (mitm, ca) = tampering_server(&s, Tamper::SignedDigestBodyChanged).await;
+    impersonate(&s, mitm, &ca).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let resp = call().await.unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "the head passed the signature"
+    );
+    let headers = resp.headers().clone();
+    let got = resp.bytes().await;
+    assert!(
+        got.is_err(),
+        "an answer whose body does not match its signed digest was completed: {headers:?} {got:?}\n{}",
+        s.p1.proxy.log_text()
+    );
+}

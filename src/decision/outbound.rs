@@ -59,6 +59,10 @@ pub enum CallError {
     BrokeOff,
     #[error("peer {0}'s answer is not signed with its key: {1}")]
     PeerUnverified(String, String),
+    /// An answer the peering protocol does not allow (a 101 no request
+    /// asked for), or whose body is not the one signed.
+    #[error("peer {0}'s answer is refused: {1}")]
+    BadAnswer(String, String),
     #[error("the proxy failed: {0}")]
     Internal(String),
 }

@@ -138,7 +138,9 @@ impl From<CallError> for Refusal {
             CallError::NotServed(_) => Refusal::NotFound(message),
             CallError::BadRequest(_) => Refusal::BadRequest(message),
             CallError::PeerTimeout(_) => Refusal::GatewayTimeout(message),
-            CallError::PeerUnverified(..) => Refusal::PeerUnverified(message),
+            CallError::PeerUnverified(..) | CallError::BadAnswer(..) => {
+                Refusal::PeerUnverified(message)
+            }
             CallError::Unreachable(..) | CallError::BrokeOff | CallError::Internal(_) => {
                 Refusal::BadGateway(message)
             }

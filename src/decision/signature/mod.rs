@@ -451,6 +451,47 @@ impl ContentDigest {
             .is_none_or(|d| Sha512::digest(body).as_slice() == d.as_slice());
         ok256 && ok512
     }
+
+    /// A check of this digest over a body that streams.
+    pub fn streaming(self) -> DigestStream {
+        DigestStream {
+            sha256: self.sha256.as_ref().map(|_| Sha256::new()),
+            sha512: self.sha512.as_ref().map(|_| Sha512::new()),
+            expected: self,
+        }
+    }
+}
+
+/// [`ContentDigest`] checked chunk by chunk (a peer's answer, passed on
+/// as it arrives): nothing is held but the hashers.
+pub struct DigestStream {
+    expected: ContentDigest,
+    sha256: Option<Sha256>,
+    sha512: Option<Sha512>,
+}
+
+impl DigestStream {
+    pub fn update(&mut self, chunk: &[u8]) {
+        if let Some(h) = self.sha256.as_mut() {
+            h.update(chunk);
+        }
+        if let Some(h) = self.sha512.as_mut() {
+            h.update(chunk);
+        }
+    }
+
+    /// Whether the body streamed has every digest promised.
+    pub fn matches(self) -> bool {
+        let ok256 = match (self.sha256, &self.expected.sha256) {
+            (Some(h), Some(d)) => h.finalize().as_slice() == d.as_slice(),
+            _ => true,
+        };
+        let ok512 = match (self.sha512, &self.expected.sha512) {
+            (Some(h), Some(d)) => h.finalize().as_slice() == d.as_slice(),
+            _ => true,
+        };
+        ok256 && ok512
+    }
 }
 
 pub mod response;

@@ -1,19 +1,24 @@
 //! Response signatures of the Portal profile (DESIGN section 5): the
 //! receiving proxy proves its key on its answer to a verified peer
 //! request, and the calling proxy checks it before the app gets the
-//! answer's head. Label `portal`, the components, in this order:
-//! `"@status"`, `"@method";req`, `"@authority";req`, `"@path";req`,
-//! `"@query";req`, `"signature";req;key="portal"` (the request's own
-//! signature, so the answer is bound to that very request), then
-//! `"content-type"` when the response has one; parameters `created`,
-//! `keyid` (the answering Portal's ID), `alg="ed25519"`. The body streams
-//! and is not covered (TLS protects it).
+//! answer's head (docs/signing.md). Label `portal`, the components, in
+//! this order: `"@status"`, `"@method";req`, `"@authority";req`,
+//! `"@path";req`, `"@query";req`, `"signature";req;key="portal"` (the
+//! request's own signature, so the answer is bound to that very request),
+//! then every header field of the answer but those each hop sets for
+//! itself (framing and connection fields, the signature fields), by name
+//! in order, each as all its lines combined (RFC 9421 section 2.1);
+//! parameters `created`, `keyid` (the answering Portal's ID),
+//! `alg="ed25519"`. The calling proxy passes on only the fields covered:
+//! so the app gets only what the peer signed. The body streams; when the
+//! answer carries `Content-Digest`, that is covered like any field and
+//! the caller checks the body against it as it streams.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use http::HeaderMap;
-use sfv::{InnerList, ListEntry};
+use sfv::{BareItem, InnerList, ListEntry};
 
 use super::sign::SignatureHeaders;
 use super::{field_dictionary, malformed, serialize_inner_list, SignatureError, Window, LABEL};
@@ -31,63 +36,103 @@ pub struct RequestBinding<'a> {
     pub signature: &'a [u8; 64],
 }
 
-/// The covered components of the profile, serialized.
-fn components(content_type: bool) -> Vec<&'static str> {
-    let mut ids = vec![
-        "\"@status\"",
-        "\"@method\";req",
-        "\"@authority\";req",
-        "\"@path\";req",
-        "\"@query\";req",
-        "\"signature\";req;key=\"portal\"",
-    ];
-    if content_type {
-        ids.push("\"content-type\"");
+/// The components every answer's signature starts with, serialized.
+const BOUND: [&str; 6] = [
+    "\"@status\"",
+    "\"@method\";req",
+    "\"@authority\";req",
+    "\"@path\";req",
+    "\"@query\";req",
+    "\"signature\";req;key=\"portal\"",
+];
+
+/// Header fields an answer's signature never covers: each hop sets them
+/// for itself (framing, connection), or they carry the signature.
+const NOT_COVERED: [&str; 12] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "signature",
+    "signature-input",
+    "date",
+];
+
+/// Whether the signature of an answer covers a field named `name` (lower
+/// case) when the answer has it.
+pub fn is_coverable(name: &str) -> bool {
+    !NOT_COVERED.contains(&name)
+}
+
+/// The names of the fields `headers` has that a signature covers, in
+/// order, once each.
+fn coverable_fields(headers: &HeaderMap) -> Vec<&str> {
+    let mut names: Vec<&str> = headers
+        .keys()
+        .map(|n| n.as_str())
+        .filter(|n| is_coverable(n))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// A field's value as a signature base has it: every line of it, each
+/// trimmed, joined by `, ` (RFC 9421 section 2.1), as text.
+fn field_value(headers: &HeaderMap, name: &str) -> Result<String, SignatureError> {
+    let mut out = String::new();
+    for (i, line) in headers.get_all(name).iter().enumerate() {
+        let text = line
+            .to_str()
+            .map_err(|_| malformed(format!("header field {name} is not text")))?;
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(text.trim());
     }
-    ids
+    Ok(out)
 }
 
-fn content_type(headers: &HeaderMap) -> Result<Option<&str>, SignatureError> {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .map(|v| {
-            v.to_str()
-                .map(str::trim)
-                .map_err(|_| malformed("content-type is not text"))
-        })
-        .transpose()
-}
-
-/// The signature base of a response with `status` and `content_type`,
-/// bound to `request`, with the serialized signature parameters `params`.
+/// The signature base of a response with `status` and the covered
+/// `fields` of `headers`, bound to `request`, with the serialized
+/// signature parameters `params`.
 fn base(
     status: u16,
-    content_type: Option<&str>,
+    headers: &HeaderMap,
+    fields: &[String],
     request: &RequestBinding<'_>,
     params: &str,
 ) -> Result<String, SignatureError> {
-    let ids = components(content_type.is_some());
-    let mut values = vec![
-        status.to_string(),
-        request.method.to_string(),
-        request.authority.to_string(),
-        if request.path.is_empty() {
-            "/".to_string()
-        } else {
-            request.path.to_string()
-        },
-        format!("?{}", request.query.unwrap_or("")),
-        format!(":{}:", B64.encode(request.signature)),
-    ];
-    if let Some(ct) = content_type {
-        values.push(ct.to_string());
+    let mut lines: Vec<(String, String)> = BOUND
+        .iter()
+        .map(|id| id.to_string())
+        .zip([
+            status.to_string(),
+            request.method.to_string(),
+            request.authority.to_string(),
+            if request.path.is_empty() {
+                "/".to_string()
+            } else {
+                request.path.to_string()
+            },
+            format!("?{}", request.query.unwrap_or("")),
+            format!(":{}:", B64.encode(request.signature)),
+        ])
+        .collect();
+    for name in fields {
+        lines.push((format!("\"{name}\""), field_value(headers, name)?));
     }
     let mut out = String::with_capacity(512);
-    for (id, value) in ids.iter().zip(values) {
+    for (id, value) in lines {
         if value.contains('\n') {
             return Err(malformed(format!("component {id} contains a newline")));
         }
-        out.push_str(id);
+        out.push_str(&id);
         out.push_str(": ");
         out.push_str(&value);
         out.push('\n');
@@ -97,8 +142,8 @@ fn base(
     Ok(out)
 }
 
-/// Signs a response of `status` whose headers are `headers` (for its
-/// `Content-Type`), as `keyid` at `created`.
+/// Signs a response of `status` whose headers are `headers` (every field
+/// a signature covers), as `keyid` at `created`.
 pub fn sign_response(
     key: &SigningKey,
     keyid: &str,
@@ -107,12 +152,20 @@ pub fn sign_response(
     request: &RequestBinding<'_>,
     created: i64,
 ) -> Result<SignatureHeaders, SignatureError> {
-    let content_type = content_type(headers)?;
+    let fields: Vec<String> = coverable_fields(headers)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let ids: Vec<String> = BOUND
+        .iter()
+        .map(|id| id.to_string())
+        .chain(fields.iter().map(|n| format!("\"{n}\"")))
+        .collect();
     let params = format!(
         "({});created={created};keyid=\"{keyid}\";alg=\"ed25519\"",
-        components(content_type.is_some()).join(" ")
+        ids.join(" ")
     );
-    let base = base(status, content_type, request, &params)?;
+    let base = base(status, headers, &fields, request, &params)?;
     let signature = key.sign(base.as_bytes());
     Ok(SignatureHeaders {
         signature_input: format!("{LABEL}={params}"),
@@ -122,8 +175,11 @@ pub fn sign_response(
 
 /// Checks the `portal` signature of a response of `status` with
 /// `headers`, bound to `request`, made by the peer `keyid` whose key is
-/// `key`, at `now`: exactly the profile's components, `created` within
-/// the window, `keyid` the peer's, ed25519 `verify_strict`.
+/// `key`, at `now`: the profile's components (the bound ones, then
+/// header fields present in the answer, each once, no parameters),
+/// `created` within the window, `keyid` the peer's, ed25519
+/// `verify_strict`. Returns the names of the fields covered: the only
+/// ones the caller may pass on.
 pub fn verify_response(
     headers: &HeaderMap,
     status: u16,
@@ -132,10 +188,14 @@ pub fn verify_response(
     key: &VerifyingKey,
     now: i64,
     window: Window,
-) -> Result<(), SignatureError> {
+) -> Result<Vec<String>, SignatureError> {
     let input = field_dictionary(headers, "signature-input")?
         .and_then(|mut d| d.shift_remove(LABEL))
-        .ok_or_else(|| SignatureError::MissingComponent("signature-input".into()))?;
+        .ok_or_else(|| {
+            SignatureError::MissingComponent(
+                "the answer has no portal signature (Signature-Input)".into(),
+            )
+        })?;
     let ListEntry::InnerList(input) = input else {
         return Err(malformed("Signature-Input portal is not an inner list"));
     };
@@ -144,21 +204,15 @@ pub fn verify_response(
             Some(ListEntry::Item(item)) => item.bare_item.as_byte_sequence().map(<[u8]>::to_vec),
             _ => None,
         })
-        .ok_or_else(|| SignatureError::MissingComponent("signature".into()))?;
+        .ok_or_else(|| {
+            SignatureError::MissingComponent(
+                "the answer has no portal signature (Signature)".into(),
+            )
+        })?;
     let signature: [u8; 64] = signature
         .try_into()
         .map_err(|_| malformed("an ed25519 signature has 64 bytes"))?;
-    let content_type = content_type(headers)?;
-    let covered = serialize_inner_list(&InnerList {
-        items: input.items.clone(),
-        params: Default::default(),
-    });
-    let expected = format!("({})", components(content_type.is_some()).join(" "));
-    if covered != expected {
-        return Err(SignatureError::MissingComponent(format!(
-            "the response signature covers {covered}, not {expected}"
-        )));
-    }
+    let fields = covered_fields(&input, headers)?;
     let created = input
         .params
         .get("created")
@@ -187,9 +241,59 @@ pub fn verify_response(
             now,
         });
     }
-    let base = base(status, content_type, request, &serialize_inner_list(&input))?;
+    let base = base(
+        status,
+        headers,
+        &fields,
+        request,
+        &serialize_inner_list(&input),
+    )?;
     key.verify_strict(base.as_bytes(), &Signature::from_bytes(&signature))
-        .map_err(|_| SignatureError::BadSignature)
+        .map_err(|_| SignatureError::BadSignature)?;
+    Ok(fields)
+}
+
+/// The header fields a response signature's components name after the
+/// bound ones: plain lower-case names, once each, present in `headers`.
+fn covered_fields(input: &InnerList, headers: &HeaderMap) -> Result<Vec<String>, SignatureError> {
+    let items = &input.items;
+    let bound = serialize_inner_list(&InnerList {
+        items: items.iter().take(BOUND.len()).cloned().collect(),
+        params: Default::default(),
+    });
+    let expected = format!("({})", BOUND.join(" "));
+    if items.len() < BOUND.len() || bound != expected {
+        return Err(SignatureError::MissingComponent(format!(
+            "the response signature must start with {expected}, not {bound}"
+        )));
+    }
+    let mut fields: Vec<String> = Vec::new();
+    for item in &items[BOUND.len()..] {
+        let name = match &item.bare_item {
+            BareItem::String(name) if item.params.is_empty() => name.as_str(),
+            _ => {
+                return Err(malformed(
+                    "a response signature covers header fields by plain name only",
+                ))
+            }
+        };
+        if name.starts_with('@')
+            || name.bytes().any(|b| b.is_ascii_uppercase())
+            || !is_coverable(name)
+            || fields.iter().any(|f| f == name)
+        {
+            return Err(malformed(format!(
+                "the response signature cannot cover {name:?}"
+            )));
+        }
+        if !headers.contains_key(name) {
+            return Err(SignatureError::MissingComponent(format!(
+                "the answer has no {name} field, which its signature covers"
+            )));
+        }
+        fields.push(name.to_string());
+    }
+    Ok(fields)
 }
 
 #[cfg(test)]
@@ -236,7 +340,8 @@ mod tests {
         };
         for ct in [Some("application/json"), None] {
             let h = signed(200, ct, &key, &req);
-            assert_eq!(verify(&h, 200, &req, &public, NOW), Ok(()), "{ct:?}");
+            let want: Vec<String> = ct.iter().map(|_| "content-type".to_string()).collect();
+            assert_eq!(verify(&h, 200, &req, &public, NOW), Ok(want), "{ct:?}");
             // Another status, another request, another key: refused.
             assert_eq!(
                 verify(&h, 500, &req, &public, NOW),
@@ -262,13 +367,18 @@ mod tests {
                 Err(SignatureError::NotYetValid { .. })
             ));
         }
-        // A content type added after signing is not covered: refused.
+        // A content type added after signing is not covered: it verifies,
+        // and is not among the fields passed on.
         let mut h = signed(200, None, &key, &req);
         h.insert("content-type", "text/html".parse().unwrap());
-        assert!(matches!(
+        assert_eq!(verify(&h, 200, &req, &public, NOW), Ok(vec![]));
+        // A second line of a covered field changes its value: refused.
+        let mut h = signed(200, Some("application/json"), &key, &req);
+        h.append("content-type", "text/html".parse().unwrap());
+        assert_eq!(
             verify(&h, 200, &req, &public, NOW),
-            Err(SignatureError::MissingComponent(_))
-        ));
+            Err(SignatureError::BadSignature)
+        );
         // No signature at all.
         assert!(matches!(
             verify(&HeaderMap::new(), 200, &req, &public, NOW),
@@ -296,7 +406,7 @@ mod tests {
              \"signature\";req;key=\"portal\" \"content-type\");created=1800000000;keyid=\"pid\";alg=\"ed25519\""
         );
         let params = sig.signature_input.strip_prefix("portal=").unwrap();
-        let b = base(201, Some("application/json"), &req, params).unwrap();
+        let b = base(201, &headers, &["content-type".to_string()], &req, params).unwrap();
         let lines: Vec<&str> = b.lines().collect();
         assert_eq!(lines[0], "\"@status\": 201");
         assert_eq!(lines[1], "\"@method\";req: POST");
@@ -310,5 +420,97 @@ mod tests {
         );
         assert_eq!(lines[6], "\"content-type\": application/json");
         assert!(lines[7].starts_with("\"@signature-params\": (\"@status\""));
+    }
+
+    /// Signature-Input lists a verifier refuses whatever the signature.
+    #[test]
+    fn malformed_component_lists_are_refused() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let req_sig = [7u8; 64];
+        let req = request(&req_sig);
+        let bound = BOUND.join(" ");
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", "text/plain".parse().unwrap());
+        headers.insert("x-a", "1".parse().unwrap());
+        for list in [
+            format!("({bound} \"x-a\" \"x-a\")"),
+            format!("({bound} \"X-A\")"),
+            format!("({bound} \"x-a\";sf)"),
+            format!("({bound} \"@path\")"),
+            format!("({bound} \"content-length\")"),
+            format!("({bound} \"signature\")"),
+            format!("({bound} \"x-missing\")"),
+            "(\"@status\" \"content-type\")".to_string(),
+            format!("({})", BOUND[1..].join(" ")),
+        ] {
+            let mut h = headers.clone();
+            h.insert(
+                "signature-input",
+                format!("portal={list};created={NOW};keyid=\"the-peer-id\";alg=\"ed25519\"")
+                    .parse()
+                    .unwrap(),
+            );
+            h.insert(
+                "signature",
+                format!("portal=:{}:", B64.encode([0u8; 64]))
+                    .parse()
+                    .unwrap(),
+            );
+            let got = verify_response(
+                &h,
+                200,
+                &req,
+                "the-peer-id",
+                &key.verifying_key(),
+                NOW,
+                Window::default(),
+            );
+            assert!(
+                matches!(
+                    got,
+                    Err(SignatureError::Malformed(_)) | Err(SignatureError::MissingComponent(_))
+                ),
+                "{list}: {got:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Any set of answer fields is signed whole: it verifies with
+        /// exactly the coverable names, and any covered value changed, a
+        /// line added to one, or one removed, fails.
+        #[test]
+        fn any_answer_is_covered_whole(
+            fields in proptest::collection::vec(
+                (proptest::sample::select(vec!["content-type", "x-a", "cache-control", "set-cookie", "content-length", "date", "etag"]),
+                 "[a-z0-9 =/;]{0,12}"),
+                0..8,
+            ),
+            pick in 0usize..8,
+        ) {
+            let key = SigningKey::from_bytes(&[3; 32]);
+            let req_sig = [7u8; 64];
+            let req = request(&req_sig);
+            let mut h = HeaderMap::new();
+            for (name, value) in &fields {
+                h.append(*name, value.parse().unwrap());
+            }
+            let sig = sign_response(&key, "the-peer-id", 200, &h, &req, NOW).unwrap();
+            h.insert("signature-input", sig.signature_input.parse().unwrap());
+            h.insert("signature", sig.signature.parse().unwrap());
+            let verify = |h: &HeaderMap| verify_response(h, 200, &req, "the-peer-id", &key.verifying_key(), NOW, Window::default());
+            let mut want: Vec<String> = fields.iter().map(|(n, _)| n.to_string()).filter(|n| is_coverable(n)).collect();
+            want.sort();
+            want.dedup();
+            proptest::prop_assert_eq!(verify(&h), Ok(want.clone()));
+            if let Some(name) = want.get(pick % want.len().max(1)) {
+                let mut changed = h.clone();
+                changed.append(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), "z".parse().unwrap());
+                proptest::prop_assert!(verify(&changed).is_err());
+                let mut removed = h.clone();
+                removed.remove(name.as_str());
+                proptest::prop_assert!(verify(&removed).is_err());
+            }
+        }
     }
 }

@@ -233,6 +233,22 @@ impl PeerClient {
             peer.id,
             response.status()
         );
+        // No request to a peer asks for an upgrade (the proxy does not
+        // tunnel): a 1xx is no answer to pass on.
+        if response.status().is_informational() {
+            warn!(
+                "peer {} answered {} to app {app:?}'s call, which asked for no upgrade: refused",
+                peer.id,
+                response.status()
+            );
+            return Err(CallError::BadAnswer(
+                peer.short_id().to_string(),
+                format!(
+                    "{} to a request that asked for no upgrade",
+                    response.status()
+                ),
+            ));
+        }
         // The peer proves its key on the answer, before the app sees it.
         let binding = RequestBinding {
             method: &method,
@@ -241,7 +257,7 @@ impl PeerClient {
             query,
             signature: &our_signature,
         };
-        if let Err(e) = verify_response(
+        let verified = verify_response(
             response.headers(),
             response.status().as_u16(),
             &binding,
@@ -249,22 +265,34 @@ impl PeerClient {
             &peer.key,
             crate::ops::unix_now(),
             self.window,
-        ) {
-            crate::ops::metrics::METRICS
-                .outbound_unverified
-                .with_label_values(&[&peer.id])
-                .inc();
-            if self.require_signature {
-                warn!("peer {}'s answer to {app:?} refused: {e}", peer.id);
-                return Err(CallError::PeerUnverified(
-                    peer.short_id().to_string(),
-                    e.to_string(),
-                ));
+        );
+        // Only what the peer signed reaches the app.
+        let mut signed = None;
+        match verified {
+            Ok(fields) => signed = Some(fields),
+            Err(e) => {
+                crate::ops::metrics::METRICS
+                    .outbound_unverified
+                    .with_label_values(&[&peer.id])
+                    .inc();
+                if self.require_signature {
+                    warn!("peer {}'s answer to {app:?} refused: {e}", peer.id);
+                    return Err(CallError::PeerUnverified(
+                        peer.short_id().to_string(),
+                        e.to_string(),
+                    ));
+                }
+                warn!("peer {}'s answer to {app:?} is not signed ({e}); let through (peering.require_response_signature is false)", peer.id);
             }
-            warn!("peer {}'s answer to {app:?} is not signed ({e}); let through (peering.require_response_signature is false)", peer.id);
         }
         let from = format!("peer {} (to app {app:?})", peer.id);
-        super::stream_answer(session, response, self.idle_timeout, &from).await
+        let answer = super::Answer {
+            idle: self.idle_timeout,
+            from: &from,
+            peer: peer.short_id(),
+            signed: signed.as_deref(),
+        };
+        super::stream_answer(session, response, answer).await
     }
 }
 

@@ -158,18 +158,67 @@ impl InternalApi {
 /// `idle` as the longest wait for the next. Returns the status; an answer
 /// broken off or stalled is [`CallError::BrokeOff`] (`from` names the
 /// upstream in the log).
+/// How an answer is passed on to the app that asked for it.
+pub(crate) struct Answer<'a> {
+    /// Longest wait for the next bytes.
+    pub idle: std::time::Duration,
+    /// Who answers, for the log.
+    pub from: &'a str,
+    /// The peer's short ID, for errors.
+    pub peer: &'a str,
+    /// The header fields the answer's verified signature covers: only
+    /// those (and its framing and signature fields) are passed on; `None`
+    /// for an answer let through unsigned, or the core's.
+    pub signed: Option<&'a [String]>,
+}
+
 async fn stream_answer(
     session: &mut ServerSession,
     response: hyper::Response<hyper::body::Incoming>,
-    idle: std::time::Duration,
-    from: &str,
+    answer: Answer<'_>,
 ) -> Result<u16, CallError> {
     use http_body_util::BodyExt;
+    let Answer {
+        idle,
+        from,
+        peer,
+        signed,
+    } = answer;
     let (parts, mut body) = response.into_parts();
     let status = parts.status.as_u16();
+    // A signed Content-Digest is checked as the body streams; the end of
+    // the body is only written once it matched.
+    let mut digest = match signed {
+        Some(fields) if fields.iter().any(|f| f == "content-digest") => Some(
+            crate::decision::signature::ContentDigest::from_headers(&parts.headers)
+                .map_err(|e| CallError::BadAnswer(peer.to_string(), e.to_string()))?
+                .streaming(),
+        ),
+        _ => None,
+    };
     let mut head = ResponseHeader::build(status, Some(parts.headers.len())).map_err(internal)?;
     for (name, value) in crate::decision::outbound::end_to_end(&parts.headers, false).iter() {
-        head.append_header(name.clone(), value.clone())
+        let n = name.as_str();
+        let passed = match signed {
+            None => true,
+            Some(fields) => {
+                fields.iter().any(|f| f == n)
+                    || matches!(n, "signature" | "signature-input")
+                    // Chunked instead when the end waits for the digest.
+                    || (n == "content-length" && digest.is_none())
+            }
+        };
+        if passed {
+            head.append_header(name.clone(), value.clone())
+                .map_err(internal)?;
+        }
+    }
+    let has_body =
+        status != 204 && status != 304 && session.req_header().method != http::Method::HEAD;
+    if has_body && !head.headers.contains_key(http::header::CONTENT_LENGTH) {
+        // The end is explicit: a body that ended with the connection would
+        // look whole to the app when it was cut or broke off.
+        head.insert_header(http::header::TRANSFER_ENCODING, "chunked")
             .map_err(internal)?;
     }
     session
@@ -180,6 +229,9 @@ async fn stream_answer(
         match tokio::time::timeout(idle, body.frame()).await {
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
+                    if let Some(d) = digest.as_mut() {
+                        d.update(&data);
+                    }
                     session
                         .write_response_body(data, false)
                         .await
@@ -196,6 +248,13 @@ async fn stream_answer(
                 return Err(CallError::BrokeOff);
             }
         }
+    }
+    if digest.is_some_and(|d| !d.matches()) {
+        log::warn!("{from}: the answer's body does not match its signed Content-Digest: cut");
+        return Err(CallError::BadAnswer(
+            peer.to_string(),
+            "its body does not match its signed Content-Digest".into(),
+        ));
     }
     session
         .write_response_body(Bytes::new(), true)

@@ -137,6 +137,12 @@ impl CoreClient {
         let response = response?;
         pumped?;
 
-        super::stream_answer(session, response, self.idle_timeout, "the Portal core").await
+        let answer = super::Answer {
+            idle: self.idle_timeout,
+            from: "the Portal core",
+            peer: "core",
+            signed: None,
+        };
+        super::stream_answer(session, response, answer).await
     }
 }
