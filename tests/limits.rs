@@ -175,7 +175,12 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Pausable<S> {
 /// reading from the upstream (back pressure).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_do_not_read_pin_bounded_memory() {
-    let (files, proxy) = setup("limits-pinned", "");
+    // The per-client share would refuse most of these streams from one
+    // address: raised, to measure what each stalled stream costs.
+    let (files, proxy) = setup(
+        "limits-pinned",
+        "limits: { max_connections_per_client: 10000 }",
+    );
     let host = files.host("alpha");
     let authority = format!("{host}:{}", proxy.https.port());
     // Warm up: the proxy's pools and allocator as after ordinary traffic.

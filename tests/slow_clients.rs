@@ -44,8 +44,11 @@ fn setup_with(test: &str, limits: &str, more: &str) -> Setup {
             r#"{"entrypoints":[{"container_name":"m","container_port":1883,"entrypoint_port":"mqtt"}],"paths":{"":{"access":"public"}}}"#,
         );
     let mqtts: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    // Idle upstream connections are kept (and hold descriptors under the
+    // cap) per limits: few here, where caps are small.
     let layout = Layout {
         listen: format!(", mqtts: \"{mqtts}\""),
+        server: ", upstream_keepalive_pool_size: 2".into(),
         ..Layout::default()
     };
     let extra = format!(

@@ -1,6 +1,7 @@
-//! Terminal tokens: reading any text as a token never panics, and any
-//! header and claims signed with the terminal secret make a credential
-//! (removed before forwarding), whatever their bytes.
+//! Terminal tokens: reading any text as a token, or any bytes as a header
+//! value, never panics, and any header and claims signed with the terminal
+//! secret make a credential (removed before forwarding), whatever their
+//! bytes, also with the bytes around them in a header value.
 #![no_main]
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -23,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = terminals.check(text, NOW);
     }
+    let _ = terminals.holds_credential(data);
     // The first byte says where the rest splits into header and claims.
     let Some((&split, rest)) = data.split_first() else {
         return;
@@ -39,4 +41,7 @@ fuzz_target!(|data: &[u8]| {
         matches!(terminals.check(&token, NOW), Token::Terminal(_)),
         "{token}"
     );
+    // In a header value, after any bytes that end with a separator.
+    let value = [rest, b" ", token.as_bytes()].concat();
+    assert!(terminals.holds_credential(&value), "{token}");
 });

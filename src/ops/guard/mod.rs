@@ -359,6 +359,7 @@ impl Guard {
             // Two descriptors a connection: the socket and its duplicate.
             match reg.victim(ip, self.cap.max() / 2) {
                 Some(victim) => {
+                    self.cap.admit_past();
                     victim.state.store(CLOSED, Ordering::Relaxed);
                     victim.close();
                     // Its client slot and its place are free from now on.
