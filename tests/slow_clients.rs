@@ -904,7 +904,7 @@ async fn at_the_default_limits_one_address_cannot_lock_others_out() {
 async fn an_app_cannot_hold_the_internal_listener() {
     let internal: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     // The default limits: the public share (256) would let it hold 100.
-    let s = setup_with(
+    let _s = setup_with(
         "slow-internal",
         "",
         &format!("internal: {{ listen: \"{internal}\" }}\n"),
