@@ -513,22 +513,7 @@ async fn peering_ca_file_is_reloaded() {
 /// Portal 1 is made to trust, but not Portal 2's key: it answers every
 /// request 200 `rogue`, unsigned. Returns its address and its CA.
 async fn rogue_server(domain: &str) -> (SocketAddr, String) {
-    use rustls::pki_types::pem::PemObject;
-    let cert = portal_proxy::ops::tls::demo_certificate(domain).unwrap();
-    let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
-        .map(Result::unwrap)
-        .collect();
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (acceptor, listener, ca_pem) = rogue_listener(domain).await;
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
@@ -548,7 +533,31 @@ async fn rogue_server(domain: &str) -> (SocketAddr, String) {
             });
         }
     });
-    (addr, cert.ca_pem)
+    (addr, ca_pem)
+}
+
+/// A loopback listener and the TLS acceptor of a certificate for
+/// `*.<domain>` from a CA of its own (returned, for Portal 1 to trust).
+async fn rogue_listener(
+    domain: &str,
+) -> (tokio_rustls::TlsAcceptor, tokio::net::TcpListener, String) {
+    use rustls::pki_types::pem::PemObject;
+    let cert = portal_proxy::ops::tls::demo_certificate(domain).unwrap();
+    let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    (acceptor, listener, cert.ca_pem)
 }
 
 /// Points Portal 1 at `rogue` for Portal 2, and makes it trust `ca` too.
@@ -626,22 +635,7 @@ enum Tamper {
 /// again with Portal 2's key where the case says so.
 async fn tampering_server(s: &Setup, tamper: Tamper) -> (SocketAddr, String) {
     use http_body_util::BodyExt;
-    use rustls::pki_types::pem::PemObject;
-    let cert = portal_proxy::ops::tls::demo_certificate(&s.p2.files.domain).unwrap();
-    let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
-        .map(Result::unwrap)
-        .collect();
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (acceptor, listener, ca_pem) = rogue_listener(&s.p2.files.domain).await;
     let addr = listener.local_addr().unwrap();
     let (p2, p2_ca, p2_domain) = (
         s.p2.proxy.https,
@@ -806,7 +800,7 @@ async fn tampering_server(s: &Setup, tamper: Tamper) -> (SocketAddr, String) {
             });
         }
     });
-    (addr, cert.ca_pem)
+    (addr, ca_pem)
 }
 
 /// The app gets only what Portal 2 signed: header fields added after

@@ -61,18 +61,31 @@ pub fn python_package() -> &'static str {
 /// output, or its stderr when it exits with an error.
 pub fn python(script: &str, input: &Value) -> Result<Value, String> {
     python_package();
+    let mut command = Command::new("python3");
+    command.env("PYTHONDONTWRITEBYTECODE", "1");
+    run_script(command, script, "py", input)
+}
+
+/// Runs `command` on `tests/interop/<script>.<extension>` with `input` as
+/// JSON on stdin: its JSON output, or its stderr when it exits with an
+/// error.
+fn run_script(
+    mut command: Command,
+    script: &str,
+    extension: &str,
+    input: &Value,
+) -> Result<Value, String> {
     let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "interop", script]
         .iter()
         .collect::<PathBuf>()
-        .with_extension("py");
-    let mut child = Command::new("python3")
+        .with_extension(extension);
+    let mut child = command
         .arg(&path)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run python3 {}: {e}", path.display()));
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
     child
         .stdin
         .take()
@@ -86,7 +99,7 @@ pub fn python(script: &str, input: &Value) -> Result<Value, String> {
     }
     let output = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
-            "{script}.py printed no JSON ({e}):\n{}\n{stderr}",
+            "{script}.{extension} printed no JSON ({e}):\n{}\n{stderr}",
             String::from_utf8_lossy(&out.stdout)
         )
     });
@@ -140,31 +153,7 @@ fn node_packages() -> &'static PathBuf {
 /// Runs `tests/interop/<script>.cjs` with Node.js and `input` as JSON on
 /// stdin: its JSON output.
 pub fn node(script: &str, input: &Value) -> Value {
-    let dir = node_packages();
-    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "interop", script]
-        .iter()
-        .collect::<PathBuf>()
-        .with_extension("cjs");
-    let mut child = Command::new("node")
-        .arg(&path)
-        .env("NODE_PATH", dir.join("node_modules"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run node {}: {e}", path.display()));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{script}.cjs printed no JSON ({e}):\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    let mut command = Command::new("node");
+    command.env("NODE_PATH", node_packages().join("node_modules"));
+    run_script(command, script, "cjs", input).unwrap_or_else(|e| panic!("{script}.cjs failed: {e}"))
 }
