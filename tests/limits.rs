@@ -244,9 +244,9 @@ async fn clients_that_do_not_read_pin_bounded_memory() {
         after >> 20,
         grown >> 20
     );
-    // SECURITY.md: at most about 200 KiB per stalled stream (measured
-    // 100-140 KiB; it was 470-900 KiB, +232 MiB here, before the bounds).
-    let bound = (CONNECTIONS * STREAMS * 200 * 1024) as u64;
+    // SECURITY.md: at most about 250 KiB per stalled stream (measured
+    // 155-175 KiB; it was 470-900 KiB, +232 MiB here, before the bounds).
+    let bound = (CONNECTIONS * STREAMS * 250 * 1024) as u64;
     assert!(
         grown < bound,
         "RSS grew by {} MiB for {} stalled streams (bound {} MiB)",

@@ -17,8 +17,12 @@ pub const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
 pub const H2_STREAM_SEND_BUFFER: usize = 32 * 1024;
 /// The receive buffer of upstream sockets (`SO_RCVBUF`, which Linux
 /// doubles): it bounds each read of an answer, and so each of the few
-/// chunks Pingora queues for a client that does not take them.
-pub const UPSTREAM_RECV_BUFFER: usize = 8 * 1024;
+/// chunks Pingora queues for a client that does not take them. A trade
+/// with throughput, measured (benches/README.md): a 512 MiB download over
+/// TLS on loopback ran at 210-260 MB/s with 16 KiB, 110-180 with 8 KiB,
+/// 310-390 with 32 KiB and 400-600 unbounded; a stalled stream held
+/// about 160 KiB with 16 KiB, 100-140 with 8 KiB, 470-900 unbounded.
+pub const UPSTREAM_RECV_BUFFER: usize = 16 * 1024;
 /// Requests served on one HTTP/1 keep-alive connection (nginx's default).
 pub const KEEPALIVE_REQUEST_LIMIT: u32 = 1000;
 
