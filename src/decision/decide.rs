@@ -5,10 +5,11 @@
 //! `request_filter` and carries the verdict through every later phase.
 //!
 //! Order of the checks, each refusing the request when it fails: the
-//! request-target (400 unless origin-form or absolute-form naming the Host;
-//! `OPTIONS *` is answered here), the Host (400 without one, 421 when not
-//! ours, 404 for no such app), the path (400), the caller (a `portal` signature makes a peer or a 401, else the
-//! terminal credentials or anonymous), the matched rule's access (401),
+//! request-target (400 unless origin-form or absolute-form naming the
+//! Host; `OPTIONS *` is answered here), the Host (400 without one, 421
+//! when not ours, 404 for no such app), the path (400), the caller (a
+//! `portal` signature makes a peer or a 401, else the terminal
+//! credentials or anonymous), the matched rule's access (401),
 //! and for a signed body its size (413). The one side effect a verified
 //! signature needs, claiming its nonce in the replay cache, comes back as
 //! [`Decision::nonce`] for the shell to apply with [`Decision::settle`].

@@ -141,13 +141,23 @@ fn mem_total(meminfo: &str) -> Option<u64> {
 pub struct ConnectionCap {
     max: usize,
     open: AtomicUsize,
+    /// When a refusal last recounted (milliseconds since `started`).
+    recounted_ms: std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
 }
+
+/// Refusals recount the descriptors at most this often: a recount reads
+/// `/proc/self/fd`, which a flood at the cap must not turn into work per
+/// connection.
+const RECOUNT_EVERY_MS: u64 = 50;
 
 impl ConnectionCap {
     pub fn new(max: usize) -> Arc<Self> {
         Arc::new(ConnectionCap {
             max,
             open: AtomicUsize::new(count_open_fds()),
+            recounted_ms: std::sync::atomic::AtomicU64::new(0),
+            started: std::time::Instant::now(),
         })
     }
 
@@ -179,7 +189,17 @@ impl ConnectionCap {
             return true;
         }
         // The count lags closes by up to a poll: count again before
-        // refusing (a refusal is rare; a recount reads /proc/self/fd).
+        // refusing, at most every RECOUNT_EVERY_MS.
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.recounted_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < RECOUNT_EVERY_MS
+            || self
+                .recounted_ms
+                .compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
         self.recount();
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {

@@ -201,11 +201,11 @@ impl ProxyHttp for PortalProxy {
         }
         let req = session.req_header();
         ctx.host = request_host(req).map(str::to_owned);
-        // The target as received, whatever its form (a relative one has
-        // no path in the `Uri`).
         if ctx.verdict.is_some() {
             return Ok(());
         }
+        // The target counted as received, whatever its form (a relative
+        // one has no path in the `Uri`).
         if let Err(e) = crate::decision::head::check_head(
             req.method.as_str(),
             req.raw_path(),
