@@ -267,9 +267,8 @@ impl PeerClient {
             self.window,
         );
         // Only what the peer signed reaches the app.
-        let mut signed = None;
-        match verified {
-            Ok(fields) => signed = Some(fields),
+        let signed = match verified {
+            Ok(fields) => Some(fields),
             Err(e) => {
                 crate::ops::metrics::METRICS
                     .outbound_unverified
@@ -283,8 +282,9 @@ impl PeerClient {
                     ));
                 }
                 warn!("peer {}'s answer to {app:?} is not signed ({e}); let through (peering.require_response_signature is false)", peer.id);
+                None
             }
-        }
+        };
         let from = format!("peer {} (to app {app:?})", peer.id);
         let answer = super::Answer {
             idle: self.idle_timeout,
