@@ -337,6 +337,26 @@ mod tests {
                 String::from_utf8_lossy(&value)
             );
         }
+        // Empty header or claims, signed with the secret: credentials too
+        // (found by the fuzz target `terminal_token`).
+        for (header, claims) in [("", ""), ("", "e30"), ("e30", "")] {
+            use base64::Engine as _;
+            let message = format!("{header}.{claims}");
+            let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET);
+            let tag = ring::hmac::sign(&key, message.as_bytes());
+            let token = format!(
+                "{message}.{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
+            );
+            assert!(terminals().is_credential(&token), "{token}");
+            for value in [
+                format!("Bearer {token}"),
+                token.clone(),
+                format!("x={token}"),
+            ] {
+                assert!(terminals().holds_credential(value.as_bytes()), "{value}");
+            }
+        }
         // What no library takes as the token is the app's own.
         for value in [
             format!("Bearer {foreign}"),
