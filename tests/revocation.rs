@@ -154,7 +154,11 @@ impl Held {
             .await
             .unwrap();
         let head = read_response_head(&mut ws).await;
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert!(
+            head.starts_with("HTTP/1.1 101"),
+            "{head:?}\n{}",
+            proxy.log_text()
+        );
         assert!(echoes(&mut ws, b"ls\n").await);
         let mut stream = client(&files.ca_pem, Protocol::Http2)
             .get(proxy.url(&host, "/shell/events/60"))

@@ -578,6 +578,8 @@ async fn connections_that_sent_a_request_cannot_lock_others_out() {
     assert!(h1.len() >= 10, "only {} keep-alive connections", h1.len());
     s.served_within_5s("idle HTTP/1.1 keep-alive").await;
     drop(h1);
+    // Each phase starts once the last one's connections are gone.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let mut h2 = Vec::new();
     for _ in 0..80 {
         h2.extend(s.h2_after_one_request(ATTACKER).await);
@@ -585,11 +587,19 @@ async fn connections_that_sent_a_request_cannot_lock_others_out() {
     assert!(h2.len() >= 10, "only {} HTTP/2 connections", h2.len());
     s.served_within_5s("idle HTTP/2").await;
     drop(h2);
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let mut relays = Vec::new();
     for _ in 0..80 {
-        relays.extend(s.mqtt_after_a_message(ATTACKER).await);
+        match s.mqtt_after_a_message(ATTACKER).await {
+            Some(relay) => relays.push(relay),
+            // At the cap with every relay busy: as an attacker would,
+            // try again a little later.
+            None => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
     }
-    assert!(relays.len() >= 10, "only {} relays", relays.len());
+    // Each relay holds three descriptors (its socket, the guard's
+    // duplicate, the broker's): a handful fill this cap.
+    assert!(relays.len() >= 3, "only {} relays", relays.len());
     s.served_within_5s("idle MQTT relays").await;
     // All of it at once.
     let mut mix = Vec::new();
