@@ -122,6 +122,7 @@ fn node_packages() -> &'static PathBuf {
                 .exists()
         });
         if !installed {
+            install_node_when_missing();
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
             let status = Command::new("npm")
                 .args([
@@ -147,6 +148,33 @@ fn node_packages() -> &'static PathBuf {
     match dir {
         Ok(dir) => dir,
         Err(message) => panic!("{message}"),
+    }
+}
+
+/// Installs Node.js and npm (Debian's `nodejs` and `npm`) when they are
+/// missing and apt-get can run as root, as the build does for cmake: the
+/// test command brings what it needs.
+fn install_node_when_missing() {
+    let has = |cmd: &str| {
+        Command::new(cmd)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if has("node") && has("npm") {
+        return;
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    if root && has("apt-get") {
+        eprintln!("the JWT interop test needs Node.js and npm: installing them with apt-get");
+        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+        let _ = Command::new("apt-get")
+            .args(["install", "-y", "-qq", "nodejs", "npm"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
     }
 }
 
