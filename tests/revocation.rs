@@ -20,7 +20,7 @@ async fn echoes(tls: &mut (impl AsyncReadExt + AsyncWriteExt + Unpin), message: 
     }
     let mut back = vec![0u8; message.len()];
     matches!(
-        tokio::time::timeout(Duration::from_secs(2), tls.read_exact(&mut back)).await,
+        tokio::time::timeout(Duration::from_secs(5), tls.read_exact(&mut back)).await,
         Ok(Ok(_))
     ) && back == message
 }
