@@ -650,7 +650,7 @@ async fn a_connection_flood_sheds_the_flooder_first() {
         let tcp = TcpStream::connect(https).await.unwrap();
         tokio::time::sleep(Duration::from_millis(150)).await;
         let ok = async {
-            let mut tls = tls_over(tcp, &host, &s.files.ca_pem).await.ok()?;
+            let mut tls = tls_over(tcp, &host, &s.files.ca_pem, &[]).await.ok()?;
             tls.write_all(
                 format!("GET /ok HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
             )
@@ -672,31 +672,6 @@ async fn a_connection_flood_sheds_the_flooder_first() {
     let _ = flood.await;
     eprintln!("served {served} of 10 during the flood");
     assert!(served >= 9, "served {served} of 10 during the flood");
-}
-
-/// TLS for `host` over an already connected socket.
-async fn tls_over(
-    tcp: TcpStream,
-    host: &str,
-    ca_pem: &str,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
-    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| e.to_string())
 }
 
 /// HTTP/2 streams count in their client's share (each holds an upstream

@@ -778,25 +778,35 @@ pub async fn tls_connect_alpn(
     ca_pem: &str,
     alpn: &[&[u8]],
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let tcp = source_socket(from)
+        .map_err(|e| e.to_string())?
+        .connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    tls_over(tcp, host, ca_pem, alpn).await
+}
+
+/// TLS for `host` over an already connected socket, trusting only
+/// `ca_pem`, offering the ALPN protocols `alpn`.
+pub async fn tls_over(
+    tcp: tokio::net::TcpStream,
+    host: &str,
+    ca_pem: &str,
+    alpn: &[&[u8]],
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let mut config = config;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let tcp = source_socket(from)
-        .map_err(|e| e.to_string())?
-        .connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
     let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)

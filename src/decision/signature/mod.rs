@@ -349,21 +349,10 @@ fn component_value(parts: &RequestParts<'_>, name: &str) -> Result<String, Signa
                     "field component {field:?} must be lower case"
                 )));
             }
-            let mut values = parts.headers.get_all(field).iter().peekable();
-            if values.peek().is_none() {
+            if !parts.headers.contains_key(field) {
                 return Err(SignatureError::MissingComponent(field.to_string()));
             }
-            let mut joined = String::new();
-            for (i, v) in values.enumerate() {
-                let v = v
-                    .to_str()
-                    .map_err(|_| malformed(format!("field {field:?} is not text")))?;
-                if i > 0 {
-                    joined.push_str(", ");
-                }
-                joined.push_str(v.trim());
-            }
-            joined
+            field_value(parts.headers, field)?
         }
     })
 }
@@ -492,6 +481,22 @@ impl DigestStream {
         };
         ok256 && ok512
     }
+}
+
+/// A field's value as a signature base has it: every line of it, each
+/// trimmed, joined by `, ` (RFC 9421 section 2.1), as text.
+fn field_value(headers: &HeaderMap, name: &str) -> Result<String, SignatureError> {
+    let mut out = String::new();
+    for (i, line) in headers.get_all(name).iter().enumerate() {
+        let text = line
+            .to_str()
+            .map_err(|_| malformed(format!("field {name:?} is not text")))?;
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(text.trim());
+    }
+    Ok(out)
 }
 
 pub mod response;

@@ -21,7 +21,9 @@ use http::HeaderMap;
 use sfv::{BareItem, InnerList, ListEntry};
 
 use super::sign::SignatureHeaders;
-use super::{field_dictionary, malformed, serialize_inner_list, SignatureError, Window, LABEL};
+use super::{
+    field_dictionary, field_value, malformed, serialize_inner_list, SignatureError, Window, LABEL,
+};
 
 /// The request an answer is bound to, as it was signed.
 #[derive(Debug, Clone, Copy)]
@@ -80,22 +82,6 @@ fn coverable_fields(headers: &HeaderMap) -> Vec<&str> {
     names.sort_unstable();
     names.dedup();
     names
-}
-
-/// A field's value as a signature base has it: every line of it, each
-/// trimmed, joined by `, ` (RFC 9421 section 2.1), as text.
-fn field_value(headers: &HeaderMap, name: &str) -> Result<String, SignatureError> {
-    let mut out = String::new();
-    for (i, line) in headers.get_all(name).iter().enumerate() {
-        let text = line
-            .to_str()
-            .map_err(|_| malformed(format!("header field {name} is not text")))?;
-        if i > 0 {
-            out.push_str(", ");
-        }
-        out.push_str(text.trim());
-    }
-    Ok(out)
 }
 
 /// The signature base of a response with `status` and the covered

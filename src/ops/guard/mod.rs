@@ -518,6 +518,7 @@ impl Guard {
     }
 }
 
+mod h2_frames;
 mod hooks;
 mod watched;
 
