@@ -21,8 +21,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use ed25519_dalek::{Signer as _, SigningKey};
-use portal_proxy::decision::signature::{signed_headers, Outgoing};
-use portal_proxy::identity::Identity;
+use portal_core::signature::{signed_headers, Outgoing};
 
 #[derive(Parser)]
 struct Args {
@@ -59,7 +58,7 @@ fn main() {
         return;
     }
     let (key, host, out) = (args.key.unwrap(), args.host.unwrap(), args.out.unwrap());
-    let identity = Identity::load(&key).unwrap_or_else(|e| {
+    let identity = portal_proxy::identity::load(&key).unwrap_or_else(|e| {
         eprintln!("signed_pool: {}: {e}", key.display());
         std::process::exit(2)
     });
@@ -91,6 +90,7 @@ fn main() {
                             outgoing,
                             now,
                             args.validity,
+                            &portal_proxy::ops::fresh_nonce(),
                         )
                         .expect("a GET without body always signs");
                         write!(buf, "GET {path} HTTP/1.1\r\nHost: {host}\r\n").unwrap();

@@ -4,14 +4,14 @@
 
 use std::path::Path;
 
-use crate::decision::signature::{signed_headers, Outgoing};
-use crate::identity::{short_id, Identity};
+use portal_core::identity::short_id;
+use portal_core::signature::{signed_headers, Outgoing};
 
 /// `keygen PATH`: writes a new key (never over an existing file) and
 /// returns its Portal ID.
 pub fn keygen(path: &Path) -> Result<String, String> {
-    let identity = Identity::generate();
-    identity.write_new(path).map_err(|e| e.to_string())?;
+    let identity = crate::identity::generate();
+    crate::identity::write_new(&identity, path).map_err(|e| e.to_string())?;
     Ok(identity.id)
 }
 
@@ -22,7 +22,7 @@ pub fn id(
     peer_entry: Option<String>,
     address: Option<String>,
 ) -> Result<String, String> {
-    let identity = Identity::load(path).map_err(|e| e.to_string())?;
+    let identity = crate::identity::load(path).map_err(|e| e.to_string())?;
     Ok(match peer_entry {
         None => format!("id: {}\nshort_id: {}", identity.id, short_id(&identity.id)),
         Some(name) => {
@@ -53,7 +53,7 @@ pub struct SignRequest<'a> {
 /// `sign`: the header lines that sign the request as the key's Portal,
 /// for `curl -H @file`.
 pub fn sign(request: &SignRequest<'_>, now: i64) -> Result<String, String> {
-    let identity = Identity::load(request.key).map_err(|e| e.to_string())?;
+    let identity = crate::identity::load(request.key).map_err(|e| e.to_string())?;
     let url = request.url;
     let uri: http::Uri = url
         .parse()
@@ -79,6 +79,7 @@ pub fn sign(request: &SignRequest<'_>, now: i64) -> Result<String, String> {
         &outgoing,
         now,
         request.validity,
+        &crate::ops::fresh_nonce(),
     )
     .map_err(|e| e.to_string())?;
     Ok(headers

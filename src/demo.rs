@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::identity::Identity;
 use crate::ops::tls::demo_certificate;
 
 /// The demo app's name.
@@ -67,11 +66,10 @@ pub fn prepare(dir: &Path, ports: DemoPorts) -> std::io::Result<Demo> {
     let dir = dir.canonicalize()?;
     let key_file = dir.join("identity.pem");
     if !key_file.exists() {
-        Identity::generate()
-            .write_new(&key_file)
+        crate::identity::write_new(&crate::identity::generate(), &key_file)
             .map_err(|e| err(e.to_string()))?;
     }
-    let identity = Identity::load(&key_file).map_err(|e| err(e.to_string()))?;
+    let identity = crate::identity::load(&key_file).map_err(|e| err(e.to_string()))?;
     let domain = format!("{}.localhost", identity.short_id());
     if !dir.join("cert.pem").exists() || !dir.join("ca.pem").exists() {
         let cert = demo_certificate(&domain).map_err(|e| err(e.to_string()))?;

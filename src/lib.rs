@@ -1,10 +1,10 @@
 //! portal-proxy: the edge proxy of a Portal (README.md, docs/). The folders
 //! show the architecture:
 //!
-//! - [`decision`]: the pure core. Routing, callers, signatures, access and
-//!   headers, and [`decision::decide`], which turns one request head into a
-//!   [`decision::Verdict`]. Nothing here touches Pingora, a socket, a file
-//!   or the clock: every module is table-tested and benchmarked directly.
+//! - [`portal_core`] (the `core/` crate): the pure core. Routing, callers,
+//!   signatures, access and headers, and `portal_core::decide::decide`,
+//!   which turns one request head into a verdict. Nothing there touches
+//!   Pingora, a socket, a file or the clock.
 //! - [`state`]: what the Portal core writes under `state_dir`, loaded into
 //!   immutable snapshots and reloaded when it changes.
 //! - [`listeners`]: the Pingora shells (HTTPS, port 80, MQTT, the internal
@@ -16,7 +16,6 @@
 
 pub mod commands;
 pub mod config;
-pub mod decision;
 pub mod demo;
 pub mod identity;
 pub mod listeners;

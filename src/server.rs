@@ -15,15 +15,9 @@ use pingora::services::listening::Service;
 use rustls::sign::CertifiedKey;
 
 use crate::config::Config;
-use crate::decision::body::HeldBudget;
-use crate::decision::decide::Policy;
-use crate::decision::headers::{portal_value, PortalInfo};
-use crate::decision::replay::ReplayCache;
-use crate::decision::route::Router;
-use crate::identity::Identity;
 use crate::listeners::https::{Portal, PortalProxy};
 use crate::listeners::internal::client::PeerClient;
-use crate::listeners::internal::portal_core::CoreClient;
+use crate::listeners::internal::core_client::CoreClient;
 use crate::listeners::internal::InternalApi;
 use crate::listeners::metrics::MetricsApp;
 use crate::listeners::mqtt::MqttRelay;
@@ -36,7 +30,14 @@ use crate::ops::limits::ConnectionCap;
 use crate::ops::live::LiveRequests;
 use crate::ops::tls::{load_certified_key, CertResolver};
 use crate::state::reload::{record_certificate_expiry, record_state, CertificateFiles, Reloader};
-use crate::state::{SharedState, Snapshot, StateError};
+use crate::state::{SharedState, StateError};
+use portal_core::body::HeldBudget;
+use portal_core::decide::Policy;
+use portal_core::headers::{portal_value, PortalInfo};
+use portal_core::identity::Identity;
+use portal_core::replay::ReplayCache;
+use portal_core::route::Router;
+use portal_core::snapshot::Snapshot;
 
 /// Everything loaded from disk at start-up.
 pub struct Loaded {
@@ -66,13 +67,13 @@ pub fn load(config: &Config) -> Result<Loaded, Vec<String>> {
     let certificate_fingerprint =
         crate::state::reload::files_fingerprint(&[&config.tls_cert_file, &config.tls_key_file]);
     let mut errors = Vec::new();
-    let identity = Identity::load(&config.key_file)
+    let identity = crate::identity::load(&config.key_file)
         .map_err(|e| errors.push(format!("portal.key_file: {e}")))
         .ok();
     let certificate = load_certified_key(&config.tls_cert_file, &config.tls_key_file)
         .map_err(|e| errors.push(format!("tls: {e}")))
         .ok();
-    let state = Snapshot::load(&config.state_dir)
+    let state = crate::state::load(&config.state_dir)
         .map_err(|e| errors.push(format!("state_dir: {e}")))
         .ok();
     match (identity, certificate, state) {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use portal_proxy::identity::{Identity, PORTAL_ID_LEN, SHORT_ID_LEN};
+use portal_core::identity::{PORTAL_ID_LEN, SHORT_ID_LEN};
 
 const BIN: &str = env!("CARGO_BIN_EXE_portal-proxy");
 const ALPHABET: &str = "abcdefghjklnpqrstvwxyz0123456789";
@@ -102,7 +102,7 @@ fn keygen_writes_a_private_key_and_prints_its_portal_id() {
         "{pem}"
     );
     // The printed ID is the one of the key written.
-    assert_eq!(Identity::load(&key).unwrap().id, id);
+    assert_eq!(portal_proxy::identity::load(&key).unwrap().id, id);
 
     #[cfg(unix)]
     {
@@ -221,8 +221,8 @@ impl Setup {
         let tmp = TempDir::new(test);
         let etc = tmp.path().join("etc");
         std::fs::create_dir_all(&etc).unwrap();
-        let identity = Identity::generate();
-        identity.write_new(&etc.join("identity.pem")).unwrap();
+        let identity = portal_proxy::identity::generate();
+        portal_proxy::identity::write_new(&identity, &etc.join("identity.pem")).unwrap();
         let domain = format!("{}.{BASE_DOMAIN}", identity.short_id());
         let cert = portal_proxy::ops::tls::demo_certificate(&domain).unwrap();
         write(&etc.join("cert.pem"), &cert.cert_pem);

@@ -4,8 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use portal_proxy::state::app_meta::{Access, AppMeta};
-use portal_proxy::state::Snapshot;
+use portal_core::app_meta::{Access, AppMeta};
 
 /// The corpus folder: `PORTAL_CORPUS_DIR`, which must exist when set, else
 /// `../shared/corpus` beside the checkout when it is there.
@@ -130,7 +129,7 @@ fn corpus_loads_as_a_state_dir() {
             std::fs::create_dir_all(&app_dir).unwrap();
             std::fs::copy(path, app_dir.join(file_name)).unwrap();
         }
-        let (snapshot, errors) = Snapshot::load(&state).unwrap();
+        let (snapshot, errors) = portal_proxy::state::load(&state).unwrap();
         assert!(errors.is_empty(), "{folder}: {errors:#?}");
         assert_eq!(snapshot.apps.len(), corpus.len(), "{folder}");
         std::fs::remove_dir_all(&state).unwrap();
@@ -141,10 +140,10 @@ fn corpus_loads_as_a_state_dir() {
 /// each kind of caller, to a valid header value.
 #[test]
 fn every_corpus_header_renders_for_each_caller() {
-    use portal_proxy::decision::caller::Caller;
-    use portal_proxy::decision::headers::{portal_value, AppHeaders, PortalInfo};
+    use portal_core::caller::Caller;
+    use portal_core::headers::{portal_value, AppHeaders, PortalInfo};
     let Some(dir) = corpus_dir() else { return };
-    let identity = portal_proxy::identity::Identity::generate();
+    let identity = portal_proxy::identity::generate();
     let portal = portal_value(&PortalInfo {
         id: identity.id.clone(),
         short_id: identity.short_id().to_string(),

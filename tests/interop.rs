@@ -19,11 +19,11 @@ mod common;
 use common::python::{node, python, python_package};
 use common::*;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use portal_proxy::decision::signature::{
+use portal_core::identity::{portal_id, Identity};
+use portal_core::signature::{
     self, authority, parse, signed_headers, verify, ContentDigest, Outgoing, RequestParts,
     SignatureError, Window,
 };
-use portal_proxy::identity::{portal_id, Identity};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -246,7 +246,7 @@ fn the_python_package_is_installed() {
 
 #[test]
 fn python_signatures_verify_here() {
-    let peer = Identity::generate();
+    let peer = portal_proxy::identity::generate();
     assert_eq!(
         peer.id,
         portal_id(peer.signing_key.verifying_key().as_bytes())
@@ -292,7 +292,7 @@ fn python_signatures_verify_here() {
             assert_eq!(err.reason(), "bad_signature", "{tampered:?}: {err}");
         }
         // Another key with the same keyid.
-        let stranger = Identity::generate();
+        let stranger = portal_proxy::identity::generate();
         let err = verify_here(
             &Identity {
                 id: peer.id.clone(),
@@ -308,7 +308,7 @@ fn python_signatures_verify_here() {
 
 #[test]
 fn our_signatures_verify_in_python() {
-    let peer = Identity::generate();
+    let peer = portal_proxy::identity::generate();
     for req in &REQUESTS {
         let path_and_query = req.path_and_query();
         let request = Outgoing {
@@ -317,7 +317,15 @@ fn our_signatures_verify_in_python() {
             path_and_query: &path_and_query,
             body: req.body.map(str::as_bytes),
         };
-        let headers = signed_headers(&peer.signing_key, &peer.id, &request, now(), 60).unwrap();
+        let headers = signed_headers(
+            &peer.signing_key,
+            &peer.id,
+            &request,
+            now(),
+            60,
+            &portal_proxy::ops::fresh_nonce(),
+        )
+        .unwrap();
         let result = python_verify(&peer, req, &headers).unwrap_or_else(|e| {
             let map = header_map(
                 &headers
@@ -356,7 +364,7 @@ fn our_signatures_verify_in_python() {
             assert!(err.starts_with("InvalidSignature"), "{tampered:?}: {err}");
         }
         // Another key under the same keyid.
-        let stranger = Identity::generate();
+        let stranger = portal_proxy::identity::generate();
         let err = python_verify(
             &Identity {
                 id: peer.id.clone(),
@@ -382,7 +390,7 @@ async fn the_proxy_accepts_a_peer_request_signed_by_python() {
     python_package();
     let files = PortalFiles::new("interop-proxy");
     let app = Upstream::start("app");
-    let peer = Identity::generate();
+    let peer = portal_proxy::identity::generate();
     // Before the proxy starts, so that it loads the peer at start.
     files.app("app", &app_meta(PEER_APP)).state_file(
         "peers.json",
@@ -498,7 +506,7 @@ fn token_spellings(token: &str, seed: u64) -> Vec<String> {
 
 #[test]
 fn every_spelling_jwt_libraries_accept_is_a_credential() {
-    use portal_proxy::decision::caller::{TerminalEntry, Terminals};
+    use portal_core::caller::{TerminalEntry, Terminals};
     python_package();
     let secret = "interop terminal secret";
     let terminals = Terminals::new(

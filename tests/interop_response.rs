@@ -7,9 +7,9 @@ mod common;
 
 use common::python::python;
 use http::HeaderMap;
-use portal_proxy::decision::signature::response::{sign_response, RequestBinding};
-use portal_proxy::decision::signature::{signed_headers, Outgoing};
-use portal_proxy::identity::Identity;
+use portal_core::identity::Identity;
+use portal_core::signature::response::{sign_response, RequestBinding};
+use portal_core::signature::{signed_headers, Outgoing};
 use serde_json::{json, Value};
 
 fn now() -> i64 {
@@ -48,12 +48,18 @@ fn exchange_with(
         path_and_query: "/peer/share?item=42&q=x",
         body: Some(b"{\"a\":1}"),
     };
-    let request_headers: Vec<(String, String)> =
-        signed_headers(&caller.signing_key, &caller.id, &outgoing, now(), 60)
-            .unwrap()
-            .into_iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v))
-            .collect();
+    let request_headers: Vec<(String, String)> = signed_headers(
+        &caller.signing_key,
+        &caller.id,
+        &outgoing,
+        now(),
+        60,
+        &portal_proxy::ops::fresh_nonce(),
+    )
+    .unwrap()
+    .into_iter()
+    .map(|(k, v)| (k.to_ascii_lowercase(), v))
+    .collect();
     let sig_b64 = request_headers
         .iter()
         .find(|(k, _)| k == "signature")
@@ -127,7 +133,10 @@ fn spec(answerer: &Identity, e: &Exchange, status: u16) -> Value {
 
 #[test]
 fn our_response_signatures_verify_in_python() {
-    let (caller, answerer) = (Identity::generate(), Identity::generate());
+    let (caller, answerer) = (
+        portal_proxy::identity::generate(),
+        portal_proxy::identity::generate(),
+    );
     for (status, ct) in [
         (200, Some("application/json")),
         (401, Some("application/json")),
@@ -181,9 +190,12 @@ fn our_response_signatures_verify_in_python() {
 /// here but is named nowhere in what the caller passes on.
 #[test]
 fn every_field_of_an_answer_is_covered_here_and_in_python() {
-    use portal_proxy::decision::signature::response::verify_response;
-    use portal_proxy::decision::signature::Window;
-    let (caller, answerer) = (Identity::generate(), Identity::generate());
+    use portal_core::signature::response::verify_response;
+    use portal_core::signature::Window;
+    let (caller, answerer) = (
+        portal_proxy::identity::generate(),
+        portal_proxy::identity::generate(),
+    );
     let fields = [
         ("content-type", "application/json"),
         ("cache-control", "no-store"),

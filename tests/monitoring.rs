@@ -63,7 +63,7 @@ async fn every_metric_of_the_dashboard_and_the_rules_is_exported() {
             &app_meta(r#"{"": {"access": "public"}, "/private/": {"access": "private"}}"#),
         )
         .app("down", &app_meta(r#"{"": {"access": "public"}}"#));
-    let peer = portal_proxy::identity::Identity::generate();
+    let peer = portal_proxy::identity::generate();
     files.state_file(
         "peers.json",
         &serde_json::json!([{"id": peer.id, "name": "peer", "public_key": peer.public_key_pem, "address": "127.0.0.1:1"}])

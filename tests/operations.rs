@@ -777,7 +777,7 @@ async fn listed_peers(internal_port: u16) -> Vec<String> {
 }
 
 /// `peers.json` with one entry for `peer`.
-fn peers_json(peer: &portal_proxy::identity::Identity, name: &str) -> String {
+fn peers_json(peer: &portal_core::identity::Identity, name: &str) -> String {
     serde_json::json!([{"id": peer.id, "name": name, "public_key": peer.public_key_pem}])
         .to_string()
 }
@@ -800,7 +800,7 @@ async fn state_changes_under_load_fail_no_request() {
     assert!(!serves(&files, &proxy, "beta", "/").await);
     assert_eq!(private_status(&files, &proxy, "t1").await, StatusCode::OK);
     assert_eq!(private_status(&files, &proxy, "t2").await, StatusCode::OK);
-    let peer = portal_proxy::identity::Identity::generate();
+    let peer = portal_proxy::identity::generate();
     assert!(
         eventually(CHANGE_VISIBLE_WITHIN, || async {
             reqwest::get(format!("http://127.0.0.1:{internal_port}/internal/peers"))

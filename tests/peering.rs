@@ -395,7 +395,7 @@ async fn a_peer_that_does_not_answer_is_504() {
             held.push(stream);
         }
     });
-    let quiet = portal_proxy::identity::Identity::generate();
+    let quiet = portal_proxy::identity::generate();
     let mut quiet_entry = serde_json::json!({
         "id": quiet.id, "name": "Quiet", "public_key": quiet.public_key_pem,
     });
@@ -643,7 +643,7 @@ async fn tampering_server(s: &Setup, tamper: Tamper) -> (SocketAddr, String) {
         s.p2.files.domain.clone(),
     );
     let p2_identity = std::sync::Arc::new(
-        portal_proxy::identity::Identity::load(&s.p2.files.dir.join("identity.pem")).unwrap(),
+        portal_proxy::identity::load(&s.p2.files.dir.join("identity.pem")).unwrap(),
     );
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
@@ -705,32 +705,27 @@ async fn tampering_server(s: &Setup, tamper: Tamper) -> (SocketAddr, String) {
                                     Some((p, q)) => (p.to_string(), Some(q.to_string())),
                                     None => (parts.uri.path().to_string(), None),
                                 };
-                                let binding =
-                                    portal_proxy::decision::signature::response::RequestBinding {
-                                        method: parts.method.as_str(),
-                                        authority: &portal_proxy::decision::signature::authority(
-                                            &host,
-                                        ),
-                                        path: &path,
-                                        query: query.as_deref(),
-                                        signature: &req_sig,
-                                    };
+                                let binding = portal_core::signature::response::RequestBinding {
+                                    method: parts.method.as_str(),
+                                    authority: &portal_core::signature::authority(&host),
+                                    path: &path,
+                                    query: query.as_deref(),
+                                    signature: &req_sig,
+                                };
                                 head.headers.remove("signature");
                                 head.headers.remove("signature-input");
-                                let signed =
-                                    portal_proxy::decision::signature::response::sign_response(
-                                        &p2_identity.signing_key,
-                                        &p2_identity.id,
-                                        head.status.as_u16(),
-                                        &head.headers,
-                                        &binding,
-                                        std::time::SystemTime::now()
-                                            .duration_since(std::time::UNIX_EPOCH)
-                                            .unwrap()
-                                            .as_secs()
-                                            as i64,
-                                    )
-                                    .unwrap();
+                                let signed = portal_core::signature::response::sign_response(
+                                    &p2_identity.signing_key,
+                                    &p2_identity.id,
+                                    head.status.as_u16(),
+                                    &head.headers,
+                                    &binding,
+                                    std::time::SystemTime::now()
+                                        .duration_since(std::time::UNIX_EPOCH)
+                                        .unwrap()
+                                        .as_secs() as i64,
+                                )
+                                .unwrap();
                                 head.headers.insert(
                                     "signature-input",
                                     signed.signature_input.parse().unwrap(),
@@ -771,7 +766,7 @@ async fn tampering_server(s: &Setup, tamper: Tamper) -> (SocketAddr, String) {
                                 Tamper::SignedDigest | Tamper::SignedDigestBodyChanged => {
                                     head.headers.insert(
                                         "content-digest",
-                                        portal_proxy::decision::signature::content_digest(&bytes)
+                                        portal_core::signature::content_digest(&bytes)
                                             .parse()
                                             .unwrap(),
                                     );

@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use portal_proxy::decision::signature::{signed_headers, Outgoing};
-use portal_proxy::identity::Identity;
+use portal_core::identity::Identity;
+use portal_core::signature::{signed_headers, Outgoing};
 use reqwest::StatusCode;
 
 const APP: &str = r#"{
@@ -29,8 +29,8 @@ struct Setup {
 fn setup(test: &str, extra: &str) -> Setup {
     let files = PortalFiles::new(test);
     let app = Upstream::start("app");
-    let peer = Identity::generate();
-    let stranger = Identity::generate();
+    let peer = portal_proxy::identity::generate();
+    let stranger = portal_proxy::identity::generate();
     files.app("app", &app_meta(APP)).state_file(
         "peers.json",
         &serde_json::json!([{"id": peer.id, "name": "Friend", "public_key": peer.public_key_pem}])
@@ -66,7 +66,15 @@ fn headers_for(
         path_and_query,
         body,
     };
-    signed_headers(&who.signing_key, &who.id, &request, created, 60).unwrap()
+    signed_headers(
+        &who.signing_key,
+        &who.id,
+        &request,
+        created,
+        60,
+        &portal_proxy::ops::fresh_nonce(),
+    )
+    .unwrap()
 }
 
 fn now() -> i64 {

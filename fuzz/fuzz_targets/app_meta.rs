@@ -3,10 +3,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portal_proxy::decision::caller::Caller;
-use portal_proxy::decision::headers::{portal_value, AppHeaders, PortalInfo};
-use portal_proxy::decision::templates::MAX_VALUE_BYTES;
-use portal_proxy::state::app_meta::AppMeta;
+use portal_core::caller::Caller;
+use portal_core::headers::{portal_value, AppHeaders, PortalInfo};
+use portal_core::templates::MAX_VALUE_BYTES;
+use portal_core::app_meta::AppMeta;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(meta) = AppMeta::parse("app", data) else {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portal_proxy::decision::credentials::{bearer_token, cookie_values, remove_cookie};
+use portal_core::credentials::{bearer_token, cookie_values, remove_cookie};
 
 fuzz_target!(|data: &[u8]| {
     let _ = bearer_token(data);

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portal_proxy::decision::target::{parse_target, RequestTarget};
+use portal_core::target::{parse_target, RequestTarget};
 
 fuzz_target!(|data: &[u8]| {
     for method in ["GET", "OPTIONS"] {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portal_proxy::decision::signature::{parse, MAX_NONCE_BYTES};
+use portal_core::signature::{parse, MAX_NONCE_BYTES};
 
 fuzz_target!(|data: &[u8]| {
     let split = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());

@@ -7,7 +7,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use libfuzzer_sys::fuzz_target;
-use portal_proxy::decision::caller::{TerminalEntry, Terminals, Token};
+use portal_core::caller::{TerminalEntry, Terminals, Token};
 use ring::hmac;
 
 const SECRET: &[u8] = b"fuzz terminal secret";

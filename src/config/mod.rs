@@ -44,89 +44,8 @@ pub mod raw;
 mod resolver;
 mod validate;
 
+use portal_core::names::{AppUpstreams, HostPort};
 use validate::Validator;
-
-/// An upstream address: an IP socket address, or a host name resolved by DNS
-/// through the cache of `ops::dns`, each answer kept for its TTL
-/// (containers change addresses when restarted).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostPort {
-    pub host: String,
-    pub port: u16,
-}
-
-impl std::fmt::Display for HostPort {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
-}
-
-impl std::str::FromStr for HostPort {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Ok(addr) = s.parse::<SocketAddr>() {
-            return Ok(HostPort {
-                host: addr.ip().to_string(),
-                port: addr.port(),
-            });
-        }
-        let (host, port) = s
-            .rsplit_once(':')
-            .ok_or_else(|| format!("{s:?} is not \"host:port\""))?;
-        let port: u16 = port
-            .parse()
-            .map_err(|_| format!("{s:?}: port {port:?} is not a number from 1 to 65535"))?;
-        if port == 0 {
-            return Err(format!("{s:?}: port 0 is not a destination"));
-        }
-        if !is_dns_name(host) {
-            return Err(format!(
-                "{s:?}: {host:?} is not an IP address or a host name"
-            ));
-        }
-        Ok(HostPort {
-            host: host.to_ascii_lowercase(),
-            port,
-        })
-    }
-}
-
-/// A DNS name: labels of letters, digits, `-` and `_` (container names), at
-/// most 253 characters.
-pub fn is_dns_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label_loose)
-}
-
-fn is_dns_label_loose(label: &str) -> bool {
-    !label.is_empty()
-        && label.len() <= 63
-        && label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        && !label.starts_with('-')
-        && !label.ends_with('-')
-}
-
-/// An app name usable as the first label of `<app>.<domain>`.
-pub fn is_app_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct AppUpstreams {
-    pub http: Option<HostPort>,
-    pub mqtt: Option<HostPort>,
-}
 
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -158,8 +77,8 @@ impl Default for Limits {
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_idle_timeout: Duration::from_secs(300),
             downstream_idle_timeout: Duration::from_secs(60),
-            max_request_header_bytes: crate::decision::head::DEFAULT_MAX_HEADER_BYTES,
-            max_request_headers: crate::decision::head::DEFAULT_MAX_HEADERS,
+            max_request_header_bytes: portal_core::head::DEFAULT_MAX_HEADER_BYTES,
+            max_request_headers: portal_core::head::DEFAULT_MAX_HEADERS,
             max_client_connections: crate::ops::limits::default_max_connections(),
             max_connections_per_client: 256,
             handshake_timeout: Duration::from_secs(10),
@@ -214,7 +133,7 @@ pub struct Config {
 pub struct Peering {
     /// Extra trust roots for peer Portals' certificates.
     pub ca_file: Option<PathBuf>,
-    pub window: crate::decision::signature::Window,
+    pub window: portal_core::signature::Window,
     /// Largest signed request body buffered for its digest check.
     pub max_signed_body: usize,
     /// Live nonces kept per peer by the replay cache (at most; the

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
+use portal_core::names::{is_app_name, is_dns_name};
 
 /// Collects every error instead of stopping at the first.
 pub(super) struct Validator {
@@ -181,7 +182,7 @@ impl Validator {
             max_held_bodies_bytes: None,
             require_response_signature: None,
         });
-        let default_window = crate::decision::signature::Window::default();
+        let default_window = portal_core::signature::Window::default();
         let skew = raw_peering
             .clock_skew_seconds
             .map_or(default_window.skew, i64::from);
@@ -215,7 +216,7 @@ impl Validator {
         }
         let replay_cache_per_peer = raw_peering
             .replay_cache_per_peer
-            .unwrap_or(crate::decision::replay::DEFAULT_PER_PEER);
+            .unwrap_or(portal_core::replay::DEFAULT_PER_PEER);
         if replay_cache_per_peer == 0 {
             self.error(
                 "peering.replay_cache_per_peer",
@@ -244,7 +245,7 @@ impl Validator {
             ca_file: raw_peering
                 .ca_file
                 .map(|f| self.path("peering.ca_file", &f)),
-            window: crate::decision::signature::Window { skew, max_validity },
+            window: portal_core::signature::Window { skew, max_validity },
             max_signed_body,
             replay_cache_per_peer,
             max_held_bodies,

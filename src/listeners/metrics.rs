@@ -13,9 +13,9 @@ use pingora::protocols::http::ServerSession;
 use serde::Serialize;
 
 use super::respond::{accept, refusal_response};
-use crate::decision::refusal::Refusal;
 use crate::ops::metrics::render;
 use crate::ops::tls::CertResolver;
+use portal_core::refusal::Refusal;
 
 /// Serves the registry of [`crate::ops::metrics`] and the health checks.
 pub struct MetricsApp {

@@ -15,8 +15,8 @@ use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 
-use crate::decision::route::Router;
 use crate::state::SharedState;
+use portal_core::route::Router;
 
 /// The MQTT listener's connection handling.
 pub struct MqttRelay {

@@ -5,7 +5,7 @@
 //! level, credentials included); both `Content-Length` and
 //! `Transfer-Encoding` on one request is 400 as on the edge, and so is a
 //! request-target that is not a path starting with `/` (or an absolute
-//! URL for the Host): see [`crate::decision::target`].
+//! URL for the Host): see [`portal_core::target`].
 
 use std::sync::Arc;
 
@@ -19,14 +19,14 @@ use pingora::server::ShutdownWatch;
 use pingora::ErrorType;
 
 use super::respond::write_refusal;
-use crate::decision::head::check_head;
-use crate::decision::refusal::Refusal;
-use crate::decision::target::{parse_target, RequestTarget};
+use portal_core::head::check_head;
+use portal_core::refusal::Refusal;
+use portal_core::target::{parse_target, RequestTarget};
 
 /// The limits the plain listeners hold request heads to (those of the
 /// edge's defaults: these listeners have no settings of their own).
-const MAX_HEADERS: usize = crate::decision::head::DEFAULT_MAX_HEADERS;
-const MAX_HEAD_BYTES: usize = crate::decision::head::DEFAULT_MAX_HEADER_BYTES;
+const MAX_HEADERS: usize = portal_core::head::DEFAULT_MAX_HEADERS;
+const MAX_HEAD_BYTES: usize = portal_core::head::DEFAULT_MAX_HEADER_BYTES;
 
 /// Reads the next request head of `session`. `true` when there is a
 /// request to serve; otherwise the connection is done (a malformed or

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use super::request_host;
 use super::respond::{accept, refusal_response};
-use crate::decision::path::check_path;
-use crate::decision::refusal::Refusal;
-use crate::decision::route::{normalize_host, HostName, RouteError, Router};
+use portal_core::path::check_path;
+use portal_core::refusal::Refusal;
+use portal_core::route::{normalize_host, HostName, RouteError, Router};
 
 /// Answers a request for a Portal host with a redirect to
 /// `https://<host><path>`; any other host gets 421 (never a redirect to a

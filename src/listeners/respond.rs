@@ -11,7 +11,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::ServerSession;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
-use crate::decision::refusal::Refusal;
+use portal_core::refusal::Refusal;
 
 /// The request's `Accept` header, which picks JSON or HTML.
 pub fn accept(req: &RequestHeader) -> Option<&str> {

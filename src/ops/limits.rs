@@ -1,7 +1,7 @@
 //! Edge limits (DESIGN section 8, in the spirit of Envoy's edge guidance):
 //! HTTP/2 stream and window limits and a cap on open client connections.
 //! The request head's own limits are checked by the pure
-//! [`crate::decision::head`].
+//! [`portal_core::head`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! forwarded request is known from its decision to its end, with what it
 //! was decided as and the connection that carries it. After each state
 //! reload, [`LiveRequests::revoke`] decides each again
-//! ([`crate::decision::revoke::still_allowed`]); one its caller could no
+//! ([`portal_core::revoke::still_allowed`]); one its caller could no
 //! longer open gets [`GRACE`] to finish on its own (a short request in
 //! flight during the reload is not cut), then [`LiveRequests::sweep`],
 //! run at every poll (250 ms), closes its connection: within about 1.25 s
@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::decision::revoke::{still_allowed, Opened};
 use crate::ops::guard::Guard;
-use crate::state::Snapshot;
+use portal_core::revoke::{still_allowed, Opened};
+use portal_core::snapshot::Snapshot;
 
 /// How long a revoked request may still finish on its own.
 pub const GRACE: Duration = Duration::from_secs(1);

@@ -12,7 +12,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::decision::signature::SignatureError;
+use portal_core::signature::SignatureError;
 
 /// Every series of the proxy.
 pub struct Metrics {

@@ -17,3 +17,9 @@ pub fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
+
+/// A fresh signature nonce from the operating system's random source (the
+/// core encodes it: [`portal_core::signature::nonce`]).
+pub fn fresh_nonce() -> String {
+    portal_core::signature::nonce(rand::random())
+}

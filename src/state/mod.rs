@@ -5,8 +5,6 @@
 //! broken app keeps serving as it was (or is left out if it never loaded),
 //! and the other apps and files load as usual.
 
-pub mod app_meta;
-pub mod peers;
 pub mod reload;
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,18 +14,12 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::config::is_app_name;
-use crate::decision::caller::{TerminalEntry, Terminals, MAX_NAME_BYTES};
-use crate::decision::headers::AppHeaders;
-use app_meta::AppMeta;
-use peers::Peers;
-
-/// A loaded app: its metadata and its compiled header templates.
-#[derive(Debug)]
-pub struct App {
-    pub meta: AppMeta,
-    pub headers: AppHeaders,
-}
+use portal_core::app_meta::AppMeta;
+use portal_core::caller::{TerminalEntry, Terminals, MAX_NAME_BYTES};
+use portal_core::headers::AppHeaders;
+use portal_core::names::is_app_name;
+use portal_core::peers::Peers;
+use portal_core::snapshot::{App, Snapshot};
 
 /// One state file that failed validation, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,55 +54,39 @@ impl std::fmt::Display for StateError {
     }
 }
 
-/// Everything the request path needs from `state_dir`, validated.
-#[derive(Debug, Default)]
-pub struct Snapshot {
-    pub apps: BTreeMap<String, Arc<App>>,
-    pub terminals: Terminals,
-    pub peers: Arc<Peers>,
-    /// Which app a source address of the internal listener belongs to.
-    pub app_addresses: Arc<HashMap<IpAddr, String>>,
+/// Loads the whole state; the errors name each file left out.
+/// Loads the whole state; the errors name each file left out.
+pub fn load(state_dir: &Path) -> Result<(Snapshot, Vec<StateError>), StateError> {
+    reload(state_dir, &Snapshot::default())
 }
 
-impl Snapshot {
-    /// Loads the whole state; the errors name each file left out.
-    pub fn load(state_dir: &Path) -> Result<(Snapshot, Vec<StateError>), StateError> {
-        Snapshot::reload(state_dir, &Snapshot::default())
+/// Loads the state again; a file that fails validation keeps its version
+/// in `previous`.
+pub fn reload(
+    state_dir: &Path,
+    previous: &Snapshot,
+) -> Result<(Snapshot, Vec<StateError>), StateError> {
+    if !state_dir.is_dir() {
+        return Err(StateError::new(
+            "state_dir",
+            state_dir.to_path_buf(),
+            "state_dir is not a readable directory",
+        ));
     }
-
-    /// Loads the state again; a file that fails validation keeps its
-    /// version in `previous`.
-    pub fn reload(
-        state_dir: &Path,
-        previous: &Snapshot,
-    ) -> Result<(Snapshot, Vec<StateError>), StateError> {
-        if !state_dir.is_dir() {
-            return Err(StateError::new(
-                "state_dir",
-                state_dir.to_path_buf(),
-                "state_dir is not a readable directory",
-            ));
-        }
-        let mut errors = Vec::new();
-        let apps = load_apps(&state_dir.join("apps"), &previous.apps, &mut errors);
-        let terminals = load_terminals(state_dir, &previous.terminals, &mut errors);
-        let peers = load_peers(state_dir, &previous.peers, &mut errors);
-        let app_addresses = load_app_addresses(state_dir, &previous.app_addresses, &mut errors);
-        Ok((
-            Snapshot {
-                apps,
-                terminals,
-                peers,
-                app_addresses,
-            },
-            errors,
-        ))
-    }
-
-    /// The app of that name, if it is loaded and has an `http` entrypoint.
-    pub fn http_app(&self, name: &str) -> Option<&Arc<App>> {
-        self.apps.get(name).filter(|a| a.meta.http.is_some())
-    }
+    let mut errors = Vec::new();
+    let apps = load_apps(&state_dir.join("apps"), &previous.apps, &mut errors);
+    let terminals = load_terminals(state_dir, &previous.terminals, &mut errors);
+    let peers = load_peers(state_dir, &previous.peers, &mut errors);
+    let app_addresses = load_app_addresses(state_dir, &previous.app_addresses, &mut errors);
+    Ok((
+        Snapshot {
+            apps,
+            terminals,
+            peers,
+            app_addresses,
+        },
+        errors,
+    ))
 }
 
 /// The file names of an app's metadata, the current layout first.
@@ -418,7 +394,7 @@ impl SharedState {
     /// that failed (each kept its last good version, if any).
     pub fn reload(&self, state_dir: &Path) -> Result<Vec<StateError>, StateError> {
         let previous = self.load();
-        let (snapshot, errors) = Snapshot::reload(state_dir, &previous)?;
+        let (snapshot, errors) = reload(state_dir, &previous)?;
         self.store(snapshot);
         Ok(errors)
     }

@@ -19,14 +19,15 @@ use log::{error, info, warn};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::decision::replay::ReplayCache;
 use crate::listeners::internal::client::PeerClient;
 use crate::ops::access_log::AccessLog;
 use crate::ops::guard::Guard;
 use crate::ops::limits::ConnectionCap;
 use crate::ops::live::LiveRequests;
 use crate::ops::tls::{load_certified_key, CertResolver};
-use crate::state::{SharedState, Snapshot, StateError, APP_FILES};
+use crate::state::{SharedState, StateError, APP_FILES};
+use portal_core::replay::ReplayCache;
+use portal_core::snapshot::Snapshot;
 
 /// How often the state files are looked at: well inside the 1 s DESIGN
 /// section 2 allows.

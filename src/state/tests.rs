@@ -26,7 +26,7 @@ fn broken_apps_are_reported_and_the_rest_load() {
     std::fs::create_dir_all(apps.join("empty")).unwrap();
     std::fs::create_dir_all(apps.join(".tmp")).unwrap();
 
-    let (snapshot, errors) = Snapshot::load(&dir).unwrap();
+    let (snapshot, errors) = crate::state::load(&dir).unwrap();
     let names: Vec<_> = snapshot.apps.keys().map(String::as_str).collect();
     assert_eq!(names, ["both", "good", "old"]);
     assert_eq!(snapshot.apps["both"].meta.http.as_ref().unwrap().port, 81);
@@ -39,7 +39,7 @@ fn broken_apps_are_reported_and_the_rest_load() {
     assert!(messages[1].contains("broken/app_meta.json") && messages[1].contains("paths"));
     assert!(messages[2].contains("empty") && messages[2].contains("no app_meta.json"));
 
-    assert!(Snapshot::load(&dir.join("missing")).is_err());
+    assert!(crate::state::load(&dir.join("missing")).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -55,7 +55,7 @@ fn a_broken_file_keeps_its_last_good_version() {
         r#"[{"id":"t1","name":"Laptop"}]"#,
     );
     write(&dir.join(TERMINAL_SECRET_FILE), "s3cret");
-    let (first, errors) = Snapshot::load(&dir).unwrap();
+    let (first, errors) = crate::state::load(&dir).unwrap();
     assert!(errors.is_empty(), "{errors:?}");
 
     // Break app a, terminals.json and the secret; change app b.
@@ -67,7 +67,7 @@ fn a_broken_file_keeps_its_last_good_version() {
     write(&dir.join(TERMINALS_FILE), "[");
     write(&dir.join(TERMINAL_SECRET_FILE), "\n");
     write(&dir.join("apps/new/app_meta.json"), "{}");
-    let (second, errors) = Snapshot::reload(&dir, &first).unwrap();
+    let (second, errors) = crate::state::reload(&dir, &first).unwrap();
     assert!(
         Arc::ptr_eq(&first.apps["a"], &second.apps["a"]),
         "a keeps its last good version"
@@ -100,7 +100,7 @@ fn a_broken_file_keeps_its_last_good_version() {
 
     // A removed app folder removes the app.
     std::fs::remove_dir_all(dir.join("apps/a")).unwrap();
-    let (third, _) = Snapshot::reload(&dir, &second).unwrap();
+    let (third, _) = crate::state::reload(&dir, &second).unwrap();
     assert!(!third.apps.contains_key("a"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -145,7 +145,7 @@ fn apps_with_bad_templates_are_refused() {
         &dir.join("apps/good/app.json"),
         r#"{"port":80,"paths":{"":{"access":"public"}}}"#,
     );
-    let (snapshot, errors) = Snapshot::load(&dir).unwrap();
+    let (snapshot, errors) = crate::state::load(&dir).unwrap();
     assert_eq!(snapshot.apps.keys().collect::<Vec<_>>(), ["good"]);
     assert_eq!(errors.len(), 1);
     let message = errors[0].to_string();

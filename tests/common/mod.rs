@@ -18,7 +18,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use portal_proxy::identity::Identity;
+use portal_core::identity::Identity;
 use portal_proxy::ops::tls::demo_certificate;
 use serde::{Deserialize, Serialize};
 
@@ -340,8 +340,8 @@ impl PortalFiles {
         let dir = std::env::temp_dir().join(format!("pp-it-{}-{test}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("state/apps")).unwrap();
-        let identity = Identity::generate();
-        identity.write_new(&dir.join("identity.pem")).unwrap();
+        let identity = portal_proxy::identity::generate();
+        portal_proxy::identity::write_new(&identity, &dir.join("identity.pem")).unwrap();
         let domain = format!("{}.{BASE_DOMAIN}", identity.short_id());
         let cert = demo_certificate(&domain).unwrap();
         std::fs::write(dir.join("cert.pem"), &cert.cert_pem).unwrap();

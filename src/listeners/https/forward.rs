@@ -8,13 +8,13 @@ use log::warn;
 use pingora::http::RequestHeader;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
-use crate::config::HostPort;
-use crate::decision::caller::TERMINAL_COOKIE;
-use crate::decision::credentials::{remove_cookie, Credentials};
-use crate::decision::decide::{Plan, Routed};
-use crate::decision::headers::{is_never_forwarded, AppHeaders};
-use crate::decision::refusal::Refusal;
 use crate::ops::dns::Dns;
+use portal_core::caller::TERMINAL_COOKIE;
+use portal_core::credentials::{remove_cookie, Credentials};
+use portal_core::decide::{Plan, Routed};
+use portal_core::headers::{is_never_forwarded, AppHeaders};
+use portal_core::names::HostPort;
+use portal_core::refusal::Refusal;
 
 /// Why a request is not sent upstream after all.
 pub(super) enum NotSent {

@@ -19,18 +19,18 @@ use pingora::{Error, ErrorType, Result};
 use super::request_host;
 use super::respond::{abort, write_refusal_with};
 use crate::config::Limits;
-use crate::decision::body::BodyRate;
-use crate::decision::caller::Caller;
-use crate::decision::decide::{decide, AnswerBinding, Head, Plan, Policy, Refused, Verdict};
-use crate::decision::refusal::Refusal;
-use crate::decision::replay::ReplayCache;
-use crate::decision::signature::response::sign_response;
-use crate::identity::Identity;
 use crate::ops::access_log::{AccessLog, Entry};
 use crate::ops::guard::{digest_key, Guard, InFlight};
 use crate::ops::live::LiveRequests;
 use crate::ops::metrics;
 use crate::state::SharedState;
+use portal_core::body::BodyRate;
+use portal_core::caller::Caller;
+use portal_core::decide::{decide, AnswerBinding, Head, Plan, Policy, Refused, Verdict};
+use portal_core::identity::Identity;
+use portal_core::refusal::Refusal;
+use portal_core::replay::ReplayCache;
+use portal_core::signature::response::sign_response;
 
 /// What the HTTPS listener knows of its Portal; shared by every request.
 pub struct Portal {
@@ -206,7 +206,7 @@ impl ProxyHttp for PortalProxy {
         }
         // The target counted as received, whatever its form (a relative
         // one has no path in the `Uri`).
-        if let Err(e) = crate::decision::head::check_head(
+        if let Err(e) = portal_core::head::check_head(
             req.method.as_str(),
             req.raw_path(),
             &req.headers,
@@ -373,7 +373,7 @@ impl ProxyHttp for PortalProxy {
         let app = ctx.verdict.as_ref().map_or("", Verdict::app_label);
         let what = match app {
             "" => "the upstream".to_string(),
-            crate::decision::decide::CORE_APP_LABEL => "the Portal core".to_string(),
+            portal_core::decide::CORE_APP_LABEL => "the Portal core".to_string(),
             app => format!("app {app:?}"),
         };
         if *e.esource() == pingora::ErrorSource::Upstream {

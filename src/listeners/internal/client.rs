@@ -18,12 +18,12 @@ use log::{info, warn};
 use pingora::protocols::http::ServerSession;
 
 use crate::config::{Limits, Peering};
-use crate::decision::outbound::{end_to_end, peer_authority, CallError, SIGNATURE_VALIDITY};
-use crate::decision::route::Router;
-use crate::decision::signature::response::{verify_response, RequestBinding};
-use crate::decision::signature::{signed_headers, Outgoing};
-use crate::identity::Identity;
-use crate::state::peers::Peer;
+use portal_core::identity::Identity;
+use portal_core::outbound::{end_to_end, peer_authority, CallError, SIGNATURE_VALIDITY};
+use portal_core::peers::Peer;
+use portal_core::route::Router;
+use portal_core::signature::response::{verify_response, RequestBinding};
+use portal_core::signature::{signed_headers, Outgoing};
 
 /// The trust roots of peer connections: the system's, plus the PEM
 /// bundle of `peering.ca_file`.
@@ -67,7 +67,7 @@ pub struct PeerClient {
     ca_file: Option<PathBuf>,
     /// Answers must carry the peer's response signature.
     require_signature: bool,
-    window: crate::decision::signature::Window,
+    window: portal_core::signature::Window,
     identity: Arc<Identity>,
     router: Arc<Router>,
     connect_timeout: Duration,
@@ -187,6 +187,7 @@ impl PeerClient {
             &outgoing,
             crate::ops::unix_now(),
             SIGNATURE_VALIDITY,
+            &crate::ops::fresh_nonce(),
         )
         .map_err(|e| CallError::BadRequest(format!("cannot sign the request: {e}")))?;
         let mut builder = hyper::Request::builder()
@@ -252,7 +253,7 @@ impl PeerClient {
         // The peer proves its key on the answer, before the app sees it.
         let binding = RequestBinding {
             method: &method,
-            authority: &crate::decision::signature::authority(&authority),
+            authority: &portal_core::signature::authority(&authority),
             path,
             query,
             signature: &our_signature,

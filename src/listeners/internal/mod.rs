@@ -4,11 +4,11 @@
 //! Portal (section 5) and sends it to the same app on the peer, streaming
 //! the answer back; every other request goes to the Portal core
 //! ([`portal_core`]: the listener stands in for `http://portal_core/`).
-//! What is called and by whom is decided by [`crate::decision::outbound`];
+//! What is called and by whom is decided by [`portal_core::outbound`];
 //! [`client`] sends it.
 
 pub mod client;
-pub mod portal_core;
+pub mod core_client;
 
 use std::sync::Arc;
 
@@ -21,13 +21,13 @@ use pingora::server::ShutdownWatch;
 use serde::Serialize;
 
 use super::respond::write_refusal;
-use crate::decision::body::{declared_length, TooLarge};
-use crate::decision::outbound::{calling_app, find_peer, parse_call, Call, CallError};
-use crate::decision::path::check_path;
-use crate::decision::refusal::Refusal;
 use crate::state::SharedState;
 use client::{internal, PeerClient};
-use portal_core::CoreClient;
+use core_client::CoreClient;
+use portal_core::body::{declared_length, TooLarge};
+use portal_core::outbound::{calling_app, find_peer, parse_call, Call, CallError};
+use portal_core::path::check_path;
+use portal_core::refusal::Refusal;
 
 /// The internal listener's handler.
 pub struct InternalApi {
@@ -190,14 +190,14 @@ async fn stream_answer(
     // the body is only written once it matched.
     let mut digest = match signed {
         Some(fields) if fields.iter().any(|f| f == "content-digest") => Some(
-            crate::decision::signature::ContentDigest::from_headers(&parts.headers)
+            portal_core::signature::ContentDigest::from_headers(&parts.headers)
                 .map_err(|e| CallError::BadAnswer(peer.to_string(), e.to_string()))?
                 .streaming(),
         ),
         _ => None,
     };
     let mut head = ResponseHeader::build(status, Some(parts.headers.len())).map_err(internal)?;
-    for (name, value) in crate::decision::outbound::end_to_end(&parts.headers, false).iter() {
+    for (name, value) in portal_core::outbound::end_to_end(&parts.headers, false).iter() {
         let n = name.as_str();
         let passed = match signed {
             None => true,

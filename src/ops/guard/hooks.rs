@@ -36,7 +36,7 @@ fn peer_ip(fd: BorrowedFd<'_>) -> Option<IpAddr> {
     socket
         .peer_addr()
         .ok()
-        .map(|a| crate::decision::outbound::canonical_ip(a.ip()))
+        .map(|a| portal_core::outbound::canonical_ip(a.ip()))
 }
 
 /// The rustls listeners' pre-TLS hook: admission and the handshake timer.

@@ -502,7 +502,7 @@ fn field_value(headers: &HeaderMap, name: &str) -> Result<String, SignatureError
 pub mod response;
 mod sign;
 pub use sign::{
-    content_digest, new_nonce, sign, signed_headers, Outgoing, SignParams, SignatureHeaders,
+    content_digest, nonce, sign, signed_headers, Outgoing, SignParams, SignatureHeaders,
 };
 
 #[cfg(test)]

@@ -35,9 +35,9 @@ use super::signature::{
     self, ContentDigest, ParsedSignature, RequestParts, SignatureError, Window,
 };
 use super::target::{parse_target, RequestTarget};
-use crate::config::HostPort;
-use crate::state::app_meta::Access;
-use crate::state::{App, Snapshot};
+use crate::app_meta::Access;
+use crate::names::HostPort;
+use crate::snapshot::{App, Snapshot};
 
 /// The request as [`decide`] sees it, borrowed from the received head.
 #[derive(Debug, Clone, Copy)]

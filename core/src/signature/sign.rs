@@ -35,13 +35,11 @@ pub struct SignParams<'a> {
     pub nonce: &'a str,
 }
 
-/// A fresh nonce: 16 random bytes, base64url without padding.
-pub fn new_nonce() -> String {
+/// A nonce from 16 random bytes (the caller draws them): base64url
+/// without padding.
+pub fn nonce(random: [u8; 16]) -> String {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use rand::RngCore;
-    let mut bytes = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
+    URL_SAFE_NO_PAD.encode(random)
 }
 
 /// Signs a request the way [`verify`] checks it: covers `@method`,
@@ -97,7 +95,7 @@ pub struct Outgoing<'a> {
 }
 
 /// Signs `request` as `keyid` at `now`, valid for `validity` seconds, with
-/// a fresh nonce; the headers to add, in order: `Content-Digest` (when
+/// `nonce` (from [`nonce`]); the headers to add, in order: `Content-Digest` (when
 /// there is a body), `Signature-Input`, `Signature`. Used by outbound
 /// peering and the `sign` subcommand.
 pub fn signed_headers(
@@ -106,6 +104,7 @@ pub fn signed_headers(
     request: &Outgoing<'_>,
     now: i64,
     validity: i64,
+    nonce: &str,
 ) -> Result<Vec<(&'static str, String)>, SignatureError> {
     let Outgoing {
         method,
@@ -136,7 +135,6 @@ pub fn signed_headers(
         headers: &headers,
         has_body: body.is_some(),
     };
-    let nonce = new_nonce();
     let sig = sign(
         &parts,
         key,
@@ -144,7 +142,7 @@ pub fn signed_headers(
             keyid,
             created: now,
             expires: now + validity,
-            nonce: &nonce,
+            nonce,
         },
     )?;
     out.push(("Signature-Input", sig.signature_input));

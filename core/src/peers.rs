@@ -9,9 +9,9 @@ use std::sync::Arc;
 use ed25519_dalek::VerifyingKey;
 use serde::Deserialize;
 
-use crate::config::HostPort;
-use crate::decision::caller::MAX_NAME_BYTES;
+use crate::caller::MAX_NAME_BYTES;
 use crate::identity::{is_portal_id, portal_id, public_key_from_pem, short_id};
+use crate::names::HostPort;
 
 /// A peer Portal, validated.
 #[derive(Debug, Clone)]

@@ -2,8 +2,8 @@
 //! and the access decision. Pure; used by [`super::decide`] once the path
 //! is checked ([`super::path`]) and the caller known.
 
-use crate::decision::caller::Caller;
-use crate::state::app_meta::{Access, PathRule};
+use crate::app_meta::{Access, PathRule};
+use crate::caller::Caller;
 
 /// The rule for `path`: the longest prefix that matches as a plain string
 /// (`/mqtt` matches `/mqttx`), else `""`. `rules` are in the order
@@ -53,7 +53,7 @@ pub fn decide(access: Access, caller: &Caller) -> Result<(), Denied> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::app_meta::AppMeta;
+    use crate::app_meta::AppMeta;
 
     #[test]
     fn longest_prefix_wins_plain_string_semantics() {

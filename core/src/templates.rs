@@ -15,7 +15,7 @@
 //!   output stops at [`MAX_VALUE_BYTES`].
 //!
 //! With every context value bounded too (names and IDs of terminals and
-//! peers are at most [`crate::decision::caller::MAX_NAME_BYTES`]), what a
+//! peers are at most [`crate::caller::MAX_NAME_BYTES`]), what a
 //! rendering holds is bounded by source length times value length; the
 //! app's dry render with a worst-case context at load proves each
 //! template renders within the limits.

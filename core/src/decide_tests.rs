@@ -9,12 +9,12 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use jsonwebtoken::{encode, EncodingKey, Header};
 
 use super::*;
-use crate::decision::caller::{TerminalEntry, Terminals};
-use crate::decision::headers::AppHeaders;
-use crate::decision::signature::{signed_headers, Outgoing};
+use crate::app_meta::AppMeta;
+use crate::caller::{TerminalEntry, Terminals};
+use crate::headers::AppHeaders;
 use crate::identity::Identity;
-use crate::state::app_meta::AppMeta;
-use crate::state::peers::Peers;
+use crate::peers::Peers;
+use crate::signature::{nonce, signed_headers, Outgoing};
 
 const SHORT: &str = "b2blla";
 const BASE: &str = "p.getportal.org";
@@ -84,7 +84,7 @@ fn policy() -> Policy {
     let mut overrides = BTreeMap::new();
     overrides.insert(
         "web-terminal".to_string(),
-        crate::config::AppUpstreams {
+        crate::names::AppUpstreams {
             http: Some("127.0.0.1:9000".parse().unwrap()),
             mqtt: None,
         },
@@ -99,7 +99,7 @@ fn policy() -> Policy {
         ),
         window: Window::default(),
         max_signed_body: MAX_BODY,
-        held_bodies: Arc::new(crate::decision::body::HeldBudget::new(4 * MAX_BODY)),
+        held_bodies: Arc::new(crate::body::HeldBudget::new(4 * MAX_BODY)),
     }
 }
 
@@ -147,7 +147,15 @@ fn headers_for(
             path_and_query: target,
             body,
         };
-        signed_headers(&key.signing_key, id, &outgoing, NOW, 60).unwrap()
+        signed_headers(
+            &key.signing_key,
+            id,
+            &outgoing,
+            NOW,
+            60,
+            &nonce(rand::random()),
+        )
+        .unwrap()
     };
     match caller {
         As::Anonymous => {}
@@ -459,12 +467,12 @@ proptest::proptest! {
     #[test]
     fn no_target_form_reaches_a_private_prefix(
         raw in proptest::prop_oneof![
-            crate::decision::path::tests::raw_path(),
-            crate::decision::target::tests::raw_target(),
+            crate::path::tests::raw_path(),
+            crate::target::tests::raw_target(),
         ],
         absolute_host in proptest::prelude::any::<bool>(),
     ) {
-        use crate::decision::target::tests::lenient_target_reading;
+        use crate::target::tests::lenient_target_reading;
         let mut apps = BTreeMap::new();
         apps.insert(
             "files".to_string(),

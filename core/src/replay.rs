@@ -1,7 +1,7 @@
 //! The replay cache of peer signatures (DESIGN section 5): each
 //! `(keyid, nonce)` is accepted once while its signature can be valid.
 //! Memory is bounded in bytes: nonces are at most
-//! [`crate::decision::signature::MAX_NONCE_BYTES`] long and kept as a
+//! [`crate::signature::MAX_NONCE_BYTES`] long and kept as a
 //! 64-bit keyed hash, and the cache's fixed budget ([`BUDGET_BYTES`]) is
 //! shared among the peers of `peers.json`, so a peer flooding unique
 //! nonces only ever fills its own share; a peer whose share is full of

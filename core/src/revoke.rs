@@ -11,8 +11,8 @@ use super::access::{decide as access_decision, match_rule, stricter};
 use super::caller::Caller;
 use super::path::CanonicalPath;
 use super::route::CoreAccess;
-use crate::state::app_meta::Access;
-use crate::state::Snapshot;
+use crate::app_meta::Access;
+use crate::snapshot::Snapshot;
 
 /// Where an open request went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +25,7 @@ pub enum OpenedTarget {
 /// as long as the secret that checked it and the token's `exp`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TerminalCredential {
-    /// [`crate::decision::caller::Terminals::secret_id`] when decided.
+    /// [`crate::caller::Terminals::secret_id`] when decided.
     pub secret_id: u64,
     /// The token's `exp` (Unix seconds), if it has one.
     pub expires: Option<f64>,
@@ -116,11 +116,11 @@ pub fn still_allowed(opened: &Opened, snapshot: &Snapshot, now: i64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::caller::{TerminalEntry, Terminals};
-    use crate::decision::headers::AppHeaders;
-    use crate::decision::path::canonical_path;
-    use crate::state::app_meta::AppMeta;
-    use crate::state::App;
+    use crate::app_meta::AppMeta;
+    use crate::caller::{TerminalEntry, Terminals};
+    use crate::headers::AppHeaders;
+    use crate::path::canonical_path;
+    use crate::snapshot::App;
 
     fn snapshot(rules: &str, terminals: &[&str]) -> Snapshot {
         let meta = AppMeta::parse(

@@ -10,8 +10,8 @@ use minijinja::{Environment, Value};
 use serde::Serialize;
 
 use super::templates::{check_source, describe, environment, render, MAX_TEMPLATES};
-use crate::decision::caller::Caller;
-use crate::state::app_meta::AppMeta;
+use crate::app_meta::AppMeta;
+use crate::caller::Caller;
 
 /// The `portal` object of the template context: the same for every request.
 #[derive(Debug, Clone, Serialize)]
@@ -527,7 +527,7 @@ mod tests {
                 for caller in Caller::samples() {
                     let (out, _) = headers.render(0, &caller, &portal()).unwrap();
                     for (_, value) in out {
-                        proptest::prop_assert!(value.len() <= crate::decision::templates::MAX_VALUE_BYTES);
+                        proptest::prop_assert!(value.len() <= crate::templates::MAX_VALUE_BYTES);
                     }
                 }
             }

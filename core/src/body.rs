@@ -178,7 +178,7 @@ impl BodyCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::signature::content_digest;
+    use crate::signature::content_digest;
 
     fn check_in(body: &[u8], limit: usize, budget: &Arc<HeldBudget>) -> BodyCheck {
         let mut h = HeaderMap::new();

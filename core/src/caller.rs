@@ -167,7 +167,7 @@ impl Terminals {
     }
 
     /// The secret, for keeping it across a reload that fails to read it.
-    pub(crate) fn secret(&self) -> Option<&[u8]> {
+    pub fn secret(&self) -> Option<&[u8]> {
         self.secret.as_deref()
     }
 

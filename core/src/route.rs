@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{AppUpstreams, HostPort};
-use crate::state::app_meta::AppMeta;
-use crate::state::Snapshot;
+use crate::app_meta::AppMeta;
+use crate::names::{AppUpstreams, HostPort};
+use crate::snapshot::Snapshot;
 
 /// Where a request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -392,7 +392,7 @@ mod tests {
     #[test]
     fn upstreams_by_entrypoint_and_override() {
         let meta = |name: &str| {
-            crate::state::app_meta::AppMeta::parse(
+            crate::app_meta::AppMeta::parse(
                 name,
                 br#"{"entrypoints":[{"container_name":"web","container_port":80,"entrypoint_port":"http"},{"container_name":"broker","container_port":1883,"entrypoint_port":"mqtt"}],"paths":{"":{"access":"public"}}}"#,
             )
@@ -425,7 +425,7 @@ mod tests {
         );
         // An override of one entrypoint leaves the other as declared.
         assert_eq!(up("over", Entrypoint::Mqtt).as_deref(), Some("broker:1883"));
-        let http_only = crate::state::app_meta::AppMeta::parse(
+        let http_only = crate::app_meta::AppMeta::parse(
             "h",
             br#"{"port":80,"paths":{"":{"access":"public"}}}"#,
         )

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::body::TooLarge;
 use super::headers::is_portal_header;
 use super::path::PathError;
-use crate::state::peers::{Lookup, Peer, Peers};
+use crate::peers::{Lookup, Peer, Peers};
 
 /// How long an outbound signature is valid: long enough for a slow
 /// network, far inside the receiver's 300 s limit.

@@ -1,5 +1,5 @@
 //! The request-target: a table of forms, and generated targets of every
-//! form for the properties of [`super::super::decide`].
+//! form for the properties of [`crate::decide`].
 
 use proptest::prelude::*;
 
@@ -148,7 +148,7 @@ pub(crate) fn raw_target() -> impl Strategy<Value = String> {
 /// static file servers) reads the path of a request-target: an absolute
 /// URL's scheme and authority dropped, the query dropped, a relative
 /// reference resolved against `/`, `\` read as `/`, then as
-/// [`crate::decision::path::tests::lenient_reading`] (percent-decoded,
+/// [`crate::path::tests::lenient_reading`] (percent-decoded,
 /// `%2f` and `%5c` included, `;parameters` dropped, `/` runs merged, dot
 /// segments resolved). The segments of the path read.
 pub(crate) fn lenient_target_reading(target: &str) -> Vec<String> {
@@ -163,7 +163,7 @@ pub(crate) fn lenient_target_reading(target: &str) -> Vec<String> {
         .replace("%5c", "/")
         .replace("%5C", "/")
         .replace('\\', "/");
-    crate::decision::path::tests::lenient_reading(&format!("/{decoded_separators}"))
+    crate::path::tests::lenient_reading(&format!("/{decoded_separators}"))
 }
 
 proptest! {

@@ -1,66 +1,23 @@
 //! The pure functions every request (or every state reload) goes through:
 //! the whole decision of a request, host normalization and routing, Portal
-//! ID derivation, app_meta.json parsing, signature verification, the DNS
-//! cache's answer for an upstream name. Run with
-//! `cargo bench --bench hot_paths`.
+//! ID derivation, app_meta.json parsing, signature verification. Run with
+//! `cargo bench -p portal-core` (no Pingora is built). The state reload and
+//! the DNS cache, which touch files and tokio, are the binary's
+//! `benches/reload_dns.rs`.
 
 use std::collections::BTreeSet;
 use std::hint::black_box;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
-use portal_proxy::decision::route::{normalize_host, CoreAccess, Router, Target};
-use portal_proxy::identity::portal_id;
-use portal_proxy::ops::dns::{Answer, Dns, Lookup, LookupError, Settings, SystemClock};
-use portal_proxy::state::app_meta::AppMeta;
+use portal_core::app_meta::AppMeta;
+use portal_core::identity::portal_id;
+use portal_core::route::{normalize_host, CoreAccess, Router, Target};
 
 /// An app_meta.json as the Portal core writes it: store metadata the proxy
 /// ignores, two entrypoints, several path rules with header templates.
-const APP_META: &str = r#"{
-  "v": "1.0",
-  "name": "Mosquitto",
-  "version": "2.0.18",
-  "description": "An MQTT broker with a web dashboard",
-  "store_info": {
-    "author": "Eclipse Foundation",
-    "license": "EPL-2.0",
-    "tags": ["mqtt", "iot", "broker"],
-    "icon": "https://example.org/mosquitto.png",
-    "screenshots": ["one.png", "two.png"]
-  },
-  "entrypoints": [
-    {
-      "container_name": "mosquitto-web",
-      "container_port": 8080,
-      "entrypoint_port": "http"
-    },
-    {
-      "container_name": "mosquitto",
-      "container_port": 1883,
-      "entrypoint_port": "mqtt"
-    }
-  ],
-  "paths": {
-    "": {"access": "private"},
-    "/public/": {"access": "public", "headers": null},
-    "/api/": {
-      "access": "private",
-      "headers": {
-        "X-Ptl-Client-Id": "{{ auth.client_id }}",
-        "X-Ptl-Client-Type": "{{ auth.client_type }}"
-      }
-    },
-    "/api/peers/": {
-      "access": "peer",
-      "headers": {"X-Ptl-Peer": "{{ auth.client_id }}"}
-    },
-    "/mqtt": {"access": "public"},
-    "/static/": {"access": "public"}
-  }
-}"#;
+const APP_META: &str = include_str!("app_meta.json");
 
 fn routing(c: &mut Criterion) {
     let apps: BTreeSet<&str> = [
@@ -135,12 +92,12 @@ fn app_meta(c: &mut Criterion) {
 /// alone on the same base: the goal is at most 10% above it.
 fn signature(c: &mut Criterion) {
     use ed25519_dalek::{Signature, SigningKey};
-    use portal_proxy::decision::signature::{
-        parse, signature_base, signed_headers, verify, Outgoing, RequestParts, Window,
+    use portal_core::signature::{
+        nonce, parse, signature_base, signed_headers, verify, Outgoing, RequestParts, Window,
     };
 
     let key = SigningKey::from_bytes(&[7u8; 32]);
-    let keyid = portal_proxy::identity::portal_id(key.verifying_key().as_bytes());
+    let keyid = portal_core::identity::portal_id(key.verifying_key().as_bytes());
     let now = 1_800_000_000;
     let authority = "files.b2blla.p.getportal.org";
     let path = "/api/peer/share?item=42&format=json";
@@ -152,7 +109,7 @@ fn signature(c: &mut Criterion) {
         path_and_query: path,
         body: Some(body),
     };
-    for (name, value) in signed_headers(&key, &keyid, &request, now, 60).unwrap() {
+    for (name, value) in signed_headers(&key, &keyid, &request, now, 60, &nonce([7; 16])).unwrap() {
         headers.insert(name, value.parse().unwrap());
     }
     headers.insert("content-type", "application/json".parse().unwrap());
@@ -211,13 +168,13 @@ fn signature(c: &mut Criterion) {
 /// (signature verification included; the replay cache is the shell's).
 fn decision(c: &mut Criterion) {
     use ed25519_dalek::SigningKey;
-    use portal_proxy::decision::caller::{TerminalEntry, Terminals};
-    use portal_proxy::decision::decide::{decide, Head, Policy, Verdict};
-    use portal_proxy::decision::headers::AppHeaders;
-    use portal_proxy::decision::signature::{signed_headers, Outgoing, Window};
-    use portal_proxy::identity::Identity;
-    use portal_proxy::state::peers::Peers;
-    use portal_proxy::state::{App, Snapshot};
+    use portal_core::caller::{TerminalEntry, Terminals};
+    use portal_core::decide::{decide, Head, Policy, Verdict};
+    use portal_core::headers::AppHeaders;
+    use portal_core::identity::Identity;
+    use portal_core::peers::Peers;
+    use portal_core::signature::{nonce, signed_headers, Outgoing, Window};
+    use portal_core::snapshot::{App, Snapshot};
 
     let secret = b"0123456789abcdef0123456789abcdef";
     let meta = AppMeta::parse("mosquitto", APP_META.as_bytes()).unwrap();
@@ -251,7 +208,7 @@ fn decision(c: &mut Criterion) {
         ),
         window: Window::default(),
         max_signed_body: 8 << 20,
-        held_bodies: Arc::new(portal_proxy::decision::body::HeldBudget::new(64 << 20)),
+        held_bodies: Arc::new(portal_core::body::HeldBudget::new(64 << 20)),
     };
     let host = "mosquitto.b2blla.p.getportal.org";
     let now = 1_800_000_000;
@@ -276,7 +233,16 @@ fn decision(c: &mut Criterion) {
         path_and_query: "/api/peers/list",
         body: None,
     };
-    for (name, value) in signed_headers(&peer.signing_key, &peer.id, &outgoing, now, 60).unwrap() {
+    for (name, value) in signed_headers(
+        &peer.signing_key,
+        &peer.id,
+        &outgoing,
+        now,
+        60,
+        &nonce([9; 16]),
+    )
+    .unwrap()
+    {
         signed.insert(name, value.parse().unwrap());
     }
     let head = |path: &'static str, headers| Head {
@@ -305,120 +271,5 @@ fn decision(c: &mut Criterion) {
     group.finish();
 }
 
-/// A state directory the size the issue names (100 apps, 1,000 peers, 100
-/// terminals), loaded whole: what every state change costs, off the request
-/// path (requests keep the previous snapshot meanwhile). Goal: under 50 ms.
-fn state_reload(c: &mut Criterion) {
-    use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePublicKey};
-    use portal_proxy::state::{SharedState, Snapshot};
-
-    let dir = std::env::temp_dir().join(format!("portal-proxy-bench-state-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    for n in 0..100 {
-        let app = dir.join("apps").join(format!("app{n}"));
-        std::fs::create_dir_all(&app).unwrap();
-        std::fs::write(app.join("app_meta.json"), APP_META).unwrap();
-    }
-    let peers: Vec<_> = (0..1000)
-        .map(|n| {
-            let mut seed = [7u8; 32];
-            seed[..4].copy_from_slice(&(n as u32).to_le_bytes());
-            let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-            let public = key.verifying_key();
-            serde_json::json!({
-                "id": portal_id(public.as_bytes()),
-                "name": format!("peer {n}"),
-                "public_key": public.to_public_key_pem(LineEnding::LF).unwrap(),
-            })
-        })
-        .collect();
-    std::fs::write(dir.join("peers.json"), serde_json::to_vec(&peers).unwrap()).unwrap();
-    let terminals: Vec<_> = (0..100)
-        .map(|n| serde_json::json!({"id": format!("terminal-{n}"), "name": format!("Device {n}")}))
-        .collect();
-    std::fs::write(
-        dir.join("terminals.json"),
-        serde_json::to_vec(&terminals).unwrap(),
-    )
-    .unwrap();
-
-    let (snapshot, errors) = Snapshot::load(&dir).unwrap();
-    assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(
-        (
-            snapshot.apps.len(),
-            snapshot.peers.len(),
-            snapshot.terminals.len()
-        ),
-        (100, 1000, 100)
-    );
-    let shared = SharedState::new(snapshot);
-    let mut group = c.benchmark_group("state_reload");
-    group.sample_size(20);
-    group.bench_function("100_apps_1000_peers_100_terminals", |b| {
-        b.iter(|| shared.reload(black_box(&dir)).unwrap())
-    });
-    group.finish();
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A resolver that always gives one address for a day.
-struct OneAddress;
-
-#[async_trait::async_trait]
-impl Lookup for OneAddress {
-    async fn lookup(&self, _name: &str) -> Result<Answer, LookupError> {
-        Ok(Answer {
-            addrs: vec![IpAddr::from([172, 18, 0, 5])],
-            ttl: Duration::from_secs(86_400),
-        })
-    }
-}
-
-/// The DNS cache on the hot path: a fresh cached name (what every request
-/// to a container name costs once its answer is cached) beside an IP
-/// literal (which never reaches the cache).
-fn dns(c: &mut Criterion) {
-    let settings = Settings {
-        max_ttl: Duration::from_secs(86_400),
-        ..Settings::default()
-    };
-    let dns = Dns::new(settings, Arc::new(OneAddress), Arc::new(SystemClock));
-    // 100 other names cached, as on a busy Portal.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        for i in 0..100 {
-            dns.resolve(&format!("app-{i}"), 80).await.unwrap();
-        }
-        dns.resolve("myapp-web", 8080).await.unwrap();
-    });
-    let expected: SocketAddr = "172.18.0.5:8080".parse().unwrap();
-    assert_eq!(dns.cached("myapp-web", 8080), Some(expected));
-    assert_eq!(
-        dns.cached("10.0.0.7", 8080),
-        Some("10.0.0.7:8080".parse().unwrap())
-    );
-    let mut group = c.benchmark_group("dns");
-    group.bench_function("cached_name", |b| {
-        b.iter(|| dns.cached(black_box("myapp-web"), black_box(8080)))
-    });
-    group.bench_function("ip_literal", |b| {
-        b.iter(|| dns.cached(black_box("10.0.0.7"), black_box(8080)))
-    });
-    group.finish();
-}
-
-criterion_group!(
-    benches,
-    decision,
-    routing,
-    identity,
-    app_meta,
-    signature,
-    state_reload,
-    dns
-);
+criterion_group!(benches, decision, routing, identity, app_meta, signature,);
 criterion_main!(benches);

@@ -75,7 +75,7 @@ fn has_field(raw: &[u8], name: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::refusal::Refusal;
+    use crate::refusal::Refusal;
 
     fn headers(n: usize, value_len: usize) -> http::HeaderMap {
         let mut h = http::HeaderMap::new();

@@ -155,7 +155,7 @@ pub fn remove_cookie(cookie_header: &str, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::caller::tests::{terminals, NOW, SECRET};
+    use crate::caller::tests::{terminals, NOW, SECRET};
     use jsonwebtoken::{encode, EncodingKey, Header};
 
     fn token(sub: &str, secret: &[u8]) -> String {

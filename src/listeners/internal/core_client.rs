@@ -15,9 +15,9 @@ use hyper_util::rt::TokioIo;
 use log::warn;
 use pingora::protocols::http::ServerSession;
 
-use crate::config::HostPort;
-use crate::decision::headers::is_portal_header;
-use crate::decision::outbound::{end_to_end, CallError};
+use portal_core::headers::is_portal_header;
+use portal_core::names::HostPort;
+use portal_core::outbound::{end_to_end, CallError};
 
 /// The header that names the calling app to the core.
 pub const APP_HEADER: &str = "x-ptl-app";

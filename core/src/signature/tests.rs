@@ -109,7 +109,7 @@ fn signed(body: Option<&[u8]>, created: i64, expires: i64) -> Signed {
             keyid: &keyid,
             created,
             expires,
-            nonce: &new_nonce(),
+            nonce: &nonce(rand::random()),
         },
     )
     .unwrap();
