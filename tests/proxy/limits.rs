@@ -2,12 +2,10 @@
 //! `Content-Length` with `Transfer-Encoding`, and the cap on open client
 //! connections.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 
 const APP: &str = r#"{"": {"access": "public"}}"#;

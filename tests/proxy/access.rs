@@ -2,11 +2,9 @@
 //! JWT cookie or bearer token, anonymous callers, path rules, identity
 //! headers, spoofed headers and credentials stripped, unsafe paths refused.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 
 const FILES_APP: &str = r#"{

@@ -2,11 +2,9 @@
 //! section 7): every request it does not answer itself goes to the core
 //! unchanged and streamed, with `X-Ptl-App` naming the calling app.
 
-mod common;
-
 use std::net::SocketAddr;
 
-use common::*;
+use crate::common::*;
 
 struct Setup {
     _files: PortalFiles,

@@ -1,11 +1,9 @@
 //! Health checks on the metrics listener (DESIGN section 8): `/healthz`
 //! while the process serves, `/readyz` while its certificate is valid.
 
-mod common;
-
 use std::net::SocketAddr;
 
-use common::*;
+use crate::common::*;
 
 fn start(test: &str, expired: bool) -> (PortalFiles, Proxy, SocketAddr) {
     let files = PortalFiles::new(test);

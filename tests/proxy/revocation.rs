@@ -3,11 +3,9 @@
 //! WebSocket or a streaming response its caller could no longer open is
 //! closed; what is still allowed keeps flowing.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const APP: &str = r#"{"": {"access": "public"}, "/shell/": {"access": "private"}}"#;

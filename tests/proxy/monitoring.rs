@@ -3,12 +3,10 @@
 //! live `/metrics` after traffic of every kind. (`promtool check rules`
 //! checks the rules' syntax in CI.)
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
-use common::*;
+use crate::common::*;
 
 /// The metric names of ours in a PromQL text (`up` is Prometheus's own).
 fn metric_names(promql: &str, into: &mut BTreeSet<String>) {

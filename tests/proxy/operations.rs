@@ -3,13 +3,11 @@
 //! Pingora's graceful upgrade (`-u` + SIGQUIT) under load. Every loop here
 //! is bounded in time and count; nothing waits a fixed time to synchronize.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use reqwest::{StatusCode, Version};
 
 const PUBLIC: &str = r#"{"":{"access":"public"}}"#;

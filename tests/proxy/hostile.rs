@@ -4,11 +4,9 @@
 //! plain listener, and credentials in the log. Each test asserts the
 //! answer and what reached the upstream.
 
-mod common;
-
 use std::net::SocketAddr;
 
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 
 const APP: &str = r#"{

@@ -14,10 +14,8 @@
 //! (they never skip): a green run must mean the implementations were
 //! compared.
 
-mod common;
-
-use common::python::{node, python, python_package};
-use common::*;
+use crate::common::python::{node, python, python_package};
+use crate::common::*;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use portal_core::identity::{portal_id, Identity};
 use portal_core::signature::{

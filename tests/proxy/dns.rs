@@ -5,14 +5,12 @@
 //! while the server fails or stays silent. Two upstreams on one port, at
 //! 127.0.0.1 and 127.0.0.2, tell which address a request went to.
 
-mod common;
-
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// What the test DNS server does with a query for its name.
 #[derive(Clone, Copy, Debug)]

@@ -3,9 +3,7 @@
 //! to a peer verifies there, bound to its request, and a changed answer or
 //! another request does not.
 
-mod common;
-
-use common::python::python;
+use crate::common::python::python;
 use http::HeaderMap;
 use portal_core::identity::Identity;
 use portal_core::signature::response::{sign_response, RequestBinding};

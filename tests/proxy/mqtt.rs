@@ -1,11 +1,9 @@
 //! MQTT over TLS (DESIGN section 3): TLS terminated on `listen.mqtts`, the
 //! app chosen by SNI, bytes relayed to its `mqtt` entrypoint.
 
-mod common;
-
 use std::net::SocketAddr;
 
-use common::*;
+use crate::common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A Portal with `mosquitto` (http and mqtt entrypoints) and `web` (http

@@ -1,9 +1,7 @@
 //! WebSockets through the proxy: the HTTP/1.1 upgrade reaches the app and
 //! bytes flow both ways; access control applies to the upgrade request.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const APP: &str = r#"{"": {"access": "private"}, "/ws/": {"access": "public"}}"#;

@@ -3,12 +3,10 @@
 //! listener; Portal 1 signs, Portal 2 verifies. Apps are told apart by
 //! their source address (127.0.0.2 is alpha, 127.0.0.3 is beta).
 
-mod common;
-
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 
 const APP: &str = r#"{

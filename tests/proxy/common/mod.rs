@@ -1,7 +1,6 @@
 //! Test harness: a real `portal-proxy` process with real TLS (a CA and a
 //! wildcard certificate made here), real upstreams on loopback ports chosen
 //! by the OS, and reqwest clients (HTTP/1.1 and HTTP/2) that trust the CA.
-#![allow(dead_code)] // each test file uses a part of the harness
 
 pub mod python;
 
@@ -707,10 +706,6 @@ impl ProxyProcess {
     /// The child, which the caller now owns (and kills).
     fn child_take(mut self) -> Child {
         self.child.take().expect("taken once")
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("not taken").id()
     }
 
     /// The exit status once the process has exited (reaping it), else None.

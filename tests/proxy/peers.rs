@@ -2,9 +2,7 @@
 //! Portal's key, verified by the real proxy over real TLS, with the body
 //! held back until its digest matched.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use portal_core::identity::Identity;
 use portal_core::signature::{signed_headers, Outgoing};
 use reqwest::StatusCode;

@@ -6,12 +6,10 @@
 //! upload and a long event stream (bodies have idle timeouts only).
 //! Every loop is bounded in time and count, on loopback only.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

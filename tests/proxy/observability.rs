@@ -2,12 +2,10 @@
 //! Prometheus text-format parser after known traffic, the JSON access log,
 //! and certificate hot reload.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use prometheus_parse::{Scrape, Value};
 use reqwest::StatusCode;
 

@@ -2,13 +2,11 @@
 //! start-up, so nothing may depend on threads started before), and refusing
 //! to start when a listener cannot bind.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 
 /// Kills the daemon whose pid file is given, on drop.

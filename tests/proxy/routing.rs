@@ -1,9 +1,7 @@
 //! Routing end to end (DESIGN section 3): the real proxy process, real TLS
 //! with a test CA, HTTP/1.1 and HTTP/2 clients, upstreams on loopback.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::{StatusCode, Version};
 
 const PUBLIC: &str = r#"{"":{"access":"public"}}"#;
