@@ -262,7 +262,7 @@ fn decision(c: &mut Criterion) {
         // The benchmarks measure what they are meant to.
         match decide(&head, &snapshot, &policy, now).verdict {
             Verdict::Forward(plan) => assert_eq!(plan.caller().client_type(), client_type),
-            Verdict::Refuse(r) => panic!("{name}: refused: {:?}", r.refusal),
+            Verdict::Refuse(r) => panic!("{name}: refused: {r:?}"),
         }
         group.bench_function(name, |b| {
             b.iter(|| decide(black_box(&head), &snapshot, &policy, now))

@@ -22,19 +22,14 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 /// The identity a request is served under.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Caller {
+    #[default]
     Anonymous,
     /// One of the owner's paired devices.
-    Terminal {
-        id: String,
-        name: String,
-    },
+    Terminal { id: String, name: String },
     /// Another Portal, by its full Portal ID.
-    Peer {
-        id: String,
-        name: String,
-    },
+    Peer { id: String, name: String },
 }
 
 impl Caller {

@@ -26,7 +26,7 @@ use super::credentials::Credentials;
 use super::path::canonical_path;
 use super::refusal::Refusal;
 use super::replay::ReplayError;
-use super::revoke::{Opened, OpenedTarget, TerminalCredential};
+use super::revoke::{Opened, TerminalCredential};
 use super::route::{
     normalize_host, strip_core_prefix, CoreAccess, Entrypoint, RouteError, Router, Target,
 };
@@ -66,21 +66,19 @@ pub struct Policy {
     pub held_bodies: Arc<HeldBudget>,
 }
 
-/// Where a forwarded request goes.
+/// The path rule of an app that a forwarded request matched.
 #[derive(Debug, Clone)]
-pub enum Routed {
-    /// An app, with the index of its matched path rule.
-    App { app: Arc<App>, rule: usize },
-    /// The Portal core (`/core` stripped).
-    Core(CoreAccess),
+pub struct MatchedRule {
+    pub app: Arc<App>,
+    /// Its index in the app's rules.
+    pub index: usize,
 }
 
 /// Everything the later phases of a forwarded request need.
 #[derive(Debug)]
 pub struct Plan {
-    pub routed: Routed,
-    /// The access of the matched rule (core paths included).
-    pub access: Access,
+    /// The app's rule matched; `None` for the Portal core.
+    pub rule: Option<MatchedRule>,
     pub upstream: HostPort,
     /// The origin-form target (path and query) to forward when it differs
     /// from the target received: the core prefix stripped, unreserved
@@ -92,8 +90,7 @@ pub struct Plan {
     pub credentials: Credentials,
     /// For a signed request with a body: held until its digest matched.
     pub body_check: Option<BodyCheck>,
-    /// What it was decided as (the caller among it), to decide it again
-    /// while it is open.
+    /// What it was decided as, to decide it again while it is open.
     pub opened: Arc<Opened>,
 }
 
@@ -103,77 +100,38 @@ impl Plan {
     }
 }
 
-/// A request the proxy answers itself, with what was known of it when it
-/// was refused (for its metrics and access log line).
-#[derive(Debug, Clone)]
-pub struct Refused {
-    pub refusal: Refusal,
-    /// Where the request was routed, if it got that far.
+/// What was learned of a request as the checks went, whatever came of it:
+/// its metrics labels and its access log line.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// Where it was routed, if it got that far.
     pub target: Option<Target>,
     /// The matched rule's access, if a rule was matched.
     pub access: Option<Access>,
     pub caller: Caller,
 }
 
-impl Refused {
-    /// Refused before anything was known of the request.
-    pub fn early(refusal: Refusal) -> Self {
-        Refused {
-            refusal,
-            target: None,
-            access: None,
-            caller: Caller::Anonymous,
-        }
-    }
-}
-
-/// The decision for one request.
-#[derive(Debug)]
-pub enum Verdict {
-    Forward(Box<Plan>),
-    Refuse(Box<Refused>),
-}
-
 /// The `app` label of requests to the Portal core: no app name has a `/`.
 pub const CORE_APP_LABEL: &str = "/core";
 
-impl Verdict {
+impl Facts {
     /// The `app` label of metrics: the app's name, [`CORE_APP_LABEL`], or
     /// `""` before routing.
     pub fn app_label(&self) -> &str {
-        match self {
-            Verdict::Forward(plan) => match &plan.routed {
-                Routed::App { app, .. } => &app.meta.name,
-                Routed::Core(_) => CORE_APP_LABEL,
-            },
-            Verdict::Refuse(r) => match &r.target {
-                Some(Target::App(name)) => name,
-                Some(Target::Core(_)) => CORE_APP_LABEL,
-                None => "",
-            },
+        match &self.target {
+            Some(Target::App(name)) => name,
+            Some(Target::Core(_)) => CORE_APP_LABEL,
+            None => "",
         }
     }
+}
 
-    pub fn access(&self) -> Option<Access> {
-        match self {
-            Verdict::Forward(plan) => Some(plan.access),
-            Verdict::Refuse(r) => r.access,
-        }
-    }
-
-    pub fn caller(&self) -> &Caller {
-        match self {
-            Verdict::Forward(plan) => plan.caller(),
-            Verdict::Refuse(r) => &r.caller,
-        }
-    }
-
-    pub fn refusal(&self) -> Option<&Refusal> {
-        match self {
-            Verdict::Forward(_) => None,
-            Verdict::Refuse(r) => Some(&r.refusal),
-        }
-    }
+/// What comes of a request: forwarded as planned, or answered by the
+/// proxy.
+#[derive(Debug)]
+pub enum Verdict {
+    Forward(Box<Plan>),
+    Refuse(Refusal),
 }
 
 /// What the answer to a verified peer request is bound to: the request as
@@ -214,70 +172,65 @@ pub struct NonceClaim {
     pub binding: Box<AnswerBinding>,
 }
 
-/// A [`Verdict`] and the side effect the shell applies before it.
+/// The decision of one request: what was learned of it, its [`Verdict`],
+/// and the side effect the shell applies before it.
 #[derive(Debug)]
 pub struct Decision {
+    pub facts: Facts,
     pub verdict: Verdict,
     /// Set whenever a peer signature verified, whatever the verdict.
     pub nonce: Option<NonceClaim>,
 }
 
 impl Decision {
-    /// The verdict once the nonce claim is known: a nonce already seen is
+    /// Refused before anything was learned of the request.
+    pub fn refused(refusal: Refusal) -> Self {
+        Decision {
+            facts: Facts::default(),
+            verdict: Verdict::Refuse(refusal),
+            nonce: None,
+        }
+    }
+
+    /// The decision once the nonce claim is facts: a nonce already seen is
     /// `replayed`, and one that cannot be kept (the peer's share of the
     /// cache is full) is refused as `malformed`, fail closed. Either wins
     /// over the verdict, as the signature is checked before the rest.
-    pub fn settle(self, claim: Result<(), ReplayError>) -> Verdict {
-        let e = match (claim, self.nonce) {
-            (Ok(()), _) | (_, None) => return self.verdict,
-            (Err(ReplayError::Seen), Some(n)) => SignatureError::Replayed(n.nonce),
+    pub fn settle(self, claim: Result<(), ReplayError>) -> Decision {
+        let e = match (claim, &self.nonce) {
+            (Ok(()), _) | (_, None) => return self,
+            (Err(ReplayError::Seen), Some(n)) => SignatureError::Replayed(n.nonce.clone()),
             (Err(ReplayError::Full), Some(_)) => {
                 SignatureError::Malformed("too many live nonces from this peer; retry later".into())
             }
         };
-        let target = match self.verdict {
-            Verdict::Forward(plan) => Some(match plan.routed {
-                Routed::App { app, .. } => Target::App(app.meta.name.clone()),
-                Routed::Core(access) => Target::Core(access),
-            }),
-            Verdict::Refuse(r) => r.target,
-        };
         // As refused by the signature check: no caller, no rule yet.
-        Verdict::Refuse(Box::new(Refused {
-            refusal: e.into(),
-            target,
-            access: None,
-            caller: Caller::Anonymous,
-        }))
+        Decision {
+            facts: Facts {
+                target: self.facts.target,
+                access: None,
+                caller: Caller::Anonymous,
+            },
+            verdict: Verdict::Refuse(e.into()),
+            nonce: self.nonce,
+        }
     }
-}
-
-/// What is known of a request as the checks go, for its refusal.
-struct Known {
-    target: Option<Target>,
-    access: Option<Access>,
-    caller: Caller,
 }
 
 /// Decides a request: route (section 3), path check (section 6), caller
 /// (sections 4 and 5), rule and access (section 6). `now` is Unix seconds.
 pub fn decide(head: &Head<'_>, snapshot: &Snapshot, policy: &Policy, now: i64) -> Decision {
-    let mut known = Known {
-        target: None,
-        access: None,
-        caller: Caller::Anonymous,
-    };
+    let mut facts = Facts::default();
     let mut nonce = None;
-    let verdict = match plan(head, snapshot, policy, now, &mut known, &mut nonce) {
+    let verdict = match plan(head, snapshot, policy, now, &mut facts, &mut nonce) {
         Ok(plan) => Verdict::Forward(Box::new(plan)),
-        Err(refusal) => Verdict::Refuse(Box::new(Refused {
-            refusal,
-            target: known.target,
-            access: known.access,
-            caller: known.caller,
-        })),
+        Err(refusal) => Verdict::Refuse(refusal),
     };
-    Decision { verdict, nonce }
+    Decision {
+        facts,
+        verdict,
+        nonce,
+    }
 }
 
 fn plan(
@@ -285,7 +238,7 @@ fn plan(
     snapshot: &Snapshot,
     policy: &Policy,
     now: i64,
-    known: &mut Known,
+    facts: &mut Facts,
     nonce: &mut Option<NonceClaim>,
 ) -> Result<Plan, Refusal> {
     // The bytes the upstream would get are what is decided on: a target
@@ -298,21 +251,21 @@ fn plan(
         authority,
     } = request
     else {
-        return Err(Refusal::ServerOptions);
+        return Err(Refusal::options());
     };
     let host_received = request.host(head.host)?;
     let host = host_received
         .and_then(normalize_host)
         .ok_or(RouteError::NoHost)?;
     // One canonical path for routing, matching and forwarding; a refused
-    // path is answered once the target is known (counted for it).
+    // path is answered once the target is facts (counted for it).
     let canonical = canonical_path(path);
     let routed_path = canonical.as_ref().map_or(path, |c| c.path.as_ref());
     let target = policy
         .router
         .route(&host, routed_path, |app| snapshot.http_app(app).is_some())?;
     // Known from here on: later refusals are counted for this target.
-    known.target = Some(target.clone());
+    facts.target = Some(target.clone());
     let canonical = canonical?;
     // What a server that drops `;parameters` reads may reach a stricter
     // part of the core: the stricter applies.
@@ -349,26 +302,22 @@ fn plan(
         }
         None => terminal.unwrap_or(Caller::Anonymous),
     };
-    known.caller = caller;
+    facts.caller = caller;
 
-    let (routed, upstream, access) = match target {
+    let (rule, upstream, access) = match &target {
         Target::Core(CoreAccess::Internal) => return Err(RouteError::NotExposed.into()),
         Target::Core(core) => {
             let access = match core {
                 CoreAccess::Protected => Access::Private,
                 _ => Access::Public,
             };
-            (
-                Routed::Core(core),
-                policy.router.core_upstream().clone(),
-                access,
-            )
+            (None, policy.router.core_upstream().clone(), access)
         }
         Target::App(name) => {
             // Routing picked a loaded app with an `http` entrypoint; every
             // app has the `""` rule, which matches every path.
             let (app, upstream, rule) = snapshot
-                .http_app(&name)
+                .http_app(name)
                 .and_then(|app| {
                     let upstream = policy.router.upstream(&app.meta, Entrypoint::Http)?;
                     let rules = &app.meta.paths;
@@ -376,21 +325,21 @@ fn plan(
                     // Matched as Java servers read it too: the stricter rule.
                     let rule = match canonical.without_params.as_deref() {
                         Some(stripped) => {
-                            stricter(rules, rule, match_rule(rules, stripped)?, &known.caller)
+                            stricter(rules, rule, match_rule(rules, stripped)?, &facts.caller)
                         }
                         None => rule,
                     };
                     Some((app.clone(), upstream, rule))
                 })
-                .ok_or(RouteError::UnknownApp(name))?;
+                .ok_or_else(|| RouteError::UnknownApp(name.clone()))?;
             let access = app.meta.paths[rule].access;
-            (Routed::App { app, rule }, upstream, access)
+            (Some(MatchedRule { app, index: rule }), upstream, access)
         }
     };
-    known.access = Some(access);
-    access_decision(access, &known.caller)?;
+    facts.access = Some(access);
+    access_decision(access, &facts.caller)?;
 
-    let caller = std::mem::replace(&mut known.caller, Caller::Anonymous);
+    let caller = facts.caller.clone();
     let credential = match caller {
         Caller::Terminal { .. } => {
             snapshot
@@ -403,27 +352,18 @@ fn plan(
         }
         _ => None,
     };
-    let opened = Arc::new(Opened::new(
-        caller,
-        credential,
-        match &routed {
-            Routed::App { app, .. } => OpenedTarget::App(app.meta.name.clone()),
-            Routed::Core(core) => OpenedTarget::Core(*core),
-        },
-        &canonical,
-    ));
-    let forward = match routed {
-        Routed::Core(_) => Some(strip_core_prefix(&canonical.path).to_string()),
-        Routed::App { .. } => match canonical.path {
-            Cow::Owned(path) => Some(path),
+    let forward = match &target {
+        Target::Core(_) => Some(strip_core_prefix(&canonical.path).to_string()),
+        Target::App(_) => match &canonical.path {
+            Cow::Owned(path) => Some(path.clone()),
             // Absolute-form: the path alone goes on.
             Cow::Borrowed(path) if authority.is_some() => Some(path.to_string()),
             Cow::Borrowed(_) => None,
         },
     };
+    let opened = Arc::new(Opened::new(caller, credential, target, &canonical));
     Ok(Plan {
-        routed,
-        access,
+        rule,
         upstream,
         path: forward.map(|p| match query {
             Some(q) => format!("{p}?{q}"),

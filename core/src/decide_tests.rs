@@ -214,7 +214,7 @@ fn run_method(caller: As, method: &str, host: Option<&str>, target: &str) -> Str
     };
     let snapshot = snapshot();
     let decision = decide(&head, &snapshot, &policy(), NOW);
-    let line = summary(&decision.verdict);
+    let line = summary(&decision);
     // Only a signature that verified claims a nonce.
     if decision.nonce.is_some() {
         assert!(matches!(caller, As::Peer), "{caller:?} {target}: {line}");
@@ -222,13 +222,13 @@ fn run_method(caller: As, method: &str, host: Option<&str>, target: &str) -> Str
     line
 }
 
-fn summary(verdict: &Verdict) -> String {
-    match verdict {
+fn summary(decision: &Decision) -> String {
+    match &decision.verdict {
         Verdict::Forward(plan) => {
             let mut s = format!(
                 "forward {} {} {}",
-                verdict.app_label(),
-                plan.access.as_str(),
+                decision.facts.app_label(),
+                decision.facts.access.expect("a rule was matched").as_str(),
                 plan.caller().client_type()
             );
             if let Some(p) = &plan.path {
@@ -236,9 +236,9 @@ fn summary(verdict: &Verdict) -> String {
             }
             s + &format!(" @ {}", plan.upstream)
         }
-        Verdict::Refuse(r) => match &r.refusal {
-            Refusal::Signature(reason, _) => format!("401 {reason}"),
-            other => format!("{} {}", other.status(), other.code()),
+        Verdict::Refuse(r) => match r.signature_reason() {
+            Some(reason) => format!("401 {reason}"),
+            None => format!("{} {}", r.status(), r.code()),
         },
     }
 }
@@ -338,12 +338,12 @@ fn routing_caller_rule_and_path_form() {
 fn refusals_carry_what_was_known() {
     let headers = headers_for(As::Anonymous, "GET", FILES, "/", None);
     let d = decide_on("GET", FILES, "/", &headers, false);
-    assert_eq!(d.verdict.app_label(), "files");
-    assert_eq!(d.verdict.access(), Some(Access::Private));
-    assert_eq!(d.verdict.caller(), &Caller::Anonymous);
+    assert_eq!(d.facts.app_label(), "files");
+    assert_eq!(d.facts.access, Some(Access::Private));
+    assert_eq!(&d.facts.caller, &Caller::Anonymous);
     let d = decide_on("GET", "example.com", "/", &headers, false);
-    assert_eq!(d.verdict.app_label(), "");
-    assert_eq!(d.verdict.access(), None);
+    assert_eq!(d.facts.app_label(), "");
+    assert_eq!(d.facts.access, None);
 }
 
 #[test]
@@ -390,7 +390,7 @@ fn signed_bodies_are_held_for_their_digest() {
     );
     // Over the limit by its declared length: 413, the nonce still claimed.
     let (_, d) = signed_post(b"hello", Some(MAX_BODY + 1));
-    assert_eq!(summary(&d.verdict), "413 payload_too_large");
+    assert_eq!(summary(&d), "413 payload_too_large");
     assert!(d.nonce.is_some());
 }
 
@@ -433,19 +433,19 @@ fn the_nonce_claim_settles_the_verdict() {
     );
     let replayed = claim("/peer/x", As::Peer).settle(Err(ReplayError::Seen));
     assert_eq!(summary(&replayed), "401 replayed");
-    assert_eq!(replayed.app_label(), "files");
-    assert_eq!(replayed.caller(), &Caller::Anonymous);
+    assert_eq!(replayed.facts.app_label(), "files");
+    assert_eq!(&replayed.facts.caller, &Caller::Anonymous);
     let full = claim("/peer/x", As::Peer).settle(Err(ReplayError::Full));
     assert_eq!(summary(&full), "401 malformed");
     // A replay wins over a refusal decided after the signature.
     let d = claim("/", As::Peer);
-    assert_eq!(summary(&d.verdict), "401 unauthorized");
+    assert_eq!(summary(&d), "401 unauthorized");
     assert_eq!(summary(&d.settle(Err(ReplayError::Seen))), "401 replayed");
     // Nothing to claim without a verified signature.
     for caller in [As::Anonymous, As::TerminalCookie, As::Forged] {
         let d = claim("/public/x", caller);
         assert!(d.nonce.is_none(), "{caller:?}");
-        let before = summary(&d.verdict);
+        let before = summary(&d);
         assert_eq!(
             summary(&d.settle(Err(ReplayError::Seen))),
             before,

@@ -51,20 +51,6 @@ pub enum CallError {
     TooLarge(#[from] TooLarge),
     #[error("{0}")]
     BadRequest(String),
-    #[error("peer {0} did not answer in time")]
-    PeerTimeout(String),
-    #[error("peer {0} cannot be reached: {1}")]
-    Unreachable(String, String),
-    #[error("the peer broke off its answer")]
-    BrokeOff,
-    #[error("peer {0}'s answer is not signed with its key: {1}")]
-    PeerUnverified(String, String),
-    /// An answer the peering protocol does not allow (a 101 no request
-    /// asked for), or whose body is not the one signed.
-    #[error("peer {0}'s answer is refused: {1}")]
-    BadAnswer(String, String),
-    #[error("the proxy failed: {0}")]
-    Internal(String),
 }
 
 /// What a request to the internal listener asks for.

@@ -15,104 +15,169 @@ use super::route::RouteError;
 use super::signature::SignatureError;
 use super::target::TargetError;
 
-/// A request the proxy answers itself, with its status and reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// 200 with no body: `OPTIONS *`, a question about the server as a
-    /// whole, answered here and never forwarded (as Go's `net/http` does).
-    ServerOptions,
-    /// 400: the request is malformed.
-    BadRequest(String),
-    /// 401: the caller may not reach this path.
-    Unauthorized(String),
-    /// 401: a peer signature that failed, with its reason code (DESIGN
-    /// section 5).
-    Signature(&'static str, String),
-    /// 403: the caller is not allowed here at all (an unknown source on the
+/// The kinds of answer the proxy gives itself. Each has one row in
+/// [`Kind::row`]: adding a kind is a variant and its row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `OPTIONS *`, a question about the server as a whole, answered here
+    /// and never forwarded (as Go's `net/http` does): 200 with no body.
+    Options,
+    /// The request is malformed.
+    BadRequest,
+    /// The caller may not reach this path, or a peer signature failed
+    /// (its reason code in [`Refusal::reason`]).
+    Unauthorized,
+    /// The caller is not allowed here at all (an unknown source on the
     /// internal listener).
-    Forbidden(String),
-    /// 404: no such app, or a path that is never exposed.
-    NotFound(String),
-    /// 404: the peer named by an app is unknown or ambiguous, with the
-    /// reason (`unknown_peer`, `ambiguous_peer`).
-    NoSuchPeer(&'static str, String),
-    /// 408: a request body slower than the minimum rate.
-    RequestTimeout(String),
-    /// 413: a signed body larger than the limit.
-    PayloadTooLarge(String),
-    /// 431: the request head is over the limits.
-    HeaderFieldsTooLarge(String),
-    /// 421: the host is not one of this Portal's.
-    Misdirected(String),
-    /// 502: the upstream could not be reached or answered badly.
-    BadGateway(String),
-    /// 502 with reason `peer_unverified`: a peer's answer without a valid
-    /// response signature.
-    PeerUnverified(String),
-    /// 504: the upstream did not answer in time.
-    GatewayTimeout(String),
-    /// 503: the proxy cannot take the request now; `Retry-After` says
-    /// when to try again.
-    Unavailable(String),
+    Forbidden,
+    /// No such app, a path that is never exposed, or a peer an app names
+    /// that is unknown or ambiguous (`unknown_peer`, `ambiguous_peer`).
+    NotFound,
+    /// A request body slower than the minimum rate.
+    RequestTimeout,
+    /// A signed body larger than the limit.
+    PayloadTooLarge,
+    /// The host is not one of this Portal's.
+    Misdirected,
+    /// The request head is over the limits.
+    HeaderFieldsTooLarge,
+    /// The upstream could not be reached or answered badly (a peer's
+    /// answer without a valid signature: reason `peer_unverified`).
+    BadGateway,
+    /// The proxy cannot take the request now; `Retry-After` says when to
+    /// try again.
+    Unavailable,
+    /// The upstream did not answer in time.
+    GatewayTimeout,
+}
+
+impl Kind {
+    /// The table: each kind's status and its stable code, for scripts and
+    /// the access log.
+    const fn row(self) -> (u16, &'static str) {
+        match self {
+            Kind::Options => (200, "options"),
+            Kind::BadRequest => (400, "bad_request"),
+            Kind::Unauthorized => (401, "unauthorized"),
+            Kind::Forbidden => (403, "forbidden"),
+            Kind::NotFound => (404, "not_found"),
+            Kind::RequestTimeout => (408, "request_timeout"),
+            Kind::PayloadTooLarge => (413, "payload_too_large"),
+            Kind::Misdirected => (421, "misdirected_request"),
+            Kind::HeaderFieldsTooLarge => (431, "request_header_fields_too_large"),
+            Kind::BadGateway => (502, "bad_gateway"),
+            Kind::Unavailable => (503, "service_unavailable"),
+            Kind::GatewayTimeout => (504, "gateway_timeout"),
+        }
+    }
+
+    pub const fn status(self) -> u16 {
+        self.row().0
+    }
+
+    pub const fn code(self) -> &'static str {
+        self.row().1
+    }
+}
+
+/// A request the proxy answers itself: its kind, a finer reason code for
+/// the callers that act on it, and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub kind: Kind,
+    /// `reason` of the JSON body: a signature's failure (docs/signing.md),
+    /// `unknown_peer`, `ambiguous_peer`, `peer_unverified`.
+    pub reason: Option<&'static str>,
+    pub message: String,
 }
 
 /// Seconds a client is asked to wait after a 503 (`Retry-After`).
 pub const RETRY_AFTER_SECONDS: u32 = 5;
 
+impl Refusal {
+    pub fn new(kind: Kind, message: impl Into<String>) -> Self {
+        Refusal {
+            kind,
+            reason: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn with_reason(kind: Kind, reason: &'static str, message: impl Into<String>) -> Self {
+        Refusal {
+            kind,
+            reason: Some(reason),
+            message: message.into(),
+        }
+    }
+
+    /// The answer to `OPTIONS *`.
+    pub fn options() -> Self {
+        Refusal::new(Kind::Options, "")
+    }
+
+    /// The reason of a failed peer signature, if this is one.
+    pub fn signature_reason(&self) -> Option<&'static str> {
+        self.reason.filter(|_| self.kind == Kind::Unauthorized)
+    }
+}
+
 impl From<RouteError> for Refusal {
     fn from(e: RouteError) -> Self {
-        match e {
-            RouteError::NoHost => Refusal::BadRequest(e.to_string()),
-            RouteError::UnknownApp(_) | RouteError::NotExposed => Refusal::NotFound(e.to_string()),
-            RouteError::Misdirected(_) => Refusal::Misdirected(e.to_string()),
-        }
+        let kind = match e {
+            RouteError::NoHost => Kind::BadRequest,
+            RouteError::UnknownApp(_) | RouteError::NotExposed => Kind::NotFound,
+            RouteError::Misdirected(_) => Kind::Misdirected,
+        };
+        Refusal::new(kind, e.to_string())
     }
 }
 
 impl From<HeadError> for Refusal {
     fn from(e: HeadError) -> Self {
-        match e {
+        let kind = match e {
             HeadError::TooManyFields { .. } | HeadError::TooLarge { .. } => {
-                Refusal::HeaderFieldsTooLarge(e.to_string())
+                Kind::HeaderFieldsTooLarge
             }
-            HeadError::LengthAndChunked => Refusal::BadRequest(e.to_string()),
-        }
+            HeadError::LengthAndChunked => Kind::BadRequest,
+        };
+        Refusal::new(kind, e.to_string())
     }
 }
 
 impl From<PathError> for Refusal {
     fn from(e: PathError) -> Self {
-        Refusal::BadRequest(e.to_string())
+        Refusal::new(Kind::BadRequest, e.to_string())
     }
 }
 
 impl From<TargetError> for Refusal {
     fn from(e: TargetError) -> Self {
-        Refusal::BadRequest(e.to_string())
+        Refusal::new(Kind::BadRequest, e.to_string())
     }
 }
 
 impl From<SignatureError> for Refusal {
     fn from(e: SignatureError) -> Self {
-        Refusal::Signature(e.reason(), e.to_string())
+        Refusal::with_reason(Kind::Unauthorized, e.reason(), e.to_string())
     }
 }
 
 impl From<Denied> for Refusal {
     fn from(e: Denied) -> Self {
-        Refusal::Unauthorized(e.to_string())
+        Refusal::new(Kind::Unauthorized, e.to_string())
     }
 }
 
 impl From<TooLarge> for Refusal {
     fn from(e: TooLarge) -> Self {
-        Refusal::PayloadTooLarge(e.to_string())
+        Refusal::new(Kind::PayloadTooLarge, e.to_string())
     }
 }
 
 impl From<TooSlow> for Refusal {
     fn from(e: TooSlow) -> Self {
-        Refusal::RequestTimeout(e.to_string())
+        Refusal::new(Kind::RequestTimeout, e.to_string())
     }
 }
 
@@ -121,7 +186,7 @@ impl From<BodyError> for Refusal {
         match e {
             BodyError::TooLarge(e) => e.into(),
             BodyError::Signature(e) => e.into(),
-            BodyError::Busy(_) => Refusal::Unavailable(e.to_string()),
+            BodyError::Busy(_) => Refusal::new(Kind::Unavailable, e.to_string()),
         }
     }
 }
@@ -130,20 +195,17 @@ impl From<CallError> for Refusal {
     fn from(e: CallError) -> Self {
         let message = e.to_string();
         match e {
-            CallError::UnknownSource(_) => Refusal::Forbidden(message),
-            CallError::UnknownPeer(_) => Refusal::NoSuchPeer("unknown_peer", message),
-            CallError::AmbiguousPeer(..) => Refusal::NoSuchPeer("ambiguous_peer", message),
+            CallError::UnknownSource(_) => Refusal::new(Kind::Forbidden, message),
+            CallError::UnknownPeer(_) => {
+                Refusal::with_reason(Kind::NotFound, "unknown_peer", message)
+            }
+            CallError::AmbiguousPeer(..) => {
+                Refusal::with_reason(Kind::NotFound, "ambiguous_peer", message)
+            }
             CallError::Path(e) => e.into(),
             CallError::TooLarge(e) => e.into(),
-            CallError::NotServed(_) => Refusal::NotFound(message),
-            CallError::BadRequest(_) => Refusal::BadRequest(message),
-            CallError::PeerTimeout(_) => Refusal::GatewayTimeout(message),
-            CallError::PeerUnverified(..) | CallError::BadAnswer(..) => {
-                Refusal::PeerUnverified(message)
-            }
-            CallError::Unreachable(..) | CallError::BrokeOff | CallError::Internal(_) => {
-                Refusal::BadGateway(message)
-            }
+            CallError::NotServed(_) => Refusal::new(Kind::NotFound, message),
+            CallError::BadRequest(_) => Refusal::new(Kind::BadRequest, message),
         }
     }
 }
@@ -158,69 +220,27 @@ struct JsonBody<'a> {
 
 impl Refusal {
     pub fn status(&self) -> u16 {
-        match self {
-            Refusal::ServerOptions => 200,
-            Refusal::BadRequest(_) => 400,
-            Refusal::Unauthorized(_) | Refusal::Signature(..) => 401,
-            Refusal::RequestTimeout(_) => 408,
-            Refusal::PayloadTooLarge(_) => 413,
-            Refusal::Forbidden(_) => 403,
-            Refusal::NotFound(_) | Refusal::NoSuchPeer(..) => 404,
-            Refusal::Misdirected(_) => 421,
-            Refusal::HeaderFieldsTooLarge(_) => 431,
-            Refusal::BadGateway(_) | Refusal::PeerUnverified(_) => 502,
-            Refusal::GatewayTimeout(_) => 504,
-            Refusal::Unavailable(_) => 503,
-        }
+        self.kind.status()
     }
 
     /// A stable machine-readable code, for scripts and for the access log.
     pub fn code(&self) -> &'static str {
-        match self {
-            Refusal::ServerOptions => "options",
-            Refusal::BadRequest(_) => "bad_request",
-            Refusal::Unauthorized(_) | Refusal::Signature(..) => "unauthorized",
-            Refusal::RequestTimeout(_) => "request_timeout",
-            Refusal::PayloadTooLarge(_) => "payload_too_large",
-            Refusal::Forbidden(_) => "forbidden",
-            Refusal::NotFound(_) | Refusal::NoSuchPeer(..) => "not_found",
-            Refusal::Misdirected(_) => "misdirected_request",
-            Refusal::HeaderFieldsTooLarge(_) => "request_header_fields_too_large",
-            Refusal::BadGateway(_) | Refusal::PeerUnverified(_) => "bad_gateway",
-            Refusal::GatewayTimeout(_) => "gateway_timeout",
-            Refusal::Unavailable(_) => "service_unavailable",
-        }
+        self.kind.code()
     }
 
     pub fn message(&self) -> &str {
-        match self {
-            Refusal::ServerOptions => "",
-            Refusal::BadRequest(m)
-            | Refusal::Unauthorized(m)
-            | Refusal::Signature(_, m)
-            | Refusal::RequestTimeout(m)
-            | Refusal::PayloadTooLarge(m)
-            | Refusal::Forbidden(m)
-            | Refusal::NotFound(m)
-            | Refusal::NoSuchPeer(_, m)
-            | Refusal::Misdirected(m)
-            | Refusal::HeaderFieldsTooLarge(m)
-            | Refusal::BadGateway(m)
-            | Refusal::PeerUnverified(m)
-            | Refusal::GatewayTimeout(m)
-            | Refusal::Unavailable(m) => m,
-        }
+        &self.message
     }
 
     /// The `Retry-After` of the answer, in seconds, if it has one.
     pub fn retry_after(&self) -> Option<u32> {
-        matches!(self, Refusal::Unavailable(_)).then_some(RETRY_AFTER_SECONDS)
+        (self.kind == Kind::Unavailable).then_some(RETRY_AFTER_SECONDS)
     }
 
     /// `(content type, body)`: HTML when the client's `Accept` asks for
     /// `text/html` (a browser), JSON otherwise.
     pub fn render(&self, accept: Option<&str>) -> (&'static str, Vec<u8>) {
-        if *self == Refusal::ServerOptions {
+        if self.kind == Kind::Options {
             return ("text/plain; charset=utf-8", Vec::new());
         }
         if accept.is_some_and(wants_html) {
@@ -228,11 +248,7 @@ impl Refusal {
         } else {
             let body = JsonBody {
                 error: self.code(),
-                reason: match self {
-                    Refusal::Signature(reason, _) | Refusal::NoSuchPeer(reason, _) => Some(reason),
-                    Refusal::PeerUnverified(_) => Some("peer_unverified"),
-                    _ => None,
-                },
+                reason: self.reason,
                 message: self.message(),
             };
             let mut json = serde_json::to_vec(&body).expect("strings always serialize");
@@ -290,7 +306,7 @@ mod tests {
 
     #[test]
     fn json_unless_the_client_is_a_browser() {
-        let r = Refusal::NotFound("no app named \"x\"".into());
+        let r = Refusal::new(Kind::NotFound, "no app named \"x\"");
         let (ct, body) = r.render(None);
         assert_eq!(ct, "application/json");
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -314,19 +330,19 @@ mod tests {
 
     #[test]
     fn signature_refusals_carry_their_reason() {
-        let r = Refusal::Signature("expired", "the signature expired".into());
+        let r = Refusal::from(SignatureError::Expired { expires: 1, now: 2 });
         assert_eq!(r.status(), 401);
         let v: serde_json::Value = serde_json::from_slice(&r.render(None).1).unwrap();
         assert_eq!(v["error"], "unauthorized");
         assert_eq!(v["reason"], "expired");
         let v: serde_json::Value =
-            serde_json::from_slice(&Refusal::NotFound("x".into()).render(None).1).unwrap();
+            serde_json::from_slice(&Refusal::new(Kind::NotFound, "x").render(None).1).unwrap();
         assert!(v.get("reason").is_none());
     }
 
     #[test]
     fn html_escapes_the_message() {
-        let r = Refusal::Misdirected("host \"<script>\" is not served here".into());
+        let r = Refusal::new(Kind::Misdirected, "host \"<script>\" is not served here");
         let (_, body) = r.render(Some("text/html"));
         let body = String::from_utf8(body).unwrap();
         assert!(body.contains("421 Misdirected Request"));

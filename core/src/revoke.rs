@@ -10,16 +10,9 @@
 use super::access::{decide as access_decision, match_rule, stricter};
 use super::caller::Caller;
 use super::path::CanonicalPath;
-use super::route::CoreAccess;
+use super::route::{CoreAccess, Target};
 use crate::app_meta::Access;
 use crate::snapshot::Snapshot;
-
-/// Where an open request went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OpenedTarget {
-    App(String),
-    Core(CoreAccess),
-}
 
 /// The credential an open terminal request was decided with: it lives
 /// as long as the secret that checked it and the token's `exp`.
@@ -45,7 +38,7 @@ pub struct Opened {
     pub caller: Caller,
     /// For a terminal: the credential it was proved by.
     pub credential: Option<TerminalCredential>,
-    pub target: OpenedTarget,
+    pub target: Target,
     /// The canonical path matched.
     pub path: String,
     /// The path without `;parameters`, when it differs.
@@ -56,7 +49,7 @@ impl Opened {
     pub fn new(
         caller: Caller,
         credential: Option<TerminalCredential>,
-        target: OpenedTarget,
+        target: Target,
         path: &CanonicalPath<'_>,
     ) -> Self {
         Opened {
@@ -89,9 +82,9 @@ pub fn still_allowed(opened: &Opened, snapshot: &Snapshot, now: i64) -> bool {
         return false;
     }
     let access = match &opened.target {
-        OpenedTarget::Core(CoreAccess::Protected) => Access::Private,
-        OpenedTarget::Core(_) => Access::Public,
-        OpenedTarget::App(name) => {
+        Target::Core(CoreAccess::Protected) => Access::Private,
+        Target::Core(_) => Access::Public,
+        Target::App(name) => {
             let Some(app) = snapshot.http_app(name) else {
                 return false;
             };
@@ -160,7 +153,7 @@ mod tests {
         Opened::new(
             caller,
             credential,
-            OpenedTarget::App("files".into()),
+            Target::App("files".into()),
             &canonical_path(path).unwrap(),
         )
     }
@@ -217,7 +210,7 @@ mod tests {
         let core = Opened {
             caller: t1.clone(),
             credential: opened(t1.clone(), "/").credential,
-            target: OpenedTarget::Core(CoreAccess::Protected),
+            target: Target::Core(CoreAccess::Protected),
             path: "/core/protected/x".into(),
             without_params: None,
         };

@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::respond::{accept, refusal_response};
 use crate::ops::metrics::render;
 use crate::ops::tls::CertResolver;
-use portal_core::refusal::Refusal;
+use portal_core::refusal::{Kind, Refusal};
 
 /// Serves the registry of [`crate::ops::metrics`] and the health checks.
 pub struct MetricsApp {
@@ -100,7 +100,10 @@ impl ServeHttp for MetricsApp {
                 }
             }
             _ => refusal_response(
-                &Refusal::NotFound("this listener serves /metrics, /healthz and /readyz".into()),
+                &Refusal::new(
+                    Kind::NotFound,
+                    "this listener serves /metrics, /healthz and /readyz",
+                ),
                 accept(req),
             ),
         }

@@ -65,7 +65,7 @@ pub async fn read_head(session: &mut ServerSession, listener: &str) -> bool {
         let target = parse_target(req.method.as_str(), req.raw_path())?;
         target.host(super::request_host(req))?;
         match target {
-            RequestTarget::Asterisk => Err(Refusal::ServerOptions),
+            RequestTarget::Asterisk => Err(Refusal::options()),
             RequestTarget::Path { .. } => Ok(()),
         }
     });

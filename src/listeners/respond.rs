@@ -11,7 +11,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::ServerSession;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
-use portal_core::refusal::Refusal;
+use portal_core::refusal::{Kind, Refusal};
 
 /// The request's `Accept` header, which picks JSON or HTML.
 pub fn accept(req: &RequestHeader) -> Option<&str> {
@@ -62,31 +62,36 @@ pub fn proxy_failure(e: &Error, what: &str) -> Option<Refusal> {
     use ErrorType::*;
     match (e.esource(), e.etype()) {
         (_, HTTPStatus(code)) if *code >= 500 => {
-            Some(Refusal::BadGateway(format!("{what} failed")))
+            Some(Refusal::new(Kind::BadGateway, format!("{what} failed")))
         }
-        (ErrorSource::Upstream, ConnectTimedout | TLSHandshakeTimedout) => Some(
-            Refusal::GatewayTimeout(format!("{what} did not accept the connection in time")),
-        ),
-        (ErrorSource::Upstream, ReadTimedout | WriteTimedout) => Some(Refusal::GatewayTimeout(
+        (ErrorSource::Upstream, ConnectTimedout | TLSHandshakeTimedout) => Some(Refusal::new(
+            Kind::GatewayTimeout,
+            format!("{what} did not accept the connection in time"),
+        )),
+        (ErrorSource::Upstream, ReadTimedout | WriteTimedout) => Some(Refusal::new(
+            Kind::GatewayTimeout,
             format!("{what} did not answer in time"),
         )),
-        (ErrorSource::Upstream, ConnectRefused) => Some(Refusal::BadGateway(format!(
-            "{what} is not running (connection refused)"
-        ))),
-        (ErrorSource::Upstream, ConnectNoRoute) => Some(Refusal::BadGateway(format!(
-            "{what} cannot be found (no address)"
-        ))),
-        (ErrorSource::Upstream, _) => Some(Refusal::BadGateway(format!(
-            "{what} failed: {}",
-            e.etype().as_str()
-        ))),
+        (ErrorSource::Upstream, ConnectRefused) => Some(Refusal::new(
+            Kind::BadGateway,
+            format!("{what} is not running (connection refused)"),
+        )),
+        (ErrorSource::Upstream, ConnectNoRoute) => Some(Refusal::new(
+            Kind::BadGateway,
+            format!("{what} cannot be found (no address)"),
+        )),
+        (ErrorSource::Upstream, _) => Some(Refusal::new(
+            Kind::BadGateway,
+            format!("{what} failed: {}", e.etype().as_str()),
+        )),
         (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed) => None,
-        (ErrorSource::Downstream, _) => Some(Refusal::BadRequest(format!(
-            "malformed request: {}",
-            e.etype().as_str()
-        ))),
-        (ErrorSource::Internal | ErrorSource::Unset, _) => Some(Refusal::BadGateway(
-            "the proxy failed to handle the request".into(),
+        (ErrorSource::Downstream, _) => Some(Refusal::new(
+            Kind::BadRequest,
+            format!("malformed request: {}", e.etype().as_str()),
+        )),
+        (ErrorSource::Internal | ErrorSource::Unset, _) => Some(Refusal::new(
+            Kind::BadGateway,
+            "the proxy failed to handle the request",
         )),
     }
 }

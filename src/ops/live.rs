@@ -32,6 +32,19 @@ struct Live {
     doomed_at: Option<Instant>,
 }
 
+/// A request in flight: it is one of [`LiveRequests`] until this is
+/// dropped (with the request's context, whichever way the request ends).
+pub struct LiveRequest {
+    requests: Arc<LiveRequests>,
+    id: u64,
+}
+
+impl Drop for LiveRequest {
+    fn drop(&mut self) {
+        self.requests.open_map().remove(&self.id);
+    }
+}
+
 /// Requests in flight, by a number of their own.
 #[derive(Default)]
 pub struct LiveRequests {
@@ -45,8 +58,8 @@ impl LiveRequests {
     }
 
     /// Records a request carried by the connection `conn` (its key in
-    /// [`Guard`]); returns its number for [`LiveRequests::close`].
-    pub fn open(&self, conn: usize, opened: Arc<Opened>) -> u64 {
+    /// [`Guard`]) until the returned guard is dropped.
+    pub fn open(self: &Arc<Self>, conn: usize, opened: Arc<Opened>) -> LiveRequest {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.open_map().insert(
             id,
@@ -56,12 +69,10 @@ impl LiveRequests {
                 doomed_at: None,
             },
         );
-        id
-    }
-
-    /// The request ended.
-    pub fn close(&self, id: u64) {
-        self.open_map().remove(&id);
+        LiveRequest {
+            requests: self.clone(),
+            id,
+        }
     }
 
     pub fn len(&self) -> usize {

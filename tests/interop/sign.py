@@ -8,7 +8,7 @@ stdin:  {"private_key_pem", "keyid", "method", "url", "body" (string or
          null), "created", "expires", "nonce"}  (times: Unix seconds)
 stdout: {"<header name>": "<value>", ...}, the headers to add.
 
-Used by tests/interop.rs; needs `pip install http-message-signatures`.
+Used by tests/proxy/interop.rs; needs `pip install http-message-signatures`.
 """
 
 import datetime

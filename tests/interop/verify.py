@@ -8,7 +8,7 @@ stdin:  {"public_key_pem", "keyid", "method", "url", "headers": {...},
 stdout: {"ok": true, "covered": [...], "params": {...}} on success;
         otherwise exit status 1 and the error on stderr.
 
-Used by tests/interop.rs; needs `pip install http-message-signatures`.
+Used by tests/proxy/interop.rs; needs `pip install http-message-signatures`.
 """
 
 import json

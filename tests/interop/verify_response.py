@@ -9,7 +9,7 @@ stdin:  {"public_key_pem", "keyid",
 stdout: {"ok": true, "covered": [...], "params": {...}} on success;
         otherwise exit status 1 and the error on stderr.
 
-Used by tests/interop_response.rs.
+Used by tests/proxy/interop_response.rs.
 """
 
 import json

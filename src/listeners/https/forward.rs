@@ -11,10 +11,10 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use crate::ops::dns::Dns;
 use portal_core::caller::TERMINAL_COOKIE;
 use portal_core::credentials::{remove_cookie, Credentials};
-use portal_core::decide::{Plan, Routed};
+use portal_core::decide::Plan;
 use portal_core::headers::{is_never_forwarded, AppHeaders};
 use portal_core::names::HostPort;
-use portal_core::refusal::Refusal;
+use portal_core::refusal::{Kind, Refusal};
 
 /// Why a request is not sent upstream after all.
 pub(super) enum NotSent {
@@ -38,10 +38,7 @@ pub(super) fn prepare(
     host: Option<&str>,
     template_portal: &minijinja::Value,
 ) -> Result<(), NotSent> {
-    let app = match &plan.routed {
-        Routed::App { app, rule } => Some((app, *rule)),
-        Routed::Core(_) => None,
-    };
+    let app = plan.rule.as_ref().map(|r| (&r.app, r.index));
     strip_client_headers(req, app.map(|(a, _)| &a.headers), &plan.credentials);
     // The proxy's alone: the client's copies, in any spelling, are gone
     // (DESIGN section 6).
@@ -58,10 +55,10 @@ pub(super) fn prepare(
                 .headers
                 .render(rule, plan.caller(), template_portal)
                 .map_err(|e| {
-                    let refusal = Refusal::BadGateway(format!(
-                        "the header templates of app {:?} failed",
-                        app.meta.name
-                    ));
+                    let refusal = Refusal::new(
+                        Kind::BadGateway,
+                        format!("the header templates of app {:?} failed", app.meta.name),
+                    );
                     warn!("app {:?}: {e}: answered 502", app.meta.name);
                     Rejected(refusal)
                 })?;

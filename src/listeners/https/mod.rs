@@ -21,14 +21,15 @@ use super::respond::{abort, write_refusal_with};
 use crate::config::Limits;
 use crate::ops::access_log::{AccessLog, Entry};
 use crate::ops::guard::{digest_key, Guard, InFlight};
-use crate::ops::live::LiveRequests;
+use crate::ops::live::{LiveRequest, LiveRequests};
 use crate::ops::metrics;
 use crate::state::SharedState;
 use portal_core::body::BodyRate;
 use portal_core::caller::Caller;
-use portal_core::decide::{decide, AnswerBinding, Head, Plan, Policy, Refused, Verdict};
+use portal_core::decide::{decide, AnswerBinding, Decision, Facts, Head, Plan, Policy, Verdict};
 use portal_core::identity::Identity;
-use portal_core::refusal::Refusal;
+use portal_core::names::HostPort;
+use portal_core::refusal::{Kind, Refusal};
 use portal_core::replay::ReplayCache;
 use portal_core::signature::response::sign_response;
 
@@ -65,25 +66,48 @@ impl PortalProxy {
     }
 }
 
-/// Carried from phase to phase of one request.
+/// Carried from phase to phase of one request: what was received, and
+/// where the request stands. Dropping it ends what the request holds (its
+/// connection's in-flight mark, its place among the live requests).
 pub struct RequestCtx {
+    received: Received,
+    stage: Stage,
+}
+
+/// What was received, known from the first phase on.
+struct Received {
     started: Instant,
     /// The host the request names, as received: read once, for the
     /// decision, `X-Forwarded-Host` and the access log.
     host: Option<String>,
-    /// Set once by `request_filter` (or before it, for a head over the
-    /// limits); `None` only when the client went away before.
-    verdict: Option<Verdict>,
-    /// The proxy's own answer after the request was forwarded: a signed
-    /// body that failed its check, an upstream that failed.
-    failure: Option<Refusal>,
-    /// Its number among the requests in flight, once forwarded.
-    live: Option<u64>,
     /// For a request whose peer signature verified: what the answer's
-    /// signature binds it to.
+    /// signature binds it to, whatever the answer.
     binding: Option<Box<AnswerBinding>>,
-    /// Its connection is busy while this is held (dropped in `logging`).
+    /// Its connection is busy while this is held.
     in_flight: Option<InFlight>,
+}
+
+/// Where a request stands.
+enum Stage {
+    /// Not decided: before `request_filter`, or the client went away.
+    Undecided,
+    /// Answered by the proxy: refused, or failed once forwarded.
+    Answered {
+        facts: Facts,
+        refusal: Refusal,
+        /// Where it was forwarded to before it failed.
+        upstream: Option<HostPort>,
+    },
+    /// Forwarded as planned.
+    Forwarded(Box<Forwarding>),
+}
+
+/// A forwarded request's plan and what it holds while it is open.
+struct Forwarding {
+    facts: Facts,
+    plan: Box<Plan>,
+    /// Its place among the requests decided again on reload.
+    _live: Option<LiveRequest>,
     /// The minimum rate of its body, from the body's first byte (not for
     /// upgraded connections, whose bytes flow at the client's will).
     body_rate: Option<(BodyRate, Instant)>,
@@ -93,8 +117,8 @@ impl RequestCtx {
     /// The plan of a forwarded request: the phases after `request_filter`
     /// only run for one.
     fn plan(&self) -> Result<&Plan> {
-        match &self.verdict {
-            Some(Verdict::Forward(plan)) => Ok(plan),
+        match &self.stage {
+            Stage::Forwarded(f) => Ok(&f.plan),
             _ => Err(Error::explain(
                 ErrorType::InternalError,
                 "forwarding a request that was not decided to be",
@@ -102,11 +126,55 @@ impl RequestCtx {
         }
     }
 
+    fn facts(&self) -> Option<&Facts> {
+        match &self.stage {
+            Stage::Undecided => None,
+            Stage::Answered { facts, .. } => Some(facts),
+            Stage::Forwarded(f) => Some(&f.facts),
+        }
+    }
+
     /// What answered the request, if the proxy did.
     fn refusal(&self) -> Option<&Refusal> {
-        self.failure
-            .as_ref()
-            .or_else(|| self.verdict.as_ref()?.refusal())
+        match &self.stage {
+            Stage::Answered { refusal, .. } => Some(refusal),
+            _ => None,
+        }
+    }
+
+    /// Where the request went, if it was forwarded.
+    fn upstream(&self) -> Option<&HostPort> {
+        match &self.stage {
+            Stage::Answered { upstream, .. } => upstream.as_ref(),
+            Stage::Forwarded(f) => Some(&f.plan.upstream),
+            Stage::Undecided => None,
+        }
+    }
+
+    /// The request is answered by the proxy from here on; returns the
+    /// error that aborts what Pingora was doing.
+    fn fail(&mut self, refusal: Refusal) -> Box<Error> {
+        let error = abort(&refusal);
+        self.stage = match std::mem::replace(&mut self.stage, Stage::Undecided) {
+            Stage::Forwarded(f) => Stage::Answered {
+                facts: f.facts,
+                refusal,
+                upstream: Some(f.plan.upstream),
+            },
+            Stage::Answered {
+                facts, upstream, ..
+            } => Stage::Answered {
+                facts,
+                refusal,
+                upstream,
+            },
+            Stage::Undecided => Stage::Answered {
+                facts: Facts::default(),
+                refusal,
+                upstream: None,
+            },
+        };
+        error
     }
 }
 
@@ -164,14 +232,13 @@ impl ProxyHttp for PortalProxy {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
-            started: Instant::now(),
-            host: None,
-            verdict: None,
-            failure: None,
-            live: None,
-            binding: None,
-            in_flight: None,
-            body_rate: None,
+            received: Received {
+                started: Instant::now(),
+                host: None,
+                binding: None,
+                in_flight: None,
+            },
+            stage: Stage::Undecided,
         }
     }
 
@@ -191,17 +258,16 @@ impl ProxyHttp for PortalProxy {
             .map(|h1| h1.get_headers_raw_bytes());
         if let Some(key) = connection_key(session) {
             match self.portal.guard.request_started(key) {
-                Ok(in_flight) => ctx.in_flight = in_flight,
+                Ok(in_flight) => ctx.received.in_flight = in_flight,
                 // An HTTP/2 stream past its client's share.
                 Err(e) => {
-                    let refusal = Refusal::Unavailable(e.to_string());
-                    ctx.verdict = Some(Verdict::Refuse(Box::new(Refused::early(refusal))));
+                    ctx.fail(Refusal::new(Kind::Unavailable, e.to_string()));
                 }
             }
         }
         let req = session.req_header();
-        ctx.host = request_host(req).map(str::to_owned);
-        if ctx.verdict.is_some() {
+        ctx.received.host = request_host(req).map(str::to_owned);
+        if ctx.refusal().is_some() {
             return Ok(());
         }
         // The target counted as received, whatever its form (a relative
@@ -217,19 +283,18 @@ impl ProxyHttp for PortalProxy {
             // Answered by `request_filter`; what follows such a head on
             // this connection cannot be trusted.
             session.set_keepalive(None);
-            ctx.verdict = Some(Verdict::Refuse(Box::new(Refused::early(e.into()))));
+            ctx.fail(e.into());
         }
         Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        if ctx.verdict.is_none() {
+        if let Stage::Undecided = ctx.stage {
             let now = crate::ops::unix_now();
             let snapshot = self.portal.state.load();
             let has_body = !session.is_body_empty();
-            let head = head(session.req_header(), ctx.host.as_deref(), has_body);
+            let head = head(session.req_header(), ctx.received.host.as_deref(), has_body);
             let decision = decide(&head, &snapshot, &self.portal.policy, now);
-            ctx.binding = decision.nonce.as_ref().map(|n| n.binding.clone());
             let claim = match &decision.nonce {
                 Some(n) => self
                     .portal
@@ -237,22 +302,38 @@ impl ProxyHttp for PortalProxy {
                     .check_and_insert(&n.peer, &n.nonce, n.forget_at, now),
                 None => Ok(()),
             };
-            ctx.verdict = Some(decision.settle(claim));
+            let Decision {
+                facts,
+                verdict,
+                nonce,
+            } = decision.settle(claim);
+            ctx.received.binding = nonce.map(|n| n.binding);
+            ctx.stage = match verdict {
+                Verdict::Refuse(refusal) => Stage::Answered {
+                    facts,
+                    refusal,
+                    upstream: None,
+                },
+                Verdict::Forward(plan) => {
+                    let live = connection_key(session)
+                        .map(|key| self.portal.live.open(key, plan.opened.clone()));
+                    Stage::Forwarded(Box::new(Forwarding {
+                        facts,
+                        plan,
+                        _live: live,
+                        body_rate: None,
+                    }))
+                }
+            };
         }
-        match &ctx.verdict {
-            Some(Verdict::Refuse(refused)) => {
-                let sign =
-                    |head: &mut ResponseHeader| self.sign_answer(ctx.binding.as_deref(), head);
-                write_refusal_with(session.as_downstream_mut(), &refused.refusal, sign).await?;
+        match &ctx.stage {
+            Stage::Answered { refusal, .. } => {
+                let binding = ctx.received.binding.as_deref();
+                let sign = |head: &mut ResponseHeader| self.sign_answer(binding, head);
+                write_refusal_with(session.as_downstream_mut(), refusal, sign).await?;
                 Ok(true)
             }
-            Some(Verdict::Forward(plan)) => {
-                if let Some(key) = connection_key(session) {
-                    ctx.live = Some(self.portal.live.open(key, plan.opened.clone()));
-                }
-                Ok(false)
-            }
-            None => Ok(false),
+            Stage::Forwarded(_) | Stage::Undecided => Ok(false),
         }
     }
 
@@ -267,10 +348,13 @@ impl ProxyHttp for PortalProxy {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        let Stage::Forwarded(forwarding) = &mut ctx.stage else {
+            return Ok(());
+        };
         // A trickled upload ends once under the minimum rate.
         let limits = &self.portal.limits;
         if limits.min_body_bytes_per_second > 0 && !session.is_upgrade_req() {
-            let (rate, started) = ctx.body_rate.get_or_insert_with(|| {
+            let (rate, started) = forwarding.body_rate.get_or_insert_with(|| {
                 let rate = BodyRate::new(
                     limits.min_body_bytes_per_second,
                     limits.min_body_rate_grace.as_secs_f64(),
@@ -283,28 +367,17 @@ impl ProxyHttp for PortalProxy {
                     .slow_clients
                     .with_label_values(&["body_rate"])
                     .inc();
-                let refusal = Refusal::from(e);
-                let error = abort(&refusal);
-                ctx.failure = Some(refusal);
-                return Err(error);
+                return Err(ctx.fail(e.into()));
             }
         }
-        let Some(Verdict::Forward(plan)) = ctx.verdict.as_mut() else {
-            return Ok(());
-        };
-        let Some(check) = plan.body_check.as_mut() else {
+        let Some(check) = forwarding.plan.body_check.as_mut() else {
             return Ok(());
         };
         match check.push(body.take().as_deref(), end_of_stream) {
             Ok(Some(whole)) => *body = Some(whole),
             // Empty, not `None`: `None` would tell the upstream the body ended.
             Ok(None) => *body = Some(Bytes::new()),
-            Err(e) => {
-                let refusal = Refusal::from(e);
-                let error = abort(&refusal);
-                ctx.failure = Some(refusal);
-                return Err(error);
-            }
+            Err(e) => return Err(ctx.fail(e.into())),
         }
         Ok(())
     }
@@ -339,17 +412,13 @@ impl ProxyHttp for PortalProxy {
             upstream_request,
             ctx.plan()?,
             client_ip,
-            ctx.host.as_deref(),
+            ctx.received.host.as_deref(),
             &self.portal.template_portal,
         );
         match prepared {
             Ok(()) => Ok(()),
             Err(forward::NotSent::Failed(e)) => Err(e),
-            Err(forward::NotSent::Rejected(refusal)) => {
-                let error = abort(&refusal);
-                ctx.failure = Some(refusal);
-                Err(error)
-            }
+            Err(forward::NotSent::Rejected(refusal)) => Err(ctx.fail(refusal)),
         }
     }
 
@@ -361,7 +430,7 @@ impl ProxyHttp for PortalProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        self.sign_answer(ctx.binding.as_deref(), upstream_response)
+        self.sign_answer(ctx.received.binding.as_deref(), upstream_response)
     }
 
     async fn fail_to_proxy(
@@ -370,7 +439,7 @@ impl ProxyHttp for PortalProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let app = ctx.verdict.as_ref().map_or("", Verdict::app_label);
+        let app = ctx.facts().map_or("", Facts::app_label);
         let what = match app {
             "" => "the upstream".to_string(),
             portal_core::decide::CORE_APP_LABEL => "the Portal core".to_string(),
@@ -385,14 +454,14 @@ impl ProxyHttp for PortalProxy {
         // A refusal decided while streaming the body (a digest mismatch, a
         // body over the limit) wins over what the error says.
         let refusal = ctx
-            .failure
-            .clone()
+            .refusal()
+            .cloned()
             .or_else(|| super::respond::proxy_failure(e, &what));
         let code = match refusal {
             // Headers already sent: the connection is closed mid-response.
             Some(_) if session.response_written().is_some() => 0,
             Some(refusal) => {
-                let upstream = ctx.plan().map(|p| p.upstream.to_string());
+                let upstream = ctx.upstream().map(ToString::to_string);
                 log::warn!(
                     "{} {}: {} (upstream {})",
                     refusal.status(),
@@ -401,10 +470,11 @@ impl ProxyHttp for PortalProxy {
                     upstream.unwrap_or_default()
                 );
                 let status = refusal.status();
-                let binding = ctx.binding.as_deref();
+                let binding = ctx.received.binding.as_deref();
                 let sign = |head: &mut ResponseHeader| self.sign_answer(binding, head);
                 let written = write_refusal_with(session.as_downstream_mut(), &refusal, sign).await;
-                ctx.failure = Some(refusal);
+                // Recorded for the access log.
+                let _ = ctx.fail(refusal);
                 if written.is_ok() {
                     status
                 } else {
@@ -422,10 +492,7 @@ impl ProxyHttp for PortalProxy {
     /// Counts the request and writes its access log line (DESIGN
     /// section 8); never waits.
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        if let Some(id) = ctx.live.take() {
-            self.portal.live.close(id);
-        }
-        drop(ctx.in_flight.take());
+        drop(ctx.received.in_flight.take());
         // HTTP/1: the next head's first byte starts its deadline (HTTP/2
         // streams share a connection that other streams keep busy).
         if !session.as_downstream().is_http2() {
@@ -437,22 +504,20 @@ impl ProxyHttp for PortalProxy {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        let duration = ctx.started.elapsed();
-        let verdict = ctx.verdict.as_ref();
-        let app = verdict.map_or("", Verdict::app_label);
-        let refusal = ctx.refusal();
-        let decision = match (refusal, verdict) {
-            (Some(refusal), _) => refusal.code(),
-            (None, Some(_)) => "forward",
+        let duration = ctx.received.started.elapsed();
+        let facts = ctx.facts();
+        let app = facts.map_or("", Facts::app_label);
+        let decision = match &ctx.stage {
+            Stage::Answered { refusal, .. } => refusal.code(),
+            Stage::Forwarded(_) => "forward",
             // The client went away or sent garbage before a decision.
-            (None, None) => "none",
+            Stage::Undecided => "none",
         };
-        if let Some(Refusal::Signature(reason, _)) = refusal {
+        if let Some(reason) = ctx.refusal().and_then(Refusal::signature_reason) {
             metrics::signature_refused(reason);
         }
-        let access = verdict.and_then(Verdict::access).map_or("", |a| a.as_str());
-        let (client_type, client_id, _) =
-            verdict.map_or(&Caller::Anonymous, Verdict::caller).parts();
+        let access = facts.and_then(|f| f.access).map_or("", |a| a.as_str());
+        let (client_type, client_id, _) = facts.map_or(&Caller::Anonymous, |f| &f.caller).parts();
         let m = &metrics::METRICS;
         m.requests
             .with_label_values(&[
@@ -470,13 +535,10 @@ impl ProxyHttp for PortalProxy {
             return;
         }
         let req = session.req_header();
-        let upstream = ctx
-            .plan()
-            .map(|p| p.upstream.to_string())
-            .unwrap_or_default();
+        let upstream = ctx.upstream().map(ToString::to_string).unwrap_or_default();
         self.portal.access_log.log(&Entry {
             time: crate::ops::access_log::now_rfc3339(),
-            host: ctx.host.as_deref().unwrap_or(""),
+            host: ctx.received.host.as_deref().unwrap_or(""),
             app,
             method: req.method.as_str(),
             path: &super::logged_path(req),

@@ -17,9 +17,10 @@ use hyper_util::rt::TokioIo;
 use log::{info, warn};
 use pingora::protocols::http::ServerSession;
 
+use super::failure::CallFailure;
 use crate::config::{Limits, Peering};
 use portal_core::identity::Identity;
-use portal_core::outbound::{end_to_end, peer_authority, CallError, SIGNATURE_VALIDITY};
+use portal_core::outbound::{end_to_end, peer_authority, SIGNATURE_VALIDITY};
 use portal_core::peers::Peer;
 use portal_core::route::Router;
 use portal_core::signature::response::{verify_response, RequestBinding};
@@ -113,7 +114,7 @@ impl PeerClient {
     /// Where to connect for `host` on `peer`: its `address` when
     /// `peers.json` gives one, else `host` by DNS (cached; every address,
     /// tried in turn).
-    async fn addresses(&self, host: &str, peer: &Peer) -> Result<Vec<SocketAddr>, CallError> {
+    async fn addresses(&self, host: &str, peer: &Peer) -> Result<Vec<SocketAddr>, CallFailure> {
         let (name, port) = match &peer.address {
             Some(a) => (a.host.as_str(), a.port),
             None => (host, 443),
@@ -124,9 +125,9 @@ impl PeerClient {
             .map_err(|e| self.unreachable(peer, e))
     }
 
-    fn unreachable(&self, peer: &Peer, detail: impl std::fmt::Display) -> CallError {
+    fn unreachable(&self, peer: &Peer, detail: impl std::fmt::Display) -> CallFailure {
         warn!("peer {} unreachable: {detail}", peer.id);
-        CallError::Unreachable(peer.short_id().to_string(), detail.to_string())
+        CallFailure::Unreachable(peer.short_id().to_string(), detail.to_string())
     }
 
     /// A TLS connection to `host` on `peer`, within the connect timeout.
@@ -134,10 +135,10 @@ impl PeerClient {
         &self,
         host: &str,
         peer: &Peer,
-    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, CallError> {
-        let timeout = || CallError::PeerTimeout(peer.short_id().to_string());
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, CallFailure> {
+        let timeout = || CallFailure::PeerTimeout(peer.short_id().to_string());
         let server_name = rustls::pki_types::ServerName::try_from(host.to_string())
-            .map_err(|e| CallError::BadRequest(format!("{host} is not a host name: {e}")))?;
+            .map_err(|e| CallFailure::bad_request(format!("{host} is not a host name: {e}")))?;
         let connector = tokio_rustls::TlsConnector::from(self.tls.load_full());
         let mut last = None;
         for addr in self.addresses(host, peer).await? {
@@ -166,7 +167,7 @@ impl PeerClient {
         peer: &Peer,
         path: &str,
         body: Bytes,
-    ) -> Result<u16, CallError> {
+    ) -> Result<u16, CallFailure> {
         let req = session.req_header();
         let host = self.router.peer_app_host(app, peer.short_id());
         let authority = peer_authority(host.clone(), peer);
@@ -189,7 +190,7 @@ impl PeerClient {
             SIGNATURE_VALIDITY,
             &crate::ops::fresh_nonce(),
         )
-        .map_err(|e| CallError::BadRequest(format!("cannot sign the request: {e}")))?;
+        .map_err(|e| CallFailure::bad_request(format!("cannot sign the request: {e}")))?;
         let mut builder = hyper::Request::builder()
             .method(req.method.clone())
             .uri(target.as_str())
@@ -205,10 +206,10 @@ impl PeerClient {
             builder = builder.header(name, value);
         }
         let our_signature = our_signature
-            .ok_or_else(|| CallError::Internal("the request's own signature".into()))?;
+            .ok_or_else(|| CallFailure::Internal("the request's own signature".into()))?;
         let request = builder
             .body(http_body_util::Full::new(body))
-            .map_err(|e| CallError::BadRequest(format!("cannot build the request: {e}")))?;
+            .map_err(|e| CallFailure::bad_request(format!("cannot build the request: {e}")))?;
 
         let tls = self.connect(&host, peer).await?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
@@ -221,7 +222,7 @@ impl PeerClient {
             match tokio::time::timeout(self.idle_timeout, sender.send_request(request)).await {
                 Ok(Ok(response)) => response,
                 Ok(Err(e)) => return Err(self.unreachable(peer, e)),
-                Err(_) => return Err(CallError::PeerTimeout(peer.short_id().to_string())),
+                Err(_) => return Err(CallFailure::PeerTimeout(peer.short_id().to_string())),
             };
 
         let (path, query) = match target.split_once('?') {
@@ -242,7 +243,7 @@ impl PeerClient {
                 peer.id,
                 response.status()
             );
-            return Err(CallError::BadAnswer(
+            return Err(CallFailure::BadAnswer(
                 peer.short_id().to_string(),
                 format!(
                     "{} to a request that asked for no upgrade",
@@ -277,7 +278,7 @@ impl PeerClient {
                     .inc();
                 if self.require_signature {
                     warn!("peer {}'s answer to {app:?} refused: {e}", peer.id);
-                    return Err(CallError::PeerUnverified(
+                    return Err(CallFailure::PeerUnverified(
                         peer.short_id().to_string(),
                         e.to_string(),
                     ));
@@ -309,6 +310,6 @@ fn signature_bytes(value: &str) -> Option<[u8; 64]> {
 }
 
 /// A failure of the proxy's own (writing to the app, building a head).
-pub(super) fn internal(e: impl std::fmt::Display) -> CallError {
-    CallError::Internal(e.to_string())
+pub(super) fn internal(e: impl std::fmt::Display) -> CallFailure {
+    CallFailure::Internal(e.to_string())
 }

@@ -15,9 +15,10 @@ use hyper_util::rt::TokioIo;
 use log::warn;
 use pingora::protocols::http::ServerSession;
 
+use super::failure::CallFailure;
 use portal_core::headers::is_portal_header;
 use portal_core::names::HostPort;
-use portal_core::outbound::{end_to_end, CallError};
+use portal_core::outbound::end_to_end;
 
 /// The header that names the calling app to the core.
 pub const APP_HEADER: &str = "x-ptl-app";
@@ -50,12 +51,12 @@ impl hyper::body::Body for ChannelBody {
 }
 
 impl CoreClient {
-    fn unreachable(&self, detail: impl std::fmt::Display) -> CallError {
+    fn unreachable(&self, detail: impl std::fmt::Display) -> CallFailure {
         warn!(
             "the Portal core at {} cannot be reached: {detail}",
             self.upstream
         );
-        CallError::Unreachable("core".into(), detail.to_string())
+        CallFailure::Unreachable("core".into(), detail.to_string())
     }
 
     /// Forwards the request of `session` for `app` (the caller, if known)
@@ -64,7 +65,7 @@ impl CoreClient {
         &self,
         session: &mut ServerSession,
         app: Option<&str>,
-    ) -> Result<u16, CallError> {
+    ) -> Result<u16, CallFailure> {
         let addr = self
             .dns
             .resolve(&self.upstream.host, self.upstream.port)
@@ -74,7 +75,7 @@ impl CoreClient {
         let tcp = match tokio::time::timeout(self.connect_timeout, connect).await {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) => return Err(self.unreachable(e)),
-            Err(_) => return Err(CallError::PeerTimeout("core".into())),
+            Err(_) => return Err(CallFailure::PeerTimeout("core".into())),
         };
         let _ = tcp.set_nodelay(true);
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
@@ -102,7 +103,7 @@ impl CoreClient {
         let body = ChannelBody(rx);
         let request = builder
             .body(body)
-            .map_err(|e| CallError::BadRequest(format!("cannot forward to the core: {e}")))?;
+            .map_err(|e| CallFailure::bad_request(format!("cannot forward to the core: {e}")))?;
 
         // The body goes as it arrives, while the answer is awaited.
         let pump = async {
@@ -118,7 +119,7 @@ impl CoreClient {
                         let _ = tx
                             .send(Err(std::io::Error::other("client body broke off")))
                             .await;
-                        return Err(CallError::BadRequest(format!(
+                        return Err(CallFailure::bad_request(format!(
                             "reading the request body: {e}"
                         )));
                     }
@@ -129,7 +130,7 @@ impl CoreClient {
             match tokio::time::timeout(self.idle_timeout, sender.send_request(request)).await {
                 Ok(Ok(response)) => Ok(response),
                 Ok(Err(e)) => Err(self.unreachable(e)),
-                Err(_) => Err(CallError::PeerTimeout("core".into())),
+                Err(_) => Err(CallFailure::PeerTimeout("core".into())),
             }
         };
         let (pumped, response) = tokio::join!(pump, answer);

@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod core_client;
+mod failure;
 
 use std::sync::Arc;
 
@@ -24,8 +25,9 @@ use super::respond::write_refusal;
 use crate::state::SharedState;
 use client::{internal, PeerClient};
 use core_client::CoreClient;
+use failure::CallFailure;
 use portal_core::body::{declared_length, TooLarge};
-use portal_core::outbound::{calling_app, find_peer, parse_call, Call, CallError};
+use portal_core::outbound::{calling_app, find_peer, parse_call, Call};
 use portal_core::path::check_path;
 use portal_core::refusal::Refusal;
 
@@ -59,7 +61,7 @@ impl InternalApi {
         }
     }
 
-    async fn handle(&self, session: &mut ServerSession) -> Result<(), CallError> {
+    async fn handle(&self, session: &mut ServerSession) -> Result<(), CallFailure> {
         let req = session.req_header();
         let path = req.uri.path().to_string();
         check_path(&path)?;
@@ -78,7 +80,7 @@ impl InternalApi {
         }
     }
 
-    async fn list_peers(&self, session: &mut ServerSession) -> Result<(), CallError> {
+    async fn list_peers(&self, session: &mut ServerSession) -> Result<(), CallFailure> {
         let snapshot = self.state.load();
         let list: Vec<PeerListing> = snapshot
             .peers
@@ -112,7 +114,7 @@ impl InternalApi {
         session: &mut ServerSession,
         peer_ref: &str,
         path: &str,
-    ) -> Result<(), CallError> {
+    ) -> Result<(), CallFailure> {
         let snapshot = self.state.load();
         let source = session
             .client_addr()
@@ -132,7 +134,7 @@ impl InternalApi {
     }
 
     /// The app's request body, whole (it is signed through its digest).
-    async fn read_body(&self, session: &mut ServerSession) -> Result<Bytes, CallError> {
+    async fn read_body(&self, session: &mut ServerSession) -> Result<Bytes, CallFailure> {
         let too_large = TooLarge::PeerCall(self.max_body);
         if declared_length(&session.req_header().headers).is_some_and(|n| n > self.max_body as u64)
         {
@@ -142,7 +144,7 @@ impl InternalApi {
         while let Some(chunk) = session
             .read_request_body()
             .await
-            .map_err(|e| CallError::BadRequest(format!("reading the request body: {e}")))?
+            .map_err(|e| CallFailure::bad_request(format!("reading the request body: {e}")))?
         {
             if body.len() + chunk.len() > self.max_body {
                 return Err(too_large.into());
@@ -156,7 +158,7 @@ impl InternalApi {
 /// Streams an upstream's answer (a peer's, the core's) to the app: its
 /// status and end-to-end headers, then each chunk as it arrives, with
 /// `idle` as the longest wait for the next. Returns the status; an answer
-/// broken off or stalled is [`CallError::BrokeOff`] (`from` names the
+/// broken off or stalled is [`CallFailure::BrokeOff`] (`from` names the
 /// upstream in the log).
 /// How an answer is passed on to the app that asked for it.
 pub(crate) struct Answer<'a> {
@@ -176,7 +178,7 @@ async fn stream_answer(
     session: &mut ServerSession,
     response: hyper::Response<hyper::body::Incoming>,
     answer: Answer<'_>,
-) -> Result<u16, CallError> {
+) -> Result<u16, CallFailure> {
     use http_body_util::BodyExt;
     let Answer {
         idle,
@@ -191,7 +193,7 @@ async fn stream_answer(
     let mut digest = match signed {
         Some(fields) if fields.iter().any(|f| f == "content-digest") => Some(
             portal_core::signature::ContentDigest::from_headers(&parts.headers)
-                .map_err(|e| CallError::BadAnswer(peer.to_string(), e.to_string()))?
+                .map_err(|e| CallFailure::BadAnswer(peer.to_string(), e.to_string()))?
                 .streaming(),
         ),
         _ => None,
@@ -241,17 +243,17 @@ async fn stream_answer(
             Ok(None) => break,
             Ok(Some(Err(e))) => {
                 log::warn!("{from} broke off its answer: {e}");
-                return Err(CallError::BrokeOff);
+                return Err(CallFailure::BrokeOff);
             }
             Err(_) => {
                 log::warn!("{from} stalled its answer for {idle:?}");
-                return Err(CallError::BrokeOff);
+                return Err(CallFailure::BrokeOff);
             }
         }
     }
     if digest.is_some_and(|d| !d.matches()) {
         log::warn!("{from}: the answer's body does not match its signed Content-Digest: cut");
-        return Err(CallError::BadAnswer(
+        return Err(CallFailure::BadAnswer(
             peer.to_string(),
             "its body does not match its signed Content-Digest".into(),
         ));

@@ -268,7 +268,7 @@ impl Registry {
 
 /// Why a connection is not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Refused {
+pub enum NotAdmitted {
     #[error("the client has {0} connections open (limits.max_connections_per_client)")]
     PerClient(usize),
     #[error("over the connection cap (limits.max_client_connections) and none to shed")]
@@ -309,7 +309,7 @@ impl Guard {
         ip: Option<IpAddr>,
         state: u8,
         capped: bool,
-    ) -> Result<Arc<Conn>, Refused> {
+    ) -> Result<Arc<Conn>, NotAdmitted> {
         let refused = |r| {
             METRICS.connections_refused.inc();
             Err(r)
@@ -317,7 +317,7 @@ impl Guard {
         let dup = match fd.try_clone_to_owned() {
             Ok(dup) => dup,
             // Out of descriptors: that is the cap.
-            Err(_) => return refused(Refused::Cap),
+            Err(_) => return refused(NotAdmitted::Cap),
         };
         let mut reg = self.registry();
         // A connection still registered on this descriptor is one whose
@@ -333,10 +333,10 @@ impl Guard {
                 reg.private_per_client.get(&ip).copied().unwrap_or(0)
             });
             if open >= PRIVATE_PER_CLIENT {
-                return refused(Refused::PerClient(open));
+                return refused(NotAdmitted::PerClient(open));
             }
             if reg.private_open >= PRIVATE_TOTAL {
-                return refused(Refused::Private(reg.private_open));
+                return refused(NotAdmitted::Private(reg.private_open));
             }
         } else if let Some(ip) = ip {
             let mut open = reg.load(ip);
@@ -347,7 +347,7 @@ impl Guard {
                 open = reg.load(ip);
             }
             if open >= self.limits.per_client {
-                return refused(Refused::PerClient(open));
+                return refused(NotAdmitted::PerClient(open));
             }
         }
         // The descriptors of private connections (each with its socket,
@@ -366,7 +366,7 @@ impl Guard {
                     Self::release_locked(&mut reg, &victim, victim.digest());
                     METRICS.connections_shed.inc();
                 }
-                None => return refused(Refused::Cap),
+                None => return refused(NotAdmitted::Cap),
             }
         }
         let conn = Arc::new(Conn {
@@ -465,7 +465,10 @@ impl Guard {
     /// connection is busy until the [`InFlight`] returned is dropped. A
     /// second request in flight on one connection (an HTTP/2 stream)
     /// counts in its client's share: refused past it.
-    pub fn request_started(self: &Arc<Self>, digest: usize) -> Result<Option<InFlight>, Refused> {
+    pub fn request_started(
+        self: &Arc<Self>,
+        digest: usize,
+    ) -> Result<Option<InFlight>, NotAdmitted> {
         let Some(conn) = self.serving(digest) else {
             return Ok(None);
         };
@@ -488,7 +491,7 @@ impl Guard {
         if load >= self.limits.per_client {
             drop(reg);
             METRICS.connections_refused.inc();
-            return Err(Refused::PerClient(load));
+            return Err(NotAdmitted::PerClient(load));
         }
         *reg.extra_streams.entry(ip).or_default() += 1;
         in_flight.extra = true;

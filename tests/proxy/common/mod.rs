@@ -596,7 +596,7 @@ pub fn client(ca_pem: &str, protocol: Protocol) -> reqwest::Client {
     client_builder(ca_pem, protocol).build().unwrap()
 }
 
-// ---- Helpers of tests/operations.rs (hot reload, signals, graceful
+// ---- Helpers of tests/proxy/operations.rs (hot reload, signals, graceful
 // upgrade). ----
 
 impl PortalFiles {
