@@ -143,7 +143,7 @@ pub struct Listener {
     pub listen: String,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Peering {
     #[serde(default)]
@@ -163,7 +163,7 @@ pub struct Peering {
 }
 
 /// Pingora server settings exposed to operators.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Server {
     #[serde(default)]
@@ -185,7 +185,7 @@ pub struct Server {
 }
 
 /// Edge limits (DESIGN section 8 defaults when absent).
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     #[serde(default)]

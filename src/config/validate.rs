@@ -103,44 +103,13 @@ impl Validator {
         }
     }
 
-    pub(super) fn validate(mut self, raw: raw::Config) -> Result<Config, Vec<ConfigError>> {
-        let key_file = self.path("portal.key_file", &raw.portal.key_file);
-        let base_domain = raw
-            .portal
-            .base_domain
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
-        if !is_dns_name(&base_domain) || base_domain.contains('_') {
-            self.error(
-                "portal.base_domain",
-                format!("{:?} is not a domain name", raw.portal.base_domain),
-            );
-        }
-        let state_dir = self.path("state_dir", &raw.state_dir);
-        let listen_https = self.addr("listen.https", &raw.listen.https);
-        let listen_http = raw
-            .listen
-            .http
-            .as_deref()
-            .and_then(|v| self.addr("listen.http", v));
-        let listen_mqtts = raw
-            .listen
-            .mqtts
-            .as_deref()
-            .and_then(|v| self.addr("listen.mqtts", v));
-        let tls_cert_file = self.path("tls.cert_file", &raw.tls.cert_file);
-        let tls_key_file = self.path("tls.key_file", &raw.tls.key_file);
-        let home_app = raw.home_app.unwrap_or_else(|| DEFAULT_HOME_APP.to_string());
-        if !is_app_name(&home_app) {
-            self.error(
-                "home_app",
-                format!("{home_app:?} is not an app name (lower-case letters, digits, '-')"),
-            );
-        }
-        let core_upstream = self.host_port("core.upstream", &raw.core.upstream);
-
+    /// `upstreams`: each app's `http` and `mqtt` entrypoints.
+    fn upstreams(
+        &mut self,
+        raw: BTreeMap<String, raw::Upstream>,
+    ) -> BTreeMap<String, AppUpstreams> {
         let mut upstreams = BTreeMap::new();
-        for (app, upstream) in raw.upstreams {
+        for (app, upstream) in raw {
             let key = format!("upstreams.{app}");
             if !is_app_name(&app) {
                 self.error(
@@ -169,19 +138,11 @@ impl Validator {
             };
             upstreams.insert(app, parsed);
         }
+        upstreams
+    }
 
-        let internal_listen = raw
-            .internal
-            .and_then(|l| self.addr("internal.listen", &l.listen));
-        let raw_peering = raw.peering.unwrap_or(raw::Peering {
-            ca_file: None,
-            clock_skew_seconds: None,
-            max_signature_validity_seconds: None,
-            max_signed_body_bytes: None,
-            replay_cache_per_peer: None,
-            max_held_bodies_bytes: None,
-            require_response_signature: None,
-        });
+    /// `peering`: the signature window and the memory of signed bodies.
+    fn peering(&mut self, raw_peering: raw::Peering) -> Peering {
         let default_window = portal_core::signature::Window::default();
         let skew = raw_peering
             .clock_skew_seconds
@@ -241,7 +202,7 @@ impl Validator {
                 format!("{max_held_bodies} is more than 16 GiB"),
             );
         }
-        let peering = Peering {
+        Peering {
             ca_file: raw_peering
                 .ca_file
                 .map(|f| self.path("peering.ca_file", &f)),
@@ -250,26 +211,16 @@ impl Validator {
             replay_cache_per_peer,
             max_held_bodies,
             require_response_signature: raw_peering.require_response_signature.unwrap_or(true),
-        };
-        let metrics_listen = raw
-            .metrics
-            .and_then(|l| self.addr("metrics.listen", &l.listen));
+        }
+    }
 
-        let raw_server = raw.server.unwrap_or(raw::Server {
-            threads: None,
-            pid_file: None,
-            upgrade_sock: None,
-            user: None,
-            group: None,
-            grace_period_seconds: None,
-            graceful_shutdown_timeout_seconds: None,
-            upstream_keepalive_pool_size: None,
-        });
+    /// `server`: Pingora's own settings.
+    fn server(&mut self, raw_server: raw::Server) -> ServerSettings {
         let threads = raw_server.threads.unwrap_or(2);
         if threads == 0 || threads > 1024 {
             self.error("server.threads", format!("{threads} is not from 1 to 1024"));
         }
-        let server = ServerSettings {
+        ServerSettings {
             threads,
             pid_file: raw_server
                 .pid_file
@@ -282,24 +233,13 @@ impl Validator {
             grace_period_seconds: raw_server.grace_period_seconds,
             graceful_shutdown_timeout_seconds: raw_server.graceful_shutdown_timeout_seconds,
             upstream_keepalive_pool_size: raw_server.upstream_keepalive_pool_size,
-        };
+        }
+    }
 
-        let raw_limits = raw.limits.unwrap_or(raw::Limits {
-            upstream_connect_timeout_seconds: None,
-            upstream_idle_timeout_seconds: None,
-            downstream_idle_timeout_seconds: None,
-            max_request_header_bytes: None,
-            max_request_headers: None,
-            max_client_connections: None,
-            max_connections_per_client: None,
-            handshake_timeout_seconds: None,
-            request_head_timeout_seconds: None,
-            mqtt_idle_timeout_seconds: None,
-            min_body_bytes_per_second: None,
-            min_body_rate_grace_seconds: None,
-        });
+    /// `limits`: the edge's timeouts and sizes.
+    fn limits(&mut self, raw_limits: raw::Limits) -> Limits {
         let d = Limits::default();
-        let limits = Limits {
+        Limits {
             upstream_connect_timeout: self.seconds(
                 "limits.upstream_connect_timeout_seconds",
                 raw_limits.upstream_connect_timeout_seconds,
@@ -365,9 +305,12 @@ impl Validator {
                 raw_limits.min_body_rate_grace_seconds,
                 d.min_body_rate_grace,
             ),
-        };
+        }
+    }
 
-        let access_log = match raw.access_log {
+    /// `access_log`: off, standard output or a file.
+    fn access_log(&mut self, raw: Option<raw::AccessLog>) -> crate::ops::access_log::Target {
+        match raw {
             None => crate::ops::access_log::Target::Stdout,
             Some(raw::AccessLog {
                 enabled: Some(false),
@@ -384,25 +327,79 @@ impl Validator {
                 crate::ops::access_log::Target::File(self.path("access_log.file", &f))
             }
             Some(raw::AccessLog { file: None, .. }) => crate::ops::access_log::Target::Stdout,
-        };
+        }
+    }
 
-        let resolver = self.resolver(raw.resolver.unwrap_or_default());
-
-        // Two listeners on one address fail at bind time with a vaguer error.
+    /// Two listeners on one address fail at bind time with a vaguer error.
+    fn distinct_listeners(&mut self, listeners: &[(&str, Option<SocketAddr>)]) {
         let mut seen: BTreeMap<SocketAddr, &str> = BTreeMap::new();
-        for (key, addr) in [
-            ("listen.https", listen_https),
-            ("listen.http", listen_http),
-            ("listen.mqtts", listen_mqtts),
-            ("internal.listen", internal_listen),
-            ("metrics.listen", metrics_listen),
-        ] {
+        for &(key, addr) in listeners {
             if let Some(addr) = addr {
                 if let Some(other) = seen.insert(addr, key) {
                     self.error(key, format!("{addr} is already used by {other}"));
                 }
             }
         }
+    }
+
+    pub(super) fn validate(mut self, raw: raw::Config) -> Result<Config, Vec<ConfigError>> {
+        let key_file = self.path("portal.key_file", &raw.portal.key_file);
+        let base_domain = raw
+            .portal
+            .base_domain
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        if !is_dns_name(&base_domain) || base_domain.contains('_') {
+            self.error(
+                "portal.base_domain",
+                format!("{:?} is not a domain name", raw.portal.base_domain),
+            );
+        }
+        let state_dir = self.path("state_dir", &raw.state_dir);
+        let listen_https = self.addr("listen.https", &raw.listen.https);
+        let listen_http = raw
+            .listen
+            .http
+            .as_deref()
+            .and_then(|v| self.addr("listen.http", v));
+        let listen_mqtts = raw
+            .listen
+            .mqtts
+            .as_deref()
+            .and_then(|v| self.addr("listen.mqtts", v));
+        let tls_cert_file = self.path("tls.cert_file", &raw.tls.cert_file);
+        let tls_key_file = self.path("tls.key_file", &raw.tls.key_file);
+        let home_app = raw.home_app.unwrap_or_else(|| DEFAULT_HOME_APP.to_string());
+        if !is_app_name(&home_app) {
+            self.error(
+                "home_app",
+                format!("{home_app:?} is not an app name (lower-case letters, digits, '-')"),
+            );
+        }
+        let core_upstream = self.host_port("core.upstream", &raw.core.upstream);
+
+        let upstreams = self.upstreams(raw.upstreams);
+
+        let internal_listen = raw
+            .internal
+            .and_then(|l| self.addr("internal.listen", &l.listen));
+        let peering = self.peering(raw.peering.unwrap_or_default());
+        let metrics_listen = raw
+            .metrics
+            .and_then(|l| self.addr("metrics.listen", &l.listen));
+
+        let server = self.server(raw.server.unwrap_or_default());
+        let limits = self.limits(raw.limits.unwrap_or_default());
+        let access_log = self.access_log(raw.access_log);
+        let resolver = self.resolver(raw.resolver.unwrap_or_default());
+
+        self.distinct_listeners(&[
+            ("listen.https", listen_https),
+            ("listen.http", listen_http),
+            ("listen.mqtts", listen_mqtts),
+            ("internal.listen", internal_listen),
+            ("metrics.listen", metrics_listen),
+        ]);
 
         if !self.errors.is_empty() {
             return Err(self.errors);

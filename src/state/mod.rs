@@ -5,7 +5,7 @@
 //! broken app keeps serving as it was (or is left out if it never loaded),
 //! and the other apps and files load as usual.
 
-pub mod reload;
+pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;

@@ -889,7 +889,7 @@ async fn sighup_reloads_at_once() {
     // SIGHUP can make it visible.
     let terminals = state_dir.join("terminals.json");
     let before = std::fs::metadata(&terminals).unwrap();
-    let fingerprint = portal_proxy::state::reload::fingerprint(&state_dir);
+    let fingerprint = portal_proxy::state::watch::fingerprint(&state_dir);
     let tmp = state_dir.join(".terminals.json.sighup");
     std::fs::write(
         &tmp,
@@ -905,7 +905,7 @@ async fn sighup_reloads_at_once() {
     std::fs::rename(&tmp, &terminals).unwrap();
     assert_eq!(std::fs::metadata(&terminals).unwrap().len(), before.len());
     assert_eq!(
-        portal_proxy::state::reload::fingerprint(&state_dir),
+        portal_proxy::state::watch::fingerprint(&state_dir),
         fingerprint,
         "the change must be invisible to the poller for this test to mean anything"
     );

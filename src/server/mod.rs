@@ -2,10 +2,12 @@
 //! reports problems for `-t`, and wires the Pingora services. Used by
 //! `main` for `-t`, for a normal start and for the demo.
 
+mod reload;
+
 use std::sync::Arc;
 
 use log::{info, warn};
-use pingora::apps::HttpServerOptions;
+use pingora::apps::{HttpServerOptions, ServerApp};
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
@@ -29,7 +31,6 @@ use crate::ops::guard::{Guard, GuardLimits, Guarded, HandshakeGuard, Kind};
 use crate::ops::limits::ConnectionCap;
 use crate::ops::live::LiveRequests;
 use crate::ops::tls::{load_certified_key, CertResolver};
-use crate::state::reload::{record_certificate_expiry, record_state, CertificateFiles, Reloader};
 use crate::state::{SharedState, StateError};
 use portal_core::body::HeldBudget;
 use portal_core::decide::Policy;
@@ -38,6 +39,7 @@ use portal_core::identity::Identity;
 use portal_core::replay::ReplayCache;
 use portal_core::route::Router;
 use portal_core::snapshot::Snapshot;
+use reload::{record_certificate_expiry, record_state, CertificateFiles, Reloader};
 
 /// Everything loaded from disk at start-up.
 pub struct Loaded {
@@ -63,9 +65,9 @@ impl Loaded {
 /// cannot start at all (each naming its file); broken state files are not
 /// among them, they are in [`Loaded::state_errors`].
 pub fn load(config: &Config) -> Result<Loaded, Vec<String>> {
-    let state_fingerprint = crate::state::reload::fingerprint(&config.state_dir);
+    let state_fingerprint = crate::state::watch::fingerprint(&config.state_dir);
     let certificate_fingerprint =
-        crate::state::reload::files_fingerprint(&[&config.tls_cert_file, &config.tls_key_file]);
+        crate::state::watch::files_fingerprint(&[&config.tls_cert_file, &config.tls_key_file]);
     let mut errors = Vec::new();
     let identity = crate::identity::load(&config.key_file)
         .map_err(|e| errors.push(format!("portal.key_file: {e}")))
@@ -245,23 +247,25 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     options.keepalive_request_limit = Some(crate::ops::limits::KEEPALIVE_REQUEST_LIMIT);
     options.h2_idle_timeout = Some(config.limits.downstream_idle_timeout);
     proxy.server_options = Some(options);
-    let mut https = Service::new(
-        "portal-proxy https".to_string(),
-        Guarded {
-            inner: Arc::new(proxy),
-            guard: guard.clone(),
-            kind: Kind::Http,
-            capped: true,
-        },
+    let tls = |h2: bool| -> Result<TlsSettings, String> {
+        let mut tls = TlsSettings::intermediate("", "").map_err(|e| e.to_string())?;
+        tls.set_cert_resolver(resolver.clone());
+        if h2 {
+            tls.enable_h2();
+        }
+        Ok(tls)
+    };
+    let mut listeners = Listeners {
+        server: &mut server,
+        guard: &guard,
+    };
+    listeners.add(
+        "https",
+        proxy,
+        Kind::Http,
+        Exposure::Public(Some(tls(true)?)),
+        config.listen_https,
     );
-    https
-        .endpoints()
-        .set_pre_tls_callback(Arc::new(HandshakeGuard(guard.clone())));
-    let mut tls = TlsSettings::intermediate("", "").map_err(|e| e.to_string())?;
-    tls.set_cert_resolver(resolver.clone());
-    tls.enable_h2();
-    https.add_listener(client_endpoint(config.listen_https, Some(tls)));
-    server.add_service(https);
 
     if let Some(addr) = config.listen_mqtts {
         let relay = MqttRelay {
@@ -271,22 +275,8 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
             connect_timeout: config.limits.upstream_connect_timeout,
             idle_timeout: config.limits.mqtt_idle_timeout,
         };
-        let mut mqtts = Service::new(
-            "portal-proxy mqtts".to_string(),
-            Guarded {
-                inner: Arc::new(relay),
-                guard: guard.clone(),
-                kind: Kind::Relay,
-                capped: true,
-            },
-        );
-        mqtts
-            .endpoints()
-            .set_pre_tls_callback(Arc::new(HandshakeGuard(guard.clone())));
-        let mut tls = TlsSettings::intermediate("", "").map_err(|e| e.to_string())?;
-        tls.set_cert_resolver(resolver.clone());
-        mqtts.add_listener(client_endpoint(addr, Some(tls)));
-        server.add_service(mqtts);
+        let exposure = Exposure::Public(Some(tls(false)?));
+        listeners.add("mqtts", relay, Kind::Relay, exposure, addr);
     }
 
     if let Some(addr) = config.internal_listen {
@@ -300,52 +290,72 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
             idle_timeout: config.limits.upstream_idle_timeout,
         };
         let api = InternalApi::new(state.clone(), client, core, config.peering.max_signed_body);
-        let mut internal = Service::new(
-            "portal-proxy internal".to_string(),
-            Guarded {
-                inner: Arc::new(api),
-                guard: guard.clone(),
-                kind: Kind::Http,
-                capped: false,
-            },
-        );
-        internal.add_tcp(&addr.to_string());
-        server.add_service(internal);
+        listeners.add("internal", api, Kind::Http, Exposure::Private, addr);
     }
 
     if let Some(addr) = config.metrics_listen {
-        let mut metrics = Service::new(
-            "portal-proxy metrics".to_string(),
-            Guarded {
-                inner: Arc::new(Strict(MetricsApp {
-                    certificate: resolver.clone(),
-                })),
-                guard: guard.clone(),
-                kind: Kind::Http,
-                capped: false,
-            },
-        );
-        metrics.add_tcp(&addr.to_string());
-        server.add_service(metrics);
+        let metrics = Strict(MetricsApp {
+            certificate: resolver.clone(),
+        });
+        listeners.add("metrics", metrics, Kind::Http, Exposure::Private, addr);
     }
 
     if let Some(addr) = config.listen_http {
-        let mut redirect = Service::new(
-            "portal-proxy http redirect".to_string(),
-            Guarded {
-                inner: Arc::new(Strict(RedirectToHttps {
-                    https_port: config.listen_https.port(),
-                    router: router.clone(),
-                })),
-                guard: guard.clone(),
-                kind: Kind::Http,
-                capped: true,
-            },
-        );
-        redirect.add_listener(client_endpoint(addr, None));
-        server.add_service(redirect);
+        let redirect = Strict(RedirectToHttps {
+            https_port: config.listen_https.port(),
+            router: router.clone(),
+        });
+        let exposure = Exposure::Public(None);
+        listeners.add("http redirect", redirect, Kind::Http, exposure, addr);
     }
     Ok(server)
+}
+
+/// Who a listener serves.
+enum Exposure {
+    /// The public (TLS, or plain for port 80): under the connection cap,
+    /// each client address held to its share, TLS handshakes guarded.
+    Public(Option<TlsSettings>),
+    /// The Portal's own (the internal and metrics listeners): limits of
+    /// their own, reachable at the cap.
+    Private,
+}
+
+/// Adds the listening services, every one wrapped by the connection guard.
+struct Listeners<'a> {
+    server: &'a mut Server,
+    guard: &'a Arc<Guard>,
+}
+
+impl Listeners<'_> {
+    fn add<A: ServerApp + Send + Sync + 'static>(
+        &mut self,
+        name: &str,
+        app: A,
+        kind: Kind,
+        exposure: Exposure,
+        addr: std::net::SocketAddr,
+    ) {
+        let guarded = Guarded {
+            inner: Arc::new(app),
+            guard: self.guard.clone(),
+            kind,
+            capped: matches!(exposure, Exposure::Public(_)),
+        };
+        let mut service = Service::new(format!("portal-proxy {name}"), guarded);
+        match exposure {
+            Exposure::Public(tls) => {
+                if tls.is_some() {
+                    service
+                        .endpoints()
+                        .set_pre_tls_callback(Arc::new(HandshakeGuard(self.guard.clone())));
+                }
+                service.add_listener(client_endpoint(addr, tls));
+            }
+            Exposure::Private => service.add_tcp(&addr.to_string()),
+        }
+        self.server.add_service(service);
+    }
 }
 
 /// A listener for the public's connections. Pingora gives every accepted
