@@ -2,6 +2,8 @@
 //! (DESIGN sections 1 and 5) and `config-schema`. Each returns what it prints, or the
 //! error to print; `main` only wires the command line to them.
 
+#![forbid(unsafe_code)]
+
 use std::path::Path;
 
 use portal_core::identity::short_id;

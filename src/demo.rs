@@ -3,6 +3,8 @@
 //! dir with one app, and a config; starts the app (a tiny HTTP server that
 //! echoes what it received) and returns the config for `main` to run.
 
+#![forbid(unsafe_code)]
+
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

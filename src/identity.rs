@@ -3,6 +3,8 @@
 //! source. What a key is and the Portal ID it names are the core's
 //! ([`portal_core::identity`], docs/identity.md).
 
+#![forbid(unsafe_code)]
+
 use std::path::Path;
 
 use ed25519_dalek::SigningKey;

@@ -14,11 +14,13 @@
 //! - At the top: the config, the identity key, start-up wiring (`server`),
 //!   the command-line subcommands and the demo.
 
+#![deny(unsafe_code)]
+
 pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod identity;
-pub mod listeners;
+pub(crate) mod listeners;
 pub mod ops;
 pub mod server;
 pub mod state;

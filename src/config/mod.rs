@@ -3,6 +3,8 @@
 //! resolved against the config file's folder. Every error names its key path
 //! and all validation errors are reported at once. Used by `main` only.
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -40,7 +42,7 @@ impl std::fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-pub mod raw;
+pub(crate) mod raw;
 mod resolver;
 mod validate;
 

@@ -1,7 +1,9 @@
 //! The Pingora shells, one per listener. Each gathers its inputs from the
-//! connection, asks [`crate::decision`], and applies the answer; none
+//! connection, asks the core ([`portal_core`]), and applies the answer; none
 //! decides anything itself. [`respond`] is the one way they answer by
 //! themselves.
+
+#![forbid(unsafe_code)]
 
 pub mod https;
 pub mod internal;

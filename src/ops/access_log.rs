@@ -6,6 +6,8 @@
 //! (`portal_proxy_access_log_dropped_total`). The file is reopened on
 //! SIGHUP, for log rotation.
 
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -92,22 +94,14 @@ impl AccessLog {
         ))
     }
 
-    /// [`AccessLog::new`] with the writer running at once (tests, tools
-    /// that do not fork).
-    pub fn start(target: Target) -> std::io::Result<AccessLog> {
+    /// [`AccessLog::new`] with the writer running at once.
+    #[cfg(test)]
+    fn start(target: Target) -> std::io::Result<AccessLog> {
         let (log, writer) = AccessLog::new(target)?;
         if let Some(writer) = writer {
             writer.spawn()?;
         }
         Ok(log)
-    }
-
-    /// A log that writes nothing (tests, `access_log: off`).
-    pub fn off() -> AccessLog {
-        AccessLog {
-            tx: None,
-            reopen: Arc::new(AtomicBool::new(false)),
-        }
     }
 
     /// Queues one line; never blocks.

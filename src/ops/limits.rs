@@ -39,6 +39,7 @@ pub fn h2_options(max_header_bytes: usize) -> pingora::protocols::http::v2::serv
 }
 
 /// The soft limit of open file descriptors of this process.
+#[allow(unsafe_code)]
 pub fn open_files_limit() -> Option<usize> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,

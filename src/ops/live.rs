@@ -11,6 +11,8 @@
 //! HTTP/2 it also ends the connection's other streams (the same client's,
 //! refused the same way if they are revoked too, else retried).
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -73,14 +75,6 @@ impl LiveRequests {
             requests: self.clone(),
             id,
         }
-    }
-
-    pub fn len(&self) -> usize {
-        self.open_map().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Dooms the requests `snapshot` no longer allows at `now` (Unix

@@ -7,6 +7,8 @@
 //! lines are never printed, and any of its lines holding raw bytes has
 //! them withheld.
 
+#![forbid(unsafe_code)]
+
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 /// The marker after which Pingora's errors quote the bytes received.

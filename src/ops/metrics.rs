@@ -5,6 +5,8 @@
 //! come from the loaded state (anything else is `""`), reasons and kinds
 //! from fixed lists.
 
+#![forbid(unsafe_code)]
+
 use std::sync::LazyLock;
 
 use prometheus::{

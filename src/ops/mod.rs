@@ -1,13 +1,13 @@
 //! Running the proxy (DESIGN section 8): Prometheus series, the access
 //! log, edge limits, TLS certificates and the DNS cache.
 
-pub mod access_log;
+pub(crate) mod access_log;
 pub mod dns;
-pub mod guard;
-pub mod limits;
-pub mod live;
+pub(crate) mod guard;
+pub(crate) mod limits;
+pub(crate) mod live;
 pub mod logging;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod tls;
 
 /// Seconds since the Unix epoch: the one clock the shells read and pass

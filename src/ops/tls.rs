@@ -3,6 +3,8 @@
 //! being served, and the self-signed certificate of the demo. Used when the
 //! HTTPS listener is built, and by the certificate reloader.
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;

@@ -116,12 +116,7 @@ fn server_conf(config: &Config) -> ServerConf {
 
 /// Builds the server with every configured listener; the caller runs it.
 pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, String> {
-    // SIGHUP means "reload"; until the reload service has its handler in
-    // place, ignore it instead of dying of its default action.
-    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
-    unsafe {
-        libc::signal(libc::SIGHUP, libc::SIG_IGN);
-    }
+    ignore_sighup();
     for e in &loaded.state_errors {
         warn!("state file left out: {e}");
     }
@@ -309,6 +304,16 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         listeners.add("http redirect", redirect, Kind::Http, exposure, addr);
     }
     Ok(server)
+}
+
+/// SIGHUP means "reload"; until the reload service has its handler in
+/// place, it is ignored instead of killing the process (its default).
+#[allow(unsafe_code)]
+fn ignore_sighup() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
 }
 
 /// Who a listener serves.

@@ -5,6 +5,8 @@
 //! broken app keeps serving as it was (or is left out if it never loaded),
 //! and the other apps and files load as usual.
 
+#![forbid(unsafe_code)]
+
 pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};

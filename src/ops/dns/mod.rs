@@ -30,6 +30,8 @@
 //! the cache's logic is tested without a resolver or waiting
 //! (`tests.rs`); [`system`] is the real one, over `hickory-resolver`.
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};

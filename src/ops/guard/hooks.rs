@@ -27,6 +27,7 @@ pub fn digest_key(digest: &Arc<pingora::protocols::SocketDigest>) -> usize {
 
 /// The client address of a socket (Pingora sets the socket digest only
 /// after the pre-TLS hook, so it is asked of the socket itself).
+#[allow(unsafe_code)]
 fn peer_ip(fd: BorrowedFd<'_>) -> Option<IpAddr> {
     use std::os::fd::FromRawFd;
     // SAFETY: the descriptor is open for the borrow; ManuallyDrop never
@@ -47,6 +48,7 @@ impl PreTlsProcess for HandshakeGuard {
     async fn process(&self, stream: &mut L4Stream) -> pingora::Result<()> {
         let guard = &self.0;
         // SAFETY: the stream owns the descriptor for this whole call.
+        #[allow(unsafe_code)]
         let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
         let conn = guard.admit(fd, peer_ip(fd), HANDSHAKE, true).or_else(|e| {
             pingora::Error::e_explain(pingora::ErrorType::AcceptError, e.to_string())
@@ -125,6 +127,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             None => {
                 // A plain listener: admitted here.
                 // SAFETY: the stream owns the descriptor for this whole call.
+                #[allow(unsafe_code)]
                 let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
                 let ip = peer_ip(borrowed);
                 guard.admit(borrowed, ip, WAITING, self.capped).ok()?

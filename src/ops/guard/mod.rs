@@ -115,6 +115,7 @@ impl Conn {
 
     /// Ends the connection, whatever Pingora is doing with it, and closes
     /// the duplicate.
+    #[allow(unsafe_code)]
     fn close(&self) {
         if let Some(dup) = self.dup().take() {
             // SAFETY: shutdown(2) on a descriptor we own.
@@ -127,6 +128,7 @@ impl Conn {
     /// Whether Pingora has closed its descriptor of the socket (its number
     /// is free, or now names another socket than the duplicate's).
     fn dropped_by_pingora(&self) -> bool {
+        #[allow(unsafe_code)]
         fn inode(fd: RawFd) -> Option<(u64, u64)> {
             // SAFETY: fstat writes into the struct we own; a closed fd
             // only makes it fail.
@@ -514,11 +516,6 @@ impl Guard {
             conn.close();
         }
     }
-
-    /// Open connections per client address, for tests and metrics.
-    pub fn per_client(&self, ip: IpAddr) -> usize {
-        self.registry().per_client.get(&ip).copied().unwrap_or(0)
-    }
 }
 
 mod h2_frames;
@@ -526,7 +523,6 @@ mod hooks;
 mod watched;
 
 pub use hooks::{digest_key, Guarded, HandshakeGuard, Kind};
-pub use watched::Watched;
 
 #[cfg(test)]
 mod tests {
