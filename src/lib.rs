@@ -15,6 +15,7 @@
 //!   the command-line subcommands and the demo.
 
 #![deny(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod commands;
 pub mod config;

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub(crate) struct Config {
     /// The Portal's identity and domain.
     pub portal: Portal,
     /// What the Portal core writes (apps, terminals, peers); must exist. Relative to this file.
@@ -51,7 +51,7 @@ pub struct Config {
 /// The DNS cache of upstream names.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Resolver {
+pub(crate) struct Resolver {
     /// Name servers (ip or ip:port, port 53 by default) in place of /etc/resolv.conf's.
     #[serde(default)]
     pub nameservers: Option<Vec<String>>,
@@ -73,7 +73,7 @@ pub struct Resolver {
 /// nowhere with `enabled: false`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AccessLog {
+pub(crate) struct AccessLog {
     #[serde(default)]
     pub file: Option<String>,
     #[serde(default)]
@@ -82,7 +82,7 @@ pub struct AccessLog {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Portal {
+pub(crate) struct Portal {
     /// The Portal's ed25519 identity key, PKCS#8 PEM.
     pub key_file: String,
     /// The Portal's domain is <short_id>.<base_domain>.
@@ -91,7 +91,7 @@ pub struct Portal {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Listen {
+pub(crate) struct Listen {
     /// ip:port of the TLS listener.
     pub https: String,
     /// ip:port answering 308 to https for the Portal's hosts.
@@ -104,14 +104,14 @@ pub struct Listen {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Tls {
+pub(crate) struct Tls {
     pub cert_file: String,
     pub key_file: String,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Core {
+pub(crate) struct Core {
     /// host:port of the Portal core.
     pub upstream: String,
 }
@@ -122,14 +122,14 @@ pub struct Core {
     untagged,
     expecting = "a \"host:port\" string or a map with keys http and/or mqtt"
 )]
-pub enum Upstream {
+pub(crate) enum Upstream {
     Http(String),
     Split(SplitUpstream),
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SplitUpstream {
+pub(crate) struct SplitUpstream {
     #[serde(default)]
     pub http: Option<String>,
     #[serde(default)]
@@ -138,14 +138,14 @@ pub struct SplitUpstream {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Listener {
+pub(crate) struct Listener {
     /// ip:port to listen on.
     pub listen: String,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Peering {
+pub(crate) struct Peering {
     #[serde(default)]
     pub ca_file: Option<String>,
     #[serde(default)]
@@ -165,7 +165,7 @@ pub struct Peering {
 /// Pingora server settings exposed to operators.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Server {
+pub(crate) struct Server {
     #[serde(default)]
     pub threads: Option<usize>,
     #[serde(default)]
@@ -187,7 +187,7 @@ pub struct Server {
 /// Edge limits (DESIGN section 8 defaults when absent).
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Limits {
+pub(crate) struct Limits {
     #[serde(default)]
     pub upstream_connect_timeout_seconds: Option<f64>,
     #[serde(default)]

@@ -18,7 +18,7 @@ use crate::ops::tls::CertResolver;
 use portal_core::refusal::{Kind, Refusal};
 
 /// Serves the registry of [`crate::ops::metrics`] and the health checks.
-pub struct MetricsApp {
+pub(crate) struct MetricsApp {
     /// The certificate served, for readiness.
     pub certificate: Arc<CertResolver>,
 }
@@ -33,7 +33,7 @@ struct Status<'a> {
 /// Why the proxy is not ready at `now` (Unix seconds), if it is not.
 /// Config, key and state are loaded before any listener starts; what can
 /// change while it runs is the certificate.
-pub fn not_ready(validity: Option<(i64, i64)>, now: i64) -> Option<String> {
+pub(crate) fn not_ready(validity: Option<(i64, i64)>, now: i64) -> Option<String> {
     match validity {
         None => Some("the certificate served cannot be read".into()),
         Some((not_before, _)) if now < not_before => Some(format!(

@@ -5,19 +5,19 @@
 
 #![forbid(unsafe_code)]
 
-pub mod https;
-pub mod internal;
-pub mod metrics;
-pub mod mqtt;
-pub mod plain;
-pub mod redirect;
-pub mod respond;
+pub(crate) mod https;
+pub(crate) mod internal;
+pub(crate) mod metrics;
+pub(crate) mod mqtt;
+pub(crate) mod plain;
+pub(crate) mod redirect;
+pub(crate) mod respond;
 
 use pingora::http::RequestHeader;
 
 /// The path of the request-target as received, for the log: never its
 /// query (which may hold secrets), bytes that are not UTF-8 replaced.
-pub fn logged_path(req: &RequestHeader) -> std::borrow::Cow<'_, str> {
+pub(crate) fn logged_path(req: &RequestHeader) -> std::borrow::Cow<'_, str> {
     let raw = req.raw_path();
     let end = memchr::memchr(b'?', raw).unwrap_or(raw.len());
     String::from_utf8_lossy(&raw[..end])
@@ -25,7 +25,7 @@ pub fn logged_path(req: &RequestHeader) -> std::borrow::Cow<'_, str> {
 
 /// The host a request names, as received: the `:authority` (HTTP/2) or
 /// absolute-form target, else the `Host` header.
-pub fn request_host(req: &RequestHeader) -> Option<&str> {
+pub(crate) fn request_host(req: &RequestHeader) -> Option<&str> {
     req.uri
         .authority()
         .map(|a| a.as_str())

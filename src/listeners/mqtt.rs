@@ -19,7 +19,7 @@ use crate::state::SharedState;
 use portal_core::route::Router;
 
 /// The MQTT listener's connection handling.
-pub struct MqttRelay {
+pub(crate) struct MqttRelay {
     pub state: Arc<SharedState>,
     pub router: Arc<Router>,
     /// Upstream names, cached.

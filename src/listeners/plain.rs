@@ -32,7 +32,7 @@ const MAX_HEAD_BYTES: usize = portal_core::head::DEFAULT_MAX_HEADER_BYTES;
 /// request to serve; otherwise the connection is done (a malformed or
 /// refused head was answered with 400, `OPTIONS *` with 200, or the
 /// client went away).
-pub async fn read_head(session: &mut ServerSession, listener: &str) -> bool {
+pub(crate) async fn read_head(session: &mut ServerSession, listener: &str) -> bool {
     match session.read_request().await {
         Ok(true) => {}
         Ok(false) => return false,
@@ -80,7 +80,7 @@ pub async fn read_head(session: &mut ServerSession, listener: &str) -> bool {
 
 /// A `ServeHttp` app (its whole answer made at once) behind
 /// [`read_head`].
-pub struct Strict<T>(pub T);
+pub(crate) struct Strict<T>(pub T);
 
 #[async_trait]
 impl<T: ServeHttp + Send + Sync> HttpServerApp for Strict<T> {

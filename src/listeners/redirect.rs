@@ -18,7 +18,7 @@ use portal_core::route::{normalize_host, HostName, RouteError, Router};
 /// Answers a request for a Portal host with a redirect to
 /// `https://<host><path>`; any other host gets 421 (never a redirect to a
 /// host the client chose).
-pub struct RedirectToHttps {
+pub(crate) struct RedirectToHttps {
     /// The HTTPS listener's port; left out of the URL when it is 443.
     pub https_port: u16,
     pub router: Arc<Router>,
@@ -26,7 +26,7 @@ pub struct RedirectToHttps {
 
 /// The `Location` for a request to `host` with `path_and_query`, or `None`
 /// when the host is not a usable host name.
-pub fn https_location(host: &str, path_and_query: &str, https_port: u16) -> Option<String> {
+pub(crate) fn https_location(host: &str, path_and_query: &str, https_port: u16) -> Option<String> {
     let host = normalize_host(host)?;
     let pq = if path_and_query.starts_with('/') {
         path_and_query
@@ -43,7 +43,11 @@ pub fn https_location(host: &str, path_and_query: &str, https_port: u16) -> Opti
 impl RedirectToHttps {
     /// Where to send a request for `host` (as received), or the refusal.
     /// A path the HTTPS listener would refuse is refused here too.
-    pub fn location(&self, host: Option<&str>, path_and_query: &str) -> Result<String, Refusal> {
+    pub(crate) fn location(
+        &self,
+        host: Option<&str>,
+        path_and_query: &str,
+    ) -> Result<String, Refusal> {
         let raw = host.ok_or(RouteError::NoHost)?;
         let path = path_and_query.split('?').next().unwrap_or("/");
         check_path(path)?;

@@ -14,20 +14,20 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use portal_core::refusal::{Kind, Refusal};
 
 /// The request's `Accept` header, which picks JSON or HTML.
-pub fn accept(req: &RequestHeader) -> Option<&str> {
+pub(crate) fn accept(req: &RequestHeader) -> Option<&str> {
     req.headers
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
 }
 
 /// Writes a refusal as the whole response on a session.
-pub async fn write_refusal(session: &mut ServerSession, refusal: &Refusal) -> Result<()> {
+pub(crate) async fn write_refusal(session: &mut ServerSession, refusal: &Refusal) -> Result<()> {
     write_refusal_with(session, refusal, |_| Ok(())).await
 }
 
 /// [`write_refusal`], with `finish` adding to the head before it is sent
 /// (the HTTPS listener signs its answers to peers).
-pub async fn write_refusal_with(
+pub(crate) async fn write_refusal_with(
     session: &mut ServerSession,
     refusal: &Refusal,
     finish: impl FnOnce(&mut ResponseHeader) -> Result<()>,
@@ -41,7 +41,7 @@ pub async fn write_refusal_with(
 }
 
 /// A refusal as the response of a `ServeHttp` app (port 80, metrics).
-pub fn refusal_response(refusal: &Refusal, accept: Option<&str>) -> Response<Vec<u8>> {
+pub(crate) fn refusal_response(refusal: &Refusal, accept: Option<&str>) -> Response<Vec<u8>> {
     let (content_type, body) = refusal.render(accept);
     let mut builder = Response::builder();
     if let Some(seconds) = refusal.retry_after() {
@@ -58,7 +58,7 @@ pub fn refusal_response(refusal: &Refusal, accept: Option<&str>) -> Response<Vec
 
 /// The refusal for a failure to proxy to `what` (an app, the core), by
 /// what failed; `None` when the client went away (nobody to answer).
-pub fn proxy_failure(e: &Error, what: &str) -> Option<Refusal> {
+pub(crate) fn proxy_failure(e: &Error, what: &str) -> Option<Refusal> {
     use ErrorType::*;
     match (e.esource(), e.etype()) {
         (_, HTTPStatus(code)) if *code >= 500 => {
@@ -97,7 +97,7 @@ pub fn proxy_failure(e: &Error, what: &str) -> Option<Refusal> {
 }
 
 /// The `kind` label of `portal_proxy_upstream_errors_total`.
-pub fn error_kind(e: &Error) -> &'static str {
+pub(crate) fn error_kind(e: &Error) -> &'static str {
     use ErrorType::*;
     match e.etype() {
         ConnectRefused => "connect_refused",
@@ -113,6 +113,6 @@ pub fn error_kind(e: &Error) -> &'static str {
 
 /// An error the shell raises to abort a request whose refusal it already
 /// recorded (a signed body over the limit, a digest mismatch).
-pub fn abort(refusal: &Refusal) -> Box<Error> {
+pub(crate) fn abort(refusal: &Refusal) -> Box<Error> {
     Error::explain(ErrorType::HTTPStatus(refusal.status()), refusal.code())
 }

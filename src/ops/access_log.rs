@@ -18,13 +18,13 @@ use std::time::Duration;
 use serde::Serialize;
 
 /// Lines buffered between the request path and the writer.
-pub const CHANNEL_LINES: usize = 65_536;
+pub(crate) const CHANNEL_LINES: usize = 65_536;
 /// How often the writer drains the queue: the most a line waits.
-pub const WRITE_INTERVAL: Duration = Duration::from_millis(20);
+pub(crate) const WRITE_INTERVAL: Duration = Duration::from_millis(20);
 
 /// One request, as logged.
 #[derive(Debug, Serialize)]
-pub struct Entry<'a> {
+pub(crate) struct Entry<'a> {
     /// RFC 3339, UTC, milliseconds.
     pub time: String,
     pub host: &'a str,
@@ -54,7 +54,7 @@ pub enum Target {
 
 /// The sending side, cheap to share.
 #[derive(Clone)]
-pub struct AccessLog {
+pub(crate) struct AccessLog {
     tx: Option<SyncSender<String>>,
     reopen: Arc<AtomicBool>,
 }
@@ -62,7 +62,7 @@ pub struct AccessLog {
 /// The writing side: a thread started by [`Writer::spawn`], once the
 /// process is what it will stay (Pingora's `-d` forks after start-up, and
 /// threads do not survive a fork).
-pub struct Writer {
+pub(crate) struct Writer {
     parts: std::sync::Mutex<Option<WriterParts>>,
     reopen: Arc<AtomicBool>,
 }
@@ -73,7 +73,7 @@ type WriterParts = (Receiver<String>, Box<dyn Write + Send>, Target);
 impl AccessLog {
     /// The queue and its writer, not yet running. A file that cannot be
     /// opened is an error now; later write errors are reported on stderr.
-    pub fn new(target: Target) -> std::io::Result<(AccessLog, Option<Writer>)> {
+    pub(crate) fn new(target: Target) -> std::io::Result<(AccessLog, Option<Writer>)> {
         let reopen = Arc::new(AtomicBool::new(false));
         let out: Box<dyn Write + Send> = match &target {
             Target::Off => return Ok((AccessLog { tx: None, reopen }, None)),
@@ -105,7 +105,7 @@ impl AccessLog {
     }
 
     /// Queues one line; never blocks.
-    pub fn log(&self, entry: &Entry<'_>) {
+    pub(crate) fn log(&self, entry: &Entry<'_>) {
         let Some(tx) = &self.tx else { return };
         let line = serde_json::to_string(entry).expect("strings and numbers serialize");
         match tx.try_send(line) {
@@ -117,19 +117,19 @@ impl AccessLog {
     }
 
     /// Whether lines are written at all (`access_log: { enabled: false }`).
-    pub fn is_enabled(&self) -> bool {
+    pub(crate) fn is_enabled(&self) -> bool {
         self.tx.is_some()
     }
 
     /// Asks the writer to reopen its file (after a rotation).
-    pub fn reopen(&self) {
+    pub(crate) fn reopen(&self) {
         self.reopen.store(true, Ordering::Relaxed);
     }
 }
 
 impl Writer {
     /// Starts the writer thread (once; later calls do nothing).
-    pub fn spawn(&self) -> std::io::Result<()> {
+    pub(crate) fn spawn(&self) -> std::io::Result<()> {
         let parts = self.parts.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some((rx, out, target)) = parts {
             let flag = self.reopen.clone();
@@ -208,7 +208,7 @@ fn write_lines(
 }
 
 /// Now, as the log writes it.
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     let format = time::format_description::well_known::Rfc3339;
     let now = time::OffsetDateTime::now_utc();
     // Milliseconds are enough and keep lines short.

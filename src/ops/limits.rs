@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// HTTP/2 streams a client may have open at once (Envoy's edge value).
-pub const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+pub(crate) const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
 /// HTTP/2 per-stream flow-control window (Envoy's edge value: 64 KiB).
-pub const H2_STREAM_WINDOW: u32 = 64 * 1024;
+pub(crate) const H2_STREAM_WINDOW: u32 = 64 * 1024;
 /// HTTP/2 per-connection flow-control window (Envoy's edge value: 1 MiB).
-pub const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
+pub(crate) const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
 /// What HTTP/2 buffers for one stream of a client that does not take it
 /// (`max_send_buffer_size`; h2's default is 400 KiB).
-pub const H2_STREAM_SEND_BUFFER: usize = 32 * 1024;
+pub(crate) const H2_STREAM_SEND_BUFFER: usize = 32 * 1024;
 /// The receive buffer of upstream sockets (`SO_RCVBUF`, which Linux
 /// doubles): it bounds each read of an answer, and so each of the few
 /// chunks Pingora queues for a client that does not take them. A trade
@@ -22,12 +22,14 @@ pub const H2_STREAM_SEND_BUFFER: usize = 32 * 1024;
 /// TLS on loopback ran at 210-260 MB/s with 16 KiB, 110-180 with 8 KiB,
 /// 310-390 with 32 KiB and 400-600 unbounded; a stalled stream held
 /// about 160 KiB with 16 KiB, 100-140 with 8 KiB, 470-900 unbounded.
-pub const UPSTREAM_RECV_BUFFER: usize = 16 * 1024;
+pub(crate) const UPSTREAM_RECV_BUFFER: usize = 16 * 1024;
 /// Requests served on one HTTP/1 keep-alive connection (nginx's default).
-pub const KEEPALIVE_REQUEST_LIMIT: u32 = 1000;
+pub(crate) const KEEPALIVE_REQUEST_LIMIT: u32 = 1000;
 
 /// The HTTP/2 settings of the HTTPS listener.
-pub fn h2_options(max_header_bytes: usize) -> pingora::protocols::http::v2::server::H2Options {
+pub(crate) fn h2_options(
+    max_header_bytes: usize,
+) -> pingora::protocols::http::v2::server::H2Options {
     let mut options = pingora::protocols::http::v2::server::H2Options::new();
     options
         .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
@@ -40,7 +42,7 @@ pub fn h2_options(max_header_bytes: usize) -> pingora::protocols::http::v2::serv
 
 /// The soft limit of open file descriptors of this process.
 #[allow(unsafe_code)]
-pub fn open_files_limit() -> Option<usize> {
+pub(crate) fn open_files_limit() -> Option<usize> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -54,7 +56,7 @@ pub fn open_files_limit() -> Option<usize> {
 /// TLS connection measured about 49 KiB (benches/README.md, tuning log),
 /// a request in flight adds Pingora's and rustls's buffers; 64 KiB covers
 /// the usual case (a flood of slow uploads is bounded by other limits).
-pub const CONNECTION_MEMORY_BYTES: u64 = 64 * 1024;
+pub(crate) const CONNECTION_MEMORY_BYTES: u64 = 64 * 1024;
 
 /// Default of `limits.max_client_connections`: the smaller of 80% of the
 /// open files limit (so that upstream connections, state files and the log
@@ -62,7 +64,7 @@ pub const CONNECTION_MEMORY_BYTES: u64 = 64 * 1024;
 /// as half the memory this process may use holds at
 /// [`CONNECTION_MEMORY_BYTES`] each (so that a flood of connections meets
 /// the cap before the kernel's OOM killer).
-pub fn default_max_connections() -> usize {
+pub(crate) fn default_max_connections() -> usize {
     let by_files = open_files_limit().map_or(50_000, |n| n * 4 / 5);
     let by_memory = memory_limit().map_or(usize::MAX, connections_in);
     by_files.min(by_memory).max(64)
@@ -77,7 +79,7 @@ fn connections_in(memory: u64) -> usize {
 /// cgroup or on one above it (`memory.max` of cgroup v2, a systemd unit's
 /// `MemoryMax=`; `memory.limit_in_bytes` of v1), and the machine's
 /// `MemTotal`.
-pub fn memory_limit() -> Option<u64> {
+pub(crate) fn memory_limit() -> Option<u64> {
     let read = |path: &str| std::fs::read_to_string(path).ok();
     let cgroup = read("/proc/self/cgroup").and_then(|c| cgroup_memory_limit(&c, read));
     let total = read("/proc/meminfo").and_then(|m| mem_total(&m));
@@ -139,7 +141,7 @@ fn mem_total(meminfo: &str) -> Option<u64> {
 /// pre-TLS callback because Pingora 0.9.1's connection filter never runs
 /// (the socket digest it needs is not set yet at accept).
 #[derive(Debug)]
-pub struct ConnectionCap {
+pub(crate) struct ConnectionCap {
     max: usize,
     open: AtomicUsize,
     /// When a refusal last recounted (milliseconds since `started`).
@@ -153,7 +155,7 @@ pub struct ConnectionCap {
 const RECOUNT_EVERY_MS: u64 = 50;
 
 impl ConnectionCap {
-    pub fn new(max: usize) -> Arc<Self> {
+    pub(crate) fn new(max: usize) -> Arc<Self> {
         Arc::new(ConnectionCap {
             max,
             open: AtomicUsize::new(count_open_fds()),
@@ -163,7 +165,7 @@ impl ConnectionCap {
     }
 
     /// Recounts the open descriptors (the reload service's every tick).
-    pub fn recount(&self) {
+    pub(crate) fn recount(&self) {
         self.open.store(count_open_fds(), Ordering::Relaxed);
     }
 }
@@ -178,7 +180,7 @@ impl ConnectionCap {
     /// guard's duplicate). `excluded` descriptors are left out of the count
     /// (those of the private listeners). The caller counts refusals
     /// (`ops::guard` sheds first).
-    pub fn try_admit(&self, excluded: usize) -> bool {
+    pub(crate) fn try_admit(&self, excluded: usize) -> bool {
         let fits = |open: usize| open.saturating_sub(excluded) + 2 <= self.max;
         if self
             .open
@@ -211,12 +213,12 @@ impl ConnectionCap {
 
     /// Counts a connection admitted past the cap (another was shed for
     /// it; its descriptors are counted until the next recount).
-    pub fn admit_past(&self) {
+    pub(crate) fn admit_past(&self) {
         self.open.fetch_add(2, Ordering::Relaxed);
     }
 
     /// The cap, in descriptors.
-    pub fn max(&self) -> usize {
+    pub(crate) fn max(&self) -> usize {
         self.max
     }
 }

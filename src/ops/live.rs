@@ -23,7 +23,7 @@ use portal_core::revoke::{still_allowed, Opened};
 use portal_core::snapshot::Snapshot;
 
 /// How long a revoked request may still finish on its own.
-pub const GRACE: Duration = Duration::from_secs(1);
+pub(crate) const GRACE: Duration = Duration::from_secs(1);
 
 /// One request in flight.
 struct Live {
@@ -36,7 +36,7 @@ struct Live {
 
 /// A request in flight: it is one of [`LiveRequests`] until this is
 /// dropped (with the request's context, whichever way the request ends).
-pub struct LiveRequest {
+pub(crate) struct LiveRequest {
     requests: Arc<LiveRequests>,
     id: u64,
 }
@@ -49,7 +49,7 @@ impl Drop for LiveRequest {
 
 /// Requests in flight, by a number of their own.
 #[derive(Default)]
-pub struct LiveRequests {
+pub(crate) struct LiveRequests {
     next: AtomicU64,
     open: Mutex<HashMap<u64, Live>>,
 }
@@ -61,7 +61,7 @@ impl LiveRequests {
 
     /// Records a request carried by the connection `conn` (its key in
     /// [`Guard`]) until the returned guard is dropped.
-    pub fn open(self: &Arc<Self>, conn: usize, opened: Arc<Opened>) -> LiveRequest {
+    pub(crate) fn open(self: &Arc<Self>, conn: usize, opened: Arc<Opened>) -> LiveRequest {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.open_map().insert(
             id,
@@ -79,7 +79,7 @@ impl LiveRequests {
 
     /// Dooms the requests `snapshot` no longer allows at `now` (Unix
     /// seconds): they have [`GRACE`] to end; returns how many were doomed.
-    pub fn revoke(&self, snapshot: &Snapshot, now: i64) -> usize {
+    pub(crate) fn revoke(&self, snapshot: &Snapshot, now: i64) -> usize {
         let at = Instant::now() + GRACE;
         let mut doomed = 0;
         for live in self.open_map().values_mut() {
@@ -94,7 +94,7 @@ impl LiveRequests {
     /// Dooms the terminal requests whose token has expired at `now` (Unix
     /// seconds, with their fraction), without waiting for a reload;
     /// returns how many.
-    pub fn expire(&self, now: f64) -> usize {
+    pub(crate) fn expire(&self, now: f64) -> usize {
         let at = Instant::now() + GRACE;
         let mut doomed = 0;
         for live in self.open_map().values_mut() {
@@ -108,7 +108,7 @@ impl LiveRequests {
 
     /// Closes the connections of doomed requests whose grace is over;
     /// returns how many requests were closed.
-    pub fn sweep(&self, guard: &Guard) -> usize {
+    pub(crate) fn sweep(&self, guard: &Guard) -> usize {
         let now = Instant::now();
         let mut map = self.open_map();
         let due: Vec<u64> = map

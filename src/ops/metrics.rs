@@ -17,7 +17,7 @@ use prometheus::{
 use portal_core::signature::SignatureError;
 
 /// Every series of the proxy.
-pub struct Metrics {
+pub(crate) struct Metrics {
     pub registry: Registry,
     /// `portal_proxy_requests_total{app,access,client_type,decision,status_class}`.
     pub requests: IntCounterVec,
@@ -54,7 +54,7 @@ pub struct Metrics {
 }
 
 /// The state file kinds of `portal_proxy_state_reloads_total{file}`.
-pub const STATE_FILE_KINDS: [&str; 6] = [
+pub(crate) const STATE_FILE_KINDS: [&str; 6] = [
     "state_dir",
     "app",
     "terminals",
@@ -78,7 +78,7 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> 
 }
 
 /// The process's metrics.
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let registry = Registry::new();
     #[cfg(target_os = "linux")]
     registry
@@ -247,7 +247,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
 
 /// Counts a refused peer request by its reason (one of
 /// `SignatureError::REASONS`).
-pub fn signature_refused(reason: &str) {
+pub(crate) fn signature_refused(reason: &str) {
     METRICS
         .signature_refusals
         .with_label_values(&[reason])
@@ -256,7 +256,7 @@ pub fn signature_refused(reason: &str) {
 
 /// Counts a request sent to a peer (`peer` is its Portal ID, from
 /// `peers.json`: a bounded set).
-pub fn outbound(peer: &str, status_class: &str) {
+pub(crate) fn outbound(peer: &str, status_class: &str) {
     METRICS
         .outbound_requests
         .with_label_values(&[peer, status_class])
@@ -264,7 +264,7 @@ pub fn outbound(peer: &str, status_class: &str) {
 }
 
 /// `1xx` to `5xx`; `none` when no response was sent.
-pub fn status_class(status: u16) -> &'static str {
+pub(crate) fn status_class(status: u16) -> &'static str {
     match status {
         100..=199 => "1xx",
         200..=299 => "2xx",
@@ -276,7 +276,7 @@ pub fn status_class(status: u16) -> &'static str {
 }
 
 /// The registry in the Prometheus text format.
-pub fn render() -> Vec<u8> {
+pub(crate) fn render() -> Vec<u8> {
     let mut out = Vec::new();
     TextEncoder::new()
         .encode(&METRICS.registry.gather(), &mut out)

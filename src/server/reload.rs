@@ -27,7 +27,7 @@ use portal_core::replay::ReplayCache;
 use portal_core::snapshot::Snapshot;
 
 /// The serving certificate's files and where it is served from.
-pub struct CertificateFiles {
+pub(super) struct CertificateFiles {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
     pub resolver: Arc<CertResolver>,
@@ -40,7 +40,7 @@ impl CertificateFiles {
 
     /// Loads the files again; a certificate that fails keeps the old one
     /// serving (DESIGN section 8).
-    pub fn reload(&self, why: &str) {
+    pub(super) fn reload(&self, why: &str) {
         let reloads = &crate::ops::metrics::METRICS.certificate_reloads;
         match load_certified_key(&self.cert_file, &self.key_file) {
             Ok(key) => {
@@ -62,7 +62,7 @@ impl CertificateFiles {
 }
 
 /// Sets `portal_proxy_certificate_expiry_timestamp_seconds`.
-pub fn record_certificate_expiry(expires: Option<i64>) {
+pub(super) fn record_certificate_expiry(expires: Option<i64>) {
     if let Some(t) = expires {
         crate::ops::metrics::METRICS
             .certificate_expiry
@@ -71,7 +71,7 @@ pub fn record_certificate_expiry(expires: Option<i64>) {
 }
 
 /// Counts a state load by file kind and sets the entry gauges.
-pub fn record_state(snapshot: &Snapshot, errors: &[StateError]) {
+pub(super) fn record_state(snapshot: &Snapshot, errors: &[StateError]) {
     let m = &crate::ops::metrics::METRICS;
     for kind in crate::ops::metrics::STATE_FILE_KINDS {
         let failed = errors.iter().filter(|e| e.kind == kind).count() as u64;
@@ -98,7 +98,7 @@ pub fn record_state(snapshot: &Snapshot, errors: &[StateError]) {
 /// Keeps the proxy in step with its files: the state (polled, and at once
 /// on SIGHUP), the certificate (polled, and on SIGHUP), and the access
 /// log's file (reopened on SIGHUP, for rotation).
-pub struct Reloader {
+pub(super) struct Reloader {
     pub state_dir: PathBuf,
     pub state: Arc<SharedState>,
     /// Forgets the nonces of peers that a reload removed.
@@ -120,7 +120,7 @@ pub struct Reloader {
 impl Reloader {
     /// Reads `peering.ca_file` again; a file that does not load keeps the
     /// previous roots.
-    pub fn reload_peer_roots(&self, why: &str) {
+    pub(super) fn reload_peer_roots(&self, why: &str) {
         let Some(client) = &self.peer_roots else {
             return;
         };
@@ -136,7 +136,7 @@ impl Reloader {
     }
 
     /// Reloads the state and logs the outcome; `why` says what triggered it.
-    pub fn reload_state(&self, why: &str) {
+    pub(super) fn reload_state(&self, why: &str) {
         match self.state.reload(&self.state_dir) {
             Ok(errors) => {
                 for e in &errors {

@@ -34,7 +34,7 @@ use portal_core::replay::ReplayCache;
 use portal_core::signature::response::sign_response;
 
 /// What the HTTPS listener knows of its Portal; shared by every request.
-pub struct Portal {
+pub(crate) struct Portal {
     pub policy: Policy,
     pub limits: Limits,
     pub state: Arc<SharedState>,
@@ -56,12 +56,12 @@ pub struct Portal {
 }
 
 /// The HTTPS listener's request handling.
-pub struct PortalProxy {
+pub(crate) struct PortalProxy {
     portal: Arc<Portal>,
 }
 
 impl PortalProxy {
-    pub fn new(portal: Arc<Portal>) -> Self {
+    pub(crate) fn new(portal: Arc<Portal>) -> Self {
         PortalProxy { portal }
     }
 }
@@ -69,7 +69,7 @@ impl PortalProxy {
 /// Carried from phase to phase of one request: what was received, and
 /// where the request stands. Dropping it ends what the request holds (its
 /// connection's in-flight mark, its place among the live requests).
-pub struct RequestCtx {
+pub(crate) struct RequestCtx {
     received: Received,
     stage: Stage,
 }

@@ -28,7 +28,7 @@ use portal_core::signature::{signed_headers, Outgoing};
 
 /// The trust roots of peer connections: the system's, plus the PEM
 /// bundle of `peering.ca_file`.
-pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+pub(crate) fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for cert in native.certs {
@@ -63,7 +63,7 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String
 }
 
 /// Signs requests as this Portal and sends them to peers.
-pub struct PeerClient {
+pub(crate) struct PeerClient {
     tls: ArcSwap<rustls::ClientConfig>,
     ca_file: Option<PathBuf>,
     /// Answers must carry the peer's response signature.
@@ -78,7 +78,7 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    pub fn new(
+    pub(crate) fn new(
         identity: Arc<Identity>,
         router: Arc<Router>,
         peering: &Peering,
@@ -99,13 +99,13 @@ impl PeerClient {
     }
 
     /// The file of extra trust roots, watched for changes.
-    pub fn ca_file(&self) -> Option<&Path> {
+    pub(crate) fn ca_file(&self) -> Option<&Path> {
         self.ca_file.as_deref()
     }
 
     /// Reads `peering.ca_file` again: calls from now on trust what it
     /// holds. A file that does not load keeps the previous roots.
-    pub fn reload_roots(&self) -> Result<(), String> {
+    pub(crate) fn reload_roots(&self) -> Result<(), String> {
         let config = tls_config(self.ca_file.as_deref())?;
         self.tls.store(Arc::new(config));
         Ok(())
@@ -160,7 +160,7 @@ impl PeerClient {
     /// answer back. The path and query sent (and signed) are the bytes
     /// the app wrote after `/internal/call_peer/<peer>`. Returns the
     /// status sent to the app.
-    pub async fn forward(
+    pub(crate) async fn forward(
         &self,
         session: &mut ServerSession,
         app: &str,

@@ -21,10 +21,10 @@ use portal_core::names::HostPort;
 use portal_core::outbound::end_to_end;
 
 /// The header that names the calling app to the core.
-pub const APP_HEADER: &str = "x-ptl-app";
+pub(crate) const APP_HEADER: &str = "x-ptl-app";
 
 /// Sends requests on to the Portal core.
-pub struct CoreClient {
+pub(crate) struct CoreClient {
     pub upstream: HostPort,
     /// The core's name, cached.
     pub dns: Arc<crate::ops::dns::Dns>,
@@ -61,7 +61,7 @@ impl CoreClient {
 
     /// Forwards the request of `session` for `app` (the caller, if known)
     /// and streams the answer back; returns its status.
-    pub async fn forward(
+    pub(crate) async fn forward(
         &self,
         session: &mut ServerSession,
         app: Option<&str>,

@@ -7,8 +7,8 @@
 //! What is called and by whom is decided by [`portal_core::outbound`];
 //! [`client`] sends it.
 
-pub mod client;
-pub mod core_client;
+pub(crate) mod client;
+pub(crate) mod core_client;
 mod failure;
 
 use std::sync::Arc;
@@ -32,7 +32,7 @@ use portal_core::path::check_path;
 use portal_core::refusal::Refusal;
 
 /// The internal listener's handler.
-pub struct InternalApi {
+pub(crate) struct InternalApi {
     state: Arc<SharedState>,
     client: Arc<PeerClient>,
     core: CoreClient,
@@ -47,7 +47,7 @@ struct PeerListing<'a> {
 }
 
 impl InternalApi {
-    pub fn new(
+    pub(crate) fn new(
         state: Arc<SharedState>,
         client: Arc<PeerClient>,
         core: CoreClient,

@@ -21,7 +21,7 @@ use super::{Guard, ACTIVE, CLOSED, HANDSHAKE, WAITING};
 use crate::ops::metrics::METRICS;
 
 /// The key of a connection in [`Guard`]: its socket digest's address.
-pub fn digest_key(digest: &Arc<pingora::protocols::SocketDigest>) -> usize {
+pub(crate) fn digest_key(digest: &Arc<pingora::protocols::SocketDigest>) -> usize {
     Arc::as_ptr(digest) as usize
 }
 
@@ -41,7 +41,7 @@ fn peer_ip(fd: BorrowedFd<'_>) -> Option<IpAddr> {
 }
 
 /// The rustls listeners' pre-TLS hook: admission and the handshake timer.
-pub struct HandshakeGuard(pub Arc<Guard>);
+pub(crate) struct HandshakeGuard(pub Arc<Guard>);
 
 #[async_trait]
 impl PreTlsProcess for HandshakeGuard {
@@ -79,7 +79,7 @@ impl PreTlsProcess for HandshakeGuard {
 
 /// What a guarded listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Requests with heads: the head deadline applies.
     Http,
     /// Bytes relayed (MQTT): no head, its own idle timeout; idle for the
@@ -88,7 +88,7 @@ pub enum Kind {
 }
 
 /// A listener's app behind the [`Guard`].
-pub struct Guarded<A> {
+pub(crate) struct Guarded<A> {
     pub inner: Arc<A>,
     pub guard: Arc<Guard>,
     pub kind: Kind,

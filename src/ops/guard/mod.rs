@@ -44,7 +44,7 @@ use super::metrics::METRICS;
 
 /// The bounds of [`Guard`].
 #[derive(Debug, Clone, Copy)]
-pub struct GuardLimits {
+pub(crate) struct GuardLimits {
     /// From accept to the end of the TLS handshake.
     pub handshake: Duration,
     /// For a new connection's first byte, and for a request head from its
@@ -56,15 +56,15 @@ pub struct GuardLimits {
 
 /// Connections per client address on the private listeners (an app's
 /// calls to the internal listener, a scraper).
-pub const PRIVATE_PER_CLIENT: usize = 64;
+pub(crate) const PRIVATE_PER_CLIENT: usize = 64;
 /// Connections on the private listeners in all.
-pub const PRIVATE_TOTAL: usize = 512;
+pub(crate) const PRIVATE_TOTAL: usize = 512;
 /// Descriptors a private connection may hold: its socket, the guard's
 /// duplicate, one upstream socket.
 const PRIVATE_FDS: usize = 3;
 /// An MQTT relay with no byte either way for this long is idle: it may be
 /// shed at the cap (its client reconnects).
-pub const RELAY_QUIET: Duration = Duration::from_secs(2);
+pub(crate) const RELAY_QUIET: Duration = Duration::from_secs(2);
 
 /// Where a connection stands.
 const HANDSHAKE: u8 = 0;
@@ -76,7 +76,7 @@ const ACTIVE: u8 = 2;
 const CLOSED: u8 = 3;
 
 /// One client connection.
-pub struct Conn {
+pub(crate) struct Conn {
     id: u64,
     fd: RawFd,
     /// A duplicate of the socket: `shutdown(2)` on it ends the connection
@@ -187,7 +187,7 @@ impl Conn {
 /// A request in flight on a connection, from its complete head to the
 /// end of its handling (dropped with the request's context): the
 /// connection is busy meanwhile.
-pub struct InFlight {
+pub(crate) struct InFlight {
     conn: Arc<Conn>,
     guard: Arc<Guard>,
     /// Counted in its client's share (an HTTP/2 stream beyond the first).
@@ -270,7 +270,7 @@ impl Registry {
 
 /// Why a connection is not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum NotAdmitted {
+pub(crate) enum NotAdmitted {
     #[error("the client has {0} connections open (limits.max_connections_per_client)")]
     PerClient(usize),
     #[error("over the connection cap (limits.max_client_connections) and none to shed")]
@@ -280,7 +280,7 @@ pub enum NotAdmitted {
 }
 
 /// Every client connection of the process, on every listener.
-pub struct Guard {
+pub(crate) struct Guard {
     limits: GuardLimits,
     cap: Arc<ConnectionCap>,
     next_id: AtomicU64,
@@ -288,7 +288,7 @@ pub struct Guard {
 }
 
 impl Guard {
-    pub fn new(limits: GuardLimits, cap: Arc<ConnectionCap>) -> Arc<Guard> {
+    pub(crate) fn new(limits: GuardLimits, cap: Arc<ConnectionCap>) -> Arc<Guard> {
         Arc::new(Guard {
             limits,
             cap,
@@ -305,7 +305,7 @@ impl Guard {
     /// client's limit, and, when `capped` (a public listener), within the
     /// cap, shedding the oldest public connection that has not sent a
     /// complete request if the cap is reached.
-    pub fn admit(
+    pub(crate) fn admit(
         &self,
         fd: BorrowedFd<'_>,
         ip: Option<IpAddr>,
@@ -467,7 +467,7 @@ impl Guard {
     /// connection is busy until the [`InFlight`] returned is dropped. A
     /// second request in flight on one connection (an HTTP/2 stream)
     /// counts in its client's share: refused past it.
-    pub fn request_started(
+    pub(crate) fn request_started(
         self: &Arc<Self>,
         digest: usize,
     ) -> Result<Option<InFlight>, NotAdmitted> {
@@ -502,7 +502,7 @@ impl Guard {
 
     /// A request of an HTTP/1 connection is done: the next byte read
     /// starts the next head's deadline.
-    pub fn request_done(&self, digest: usize) {
+    pub(crate) fn request_done(&self, digest: usize) {
         if let Some(conn) = self.serving(digest) {
             conn.between_requests.store(true, Ordering::Relaxed);
         }
@@ -510,7 +510,7 @@ impl Guard {
 
     /// Closes the connection whose socket digest is `digest` (a revoked
     /// request's).
-    pub fn close_connection(&self, digest: usize) {
+    pub(crate) fn close_connection(&self, digest: usize) {
         if let Some(conn) = self.serving(digest) {
             conn.state.store(CLOSED, Ordering::Relaxed);
             conn.close();
@@ -522,7 +522,7 @@ mod h2_frames;
 mod hooks;
 mod watched;
 
-pub use hooks::{digest_key, Guarded, HandshakeGuard, Kind};
+pub(crate) use hooks::{digest_key, Guarded, HandshakeGuard, Kind};
 
 #[cfg(test)]
 mod tests {

@@ -26,7 +26,7 @@ use crate::ops::metrics::METRICS;
 /// HTTP/1 it also sees where a head ends (the empty line), so it needs no
 /// word from the listener to lift the deadline; HTTP/2 heads are told by
 /// the request filter ([`Guard::head_complete`]).
-pub struct Watched {
+pub(super) struct Watched {
     inner: Stream,
     conn: Arc<Conn>,
     head: Duration,
