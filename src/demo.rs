@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::ops::tls::demo_certificate;
 
 /// The demo app's name.
-pub const DEMO_APP: &str = "hello";
+const DEMO_APP: &str = "hello";
 
 const DEMO_APP_META: &str = r#"{
   "v": "1.0",

@@ -88,7 +88,7 @@ impl Log for Redacting {
 }
 
 /// A log line with the raw bytes it quotes withheld, if it quotes any.
-pub fn redact(line: &str) -> Option<String> {
+fn redact(line: &str) -> Option<String> {
     let at = line.find(RAW_BYTES_MARKER)?;
     Some(format!(
         "{}{RAW_BYTES_MARKER}<request bytes withheld>",

@@ -97,7 +97,7 @@ pub const APP_FILES: [&str; 2] = ["app_meta.json", "app.json"];
 /// Loads `apps/<app>/app_meta.json` (or the older `app.json`) for every
 /// folder under `apps_dir`. A missing `apps_dir` is an empty Portal. An app
 /// that fails keeps its version in `previous`, if it has one.
-pub fn load_apps(
+fn load_apps(
     apps_dir: &Path,
     previous: &BTreeMap<String, Arc<App>>,
     errors: &mut Vec<StateError>,
@@ -215,12 +215,12 @@ pub fn load_terminals(
 }
 
 /// The file of peer Portals.
-pub const PEERS_FILE: &str = "peers.json";
+const PEERS_FILE: &str = "peers.json";
 
 /// Loads `peers.json`: a missing file is no peers; entries that fail
 /// validation are left out; a file that cannot be read or parsed keeps the
 /// previous peers.
-pub fn load_peers(
+fn load_peers(
     state_dir: &Path,
     previous: &Arc<Peers>,
     errors: &mut Vec<StateError>,
@@ -347,7 +347,7 @@ fn parse_terminals(bytes: &[u8]) -> Result<Vec<TerminalEntry>, String> {
 
 /// Largest `app_meta.json` / `app.json` read (the corpus's largest is a
 /// few KiB): no app file may make the proxy hold much memory.
-pub const MAX_APP_FILE_BYTES: u64 = 1024 * 1024;
+const MAX_APP_FILE_BYTES: u64 = 1024 * 1024;
 
 /// The file's bytes, refused when it is larger than `max`.
 fn read_limited(file: &Path, max: u64) -> Result<Vec<u8>, String> {

@@ -16,7 +16,7 @@ use super::APP_FILES;
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The files of `state_dir` the proxy reads, besides the apps.
-pub const STATE_FILES: [&str; 4] = [
+const STATE_FILES: [&str; 4] = [
     super::TERMINALS_FILE,
     super::TERMINAL_SECRET_FILE,
     "peers.json",
