@@ -130,7 +130,7 @@ mod tests {
     fn reference_id(public_key: &[u8; 32]) -> String {
         let digest = Sha512::digest(public_key);
         let mut bits: String = digest.iter().map(|b| format!("{b:08b}")).collect();
-        while bits.len() % 5 != 0 {
+        while !bits.len().is_multiple_of(5) {
             bits.push('0');
         }
         bits.as_bytes()

@@ -220,11 +220,7 @@ const PEERS_FILE: &str = "peers.json";
 /// Loads `peers.json`: a missing file is no peers; entries that fail
 /// validation are left out; a file that cannot be read or parsed keeps the
 /// previous peers.
-fn load_peers(
-    state_dir: &Path,
-    previous: &Arc<Peers>,
-    errors: &mut Vec<StateError>,
-) -> Arc<Peers> {
+fn load_peers(state_dir: &Path, previous: &Arc<Peers>, errors: &mut Vec<StateError>) -> Arc<Peers> {
     let file = state_dir.join(PEERS_FILE);
     let parsed = read_optional(&file).and_then(|bytes| {
         bytes
