@@ -1,5 +1,5 @@
 //! The subcommands that are not the proxy itself: `keygen`, `id`, `sign`
-//! (DESIGN sections 1 and 5) and `config-schema`. Each returns what it prints, or the
+//! (docs/portal-ids.md; docs/signing.md) and `config-schema`. Each returns what it prints, or the
 //! error to print; `main` only wires the command line to them.
 
 #![forbid(unsafe_code)]

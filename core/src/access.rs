@@ -1,4 +1,4 @@
-//! Path access control (DESIGN section 6): the longest-prefix rule match
+//! Path access control (docs/access.md): the longest-prefix rule match
 //! and the access decision. Pure; used by [`super::decide`] once the path
 //! is checked ([`super::path`]) and the caller known.
 

@@ -1,12 +1,12 @@
 //! Parsing of an app's `app_meta.json` and of the older `app.json` layouts
-//! (DESIGN section 2). Pure: bytes in, validated [`AppMeta`] out; the state
+//! (docs/state.md). Pure: bytes in, validated [`AppMeta`] out; the state
 //! loader decides which file to read and what to do with errors.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-/// Who may reach a path (DESIGN section 6).
+/// Who may reach a path (docs/access.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Access {
@@ -43,7 +43,7 @@ pub struct AppMeta {
     pub http: Option<Endpoint>,
     /// `container_name:container_port` of the `mqtt` entrypoint.
     pub mqtt: Option<Endpoint>,
-    /// Path rules, longest prefix first, `""` last (DESIGN section 6).
+    /// Path rules, longest prefix first, `""` last (docs/access.md).
     pub paths: Vec<PathRule>,
 }
 

@@ -1,4 +1,4 @@
-//! Bodies the proxy holds whole (DESIGN sections 5 and 7): a signed
+//! Bodies the proxy holds whole (docs/signing.md; docs/peering.md): a signed
 //! request's body, held back until its `Content-Digest` is checked, and
 //! the size limits of held bodies. Pure; the HTTPS shell feeds chunks to
 //! [`BodyCheck::push`] from `request_body_filter`.
@@ -80,7 +80,7 @@ impl BodyRate {
     }
 }
 
-/// The memory all held signed bodies share (DESIGN section 5), so that
+/// The memory all held signed bodies share (docs/signing.md), so that
 /// stalled peers cannot pin memory connection by connection. Reserved as
 /// chunks arrive, released when a body is passed on or dropped.
 #[derive(Debug)]

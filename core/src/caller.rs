@@ -1,8 +1,8 @@
-//! Who is calling (DESIGN section 4): the [`Caller`] of a request, and
+//! Who is calling (docs/access.md): the [`Caller`] of a request, and
 //! terminal identification from the `authorization` cookie or a bearer
 //! token (an HS256 JWT whose `sub` is a terminal of `terminals.json`).
 //! Pure; `request_filter` calls [`Terminals::identify`]. The peer caller is
-//! decided by signature verification (section 5) before this runs.
+//! decided by signature verification (docs/signing.md) before this runs.
 //!
 //! The JWT check is done here rather than by `jsonwebtoken::decode`, which
 //! rebuilt the HMAC key from the secret, built its validation rules and

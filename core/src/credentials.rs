@@ -1,4 +1,4 @@
-//! The terminal credentials a request carries (DESIGN sections 4 and 6),
+//! The terminal credentials a request carries (docs/access.md),
 //! read once: the terminal they prove, and what must be removed before the
 //! request reaches an app, in any spelling (cookie names in any case, `;`
 //! or `,` between pairs, any scheme case and spacing, any of several

@@ -1,5 +1,5 @@
-//! The decision of one request (DESIGN sections 3 to 6): where it goes,
-//! who is calling and whether the caller may reach the path, as one pure
+//! The decision of one request (README.md, "How requests are handled";
+//! docs/access.md; docs/signing.md): where it goes, who is calling and whether the caller may reach the path, as one pure
 //! function, [`decide`], from the request head, the state snapshot, the
 //! policy and the time to a [`Verdict`]. The HTTPS shell calls it once in
 //! `request_filter` and carries the verdict through every later phase.
@@ -135,7 +135,7 @@ pub enum Verdict {
 }
 
 /// What the answer to a verified peer request is bound to: the request as
-/// it was signed, and its signature (DESIGN section 5, response
+/// it was signed, and its signature (docs/signing.md, response
 /// signatures).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnswerBinding {
@@ -217,8 +217,8 @@ impl Decision {
     }
 }
 
-/// Decides a request: route (section 3), path check (section 6), caller
-/// (sections 4 and 5), rule and access (section 6). `now` is Unix seconds.
+/// Decides a request: route, path check, caller, rule and access (in the
+/// order of the module's comment). `now` is Unix seconds.
 pub fn decide(head: &Head<'_>, snapshot: &Snapshot, policy: &Policy, now: i64) -> Decision {
     let mut facts = Facts::default();
     let mut nonce = None;
@@ -280,7 +280,7 @@ fn plan(
     };
 
     // A `portal` signature makes the caller a peer, or refuses the
-    // request, whatever else it carries (DESIGN section 4).
+    // request, whatever else it carries (docs/access.md).
     let signature = signature::parse(head.headers)?;
     let (credentials, terminal) = Credentials::read(
         head.headers,
@@ -383,7 +383,7 @@ struct Signed<'a> {
     query: Option<&'a str>,
 }
 
-/// Verifies a peer's signature (DESIGN section 5): the caller it proves
+/// Verifies a peer's signature (docs/signing.md): the caller it proves
 /// and the digest check of a body. The nonce to claim is set as soon as
 /// the signature verified, whatever is refused after.
 fn verify_peer(

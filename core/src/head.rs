@@ -1,4 +1,4 @@
-//! The request head's limits (DESIGN section 8): size, field count, and
+//! The request head's limits (README.md, "Operating it"): size, field count, and
 //! `Content-Length` with `Transfer-Encoding`. Pingora's own HTTP/1 limits
 //! are far larger (256 headers, about 1 MiB), so the proxy enforces these
 //! itself. Pure; the HTTPS shell checks every head before deciding it.

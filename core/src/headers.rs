@@ -1,4 +1,4 @@
-//! Identity headers (DESIGN sections 4 and 6): the app's header templates,
+//! Identity headers (docs/access.md): the app's header templates,
 //! compiled once when the app is loaded and rendered for each request, and
 //! the rules for which client headers never reach an app. Pure; the proxy
 //! applies the result in `upstream_request_filter`.
@@ -256,7 +256,7 @@ const CLIENT_ADDRESS_AND_TARGET: [&str; 29] = [
 /// Whether a header name is a forwarding header, in any case and with `_`
 /// or `-`: a name of [`PROXY_ONLY_PREFIXES`] (with something after the
 /// prefix) or of [`CLIENT_ADDRESS_AND_TARGET`]. Only the proxy sets the
-/// forwarding headers (DESIGN section 6); a client's copies are removed.
+/// forwarding headers (docs/access.md); a client's copies are removed.
 pub fn is_forwarding_header(name: &str) -> bool {
     let b = name.as_bytes();
     PROXY_ONLY_PREFIXES

@@ -1,4 +1,4 @@
-//! Outbound peering decided (DESIGN section 7): which app calls, which
+//! Outbound peering decided (docs/peering.md): which app calls, which
 //! peer it names, what the request target is, and which headers go to the
 //! peer and back. Pure; the internal listener (`listeners::internal`)
 //! gathers the inputs and sends what is decided here.

@@ -1,4 +1,4 @@
-//! The request path (DESIGN section 6): refused forms and the one
+//! The request path (docs/access.md): refused forms and the one
 //! canonical path that rules are matched against and the upstream
 //! receives, so that the path matched is exactly the path the app gets.
 //! Pure; used by [`super::decide`] and the internal listener.

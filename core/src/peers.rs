@@ -1,4 +1,4 @@
-//! `peers.json` (DESIGN section 2): the Portals this one peers with, each
+//! `peers.json` (docs/state.md): the Portals this one peers with, each
 //! checked against its key (the ID must derive from the key, the key must
 //! not be weak). Pure parsing; `state` loads the file, `request_filter`
 //! looks peers up by `keyid`, the internal listener by ID or prefix.

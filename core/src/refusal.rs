@@ -1,4 +1,4 @@
-//! The responses the proxy writes itself (DESIGN section 8: only for what
+//! The responses the proxy writes itself (README.md, "Operating it": only for what
 //! the proxy decides): one [`Refusal`] type, rendered as JSON, or as an HTML
 //! page for browsers. Every error of the pure core becomes a refusal by the
 //! `From` impls below, and only there; the listeners write refusals through

@@ -1,4 +1,4 @@
-//! The replay cache of peer signatures (DESIGN section 5): each
+//! The replay cache of peer signatures (docs/signing.md): each
 //! `(keyid, nonce)` is accepted once while its signature can be valid.
 //! Memory is bounded in bytes: nonces are at most
 //! [`crate::signature::MAX_NONCE_BYTES`] long and kept as a

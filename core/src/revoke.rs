@@ -1,4 +1,4 @@
-//! Revocation of what is already open (DESIGN section 4): after a reload
+//! Revocation of what is already open (docs/access.md): after a reload
 //! that removes a terminal or a peer, removes an app, makes a rule
 //! stricter, or changes or removes the terminal secret, and when a
 //! terminal's token expires, a request still in flight (a WebSocket, an

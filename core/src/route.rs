@@ -1,4 +1,4 @@
-//! Which app a host names and which upstream serves it (DESIGN section 3):
+//! Which app a host names and which upstream serves it (README.md, "How requests are handled"):
 //! the one [`Router`] that the HTTPS, MQTT and internal listeners ask.
 //! Pure.
 
@@ -43,7 +43,7 @@ pub enum RouteError {
     NotExposed,
 }
 
-/// What a host name is to this Portal (DESIGN section 3).
+/// What a host name is to this Portal (README.md, "How requests are handled").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostName<'a> {
     /// The Portal's own domain `D`: the home app.
@@ -189,7 +189,7 @@ impl Router {
     }
 
     /// The host of `app` on the peer Portal whose short ID is `short_id`:
-    /// `<app>.<short_id>.<base_domain>` (DESIGN section 7).
+    /// `<app>.<short_id>.<base_domain>` (docs/peering.md).
     pub fn peer_app_host(&self, app: &str, short_id: &str) -> String {
         format!("{app}.{short_id}.{}", self.base_domain)
     }
@@ -205,7 +205,7 @@ impl Router {
     }
 }
 
-/// The host a request names, as DESIGN section 3 compares it: port dropped,
+/// The host a request names, as README.md, "How requests are handled" compares it: port dropped,
 /// lower case, one trailing dot removed. `None` when it is not a host name
 /// (empty, or bytes that no DNS name has).
 pub fn normalize_host(raw: &str) -> Option<String> {

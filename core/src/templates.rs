@@ -1,4 +1,4 @@
-//! Header templates, bounded (DESIGN section 6): no app file may make the
+//! Header templates, bounded (docs/access.md): no app file may make the
 //! proxy hold more than a few MiB for it, at load or per request. The
 //! corpus's templates are Jinja expressions (`{{ auth.client_id }}`,
 //! `admin@{{ portal.domain }}`, `{{ portal.id[:6] }}@example.com`), so a

@@ -1,4 +1,4 @@
-//! The YAML config file (DESIGN section 8), in two layers: [`raw`] serde
+//! The YAML config file (README.md, "Operating it"), in two layers: [`raw`] serde
 //! structs that refuse unknown keys, then [`Config`], validated, with paths
 //! resolved against the config file's folder. Every error names its key path
 //! and all validation errors are reported at once. Used by `main` only.
@@ -130,7 +130,7 @@ pub struct Config {
     pub resolver: crate::ops::dns::Settings,
 }
 
-/// Peer request settings (DESIGN sections 5 and 7).
+/// Peer request settings (docs/signing.md; docs/peering.md).
 #[derive(Debug, Clone)]
 pub struct Peering {
     /// Extra trust roots for peer Portals' certificates.

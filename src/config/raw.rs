@@ -184,7 +184,7 @@ pub(crate) struct Server {
     pub upstream_keepalive_pool_size: Option<usize>,
 }
 
-/// Edge limits (DESIGN section 8 defaults when absent).
+/// Edge limits (README.md, "Operating it" defaults when absent).
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Limits {

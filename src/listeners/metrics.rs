@@ -1,4 +1,4 @@
-//! The `metrics.listen` listener (DESIGN section 8): `GET /metrics` in the
+//! The `metrics.listen` listener (README.md, "Operating it"): `GET /metrics` in the
 //! Prometheus text format; `GET /healthz`, 200 while the process serves;
 //! `GET /readyz`, 200 once it serves with a valid certificate, else 503
 //! with the reason as JSON (for load balancers, systemd watchdogs and

@@ -1,4 +1,4 @@
-//! MQTT over TLS (DESIGN section 3): the `listen.mqtts` listener terminates
+//! MQTT over TLS (README.md, "How requests are handled"): the `listen.mqtts` listener terminates
 //! TLS with the Portal's certificate, picks the app by the SNI name
 //! `<app>.<domain>`, and relays bytes to the app's `mqtt` entrypoint over
 //! plain TCP. No access control, as in Portal: MQTT brokers authenticate

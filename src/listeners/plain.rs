@@ -1,5 +1,5 @@
 //! The plain-HTTP listeners' common ground (port 80, metrics, the
-//! internal listener): a request head read strictly (DESIGN sections 3, 7
+//! internal listener): a request head read strictly (README.md, "How requests are handled", 7
 //! and 8). A malformed head gets 400, never a silent close, and its bytes
 //! never reach a log (Pingora's own `ServeHttp` glue logs them at error
 //! level, credentials included); both `Content-Length` and

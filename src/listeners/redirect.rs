@@ -1,4 +1,4 @@
-//! The optional port-80 listener (DESIGN section 3): every request for a
+//! The optional port-80 listener (README.md, "How requests are handled"): every request for a
 //! Portal host gets a 308 to the same URL on https, so methods and bodies
 //! are kept; another host gets 421, a malformed request 400.
 

@@ -1,4 +1,4 @@
-//! The access log (DESIGN section 8): one JSON object per request, written
+//! The access log (README.md, "Operating it"): one JSON object per request, written
 //! by a thread of its own to a file or standard output. The request path
 //! hands lines over a bounded channel and never waits (the writer drains
 //! it every 20 ms, so no request wakes it up): when the writer falls

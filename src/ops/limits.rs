@@ -1,4 +1,4 @@
-//! Edge limits (DESIGN section 8, in the spirit of Envoy's edge guidance):
+//! Edge limits (README.md, "Operating it", in the spirit of Envoy's edge guidance):
 //! HTTP/2 stream and window limits and a cap on open client connections.
 //! The request head's own limits are checked by the pure
 //! [`portal_core::head`].

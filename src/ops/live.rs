@@ -1,4 +1,4 @@
-//! The requests in flight, for revocation (DESIGN section 4): every
+//! The requests in flight, for revocation (docs/access.md): every
 //! forwarded request is known from its decision to its end, with what it
 //! was decided as and the connection that carries it. After each state
 //! reload, [`LiveRequests::revoke`] decides each again

@@ -1,4 +1,4 @@
-//! The process log (DESIGN section 8: credentials never reach a log).
+//! The process log (README.md, "Operating it": credentials never reach a log).
 //! `env_logger` to stderr, `RUST_LOG` setting the level (default `info`),
 //! behind a filter of our own for Pingora's lines: Pingora prints raw
 //! request bytes and whole request headers in its debug lines (and, on

@@ -1,4 +1,4 @@
-//! Prometheus metrics (DESIGN section 8), registered once in a registry of
+//! Prometheus metrics (README.md, "Operating it"), registered once in a registry of
 //! the proxy's own, with the process collector (`process_*`). The request
 //! path only increments counters; the `/metrics` listener (`listeners::metrics`)
 //! renders them in the text format. Label values are bounded: app names

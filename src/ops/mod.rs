@@ -1,4 +1,4 @@
-//! Running the proxy (DESIGN section 8): Prometheus series, the access
+//! Running the proxy (README.md, "Operating it"): Prometheus series, the access
 //! log, edge limits, TLS certificates and the DNS cache.
 
 pub(crate) mod access_log;

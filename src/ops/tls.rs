@@ -1,5 +1,5 @@
-//! The serving certificate (DESIGN sections 3 and 8): loaded from PEM files
-//! into a rustls resolver whose key can be swapped while connections are
+//! The serving certificate (README.md, "Operating it"): loaded from PEM
+//! files into a rustls resolver whose key can be swapped while connections are
 //! being served, and the self-signed certificate of the demo. Used when the
 //! HTTPS listener is built, and by the certificate reloader.
 

@@ -39,7 +39,7 @@ impl CertificateFiles {
     }
 
     /// Loads the files again; a certificate that fails keeps the old one
-    /// serving (DESIGN section 8).
+    /// serving (README.md, "Operating it").
     pub(super) fn reload(&self, why: &str) {
         let reloads = &crate::ops::metrics::METRICS.certificate_reloads;
         match load_certified_key(&self.cert_file, &self.key_file) {

@@ -1,4 +1,4 @@
-//! The state the Portal core writes under `state_dir` (DESIGN section 2),
+//! The state the Portal core writes under `state_dir` (docs/state.md),
 //! loaded into one immutable [`Snapshot`] that the request filters read
 //! through [`SharedState`] (an `ArcSwap`: readers never wait on a reload).
 //! A file that fails validation never replaces its last good version: a

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use super::APP_FILES;
 
-/// How often the state files are looked at: well inside the 1 s DESIGN
-/// section 2 allows.
+/// How often the state files are looked at: well inside the 1 s that
+/// docs/state.md allows.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The files of `state_dir` the proxy reads, besides the apps.

@@ -1,4 +1,4 @@
-//! Who may reach what, end to end (DESIGN sections 4 and 6): terminals by
+//! Who may reach what, end to end (docs/access.md): terminals by
 //! JWT cookie or bearer token, anonymous callers, path rules, identity
 //! headers, spoofed headers and credentials stripped, unsafe paths refused.
 
@@ -223,7 +223,7 @@ async fn a_deleted_terminal_loses_access() {
     })
     .await;
     assert!(revoked, "t1 still has access 5 s after its removal");
-    // DESIGN section 2: changes apply within 1 s (with slack for a loaded CI machine).
+    // docs/state.md: changes apply within 1 s (with slack for a loaded CI machine).
     assert!(
         removed.elapsed() < Duration::from_secs(2),
         "took {:?}",

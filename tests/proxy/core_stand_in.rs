@@ -1,5 +1,5 @@
-//! The internal listener stands in for `http://portal_core/` (DESIGN
-//! section 7): every request it does not answer itself goes to the core
+//! The internal listener stands in for `http://portal_core/`
+//! (docs/peering.md): every request it does not answer itself goes to the core
 //! unchanged and streamed, with `X-Ptl-App` naming the calling app.
 
 use std::net::SocketAddr;

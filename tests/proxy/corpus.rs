@@ -1,4 +1,4 @@
-//! Every app of the Portal app store must load (DESIGN section 2). The
+//! Every app of the Portal app store must load (docs/state.md). The
 //! files are read from the folder named by `PORTAL_CORPUS_DIR` (`.ci/run`
 //! sets it to `../shared/corpus`); they are not copied into this repository.
 

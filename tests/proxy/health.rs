@@ -1,4 +1,4 @@
-//! Health checks on the metrics listener (DESIGN section 8): `/healthz`
+//! Health checks on the metrics listener (README.md, "Operating it"): `/healthz`
 //! while the process serves, `/readyz` while its certificate is valid.
 
 use std::net::SocketAddr;

@@ -1,4 +1,4 @@
-//! Hostile clients, end to end (DESIGN sections 3 and 6 to 8): path forms
+//! Hostile clients, end to end (SECURITY.md; docs/access.md): path forms
 //! that app servers read as a private path, forwarding headers and
 //! terminal credentials in odd spellings, malformed requests on every
 //! plain listener, and credentials in the log. Each test asserts the

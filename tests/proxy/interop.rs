@@ -1,4 +1,4 @@
-//! Interoperability of the Portal's RFC 9421 profile (DESIGN section 5)
+//! Interoperability of the Portal's RFC 9421 profile (docs/signing.md)
 //! with an independent implementation, the Python package
 //! `http-message-signatures` (driven by `tests/interop/sign.py` and
 //! `tests/interop/verify.py`): Python signs and we verify, we sign and

@@ -1,4 +1,4 @@
-//! Response signatures (DESIGN section 5) against the independent Python
+//! Response signatures (docs/signing.md) against the independent Python
 //! package `http-message-signatures`: what the proxy signs on an answer
 //! to a peer verifies there, bound to its request, and a changed answer or
 //! another request does not.

@@ -1,4 +1,4 @@
-//! Edge limits end to end (DESIGN section 8): oversized request heads,
+//! Edge limits end to end (README.md, "Operating it"): oversized request heads,
 //! `Content-Length` with `Transfer-Encoding`, and the cap on open client
 //! connections.
 

@@ -1,4 +1,4 @@
-//! MQTT over TLS (DESIGN section 3): TLS terminated on `listen.mqtts`, the
+//! MQTT over TLS (README.md, "How requests are handled"): TLS terminated on `listen.mqtts`, the
 //! app chosen by SNI, bytes relayed to its `mqtt` entrypoint.
 
 use std::net::SocketAddr;

@@ -1,4 +1,4 @@
-//! What an operator sees (DESIGN section 8): `/metrics` parsed by a
+//! What an operator sees (README.md, "Operating it"): `/metrics` parsed by a
 //! Prometheus text-format parser after known traffic, the JSON access log,
 //! and certificate hot reload.
 

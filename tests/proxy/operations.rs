@@ -1,4 +1,4 @@
-//! Operating the proxy (DESIGN section 2 and the README's operations
+//! Operating the proxy (docs/state.md and the README's operations
 //! part): state changes and SIGHUP under load, a broken state file, and
 //! Pingora's graceful upgrade (`-u` + SIGQUIT) under load. Every loop here
 //! is bounded in time and count; nothing waits a fixed time to synchronize.

@@ -1,4 +1,4 @@
-//! Two Portals peering with nothing in between (DESIGN section 7): app
+//! Two Portals peering with nothing in between (docs/peering.md): app
 //! alpha on Portal 1 calls Portal 2's alpha through Portal 1's internal
 //! listener; Portal 1 signs, Portal 2 verifies. Apps are told apart by
 //! their source address (127.0.0.2 is alpha, 127.0.0.3 is beta).

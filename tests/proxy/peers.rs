@@ -1,4 +1,4 @@
-//! Peer requests end to end (DESIGN sections 4 and 5): signed by another
+//! Peer requests end to end (docs/access.md; docs/signing.md): signed by another
 //! Portal's key, verified by the real proxy over real TLS, with the body
 //! held back until its digest matched.
 

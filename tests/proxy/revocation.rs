@@ -1,4 +1,4 @@
-//! Revocation reaches what is already open (DESIGN section 4): within 2 s
+//! Revocation reaches what is already open (docs/access.md): within 2 s
 //! of a reload that removes a terminal, or makes a rule stricter, a
 //! WebSocket or a streaming response its caller could no longer open is
 //! closed; what is still allowed keeps flowing.

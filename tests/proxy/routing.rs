@@ -1,4 +1,4 @@
-//! Routing end to end (DESIGN section 3): the real proxy process, real TLS
+//! Routing end to end (README.md, "How requests are handled"): the real proxy process, real TLS
 //! with a test CA, HTTP/1.1 and HTTP/2 clients, upstreams on loopback.
 
 use crate::common::*;

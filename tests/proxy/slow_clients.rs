@@ -1,4 +1,4 @@
-//! Slow and idle clients never lock others out (DESIGN section 8), with
+//! Slow and idle clients never lock others out (README.md, "Operating it"), with
 //! the deadlines scaled down to 1 s: silent connections before and after
 //! TLS, dribbled heads, the per-client limit, a flood of idle connections
 //! at the cap (which never sheds a metrics or internal connection), an
@@ -381,7 +381,7 @@ async fn served_from(s: &Setup, from: std::net::IpAddr, within: Duration) -> boo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_design_scenario_under_300_open_files() {
-    // DESIGN section 8, at the default limits: with the open-files limit
+    // README.md, "Operating it", at the default limits: with the open-files limit
     // at 300, 400 idle TCP connections and 20 clients dribbling header
     // lines do not keep a normal client from being served within 20 s.
     raise_own_open_files_limit();

@@ -1,4 +1,4 @@
-//! Peer request signatures (DESIGN section 5): the RFC 9421 profile of
+//! Peer request signatures (docs/signing.md): the RFC 9421 profile of
 //! Portal, with RFC 9530 `Content-Digest`. Parsing (`sfv`), the signature
 //! base, ed25519 `verify_strict`, the time window, and the signing side used
 //! by outbound peering and the `sign` subcommand. Pure: no Pingora types;
@@ -14,14 +14,14 @@ use sha2::{Digest, Sha256, Sha512};
 pub const LABEL: &str = "portal";
 /// Components every signature must cover.
 pub const REQUIRED: [&str; 4] = ["@method", "@authority", "@path", "@query"];
-/// Longest `nonce` accepted (DESIGN section 5): the replay cache keeps
+/// Longest `nonce` accepted (docs/signing.md): the replay cache keeps
 /// every nonce for the life of its signature.
 pub const MAX_NONCE_BYTES: usize = 128;
 /// The component that binds the body.
 pub const CONTENT_DIGEST: &str = "content-digest";
 
 /// Why a signed request is refused. [`SignatureError::reason`] is the
-/// machine-readable code of DESIGN section 5.
+/// machine-readable code of docs/signing.md.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
     #[error("keyid {0:?} is not a peer of this Portal")]

@@ -1,4 +1,4 @@
-//! Response signatures of the Portal profile (DESIGN section 5): the
+//! Response signatures of the Portal profile (docs/signing.md): the
 //! receiving proxy proves its key on its answer to a verified peer
 //! request, and the calling proxy checks it before the app gets the
 //! answer's head (docs/signing.md). Label `portal`, the components, in

@@ -1,5 +1,4 @@
-//! On the way to the upstream (DESIGN sections 3 and 6): the forwarding
-//! headers, the identity headers of the plan's rule, what is removed from
+//! On the way to the upstream (docs/access.md): the forwarding headers, the identity headers of the plan's rule, what is removed from
 //! the client's request, and how upstream names resolve.
 
 use std::net::{IpAddr, SocketAddr};
@@ -41,7 +40,7 @@ pub(super) fn prepare(
     let app = plan.rule.as_ref().map(|r| (&r.app, r.index));
     strip_client_headers(req, app.map(|(a, _)| &a.headers), &plan.credentials);
     // The proxy's alone: the client's copies, in any spelling, are gone
-    // (DESIGN section 6).
+    // (docs/access.md).
     if let Some(ip) = client_ip {
         req.insert_header("x-forwarded-for", ip.to_string())?;
     }
@@ -92,7 +91,7 @@ pub(super) fn prepare(
     Ok(())
 }
 
-/// Removes what must never reach an upstream (DESIGN section 6): client
+/// Removes what must never reach an upstream (docs/access.md): client
 /// `X-Ptl-*` and forwarding headers (any spelling), `Cookie2`, the headers
 /// the app's rules set, and the terminal credentials the decision found
 /// (the `authorization` cookie, `Authorization` headers carrying a token

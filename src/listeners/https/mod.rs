@@ -340,7 +340,7 @@ impl ProxyHttp for PortalProxy {
     /// Holds back a signed request's body until its digest is checked: the
     /// request head has gone upstream, but the body's last byte goes only
     /// if the digest matches; otherwise the upstream request is aborted
-    /// before it is complete (DESIGN section 5).
+    /// before it is complete (docs/signing.md).
     async fn request_body_filter(
         &self,
         session: &mut Session,
@@ -391,7 +391,7 @@ impl ProxyHttp for PortalProxy {
         let mut peer = HttpPeer::new(addr, false, String::new());
         let limits = &self.portal.limits;
         peer.options.connection_timeout = Some(limits.upstream_connect_timeout);
-        // Idle timeouts only: a body may stream for hours (DESIGN section 8).
+        // Idle timeouts only: a body may stream for hours (README.md, "Operating it").
         peer.options.read_timeout = Some(limits.upstream_idle_timeout);
         peer.options.write_timeout = Some(limits.upstream_idle_timeout);
         peer.options.tcp_recv_buf = Some(crate::ops::limits::UPSTREAM_RECV_BUFFER);
@@ -422,8 +422,8 @@ impl ProxyHttp for PortalProxy {
         }
     }
 
-    /// Signs the app's answer to a verified peer request (DESIGN
-    /// section 5): the peer checks it before its app sees the answer.
+    /// Signs the app's answer to a verified peer request (docs/signing.md):
+    /// the peer checks it before its app sees the answer.
     async fn response_filter(
         &self,
         _session: &mut Session,
@@ -489,8 +489,8 @@ impl ProxyHttp for PortalProxy {
         }
     }
 
-    /// Counts the request and writes its access log line (DESIGN
-    /// section 8); never waits.
+    /// Counts the request and writes its access log line (docs/metrics.md);
+    /// never waits.
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         drop(ctx.received.in_flight.take());
         // HTTP/1: the next head's first byte starts its deadline (HTTP/2

@@ -1,4 +1,4 @@
-//! The outbound HTTPS client of the internal listener (DESIGN section 7):
+//! The outbound HTTPS client of the internal listener (docs/peering.md):
 //! the signed request sent to the same app on a peer, with its
 //! request-target byte for byte as the app wrote it (and signed so), TLS
 //! verified against the system roots plus `peering.ca_file` (reloaded

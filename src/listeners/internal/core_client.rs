@@ -1,4 +1,4 @@
-//! The `portal_core` stand-in (DESIGN section 7): apps call the core at
+//! The `portal_core` stand-in (docs/peering.md): apps call the core at
 //! `http://portal_core/...`, a container-network alias of the internal
 //! listener. Every request the listener does not answer itself goes to
 //! `core.upstream` unchanged (the request-target as the app wrote it, no

@@ -1,7 +1,7 @@
-//! The internal listener (DESIGN section 7): the plain-HTTP listener the
+//! The internal listener (docs/peering.md): the plain-HTTP listener the
 //! apps call. `GET /internal/peers` lists the peers;
 //! `ANY /internal/call_peer/<peer>/<path>?<query>` signs the request as this
-//! Portal (section 5) and sends it to the same app on the peer, streaming
+//! Portal (docs/signing.md) and sends it to the same app on the peer, streaming
 //! the answer back; every other request goes to the Portal core
 //! ([`portal_core`]: the listener stands in for `http://portal_core/`).
 //! What is called and by whom is decided by [`portal_core::outbound`];

@@ -1,4 +1,4 @@
-//! Slow and idle clients never lock others out (DESIGN section 8), on
+//! Slow and idle clients never lock others out (README.md, "Operating it"), on
 //! every listener. Each client connection is known from its accept to its
 //! end, with:
 //!
