@@ -12,7 +12,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde::Serialize;
 
-use super::respond::{accept, refusal_response};
+use super::respond::{accept, refusal_response, uncached};
 use crate::ops::metrics::render;
 use crate::ops::tls::CertResolver;
 use portal_core::refusal::{Kind, Refusal};
@@ -49,13 +49,7 @@ pub(crate) fn not_ready(validity: Option<(i64, i64)>, now: i64) -> Option<String
 fn json(status: u16, body: &Status<'_>) -> Response<Vec<u8>> {
     let mut bytes = serde_json::to_vec(body).expect("strings always serialize");
     bytes.push(b'\n');
-    Response::builder()
-        .status(status)
-        .header(http::header::CACHE_CONTROL, "no-store")
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::CONTENT_LENGTH, bytes.len())
-        .body(bytes)
-        .expect("static header names and checked values")
+    uncached(status, "application/json", bytes)
 }
 
 #[async_trait]
@@ -63,16 +57,7 @@ impl ServeHttp for MetricsApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
         match req.uri.path() {
-            "/metrics" => {
-                let body = render();
-                Response::builder()
-                    .status(200)
-                    .header(http::header::CACHE_CONTROL, "no-store")
-                    .header(http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)
-                    .header(http::header::CONTENT_LENGTH, body.len())
-                    .body(body)
-                    .expect("static header names and checked values")
-            }
+            "/metrics" => uncached(200, prometheus::TEXT_FORMAT, render()),
             "/healthz" => json(
                 200,
                 &Status {

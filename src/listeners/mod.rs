@@ -13,7 +13,33 @@ pub(crate) mod plain;
 pub(crate) mod redirect;
 pub(crate) mod respond;
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use pingora::http::RequestHeader;
+
+/// Why a connection to an upstream was not made.
+#[derive(Debug)]
+pub(crate) enum ConnectError {
+    Failed(std::io::Error),
+    TimedOut,
+}
+
+/// A TCP connection to an upstream within `timeout`, with Nagle off (the
+/// listeners relay what they receive at once).
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<tokio::net::TcpStream, ConnectError> {
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(tcp)) => {
+            let _ = tcp.set_nodelay(true);
+            Ok(tcp)
+        }
+        Ok(Err(e)) => Err(ConnectError::Failed(e)),
+        Err(_) => Err(ConnectError::TimedOut),
+    }
+}
 
 /// The path of the request-target as received, for the log: never its
 /// query (which may hold secrets), bytes that are not UTF-8 replaced.

@@ -103,19 +103,17 @@ impl ServerApp for MqttRelay {
                 return None;
             }
         };
-        let connect = tokio::net::TcpStream::connect(addr);
-        let mut conn = match tokio::time::timeout(self.connect_timeout, connect).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => {
+        let mut conn = match super::connect(addr, self.connect_timeout).await {
+            Ok(conn) => conn,
+            Err(super::ConnectError::Failed(e)) => {
                 warn!("mqtts: app {app:?} at {upstream} cannot be reached: {e}");
                 return None;
             }
-            Err(_) => {
+            Err(super::ConnectError::TimedOut) => {
                 warn!("mqtts: app {app:?} at {upstream} did not accept in time");
                 return None;
             }
         };
-        let _ = conn.set_nodelay(true);
         match relay(&mut session, &mut conn, self.idle_timeout).await {
             Ok((up, down)) => info!("mqtts: {app:?} closed after {up} bytes up, {down} down"),
             Err(e) => debug!("mqtts: {app:?} relay ended: {e}"),

@@ -10,7 +10,7 @@ use pingora::protocols::http::ServerSession;
 use std::sync::Arc;
 
 use super::request_host;
-use super::respond::{accept, refusal_response};
+use super::respond::{accept, refusal_response, uncached};
 use portal_core::path::check_path;
 use portal_core::refusal::Refusal;
 use portal_core::route::{normalize_host, HostName, RouteError, Router};
@@ -72,14 +72,13 @@ impl ServeHttp for RedirectToHttps {
             Ok(location) => location,
             Err(refusal) => return refusal_response(&refusal, accept(req)),
         };
-        Response::builder()
-            .header(http::header::CACHE_CONTROL, "no-store")
-            .status(308)
-            .header(http::header::LOCATION, &location)
-            .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .header(http::header::CONTENT_LENGTH, location.len() + 1)
-            .body(format!("{location}\n").into_bytes())
-            .expect("static header names and checked values")
+        let body = format!("{location}\n").into_bytes();
+        let mut response = uncached(308, "text/plain; charset=utf-8", body);
+        let location = http::HeaderValue::try_from(location).expect("a checked host and path");
+        response
+            .headers_mut()
+            .insert(http::header::LOCATION, location);
+        response
     }
 }
 

@@ -43,12 +43,20 @@ pub(crate) async fn write_refusal_with(
 /// A refusal as the response of a `ServeHttp` app (port 80, metrics).
 pub(crate) fn refusal_response(refusal: &Refusal, accept: Option<&str>) -> Response<Vec<u8>> {
     let (content_type, body) = refusal.render(accept);
-    let mut builder = Response::builder();
+    let mut response = uncached(refusal.status(), content_type, body);
     if let Some(seconds) = refusal.retry_after() {
-        builder = builder.header(http::header::RETRY_AFTER, seconds);
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, seconds.into());
     }
-    builder
-        .status(refusal.status())
+    response
+}
+
+/// An answer of the proxy's own, never stored by a cache: the response of
+/// a `ServeHttp` app (port 80, metrics).
+pub(crate) fn uncached(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(status)
         .header(http::header::CACHE_CONTROL, "no-store")
         .header(http::header::CONTENT_TYPE, content_type)
         .header(http::header::CONTENT_LENGTH, body.len())

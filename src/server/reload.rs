@@ -203,10 +203,7 @@ impl BackgroundService for Reloader {
                 _ = tick.tick() => {
                     self.connection_cap.recount();
                     // A terminal's token ends at its `exp`, reload or not.
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0.0, |d| d.as_secs_f64());
-                    let expired = self.live.expire(now);
+                    let expired = self.live.expire(crate::ops::unix_time());
                     if expired > 0 {
                         info!("{expired} open request(s) of a terminal whose token expired, closed unless they end within 1 s");
                     }

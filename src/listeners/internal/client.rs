@@ -19,6 +19,7 @@ use pingora::protocols::http::ServerSession;
 
 use super::failure::CallFailure;
 use crate::config::{Limits, Peering};
+use crate::listeners::{connect, ConnectError};
 use portal_core::identity::Identity;
 use portal_core::outbound::{end_to_end, peer_authority, SIGNATURE_VALIDITY};
 use portal_core::peers::Peer;
@@ -142,12 +143,21 @@ impl PeerClient {
         let connector = tokio_rustls::TlsConnector::from(self.tls.load_full());
         let mut last = None;
         for addr in self.addresses(host, peer).await? {
-            let attempt = async {
-                let tcp = tokio::net::TcpStream::connect(addr).await?;
-                let _ = tcp.set_nodelay(true);
-                connector.connect(server_name.clone(), tcp).await
+            // One budget for the connection and its handshake.
+            let deadline = tokio::time::Instant::now() + self.connect_timeout;
+            let tcp = match connect(addr, self.connect_timeout).await {
+                Ok(tcp) => tcp,
+                Err(ConnectError::Failed(e)) => {
+                    last = Some(self.unreachable(peer, e));
+                    continue;
+                }
+                Err(ConnectError::TimedOut) => {
+                    last = Some(timeout());
+                    continue;
+                }
             };
-            match tokio::time::timeout(self.connect_timeout, attempt).await {
+            let handshake = connector.connect(server_name.clone(), tcp);
+            match tokio::time::timeout_at(deadline, handshake).await {
                 Ok(Ok(tls)) => return Ok(tls),
                 Ok(Err(e)) => last = Some(self.unreachable(peer, e)),
                 Err(_) => last = Some(timeout()),

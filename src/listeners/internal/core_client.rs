@@ -16,6 +16,7 @@ use log::warn;
 use pingora::protocols::http::ServerSession;
 
 use super::failure::CallFailure;
+use crate::listeners::{connect, ConnectError};
 use portal_core::headers::is_portal_header;
 use portal_core::names::HostPort;
 use portal_core::outbound::end_to_end;
@@ -71,13 +72,11 @@ impl CoreClient {
             .resolve(&self.upstream.host, self.upstream.port)
             .await
             .map_err(|e| self.unreachable(e))?;
-        let connect = tokio::net::TcpStream::connect(addr);
-        let tcp = match tokio::time::timeout(self.connect_timeout, connect).await {
-            Ok(Ok(tcp)) => tcp,
-            Ok(Err(e)) => return Err(self.unreachable(e)),
-            Err(_) => return Err(CallFailure::PeerTimeout("core".into())),
+        let tcp = match connect(addr, self.connect_timeout).await {
+            Ok(tcp) => tcp,
+            Err(ConnectError::Failed(e)) => return Err(self.unreachable(e)),
+            Err(ConnectError::TimedOut) => return Err(CallFailure::PeerTimeout("core".into())),
         };
-        let _ = tcp.set_nodelay(true);
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
             .await
             .map_err(|e| self.unreachable(e))?;
