@@ -291,12 +291,17 @@ fn plan(
     let mut body_check = None;
     let caller = match signature {
         Some(sig) => {
-            let signed = Signed {
-                authority: host_received.unwrap_or(""),
+            // Signed as received: the host and target before any rewriting.
+            let authority = signature::authority(host_received.unwrap_or(""));
+            let signed = RequestParts {
+                method: head.method,
+                authority: &authority,
                 path,
                 query,
+                headers: head.headers,
+                has_body: head.has_body,
             };
-            let (caller, check) = verify_peer(head, &signed, sig, snapshot, policy, now, nonce)?;
+            let (caller, check) = verify_peer(&signed, sig, snapshot, policy, now, nonce)?;
             body_check = check;
             caller
         }
@@ -375,47 +380,29 @@ fn plan(
     })
 }
 
-/// The request components a peer signs besides the method and headers:
-/// the host and target as received.
-struct Signed<'a> {
-    authority: &'a str,
-    path: &'a str,
-    query: Option<&'a str>,
-}
-
 /// Verifies a peer's signature (docs/signing.md): the caller it proves
 /// and the digest check of a body. The nonce to claim is set as soon as
 /// the signature verified, whatever is refused after.
 fn verify_peer(
-    head: &Head<'_>,
-    signed: &Signed<'_>,
+    parts: &RequestParts<'_>,
     sig: ParsedSignature,
     snapshot: &Snapshot,
     policy: &Policy,
     now: i64,
     nonce: &mut Option<NonceClaim>,
 ) -> Result<(Caller, Option<BodyCheck>), Refusal> {
-    let authority = signature::authority(signed.authority);
-    let parts = RequestParts {
-        method: head.method,
-        authority: &authority,
-        path: signed.path,
-        query: signed.query,
-        headers: head.headers,
-        has_body: head.has_body,
-    };
     let peer = snapshot.peers.get(&sig.keyid);
-    signature::verify(&parts, &sig, |_| peer.map(|p| p.key), now, policy.window)?;
+    signature::verify(parts, &sig, |_| peer.map(|p| p.key), now, policy.window)?;
     let peer = peer.ok_or_else(|| SignatureError::UnknownPeer(sig.keyid.clone()))?;
     *nonce = Some(NonceClaim {
         peer: peer.id.clone(),
         forget_at: sig.expires + policy.window.skew,
         nonce: sig.nonce,
         binding: Box::new(AnswerBinding {
-            method: head.method.to_string(),
-            authority: authority.clone(),
-            path: signed.path.to_string(),
-            query: signed.query.map(str::to_string),
+            method: parts.method.to_string(),
+            authority: parts.authority.to_string(),
+            path: parts.path.to_string(),
+            query: parts.query.map(str::to_string),
             signature: sig.field.signature,
         }),
     });
@@ -428,9 +415,9 @@ fn verify_peer(
         .components
         .iter()
         .any(|c| c == signature::CONTENT_DIGEST);
-    let check = if head.has_body {
-        let digest = ContentDigest::from_headers(head.headers)?;
-        if declared_length(head.headers).is_some_and(|n| n > policy.max_signed_body as u64) {
+    let check = if parts.has_body {
+        let digest = ContentDigest::from_headers(parts.headers)?;
+        if declared_length(parts.headers).is_some_and(|n| n > policy.max_signed_body as u64) {
             return Err(TooLarge::SignedBody(policy.max_signed_body).into());
         }
         Some(BodyCheck::new(
@@ -439,7 +426,7 @@ fn verify_peer(
             policy.held_bodies.clone(),
         ))
     } else {
-        if covers_digest && !ContentDigest::from_headers(head.headers)?.matches(b"") {
+        if covers_digest && !ContentDigest::from_headers(parts.headers)?.matches(b"") {
             return Err(SignatureError::DigestMismatch.into());
         }
         None
