@@ -184,7 +184,7 @@ pub(crate) struct Server {
     pub upstream_keepalive_pool_size: Option<usize>,
 }
 
-/// Edge limits (README.md, "Operating it" defaults when absent).
+/// Edge limits; each absent one takes its default (README.md, "Operating it").
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Limits {
