@@ -31,6 +31,7 @@ use portal_core::identity::Identity;
 use portal_core::names::HostPort;
 use portal_core::refusal::{Kind, Refusal};
 use portal_core::replay::ReplayCache;
+use portal_core::route::Target;
 use portal_core::signature::response::sign_response;
 
 /// What the HTTPS listener knows of its Portal; shared by every request.
@@ -440,10 +441,10 @@ impl ProxyHttp for PortalProxy {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let app = ctx.facts().map_or("", Facts::app_label);
-        let what = match app {
-            "" => "the upstream".to_string(),
-            portal_core::decide::CORE_APP_LABEL => "the Portal core".to_string(),
-            app => format!("app {app:?}"),
+        let what = match ctx.facts().and_then(|f| f.target.as_ref()) {
+            Some(Target::App(name)) => format!("app {name:?}"),
+            Some(Target::Core(_)) => "the Portal core".to_string(),
+            None => "the upstream".to_string(),
         };
         if *e.esource() == pingora::ErrorSource::Upstream {
             metrics::METRICS
