@@ -324,12 +324,21 @@ where
                 },
 
                 body = rx.recv(), if !request_done => {
+                    // portal-proxy patch (pingora#946): a plain `Body` task is the
+                    // upgrade request's own body, queued before the 101. When the 101
+                    // was read first, its end is not the end of the tunnel: the
+                    // request side of the tunnel (`UpgradedBody` tasks) starts after it.
+                    let request_body = matches!(body, Some(HttpTask::Body(..)));
                     match send_body_to1(client_session, body).await {
                         Ok(send_done) => {
                             request_done = send_done;
                             // An upgraded request is terminated when either side is done
                             if request_done && client_session.was_upgraded() {
-                                response_done = true;
+                                if request_body {
+                                    request_done = false;
+                                } else {
+                                    response_done = true;
+                                }
                             }
                         },
                         Err(e) => {
