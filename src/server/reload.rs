@@ -7,6 +7,8 @@
 //! forked. It is wiring: it reads files through `state` and `ops::tls`,
 //! and tells the listeners' shared parts what changed.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -2,6 +2,8 @@
 //! go: what [`super::Watched`] needs to give a header block started on a
 //! connection in use the head deadline.
 
+#![forbid(unsafe_code)]
+
 /// The HTTP/2 frames of a client's byte stream, as far as header blocks
 /// go: after the 24-byte connection preface, 9-byte frame headers whose
 /// payloads are skipped. A HEADERS or PUSH_PROMISE frame without

@@ -5,6 +5,8 @@
 //! in use (HEADERS without END_HEADERS, CONTINUATION never ending it) has
 //! the same deadline. For a relay (MQTT) it only notes when bytes move.
 
+#![forbid(unsafe_code)]
+
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
