@@ -41,6 +41,9 @@ pub enum Kind {
     Misdirected,
     /// The request head is over the limits.
     HeaderFieldsTooLarge,
+    /// A peer refused a call for its rate (passed on as `peer_refused`);
+    /// `Retry-After` says when to try again.
+    TooManyRequests,
     /// The upstream could not be reached or answered badly (a peer's
     /// answer without a valid signature: reason `peer_unverified`).
     BadGateway,
@@ -64,6 +67,7 @@ impl Kind {
             Kind::RequestTimeout => (408, "request_timeout"),
             Kind::PayloadTooLarge => (413, "payload_too_large"),
             Kind::Misdirected => (421, "misdirected_request"),
+            Kind::TooManyRequests => (429, "too_many_requests"),
             Kind::HeaderFieldsTooLarge => (431, "request_header_fields_too_large"),
             Kind::BadGateway => (502, "bad_gateway"),
             Kind::Unavailable => (503, "service_unavailable"),
@@ -86,7 +90,7 @@ impl Kind {
 pub struct Refusal {
     pub kind: Kind,
     /// `reason` of the JSON body: a signature's failure (docs/signing.md),
-    /// `unknown_peer`, `ambiguous_peer`, `peer_unverified`.
+    /// `unknown_peer`, `ambiguous_peer`, `peer_unverified`, `peer_refused`.
     pub reason: Option<&'static str>,
     pub message: String,
 }
@@ -234,7 +238,8 @@ impl Refusal {
 
     /// The `Retry-After` of the answer, in seconds, if it has one.
     pub fn retry_after(&self) -> Option<u32> {
-        (self.kind == Kind::Unavailable).then_some(RETRY_AFTER_SECONDS)
+        matches!(self.kind, Kind::Unavailable | Kind::TooManyRequests)
+            .then_some(RETRY_AFTER_SECONDS)
     }
 
     /// `(content type, body)`: HTML when the client's `Accept` asks for

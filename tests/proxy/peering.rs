@@ -256,15 +256,89 @@ async fn a_portal_the_receiver_does_not_list_is_refused() {
     let s = setup("unlisted");
     s.peered().await;
     // Portal 2 forgets Portal 1: it refuses the signature (401
-    // unknown_peer), an answer it cannot bind to a verified request, so
-    // Portal 1's app gets 502 peer_unverified (the peer's reason is in the
-    // peer's log and metrics).
+    // unknown_peer), an answer it cannot bind to a verified request, so it
+    // is unsigned. Portal 1's app gets the 401 as a refusal of Portal 1's
+    // own (reason peer_refused); the peer's reason is in the peer's log
+    // and metrics, its bytes nowhere.
     s.p2.files.state_file("peers.json", "[]");
     let refused = eventually(Duration::from_secs(5), || async {
-        s.call_is_unverified().await
+        let resp = app_client(ALPHA_IP)
+            .get(s.call_url("peer/x"))
+            .send()
+            .await
+            .unwrap();
+        resp.status() == StatusCode::UNAUTHORIZED
+            && resp.json::<serde_json::Value>().await.unwrap()["reason"] == "peer_refused"
     })
     .await;
-    assert!(refused, "Portal 2 still accepts Portal 1");
+    assert!(refused, "Portal 2's refusal did not reach the app as one");
+}
+
+/// An unsigned answer: only a refusal's status reaches the app (401, 403,
+/// 429, 503, under Portal 1's own body, reason `peer_refused`); any other
+/// is 502 `peer_unverified`, saying the answer is not signed. None of the
+/// unsigned answer's bytes or headers reach the app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_refusals_reach_the_app_as_refusals() {
+    let s = setup("unsigned-refusals");
+    s.peered().await;
+    // Consecutive cases differ in what the app gets, so that each waits
+    // for its own server's answer (peers.json and the CA reload; while
+    // they do, a call may also fail on the certificate: 502 with no
+    // reason).
+    for (status, want, code) in [
+        (401, 401, "unauthorized"),
+        (200, 502, "bad_gateway"),
+        (403, 403, "forbidden"),
+        (404, 502, "bad_gateway"),
+        (429, 429, "too_many_requests"),
+        (500, 502, "bad_gateway"),
+        (503, 503, "service_unavailable"),
+    ] {
+        let (mitm, ca) = tampering_server(&s, Tamper::Unsigned(status)).await;
+        impersonate(&s, mitm, &ca).await;
+        let answer = std::sync::Arc::new(tokio::sync::Mutex::new(None));
+        let reached = eventually(Duration::from_secs(5), || async {
+            let resp = app_client(ALPHA_IP)
+                .get(s.call_url("peer/x"))
+                .send()
+                .await
+                .unwrap();
+            if resp.status().as_u16() != want {
+                return false;
+            }
+            let headers = resp.headers().clone();
+            let body = resp.text().await.unwrap();
+            if want == 502 && !body.contains("peer_unverified") {
+                return false;
+            }
+            *answer.lock().await = Some((headers, body));
+            true
+        })
+        .await;
+        assert!(reached, "an unsigned {status}: the app never got {want}");
+        let (headers, body) = answer.lock().await.take().unwrap();
+        assert!(!headers.contains_key("x-evil"), "{status}: {headers:?}");
+        assert!(!body.contains("evil"), "{status}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"], code, "{status}: {v}");
+        let message = v["message"].as_str().unwrap();
+        if want == 502 {
+            assert_eq!(v["reason"], "peer_unverified", "{status}: {v}");
+            assert!(message.contains("is not signed"), "{status}: {message}");
+        } else {
+            assert_eq!(v["reason"], "peer_refused", "{status}: {v}");
+            assert!(
+                message.contains(&format!("refused the call with {status}")),
+                "{message}"
+            );
+        }
+        let retry = headers
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        let wants_retry = matches!(status, 429 | 503);
+        assert_eq!(retry.is_some(), wants_retry, "{status}: {headers:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -626,6 +700,9 @@ enum Tamper {
     SignedDigest,
     /// Portal 2's key signs a Content-Digest; a body byte is then changed.
     SignedDigestBodyChanged,
+    /// The signature removed, this status set, a header and body of the
+    /// server's own.
+    Unsigned(u16),
 }
 
 /// A server with a valid certificate for Portal 2's domain that passes
@@ -752,6 +829,14 @@ async fn tampering_server(s: &Setup, tamper: Tamper) -> (SocketAddr, String) {
                                     head.headers.remove("content-type");
                                 }
                                 Tamper::ChangeStatus => head.status = http::StatusCode::CREATED,
+                                Tamper::Unsigned(status) => {
+                                    head.status = http::StatusCode::from_u16(status).unwrap();
+                                    head.headers.remove("signature");
+                                    head.headers.remove("signature-input");
+                                    head.headers.insert("x-evil", "1".parse().unwrap());
+                                    head.headers.remove("content-length");
+                                    bytes = b"evil bytes".to_vec();
+                                }
                                 Tamper::Signed101 => {
                                     head.status = http::StatusCode::SWITCHING_PROTOCOLS;
                                     head.headers.insert("upgrade", "websocket".parse().unwrap());

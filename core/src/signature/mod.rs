@@ -40,6 +40,10 @@ pub enum SignatureError {
     MissingComponent(String),
     #[error("{0}")]
     Malformed(String),
+    /// An answer with no `portal` signature at all (only answers: a
+    /// request without one is an anonymous caller's).
+    #[error("the answer is not signed (no portal signature)")]
+    Unsigned,
 }
 
 impl SignatureError {
@@ -54,10 +58,12 @@ impl SignatureError {
             SignatureError::DigestMismatch => "digest_mismatch",
             SignatureError::MissingComponent(_) => "missing_component",
             SignatureError::Malformed(_) => "malformed",
+            SignatureError::Unsigned => "unsigned",
         }
     }
 
-    /// Every reason code, for metrics that start at zero.
+    /// Every reason code a request can be refused with, for metrics that
+    /// start at zero ([`SignatureError::Unsigned`] is only an answer's).
     pub const REASONS: [&'static str; 8] = [
         "unknown_peer",
         "bad_signature",

@@ -177,11 +177,7 @@ pub fn verify_response(
 ) -> Result<Vec<String>, SignatureError> {
     let input = field_dictionary(headers, "signature-input")?
         .and_then(|mut d| d.shift_remove(LABEL))
-        .ok_or_else(|| {
-            SignatureError::MissingComponent(
-                "the answer has no portal signature (Signature-Input)".into(),
-            )
-        })?;
+        .ok_or(SignatureError::Unsigned)?;
     let ListEntry::InnerList(input) = input else {
         return Err(malformed("Signature-Input portal is not an inner list"));
     };
@@ -190,11 +186,7 @@ pub fn verify_response(
             Some(ListEntry::Item(item)) => item.bare_item.as_byte_sequence().map(<[u8]>::to_vec),
             _ => None,
         })
-        .ok_or_else(|| {
-            SignatureError::MissingComponent(
-                "the answer has no portal signature (Signature)".into(),
-            )
-        })?;
+        .ok_or_else(|| malformed("a portal Signature-Input without a portal Signature"))?;
     let signature: [u8; 64] = signature
         .try_into()
         .map_err(|_| malformed("an ed25519 signature has 64 bytes"))?;
@@ -365,10 +357,24 @@ mod tests {
             verify(&h, 200, &req, &public, NOW),
             Err(SignatureError::BadSignature)
         );
-        // No signature at all.
+        // No portal signature at all: unsigned, and said so.
+        let mut other_label = HeaderMap::new();
+        other_label.insert("signature-input", "sig1=();created=1".parse().unwrap());
+        other_label.insert("signature", "sig1=:AAAA:".parse().unwrap());
+        for h in [HeaderMap::new(), other_label] {
+            let e = verify(&h, 200, &req, &public, NOW).unwrap_err();
+            assert_eq!(e, SignatureError::Unsigned, "{h:?}");
+            assert_eq!(
+                e.to_string(),
+                "the answer is not signed (no portal signature)"
+            );
+        }
+        // Half a signature is not "unsigned": it is malformed.
+        let mut h = signed(200, None, &key, &req);
+        h.remove("signature");
         assert!(matches!(
-            verify(&HeaderMap::new(), 200, &req, &public, NOW),
-            Err(SignatureError::MissingComponent(_))
+            verify(&h, 200, &req, &public, NOW),
+            Err(SignatureError::Malformed(_))
         ));
         // Another Portal's keyid.
         let h = signed(200, None, &key, &req);

@@ -21,11 +21,11 @@ use super::failure::CallFailure;
 use crate::config::{Limits, Peering};
 use crate::listeners::{connect, ConnectError};
 use portal_core::identity::Identity;
-use portal_core::outbound::{end_to_end, peer_authority, SIGNATURE_VALIDITY};
+use portal_core::outbound::{end_to_end, peer_authority, unsigned_refusal, SIGNATURE_VALIDITY};
 use portal_core::peers::Peer;
 use portal_core::route::Router;
 use portal_core::signature::response::{verify_response, RequestBinding};
-use portal_core::signature::{signed_headers, Outgoing};
+use portal_core::signature::{signed_headers, Outgoing, SignatureError};
 
 /// The trust roots of peer connections: the system's, plus the PEM
 /// bundle of `peering.ca_file`.
@@ -278,9 +278,32 @@ impl PeerClient {
             crate::ops::unix_now(),
             self.window,
         );
-        // Only what the peer signed reaches the app.
+        // Only what the peer signed reaches the app; of an unsigned
+        // refusal, its status.
+        let status = response.status().as_u16();
         let signed = match verified {
             Ok(fields) => Some(fields),
+            Err(SignatureError::Unsigned) if self.require_signature => {
+                if let Some(kind) = unsigned_refusal(status) {
+                    info!(
+                        "peer {} refused app {app:?}'s call with an unsigned {status}: passed on as peer_refused",
+                        peer.id
+                    );
+                    return Err(CallFailure::PeerRefused(peer.short_id().to_string(), kind));
+                }
+                crate::ops::metrics::METRICS
+                    .outbound_unverified
+                    .with_label_values(&[&peer.id])
+                    .inc();
+                warn!(
+                    "peer {}'s answer ({status}) to {app:?} refused: it is not signed",
+                    peer.id
+                );
+                return Err(CallFailure::PeerUnverified(
+                    peer.short_id().to_string(),
+                    SignatureError::Unsigned.to_string(),
+                ));
+            }
             Err(e) => {
                 crate::ops::metrics::METRICS
                     .outbound_unverified

@@ -17,8 +17,12 @@ pub enum CallFailure {
     Unreachable(String, String),
     #[error("the peer broke off its answer")]
     BrokeOff,
-    #[error("peer {0}'s answer is not signed with its key: {1}")]
+    #[error("peer {0}'s answer does not carry its valid signature: {1}")]
     PeerUnverified(String, String),
+    /// The peer refused the call with this status, unsigned: only the
+    /// status goes on ([`portal_core::outbound::unsigned_refusal`]).
+    #[error("peer {0} refused the call with {status}; its answer is not signed, so only its status is passed on", status = .1.status())]
+    PeerRefused(String, Kind),
     /// An answer the peering protocol does not allow (a 101 no request
     /// asked for), or whose body is not the one signed.
     #[error("peer {0}'s answer is refused: {1}")]
@@ -52,6 +56,9 @@ impl From<CallFailure> for Refusal {
         match e {
             CallFailure::NotAdmitted(e) => e.into(),
             CallFailure::PeerTimeout(_) => Refusal::new(Kind::GatewayTimeout, message),
+            CallFailure::PeerRefused(_, kind) => {
+                Refusal::with_reason(kind, "peer_refused", message)
+            }
             CallFailure::PeerUnverified(..) | CallFailure::BadAnswer(..) => {
                 Refusal::with_reason(Kind::BadGateway, "peer_unverified", message)
             }
