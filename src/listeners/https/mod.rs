@@ -1,7 +1,7 @@
-//! The HTTPS listener's `ProxyHttp` shell (STYLE: a pure core inside a thin
-//! shell). `request_filter` gathers the request head, calls
-//! [`decide`] once and keeps the [`Verdict`] in the request's context;
-//! every later phase applies it: `forward` is what is done to a request on
+//! The HTTPS listener's `ProxyHttp` shell (a pure core inside a thin
+//! shell). `request_filter` gathers the request head, calls [`decide`]
+//! once and keeps the decision's facts and [`Verdict`] in the request's
+//! context (its `Stage`); every later phase applies it: `forward` is what is done to a request on
 //! its way to the upstream and to failures on their way back.
 
 mod forward;
