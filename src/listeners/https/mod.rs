@@ -4,10 +4,14 @@
 //! context (its `Stage`); every later phase applies it: `forward` is what is done to a request on
 //! its way to the upstream and to failures on their way back.
 
+mod context;
 mod forward;
 
 use std::sync::Arc;
 use std::time::Instant;
+
+pub(crate) use context::RequestCtx;
+use context::{Forwarding, Received, Stage};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -17,18 +21,17 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
 use super::request_host;
-use super::respond::{abort, write_refusal_with};
+use super::respond::write_refusal_with;
 use crate::config::Limits;
 use crate::ops::access_log::{AccessLog, Entry};
-use crate::ops::guard::{digest_key, Guard, InFlight};
-use crate::ops::live::{LiveRequest, LiveRequests};
+use crate::ops::guard::{digest_key, Guard};
+use crate::ops::live::LiveRequests;
 use crate::ops::metrics;
 use crate::state::SharedState;
 use portal_core::body::BodyRate;
 use portal_core::caller::Caller;
-use portal_core::decide::{decide, AnswerBinding, Decision, Facts, Head, Plan, Policy, Verdict};
+use portal_core::decide::{decide, AnswerBinding, Decision, Facts, Head, Policy, Verdict};
 use portal_core::identity::Identity;
-use portal_core::names::HostPort;
 use portal_core::refusal::{Kind, Refusal};
 use portal_core::replay::ReplayCache;
 use portal_core::route::Target;
@@ -64,118 +67,6 @@ pub(crate) struct PortalProxy {
 impl PortalProxy {
     pub(crate) fn new(portal: Arc<Portal>) -> Self {
         PortalProxy { portal }
-    }
-}
-
-/// Carried from phase to phase of one request: what was received, and
-/// where the request stands. Dropping it ends what the request holds (its
-/// connection's in-flight mark, its place among the live requests).
-pub(crate) struct RequestCtx {
-    received: Received,
-    stage: Stage,
-}
-
-/// What was received, known from the first phase on.
-struct Received {
-    started: Instant,
-    /// The host the request names, as received: read once, for the
-    /// decision, `X-Forwarded-Host` and the access log.
-    host: Option<String>,
-    /// For a request whose peer signature verified: what the answer's
-    /// signature binds it to, whatever the answer.
-    binding: Option<Box<AnswerBinding>>,
-    /// Its connection is busy while this is held.
-    in_flight: Option<InFlight>,
-}
-
-/// Where a request stands.
-enum Stage {
-    /// Not decided: before `request_filter`, or the client went away.
-    Undecided,
-    /// Answered by the proxy: refused, or failed once forwarded.
-    Answered {
-        facts: Facts,
-        refusal: Refusal,
-        /// Where it was forwarded to before it failed.
-        upstream: Option<HostPort>,
-    },
-    /// Forwarded as planned.
-    Forwarded(Box<Forwarding>),
-}
-
-/// A forwarded request's plan and what it holds while it is open.
-struct Forwarding {
-    facts: Facts,
-    plan: Box<Plan>,
-    /// Its place among the requests decided again on reload.
-    _live: Option<LiveRequest>,
-    /// The minimum rate of its body, from the body's first byte (not for
-    /// upgraded connections, whose bytes flow at the client's will).
-    body_rate: Option<(BodyRate, Instant)>,
-}
-
-impl RequestCtx {
-    /// The plan of a forwarded request: the phases after `request_filter`
-    /// only run for one.
-    fn plan(&self) -> Result<&Plan> {
-        match &self.stage {
-            Stage::Forwarded(f) => Ok(&f.plan),
-            _ => Err(Error::explain(
-                ErrorType::InternalError,
-                "forwarding a request that was not decided to be",
-            )),
-        }
-    }
-
-    fn facts(&self) -> Option<&Facts> {
-        match &self.stage {
-            Stage::Undecided => None,
-            Stage::Answered { facts, .. } => Some(facts),
-            Stage::Forwarded(f) => Some(&f.facts),
-        }
-    }
-
-    /// What answered the request, if the proxy did.
-    fn refusal(&self) -> Option<&Refusal> {
-        match &self.stage {
-            Stage::Answered { refusal, .. } => Some(refusal),
-            _ => None,
-        }
-    }
-
-    /// Where the request went, if it was forwarded.
-    fn upstream(&self) -> Option<&HostPort> {
-        match &self.stage {
-            Stage::Answered { upstream, .. } => upstream.as_ref(),
-            Stage::Forwarded(f) => Some(&f.plan.upstream),
-            Stage::Undecided => None,
-        }
-    }
-
-    /// The request is answered by the proxy from here on; returns the
-    /// error that aborts what Pingora was doing.
-    fn fail(&mut self, refusal: Refusal) -> Box<Error> {
-        let error = abort(&refusal);
-        self.stage = match std::mem::replace(&mut self.stage, Stage::Undecided) {
-            Stage::Forwarded(f) => Stage::Answered {
-                facts: f.facts,
-                refusal,
-                upstream: Some(f.plan.upstream),
-            },
-            Stage::Answered {
-                facts, upstream, ..
-            } => Stage::Answered {
-                facts,
-                refusal,
-                upstream,
-            },
-            Stage::Undecided => Stage::Answered {
-                facts: Facts::default(),
-                refusal,
-                upstream: None,
-            },
-        };
-        error
     }
 }
 
