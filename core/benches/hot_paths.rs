@@ -209,6 +209,7 @@ fn decision(c: &mut Criterion) {
         window: Window::default(),
         max_signed_body: 8 << 20,
         held_bodies: Arc::new(portal_core::body::HeldBudget::new(64 << 20)),
+        transports: Default::default(),
     };
     let host = "mosquitto.b2blla.p.getportal.org";
     let now = 1_800_000_000;
@@ -245,17 +246,27 @@ fn decision(c: &mut Criterion) {
     {
         signed.insert(name, value.parse().unwrap());
     }
-    let head = |path: &'static str, headers| Head {
+    let head = |path: &'static str, headers, tls_peer| Head {
         method: "GET",
         host: Some(host),
         target: path.as_bytes(),
         headers,
         has_body: false,
+        tls_peer,
     };
+    // A peer's request comes over its pinned connection.
     let cases = [
-        ("public", head("/public/index.html", &public), "anonymous"),
-        ("terminal", head("/api/status", &terminal), "terminal"),
-        ("peer", head("/api/peers/list", &signed), "peer"),
+        (
+            "public",
+            head("/public/index.html", &public, None),
+            "anonymous",
+        ),
+        ("terminal", head("/api/status", &terminal, None), "terminal"),
+        (
+            "peer",
+            head("/api/peers/list", &signed, Some(&peer.id)),
+            "peer",
+        ),
     ];
     let mut group = c.benchmark_group("decide");
     for (name, head, client_type) in cases {

@@ -35,6 +35,7 @@ use super::signature::{
     self, ContentDigest, ParsedSignature, RequestParts, SignatureError, Window,
 };
 use super::target::{parse_target, RequestTarget};
+use super::transport::{Transport, Transports};
 use crate::app_meta::Access;
 use crate::names::HostPort;
 use crate::snapshot::{App, Snapshot};
@@ -51,6 +52,10 @@ pub struct Head<'a> {
     pub headers: &'a HeaderMap,
     /// Whether a body follows the head.
     pub has_body: bool,
+    /// The Portal ID of the peer whose identity key the client proved at
+    /// the TLS handshake (pinned peer TLS, docs/signing.md); `None` for
+    /// any other connection.
+    pub tls_peer: Option<&'a str>,
 }
 
 /// What the request is decided by besides the state: fixed for the life
@@ -64,6 +69,8 @@ pub struct Policy {
     pub max_signed_body: usize,
     /// The memory all held signed bodies share.
     pub held_bodies: Arc<HeldBudget>,
+    /// Which peers must connect with their identity key.
+    pub transports: Transports,
 }
 
 /// The path rule of an app that a forwarded request matched.
@@ -282,6 +289,16 @@ fn plan(
     // A `portal` signature makes the caller a peer, or refuses the
     // request, whatever else it carries (docs/access.md).
     let signature = signature::parse(head.headers)?;
+    // A connection opened with a peer's key carries that peer's signed
+    // requests and nothing else: checked before any signature work.
+    if let Some(connection) = head.tls_peer {
+        if signature.as_ref().map(|s| s.keyid.as_str()) != Some(connection) {
+            return Err(SignatureError::PeerMismatch {
+                connection: connection.to_string(),
+            }
+            .into());
+        }
+    }
     let (credentials, terminal) = Credentials::read(
         head.headers,
         &snapshot.terminals,
@@ -301,7 +318,8 @@ fn plan(
                 headers: head.headers,
                 has_body: head.has_body,
             };
-            let (caller, check) = verify_peer(&signed, sig, snapshot, policy, now, nonce)?;
+            let pinned = head.tls_peer.is_some();
+            let (caller, check) = verify_peer(&signed, sig, pinned, snapshot, policy, now, nonce)?;
             body_check = check;
             caller
         }
@@ -381,11 +399,13 @@ fn plan(
 }
 
 /// Verifies a peer's signature (docs/signing.md): the caller it proves
-/// and the digest check of a body. The nonce to claim is set as soon as
-/// the signature verified, whatever is refused after.
+/// and the digest check of a body. `pinned`: the connection was opened
+/// with the signer's key (checked by the caller). The nonce to claim is
+/// set as soon as the signature verified, whatever is refused after.
 fn verify_peer(
     parts: &RequestParts<'_>,
     sig: ParsedSignature,
+    pinned: bool,
     snapshot: &Snapshot,
     policy: &Policy,
     now: i64,
@@ -406,6 +426,9 @@ fn verify_peer(
             signature: sig.field.signature,
         }),
     });
+    if !pinned && policy.transports.of(&peer.id) == Transport::Pinned {
+        return Err(SignatureError::Unpinned(peer.id.clone()).into());
+    }
     let caller = Caller::Peer {
         id: peer.id.clone(),
         name: peer.name.clone(),

@@ -100,6 +100,13 @@ fn policy() -> Policy {
         window: Window::default(),
         max_signed_body: MAX_BODY,
         held_bodies: Arc::new(crate::body::HeldBudget::new(4 * MAX_BODY)),
+        // The tables below sign over connections that proved no key, as a
+        // `ca` peer does; `the_connection_and_the_signature_agree` covers
+        // pinned peers.
+        transports: Transports {
+            default: Transport::Ca,
+            by_peer: BTreeMap::new(),
+        },
     }
 }
 
@@ -192,6 +199,7 @@ fn decide_on(
         target: path.as_bytes(),
         headers,
         has_body,
+        tls_peer: None,
     };
     decide(&head, &snapshot(), &policy(), NOW)
 }
@@ -211,6 +219,7 @@ fn run_method(caller: As, method: &str, host: Option<&str>, target: &str) -> Str
         target: target.as_bytes(),
         headers: &headers,
         has_body: false,
+        tls_peer: None,
     };
     let snapshot = snapshot();
     let decision = decide(&head, &snapshot, &policy(), NOW);
@@ -241,6 +250,74 @@ fn summary(decision: &Decision) -> String {
             None => format!("{} {}", r.status(), r.code()),
         },
     }
+}
+
+/// Pinned peer TLS (docs/signing.md, "The channel"): a connection opened
+/// with a peer's key carries only that peer's signed requests, and a peer
+/// whose transport is pinned is refused over any other connection.
+#[test]
+fn the_connection_and_the_signature_agree() {
+    use As::*;
+    let peer = peer_identity().id;
+    let other = Identity::from_signing_key(SigningKey::from_bytes(&[9; 32])).id;
+    #[rustfmt::skip]
+    let cases: &[(Transport, Option<&str>, As, &str)] = &[
+        // The peer's own connection.
+        (Transport::Pinned, Some(&peer), Peer, "forward files peer peer @ files-web:80"),
+        (Transport::Ca, Some(&peer), Peer, "forward files peer peer @ files-web:80"),
+        (Transport::Pinned, Some(&peer), Forged, "401 bad_signature"),
+        (Transport::Pinned, Some(&peer), Anonymous, "401 peer_mismatch"),
+        (Transport::Pinned, Some(&peer), TerminalCookie, "401 peer_mismatch"),
+        (Transport::Pinned, Some(&peer), TerminalBearer, "401 peer_mismatch"),
+        // Another key's connection: nothing passes, not even the peer's
+        // valid signature.
+        (Transport::Pinned, Some(&other), Peer, "401 peer_mismatch"),
+        (Transport::Ca, Some(&other), Peer, "401 peer_mismatch"),
+        (Transport::Pinned, Some(&other), Anonymous, "401 peer_mismatch"),
+        (Transport::Pinned, Some(&other), TerminalCookie, "401 peer_mismatch"),
+        // A connection that proved no key (a browser's, or a `ca` peer's).
+        (Transport::Pinned, None, Peer, "401 unpinned"),
+        (Transport::Ca, None, Peer, "forward files peer peer @ files-web:80"),
+        (Transport::Pinned, None, Forged, "401 bad_signature"),
+        (Transport::Pinned, None, Anonymous, "401 unauthorized"),
+        (Transport::Pinned, None, TerminalCookie, "401 unauthorized"),
+    ];
+    let mut failures = Vec::new();
+    for &(transport, tls_peer, caller, want) in cases {
+        // The peer's transport as an exception, the default the other way.
+        let mut policy = policy();
+        policy.transports.default = match transport {
+            Transport::Pinned => Transport::Ca,
+            Transport::Ca => Transport::Pinned,
+        };
+        policy.transports.by_peer.insert(peer.clone(), transport);
+        let target = "/peer/x";
+        let headers = headers_for(caller, "GET", FILES, target, None);
+        let head = Head {
+            method: "GET",
+            host: Some(FILES),
+            target: target.as_bytes(),
+            headers: &headers,
+            has_body: false,
+            tls_peer,
+        };
+        let decision = decide(&head, &snapshot(), &policy, NOW);
+        let got = summary(&decision);
+        // A mismatch is refused before the signature is verified: no
+        // nonce of the signer is claimed.
+        if got == "401 peer_mismatch" && decision.nonce.is_some() {
+            failures.push(format!(
+                "{transport:?} {tls_peer:?} {caller:?}: claimed a nonce"
+            ));
+        }
+        if got != want {
+            let conn = tls_peer.map(|p| &p[..6]);
+            failures.push(format!(
+                "{transport:?} {conn:?} {caller:?}: got {got:?}, want {want:?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
@@ -482,7 +559,7 @@ proptest::proptest! {
         let headers = HeaderMap::new();
         // With a Host header, or (absolute-form only) without one.
         let host = if absolute_host { None } else { Some(FILES) };
-        let head = Head { method: "GET", host, target: raw.as_bytes(), headers: &headers, has_body: false };
+        let head = Head { method: "GET", host, target: raw.as_bytes(), headers: &headers, has_body: false, tls_peer: None };
         if let Verdict::Forward(plan) = decide(&head, &snapshot, &policy(), NOW).verdict {
             let forwarded = plan.path.as_deref().unwrap_or(&raw);
             proptest::prop_assert!(forwarded.starts_with('/'), "{:?} forwarded as {:?}", raw, forwarded);

@@ -34,3 +34,4 @@ pub mod signature;
 pub mod snapshot;
 pub mod target;
 pub mod templates;
+pub mod transport;

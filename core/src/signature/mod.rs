@@ -44,6 +44,16 @@ pub enum SignatureError {
     /// request without one is an anonymous caller's).
     #[error("the answer is not signed (no portal signature)")]
     Unsigned,
+    /// A request on a connection whose client proved a peer's key at the
+    /// TLS handshake, not signed by that peer.
+    #[error(
+        "the connection is peer {connection}'s (its TLS key), but the request is not signed by it"
+    )]
+    PeerMismatch { connection: String },
+    /// A peer whose transport is pinned signed a request that came over a
+    /// connection without its key.
+    #[error("peer {0} must connect with its identity key (peering.transport is pinned for it)")]
+    Unpinned(String),
 }
 
 impl SignatureError {
@@ -59,12 +69,14 @@ impl SignatureError {
             SignatureError::MissingComponent(_) => "missing_component",
             SignatureError::Malformed(_) => "malformed",
             SignatureError::Unsigned => "unsigned",
+            SignatureError::PeerMismatch { .. } => "peer_mismatch",
+            SignatureError::Unpinned(_) => "unpinned",
         }
     }
 
     /// Every reason code a request can be refused with, for metrics that
     /// start at zero ([`SignatureError::Unsigned`] is only an answer's).
-    pub const REASONS: [&'static str; 8] = [
+    pub const REASONS: [&'static str; 10] = [
         "unknown_peer",
         "bad_signature",
         "expired",
@@ -73,6 +85,8 @@ impl SignatureError {
         "digest_mismatch",
         "missing_component",
         "malformed",
+        "peer_mismatch",
+        "unpinned",
     ];
 }
 
