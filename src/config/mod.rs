@@ -145,6 +145,8 @@ pub struct Peering {
     pub max_held_bodies: usize,
     /// Whether a peer's answer must carry a valid response signature.
     pub require_response_signature: bool,
+    /// Which peers' TLS is pinned to their identity key.
+    pub transports: portal_core::transport::Transports,
 }
 
 /// Default of `peering.max_held_bodies_bytes`: 64 MiB.

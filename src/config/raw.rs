@@ -160,6 +160,29 @@ pub(crate) struct Peering {
     pub max_held_bodies_bytes: Option<u64>,
     #[serde(default)]
     pub require_response_signature: Option<bool>,
+    /// TLS with peers: pinned (both Portals prove their identity key, no certificate authority; the default) or ca (the peer's certificate verified against the system roots and ca_file).
+    #[serde(default)]
+    pub transport: Option<Transport>,
+    /// Exceptions to transport, by the peer's full Portal ID.
+    #[serde(default)]
+    pub peer_transport: Option<BTreeMap<String, Transport>>,
+}
+
+/// The TLS of peer calls, both ways.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Transport {
+    Pinned,
+    Ca,
+}
+
+impl From<Transport> for portal_core::transport::Transport {
+    fn from(t: Transport) -> Self {
+        match t {
+            Transport::Pinned => portal_core::transport::Transport::Pinned,
+            Transport::Ca => portal_core::transport::Transport::Ca,
+        }
+    }
 }
 
 /// Pingora server settings exposed to operators.

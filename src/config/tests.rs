@@ -228,3 +228,39 @@ fn resolver_mistakes_name_their_key() {
         "{e:?}"
     );
 }
+
+#[test]
+fn peer_transport_defaults_to_pinned_with_exceptions_by_portal_id() {
+    use portal_core::transport::Transport;
+    let c = parse(FULL).unwrap();
+    assert_eq!(c.peering.transports.default, Transport::Pinned);
+    assert!(c.peering.transports.by_peer.is_empty());
+    let id = portal_core::identity::portal_id(&[7; 32]);
+    let full = FULL.replace(
+        "peering: { ca_file: ca.pem }",
+        &format!(
+            "peering: {{ ca_file: ca.pem, transport: ca, peer_transport: {{ {id}: pinned }} }}"
+        ),
+    );
+    let c = parse(&full).unwrap();
+    assert_eq!(c.peering.transports.default, Transport::Ca);
+    assert_eq!(c.peering.transports.of(&id), Transport::Pinned);
+    assert_eq!(c.peering.transports.of("other"), Transport::Ca);
+    // Not a Portal ID (a short ID is not enough), not a transport.
+    let e = errors(&FULL.replace(
+        "peering: { ca_file: ca.pem }",
+        "peering: { peer_transport: { b2blla: ca } }",
+    ));
+    assert_eq!(
+        e,
+        vec!["peering.peer_transport.b2blla: not a full Portal ID (103 characters, as in peers.json)"]
+    );
+    let e = errors(&FULL.replace(
+        "peering: { ca_file: ca.pem }",
+        "peering: { transport: tofu }",
+    ));
+    assert!(
+        e[0].starts_with("peering.transport: unknown variant `tofu`"),
+        "{e:?}"
+    );
+}

@@ -202,7 +202,24 @@ impl Validator {
                 format!("{max_held_bodies} is more than 16 GiB"),
             );
         }
+        let mut transports = portal_core::transport::Transports {
+            default: raw_peering
+                .transport
+                .map_or_else(Default::default, Into::into),
+            by_peer: Default::default(),
+        };
+        for (id, transport) in raw_peering.peer_transport.unwrap_or_default() {
+            if portal_core::identity::is_portal_id(&id) {
+                transports.by_peer.insert(id, transport.into());
+            } else {
+                self.error(
+                    format!("peering.peer_transport.{id}"),
+                    "not a full Portal ID (103 characters, as in peers.json)",
+                );
+            }
+        }
         Peering {
+            transports,
             ca_file: raw_peering
                 .ca_file
                 .map(|f| self.path("peering.ca_file", &f)),

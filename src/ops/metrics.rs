@@ -51,7 +51,12 @@ pub(crate) struct Metrics {
     pub outbound_unverified: IntCounterVec,
     /// `portal_proxy_dns_lookups_total{result}`.
     pub dns_lookups: IntCounterVec,
+    /// `portal_proxy_peer_handshakes_total{result}`.
+    pub peer_handshakes: IntCounterVec,
 }
+
+/// The results of `portal_proxy_peer_handshakes_total{result}`.
+pub(crate) const PEER_HANDSHAKE_RESULTS: [&str; 3] = ["verified", "unknown_key", "bad_certificate"];
 
 /// The state file kinds of `portal_proxy_state_reloads_total{file}`.
 pub(crate) const STATE_FILE_KINDS: [&str; 6] = [
@@ -224,8 +229,18 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     for result in ["ok", "stale", "error"] {
         dns_lookups.with_label_values(&[result]);
     }
+    let peer_handshakes = counter_vec(
+        &registry,
+        "portal_proxy_peer_handshakes_total",
+        "TLS handshakes in which a calling Portal presented its identity key (pinned peer TLS), by result: verified (a peer of peers.json), unknown_key (no peer's: refused at the handshake), bad_certificate (no ed25519 key: refused).",
+        &["result"],
+    );
+    for result in PEER_HANDSHAKE_RESULTS {
+        peer_handshakes.with_label_values(&[result]);
+    }
     Metrics {
         registry,
+        peer_handshakes,
         dns_lookups,
         outbound_unverified,
         connections_refused,
@@ -320,6 +335,7 @@ mod tests {
             "portal_proxy_certificate_expiry_timestamp_seconds 1",
             "portal_proxy_outbound_requests_total{",
             "portal_proxy_dns_lookups_total{result=\"stale\"}",
+            "portal_proxy_peer_handshakes_total{result=\"unknown_key\"} 0",
             "process_resident_memory_bytes",
             "process_open_fds",
             "process_cpu_seconds_total",

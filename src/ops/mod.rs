@@ -8,6 +8,7 @@ pub(crate) mod limits;
 pub(crate) mod live;
 pub mod logging;
 pub(crate) mod metrics;
+pub mod peer_tls;
 pub mod tls;
 
 /// Seconds since the Unix epoch: the one clock the shells read and pass

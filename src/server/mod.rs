@@ -30,6 +30,9 @@ use crate::ops::dns::Dns;
 use crate::ops::guard::{Guard, GuardLimits, Guarded, HandshakeGuard, Kind};
 use crate::ops::limits::ConnectionCap;
 use crate::ops::live::LiveRequests;
+use crate::ops::peer_tls::{
+    identity_certificate, PeerAwareResolver, PeerClientKeys, RecordTlsPeer,
+};
 use crate::ops::tls::{load_certified_key, CertResolver};
 use crate::state::{SharedState, StateError};
 use portal_core::body::HeldBudget;
@@ -180,9 +183,13 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     let dns = Arc::new(Dns::system(config.resolver.clone()));
     // The outbound client exists with the internal listener; its trust
     // roots (`peering.ca_file`) are reloaded like the certificate.
+    // What this Portal proves its identity key with in pinned peer TLS,
+    // both as the listener and as the caller.
+    let identity_certificate = identity_certificate(&identity, &domain)?;
     let peer_client = match config.internal_listen {
         Some(_) => Some(Arc::new(PeerClient::new(
             identity.clone(),
+            identity_certificate.clone(),
             router_shared.clone(),
             &config.peering,
             &config.limits,
@@ -216,6 +223,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
             window: config.peering.window,
             max_signed_body: config.peering.max_signed_body,
             held_bodies: Arc::new(HeldBudget::new(config.peering.max_held_bodies)),
+            transports: config.peering.transports.clone(),
         },
         limits: config.limits.clone(),
         state: state.clone(),
@@ -242,13 +250,32 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     options.keepalive_request_limit = Some(crate::ops::limits::KEEPALIVE_REQUEST_LIMIT);
     options.h2_idle_timeout = Some(config.limits.downstream_idle_timeout);
     proxy.server_options = Some(options);
-    let tls = |h2: bool| -> Result<TlsSettings, String> {
+    // The MQTT listener's TLS: the CA certificate, nothing else.
+    let tls = || -> Result<TlsSettings, String> {
         let mut tls = TlsSettings::intermediate("", "").map_err(|e| e.to_string())?;
         tls.set_cert_resolver(resolver.clone());
-        if h2 {
-            tls.enable_h2();
-        }
         Ok(tls)
+    };
+    // The HTTPS listener's: HTTP/2, and pinned peer TLS beside the CA
+    // certificate (ops::peer_tls).
+    let https_tls = {
+        let mut tls =
+            TlsSettings::with_callbacks(Box::new(RecordTlsPeer)).map_err(|e| e.to_string())?;
+        tls.set_cert_resolver(Arc::new(PeerAwareResolver {
+            ca: resolver.clone(),
+            identity: identity_certificate.clone(),
+        }));
+        let peers = state.clone();
+        tls.set_client_cert_verifier(Arc::new(PeerClientKeys {
+            lookup: move |key: &[u8; 32]| {
+                let id = portal_core::identity::portal_id(key);
+                let snapshot = peers.load();
+                let peer = snapshot.peers.get(&id)?;
+                (peer.key.as_bytes() == key).then(|| peer.id.clone())
+            },
+        }));
+        tls.enable_h2();
+        tls
     };
     let mut listeners = Listeners {
         server: &mut server,
@@ -258,7 +285,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         "https",
         proxy,
         Kind::Http,
-        Exposure::Public(Some(tls(true)?)),
+        Exposure::Public(Some(https_tls)),
         config.listen_https,
     );
 
@@ -270,7 +297,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
             connect_timeout: config.limits.upstream_connect_timeout,
             idle_timeout: config.limits.mqtt_idle_timeout,
         };
-        let exposure = Exposure::Public(Some(tls(false)?));
+        let exposure = Exposure::Public(Some(tls()?));
         listeners.add("mqtts", relay, Kind::Relay, exposure, addr);
     }
 

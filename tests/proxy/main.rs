@@ -23,6 +23,7 @@ mod observability;
 mod operations;
 mod peering;
 mod peers;
+mod pinned;
 mod revocation;
 mod routing;
 mod slow_clients;

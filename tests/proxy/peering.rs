@@ -17,20 +17,21 @@ const APP: &str = r#"{
       "X-Ptl-Client-Type": "{{ auth.client_type }}"}}
 }"#;
 
-const ALPHA_IP: &str = "127.0.0.2";
+pub(crate) const ALPHA_IP: &str = "127.0.0.2";
 const BETA_IP: &str = "127.0.0.3";
 
-struct Portal {
-    files: PortalFiles,
-    proxy: Proxy,
-    internal: SocketAddr,
+pub(crate) struct Portal {
+    pub(crate) files: PortalFiles,
+    pub(crate) proxy: Proxy,
+    pub(crate) internal: SocketAddr,
+    pub(crate) metrics: SocketAddr,
 }
 
-struct Setup {
-    p1: Portal,
-    p2: Portal,
+pub(crate) struct Setup {
+    pub(crate) p1: Portal,
+    pub(crate) p2: Portal,
     /// Portal 2's alpha (its beta answers as `beta2`).
-    alpha2: Upstream,
+    pub(crate) alpha2: Upstream,
     _beta2: Upstream,
 }
 
@@ -43,32 +44,59 @@ fn peer_entry(p: &PortalFiles, https: SocketAddr, name: &str) -> serde_json::Val
     })
 }
 
-/// Starts Portal 1 and Portal 2, each a peer of the other.
-fn setup(test: &str) -> Setup {
-    setup_with(test, "")
+/// The TLS between the two Portals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Channel {
+    /// The default: pinned to the identity keys, no CA file anywhere.
+    Pinned,
+    /// `peering.transport: ca` on both, each trusting the other's CA:
+    /// what a peer that is not portal-proxy gets, and the layer the
+    /// response signature guards on its own.
+    Ca,
+    /// Portal 1 calls with `transport: ca`; Portal 2 keeps the default.
+    CallerCa,
 }
 
-/// [`setup`], with `p1_peering` added to Portal 1's `peering:` section
-/// (entries starting with `, `).
-fn setup_with(test: &str, p1_peering: &str) -> Setup {
+/// Starts Portal 1 and Portal 2, each a peer of the other, pinned.
+pub(crate) fn setup(test: &str) -> Setup {
+    setup_with(test, Channel::Pinned, "")
+}
+
+/// [`setup`] with `transport: ca` on both sides.
+pub(crate) fn setup_ca(test: &str) -> Setup {
+    setup_with(test, Channel::Ca, "")
+}
+
+/// Starts the two Portals, with `p1_peering` added to Portal 1's
+/// `peering:` section (entries starting with `, `).
+pub(crate) fn setup_with(test: &str, channel: Channel, p1_peering: &str) -> Setup {
     let f1 = PortalFiles::new(&format!("{test}-p1"));
     let f2 = PortalFiles::new(&format!("{test}-p2"));
     let (alpha2, beta2) = (Upstream::start("alpha2"), Upstream::start("beta2"));
     f2.app("alpha", &app_meta(APP)).app("beta", &app_meta(APP));
-    // Each trusts the other's CA for the peer connection.
+    // Each can trust the other's CA for the peer connection.
     std::fs::write(f1.dir.join("peer-ca.pem"), &f2.ca_pem).unwrap();
     std::fs::write(f2.dir.join("peer-ca.pem"), &f1.ca_pem).unwrap();
+    let (peering1, peering2) = match channel {
+        Channel::Pinned => ("transport: pinned", "transport: pinned"),
+        Channel::Ca => (
+            "transport: ca, ca_file: peer-ca.pem",
+            "transport: ca, ca_file: peer-ca.pem",
+        ),
+        Channel::CallerCa => ("transport: ca, ca_file: peer-ca.pem", "transport: pinned"),
+    };
     f1.state_file(
         "app_addresses.json",
         &serde_json::json!({"alpha": [ALPHA_IP], "beta": [BETA_IP]}).to_string(),
     );
-    let internal1: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let internal2: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let port = || -> SocketAddr { format!("127.0.0.1:{}", free_port()).parse().unwrap() };
+    let (internal1, internal2, metrics1, metrics2) = (port(), port(), port(), port());
     let p2_proxy = Proxy::start(
         &f2,
         &format!(
             "core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams: {{ alpha: \"{}\", beta: \"{}\" }}\n\
-             internal: {{ listen: \"{internal2}\" }}\npeering: {{ ca_file: peer-ca.pem }}\n",
+             internal: {{ listen: \"{internal2}\" }}\npeering: {{ {peering2} }}\n\
+             metrics: {{ listen: \"{metrics2}\" }}\n",
             alpha2.addr, beta2.addr
         ),
     );
@@ -76,7 +104,7 @@ fn setup_with(test: &str, p1_peering: &str) -> Setup {
         &f1,
         &format!(
             "core: {{ upstream: \"127.0.0.1:1\" }}\ninternal: {{ listen: \"{internal1}\" }}\n\
-             peering: {{ ca_file: peer-ca.pem{p1_peering} }}\n\
+             peering: {{ {peering1}{p1_peering} }}\nmetrics: {{ listen: \"{metrics1}\" }}\n\
              limits: {{ upstream_connect_timeout_seconds: 2, upstream_idle_timeout_seconds: 2 }}\n"
         ),
     );
@@ -94,11 +122,13 @@ fn setup_with(test: &str, p1_peering: &str) -> Setup {
             files: f1,
             proxy: p1_proxy,
             internal: internal1,
+            metrics: metrics1,
         },
         p2: Portal {
             files: f2,
             proxy: p2_proxy,
             internal: internal2,
+            metrics: metrics2,
         },
         alpha2,
         _beta2: beta2,
@@ -107,7 +137,7 @@ fn setup_with(test: &str, p1_peering: &str) -> Setup {
 
 /// A plain HTTP client whose connections come from `source`, as an app's
 /// container would.
-fn app_client(source: &str) -> reqwest::Client {
+pub(crate) fn app_client(source: &str) -> reqwest::Client {
     reqwest::Client::builder()
         .local_address(source.parse::<IpAddr>().unwrap())
         .no_proxy()
@@ -130,7 +160,7 @@ async fn peer_list(internal: SocketAddr) -> serde_json::Value {
 
 impl Setup {
     /// `http://<portal 1 internal>/internal/call_peer/<portal 2 id prefix>/<path>`
-    fn call_url(&self, path: &str) -> String {
+    pub(crate) fn call_url(&self, path: &str) -> String {
         format!(
             "http://{}/internal/call_peer/{}/{path}",
             self.p1.internal,
@@ -140,7 +170,7 @@ impl Setup {
 
     /// Whether alpha's call to Portal 2 is refused with 502
     /// `peer_unverified` (an answer without Portal 2's signature).
-    async fn call_is_unverified(&self) -> bool {
+    pub(crate) async fn call_is_unverified(&self) -> bool {
         let resp = app_client(ALPHA_IP)
             .get(self.call_url("peer/x"))
             .send()
@@ -154,7 +184,7 @@ impl Setup {
     }
 
     /// Waits until both Portals loaded each other's peers.json.
-    async fn peered(&self) {
+    pub(crate) async fn peered(&self) {
         let ready = eventually(Duration::from_secs(5), || async {
             let list = peer_list(self.p1.internal).await;
             let list2 = peer_list(self.p2.internal).await;
@@ -203,6 +233,13 @@ async fn an_app_calls_the_same_app_on_a_peer() {
     assert_eq!(echo.headers["x-ptl-client-name"], "Portal 1");
     assert_eq!(echo.headers["x-custom"], "kept");
     assert!(!echo.headers.contains_key("cookie"), "{:?}", echo.headers);
+    // Over pinned TLS, with no CA file on either side: Portal 2 saw
+    // Portal 1's key at the handshake.
+    let verified = series_value(
+        &metrics_text(s.p2.metrics).await,
+        "portal_proxy_peer_handshakes_total{result=\"verified\"}",
+    );
+    assert!(verified.is_some_and(|n| n >= 1.0), "{verified:?}");
     assert_eq!(
         echo.headers["host"],
         format!(
@@ -280,7 +317,7 @@ async fn a_portal_the_receiver_does_not_list_is_refused() {
 /// unsigned answer's bytes or headers reach the app.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsigned_refusals_reach_the_app_as_refusals() {
-    let s = setup("unsigned-refusals");
+    let s = setup_ca("unsigned-refusals");
     s.peered().await;
     // Consecutive cases differ in what the app gets, so that each waits
     // for its own server's answer (peers.json and the CA reload; while
@@ -548,7 +585,7 @@ async fn the_peer_gets_the_bytes_the_app_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peering_ca_file_is_reloaded() {
-    let s = setup("ca-reload");
+    let s = setup_ca("ca-reload");
     s.peered().await;
     let ca_file = s.p1.files.dir.join("peer-ca.pem");
     // Another CA only: Portal 2's certificate is no longer trusted.
@@ -610,7 +647,7 @@ async fn rogue_server(domain: &str) -> (SocketAddr, String) {
 
 /// A loopback listener and the TLS acceptor of a certificate for
 /// `*.<domain>` from a CA of its own (returned, for Portal 1 to trust).
-async fn rogue_listener(
+pub(crate) async fn rogue_listener(
     domain: &str,
 ) -> (tokio_rustls::TlsAcceptor, tokio::net::TcpListener, String) {
     use rustls::pki_types::pem::PemObject;
@@ -633,7 +670,7 @@ async fn rogue_listener(
 }
 
 /// Points Portal 1 at `rogue` for Portal 2, and makes it trust `ca` too.
-async fn impersonate(s: &Setup, rogue: SocketAddr, ca: &str) {
+pub(crate) async fn impersonate(s: &Setup, rogue: SocketAddr, ca: &str) {
     let ca_file = s.p1.files.dir.join("peer-ca.pem");
     std::fs::write(&ca_file, format!("{}{ca}", s.p2.files.ca_pem)).unwrap();
     s.p1.files.state_file(
@@ -643,8 +680,9 @@ async fn impersonate(s: &Setup, rogue: SocketAddr, ca: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_without_the_peers_key_is_caught() {
-    let s = setup("rogue");
+async fn over_ca_tls_the_answers_signature_catches_a_server_without_the_key() {
+    // (Pinned TLS stops it at the handshake: pinned.rs.)
+    let s = setup_ca("rogue");
     s.peered().await;
     // A genuine answer is signed and passes.
     let resp = app_client(ALPHA_IP)
@@ -665,7 +703,11 @@ async fn a_server_without_the_peers_key_is_caught() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsigned_answers_pass_when_not_required() {
-    let s = setup_with("rogue-allowed", ", require_response_signature: false");
+    let s = setup_with(
+        "rogue-allowed",
+        Channel::Ca,
+        ", require_response_signature: false",
+    );
     s.peered().await;
     let (rogue, ca) = rogue_server(&s.p2.files.domain).await;
     impersonate(&s, rogue, &ca).await;
@@ -889,7 +931,7 @@ async fn tampering_server(s: &Setup, tamper: Tamper) -> (SocketAddr, String) {
 /// body does not match is cut, never completed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_app_gets_only_what_the_peer_signed() {
-    let s = setup("tamper");
+    let s = setup_ca("tamper");
     s.peered().await;
     let call = || async { app_client(ALPHA_IP).get(s.call_url("peer/x")).send().await };
     // A genuine answer first: its fields as signed.

@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
+use pingora::protocols::tls::SslDigest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
@@ -27,6 +28,7 @@ use crate::ops::access_log::{AccessLog, Entry};
 use crate::ops::guard::{digest_key, Guard};
 use crate::ops::live::LiveRequests;
 use crate::ops::metrics;
+use crate::ops::peer_tls::TlsPeer;
 use crate::state::SharedState;
 use portal_core::body::BodyRate;
 use portal_core::caller::Caller;
@@ -107,15 +109,28 @@ fn connection_key(session: &Session) -> Option<usize> {
         .map(digest_key)
 }
 
-/// The head as [`decide`] reads it.
-fn head<'a>(req: &'a RequestHeader, host: Option<&'a str>, has_body: bool) -> Head<'a> {
+/// The head as [`decide`] reads it; `tls_peer`: the peer whose key
+/// opened the connection.
+fn head<'a>(
+    req: &'a RequestHeader,
+    host: Option<&'a str>,
+    has_body: bool,
+    tls_peer: Option<&'a str>,
+) -> Head<'a> {
     Head {
         method: req.method.as_str(),
         host,
         target: req.raw_path(),
         headers: &req.headers,
         has_body,
+        tls_peer,
     }
+}
+
+/// The TLS digest of the connection (pinned peer TLS records the peer's
+/// ID in it: [`TlsPeer`]).
+fn ssl_digest(session: &Session) -> Option<Arc<SslDigest>> {
+    session.as_downstream().digest()?.ssl_digest.clone()
 }
 
 #[async_trait]
@@ -185,7 +200,11 @@ impl ProxyHttp for PortalProxy {
             let now = crate::ops::unix_now();
             let snapshot = self.portal.state.load();
             let has_body = !session.is_body_empty();
-            let head = head(session.req_header(), ctx.received.host.as_deref(), has_body);
+            let ssl = ssl_digest(session);
+            let tls_peer = ssl.as_deref().and_then(|d| d.extension.get::<TlsPeer>());
+            let tls_peer = tls_peer.map(|p| p.0.as_str());
+            let host = ctx.received.host.as_deref();
+            let head = head(session.req_header(), host, has_body, tls_peer);
             let decision = decide(&head, &snapshot, &self.portal.policy, now);
             let claim = match &decision.nonce {
                 Some(n) => self

@@ -20,12 +20,15 @@ use pingora::protocols::http::ServerSession;
 use super::failure::CallFailure;
 use crate::config::{Limits, Peering};
 use crate::listeners::{connect, ConnectError};
+use crate::ops::peer_tls::{pinned_client_config, wrong_key};
 use portal_core::identity::Identity;
 use portal_core::outbound::{end_to_end, peer_authority, unsigned_refusal, SIGNATURE_VALIDITY};
 use portal_core::peers::Peer;
 use portal_core::route::Router;
 use portal_core::signature::response::{verify_response, RequestBinding};
 use portal_core::signature::{signed_headers, Outgoing, SignatureError};
+use portal_core::transport::{Transport, Transports};
+use rustls::sign::CertifiedKey;
 
 /// The trust roots of peer connections: the system's, plus the PEM
 /// bundle of `peering.ca_file`.
@@ -76,11 +79,16 @@ pub(crate) struct PeerClient {
     idle_timeout: Duration,
     /// Peers' names, cached.
     dns: Arc<crate::ops::dns::Dns>,
+    /// Which peers' TLS is pinned to their key.
+    transports: Transports,
+    /// What this Portal proves its key with in pinned peer TLS.
+    identity_certificate: Arc<CertifiedKey>,
 }
 
 impl PeerClient {
     pub(crate) fn new(
         identity: Arc<Identity>,
+        identity_certificate: Arc<CertifiedKey>,
         router: Arc<Router>,
         peering: &Peering,
         limits: &Limits,
@@ -96,6 +104,8 @@ impl PeerClient {
             connect_timeout: limits.upstream_connect_timeout,
             idle_timeout: limits.upstream_idle_timeout,
             dns,
+            transports: peering.transports.clone(),
+            identity_certificate,
         })
     }
 
@@ -126,6 +136,23 @@ impl PeerClient {
             .map_err(|e| self.unreachable(peer, e))
     }
 
+    /// A pinned peer's address answered with another key: whoever holds
+    /// it is not the peer, and got no byte of the request.
+    fn wrong_key(&self, peer: &Peer) -> CallFailure {
+        crate::ops::metrics::METRICS
+            .outbound_unverified
+            .with_label_values(&[&peer.id])
+            .inc();
+        warn!(
+            "peer {}: the server did not prove the peer's identity key in the TLS handshake (a server without its key, or not a portal-proxy: peering.peer_transport ca for it); nothing was sent",
+            peer.id
+        );
+        CallFailure::PeerUnverified(
+            peer.short_id().to_string(),
+            "the server did not prove the peer's identity key in the TLS handshake (pinned peer TLS); nothing was sent".into(),
+        )
+    }
+
     fn unreachable(&self, peer: &Peer, detail: impl std::fmt::Display) -> CallFailure {
         warn!("peer {} unreachable: {detail}", peer.id);
         CallFailure::Unreachable(peer.short_id().to_string(), detail.to_string())
@@ -140,7 +167,15 @@ impl PeerClient {
         let timeout = || CallFailure::PeerTimeout(peer.short_id().to_string());
         let server_name = rustls::pki_types::ServerName::try_from(host.to_string())
             .map_err(|e| CallFailure::bad_request(format!("{host} is not a host name: {e}")))?;
-        let connector = tokio_rustls::TlsConnector::from(self.tls.load_full());
+        let pinned = self.transports.of(&peer.id) == Transport::Pinned;
+        let config = match self.transports.of(&peer.id) {
+            Transport::Ca => self.tls.load_full(),
+            Transport::Pinned => Arc::new(
+                pinned_client_config(peer.key.to_bytes(), &self.identity_certificate)
+                    .map_err(CallFailure::Internal)?,
+            ),
+        };
+        let connector = tokio_rustls::TlsConnector::from(config);
         let mut last = None;
         for addr in self.addresses(host, peer).await? {
             // One budget for the connection and its handshake.
@@ -159,6 +194,7 @@ impl PeerClient {
             let handshake = connector.connect(server_name.clone(), tcp);
             match tokio::time::timeout_at(deadline, handshake).await {
                 Ok(Ok(tls)) => return Ok(tls),
+                Ok(Err(e)) if pinned && is_wrong_key(&e) => return Err(self.wrong_key(peer)),
                 Ok(Err(e)) => last = Some(self.unreachable(peer, e)),
                 Err(_) => last = Some(timeout()),
             }
@@ -228,12 +264,24 @@ impl PeerClient {
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        let response =
-            match tokio::time::timeout(self.idle_timeout, sender.send_request(request)).await {
-                Ok(Ok(response)) => response,
-                Ok(Err(e)) => return Err(self.unreachable(peer, e)),
-                Err(_) => return Err(CallFailure::PeerTimeout(peer.short_id().to_string())),
-            };
+        let response = match tokio::time::timeout(self.idle_timeout, sender.send_request(request))
+            .await
+        {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) if refused_our_key(&e) => {
+                // Sent after the peer proved its key: authentic.
+                info!(
+                        "peer {} refused this Portal's identity key at the TLS handshake (it does not list this Portal): passed on to app {app:?} as peer_refused",
+                        peer.id
+                    );
+                return Err(CallFailure::PeerRefused(
+                    peer.short_id().to_string(),
+                    portal_core::refusal::Kind::Unauthorized,
+                ));
+            }
+            Ok(Err(e)) => return Err(self.unreachable(peer, e)),
+            Err(_) => return Err(CallFailure::PeerTimeout(peer.short_id().to_string())),
+        };
 
         let (path, query) = match target.split_once('?') {
             Some((p, q)) => (p, Some(q)),
@@ -329,6 +377,42 @@ impl PeerClient {
         };
         super::stream_answer(session, response, answer).await
     }
+}
+
+/// Whether a failed pinned handshake failed on the server's key: the key
+/// it presented is not the peer's ([`PinnedServer`](crate::ops::peer_tls::PinnedServer)
+/// refused it), or it has no ed25519 key to present (it answered the
+/// offer of ed25519 alone with `handshake_failure`).
+fn is_wrong_key(e: &std::io::Error) -> bool {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::AlertReceived(alert)) => {
+            *alert == rustls::AlertDescription::HandshakeFailure
+        }
+        Some(e) => wrong_key(e),
+        None => false,
+    }
+}
+
+/// Whether a call failed because the pinned peer refused this Portal's
+/// key at the handshake: its `access_denied` alert, which in TLS 1.3 the
+/// caller reads only once it sent its request.
+fn refused_our_key(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        let tls = e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls::Error::AlertReceived(alert)) = tls {
+            return *alert == rustls::AlertDescription::AccessDenied;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// The bytes of a `Signature` header value `portal=:<base64>:`.
