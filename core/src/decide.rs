@@ -150,6 +150,8 @@ pub struct AnswerBinding {
     pub authority: String,
     pub path: String,
     pub query: Option<String>,
+    /// The label of the request's signature.
+    pub label: String,
     pub signature: [u8; 64],
 }
 
@@ -160,6 +162,7 @@ impl AnswerBinding {
             authority: &self.authority,
             path: &self.path,
             query: self.query.as_deref(),
+            label: &self.label,
             signature: &self.signature,
         }
     }
@@ -423,6 +426,7 @@ fn verify_peer(
             authority: parts.authority.to_string(),
             path: parts.path.to_string(),
             query: parts.query.map(str::to_string),
+            label: sig.label.clone(),
             signature: sig.field.signature,
         }),
     });

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Signs a request with the independent `http-message-signatures` package
-(RFC 9421), the way a Portal peer signs: label `portal`, covering
+(RFC 9421), the way a Portal peer signs: tag `portal` (any label; a
+sender before the tag: label `portal`, no tag), covering
 "@method", "@authority", "@path", "@query" and, with a body,
 "content-digest" (RFC 9530 sha-256, made by the package itself).
 
 stdin:  {"private_key_pem", "keyid", "method", "url", "body" (string or
-         null), "created", "expires", "nonce"}  (times: Unix seconds)
+         null), "created", "expires", "nonce", "label" (default "portal"),
+         "tag" (default none)}  (times: Unix seconds)
 stdout: {"<header name>": "<value>", ...}, the headers to add.
 
 Used by tests/proxy/interop.rs; needs `pip install http-message-signatures`.
@@ -53,7 +55,8 @@ def main():
         created=utc(spec["created"]),
         expires=utc(spec["expires"]),
         nonce=spec["nonce"],
-        label="portal",
+        label=spec.get("label", "portal"),
+        tag=spec.get("tag"),
         include_alg=True,
         covered_component_ids=components,
         body=body,

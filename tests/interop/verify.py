@@ -33,16 +33,16 @@ class Request:
 
 
 class PortalVerifier(HTTPMessageVerifier):
-    # The Portal profile selects its signature by label only (no `tag`),
-    # like the proxy, which ignores other labels.
-    allow_label_only_selection = True
+    # Selects the signature by its tag (RFC 9421 section 7.2.5), as the
+    # proxy does; never by label only.
+    allow_label_only_selection = False
 
 
 def signature_base(verifier, request):
     """The signature base the package builds for the `portal` signature, to
     show next to a failure (best effort: it uses the package's internals)."""
     try:
-        for _label, sig_input, _ in verifier._get_sig_inputs_and_signatures(request, expect_label="portal"):
+        for _label, sig_input, _ in verifier._get_sig_inputs_and_signatures(request, expect_tag="portal"):
             base, _, _ = verifier._build_signature_base(
                 request, covered_component_ids=list(sig_input), signature_params=sig_input.params
             )
@@ -64,7 +64,7 @@ def main():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # With `body`, verify() also checks the signed Content-Digest.
-            results = verifier.verify(request, expect_label="portal", require_components=required, body=body)
+            results = verifier.verify(request, expect_tag="portal", require_components=required, body=body)
     except Exception as e:
         cause = e.__cause__
         detail = str(e) or (f"{type(cause).__name__} {cause}" if cause is not None else "")

@@ -40,7 +40,8 @@ class Response:
 
 
 class PortalVerifier(HTTPMessageVerifier):
-    allow_label_only_selection = True
+    # Selects the signature by its tag (RFC 9421 section 7.2.5).
+    allow_label_only_selection = False
 
 
 def main():
@@ -54,7 +55,7 @@ def main():
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            results = verifier.verify(response, expect_label="portal")
+            results = verifier.verify(response, expect_tag="portal")
     except Exception as e:
         cause = e.__cause__
         detail = str(e) or (f"{type(cause).__name__} {cause}" if cause is not None else "")

@@ -135,11 +135,39 @@ const REQUESTS: [Req<'static>; 5] = [
     },
 ];
 
+/// How Python labels and tags its signature.
+#[derive(Debug, Clone, Copy)]
+enum Labelled {
+    /// `tag="portal"` under a label of its own: selected by the tag.
+    Tagged(&'static str),
+    /// Label `portal`, no tag: a sender of the profile before the tag.
+    Untagged,
+}
+
+/// The ways [`python_sign`] labels: each request is signed in each.
+const LABELLINGS: [Labelled; 3] = [
+    Labelled::Tagged("portal"),
+    Labelled::Tagged("py-sig"),
+    Labelled::Untagged,
+];
+
 /// Python signs `req` as `who`: the headers it adds.
-fn python_sign(who: &Identity, req: &Req<'_>, created: i64, nonce: &str) -> Vec<(String, String)> {
+fn python_sign(
+    who: &Identity,
+    req: &Req<'_>,
+    created: i64,
+    nonce: &str,
+    labelled: Labelled,
+) -> Vec<(String, String)> {
+    let (label, tag) = match labelled {
+        Labelled::Tagged(label) => (label, Some("portal")),
+        Labelled::Untagged => ("portal", None),
+    };
     let out = python(
         "sign",
         &json!({
+            "label": label,
+            "tag": tag,
             "private_key_pem": private_key_pem(who),
             "keyid": who.id,
             "method": req.method,
@@ -249,8 +277,11 @@ fn python_signatures_verify_here() {
         peer.id,
         portal_id(peer.signing_key.verifying_key().as_bytes())
     );
-    for (i, req) in REQUESTS.iter().enumerate() {
-        let raw = python_sign(&peer, req, now(), &format!("python-nonce-{i}"));
+    let cases = REQUESTS
+        .iter()
+        .flat_map(|req| LABELLINGS.map(|labelled| (req, labelled)));
+    for (i, (req, labelled)) in cases.enumerate() {
+        let raw = python_sign(&peer, req, now(), &format!("python-nonce-{i}"), labelled);
         let headers = header_map(&raw);
         assert_eq!(
             headers.contains_key("content-digest"),
@@ -262,6 +293,11 @@ fn python_signatures_verify_here() {
             .unwrap_or_else(|e| panic!("{req:?}: {e}\n{raw:?}"))
             .expect("a portal signature");
         assert_eq!(sig.keyid, peer.id);
+        let label = match labelled {
+            Labelled::Tagged(label) => label,
+            Labelled::Untagged => "portal",
+        };
+        assert_eq!(sig.label, label, "{raw:?}");
         assert_eq!(sig.nonce, format!("python-nonce-{i}"));
         assert_eq!(sig.expires - sig.created, 60);
         assert_eq!(sig.field.components, req.covered(), "{raw:?}");
@@ -397,7 +433,10 @@ async fn the_proxy_accepts_a_peer_request_signed_by_python() {
     let proxy = Proxy::start(
         &files,
         &format!(
-            "core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams:\n  app: \"{}\"\n",
+            // The Python signer is a peer that is not portal-proxy: its
+            // TLS is verified by CA, the caller presents no key.
+            "core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams:\n  app: \"{}\"\n\
+             peering: {{ transport: ca }}\n",
             app.addr
         ),
     );
@@ -425,7 +464,8 @@ async fn the_proxy_accepts_a_peer_request_signed_by_python() {
     .iter()
     .enumerate()
     {
-        let headers = python_sign(&peer, req, now(), &format!("proxy-nonce-{i}"));
+        let labelled = LABELLINGS[i % LABELLINGS.len()];
+        let headers = python_sign(&peer, req, now(), &format!("proxy-nonce-{i}"), labelled);
         let send = || {
             let mut request = client.request(req.method.parse().unwrap(), req.url());
             for (name, value) in &headers {

@@ -82,6 +82,7 @@ fn exchange_with(
         authority: "files.b2blla.p.getportal.org",
         path: "/peer/share",
         query: Some("item=42&q=x"),
+        label: "portal",
         signature: &signature,
     };
     let signed = sign_response(
@@ -234,6 +235,7 @@ fn every_field_of_an_answer_is_covered_here_and_in_python() {
         authority: "files.b2blla.p.getportal.org",
         path: "/peer/share",
         query: Some("item=42&q=x"),
+        label: "portal",
         signature: &request_sig,
     };
     let ours = |headers: &[(String, String)]| {

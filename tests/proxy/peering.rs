@@ -827,6 +827,7 @@ async fn tampering_server(s: &Setup, tamper: Tamper) -> (SocketAddr, String) {
                                     authority: &portal_core::signature::authority(&host),
                                     path: &path,
                                     query: query.as_deref(),
+                                    label: "portal",
                                     signature: &req_sig,
                                 };
                                 head.headers.remove("signature");

@@ -24,6 +24,10 @@ struct Setup {
     stranger: Identity,
 }
 
+/// A Portal whose one peer signs with `peer`'s key. The requests of these
+/// tests come over TLS without a key (the signature layer on its own, as
+/// for a `ca` peer): `peering.transport: ca` unless `extra` has a
+/// `peering:` section (pinned.rs tests the pinned channel).
 fn setup(test: &str, extra: &str) -> Setup {
     let files = PortalFiles::new(test);
     let app = Upstream::start("app");
@@ -34,6 +38,11 @@ fn setup(test: &str, extra: &str) -> Setup {
         &serde_json::json!([{"id": peer.id, "name": "Friend", "public_key": peer.public_key_pem}])
             .to_string(),
     );
+    let extra = if extra.contains("peering:") {
+        extra.to_string()
+    } else {
+        format!("{extra}peering: {{ transport: ca }}\n")
+    };
     let config = format!(
         "core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams:\n  app: \"{}\"\n{extra}",
         app.addr
@@ -284,7 +293,10 @@ async fn a_body_that_does_not_match_its_digest_never_reaches_the_app_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_bodies_over_the_limit_are_413() {
-    let s = setup("peer-limit", "peering: { max_signed_body_bytes: 1000 }\n");
+    let s = setup(
+        "peer-limit",
+        "peering: { transport: ca, max_signed_body_bytes: 1000 }\n",
+    );
     let client = client(&s.files.ca_pem, Protocol::Http1);
     let resp = s
         .signed(&client, &s.peer, "POST", "/peer/x", Some(&[b'x'; 1000]))

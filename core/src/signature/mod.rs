@@ -10,8 +10,13 @@ use http::HeaderMap;
 use sfv::{BareItem, Dictionary, InnerList, ListEntry, ListSerializer, Parser};
 use sha2::{Digest, Sha256, Sha512};
 
-/// The label of the signature the proxy verifies; other labels are ignored.
+/// The label the proxy signs under, and the one it verifies when no
+/// signature carries [`TAG`] (senders of the profile before it had one).
 pub const LABEL: &str = "portal";
+/// The `tag` parameter of the profile's signatures (RFC 9421 section
+/// 2.3): the verifier selects the signature carrying it, whatever its
+/// label ([`select_label`]).
+pub const TAG: &str = "portal";
 /// Components every signature must cover.
 pub const REQUIRED: [&str; 4] = ["@method", "@authority", "@path", "@query"];
 /// Longest `nonce` accepted (docs/signing.md): the replay cache keeps
@@ -130,6 +135,8 @@ pub struct SignatureField {
 /// The `portal` signature of a request, parsed but not yet verified.
 #[derive(Debug, Clone)]
 pub struct ParsedSignature {
+    /// Its label (`portal`, or any other when selected by its tag).
+    pub label: String,
     pub field: SignatureField,
     pub created: i64,
     pub expires: i64,
@@ -198,12 +205,52 @@ pub fn parse_field(
     }))
 }
 
-/// Finds and parses the `portal` signature with the parameters of the
-/// Portal profile. `Ok(None)` when the request carries no signature with
-/// that label (it is then not a peer request); an error when it carries
-/// one that cannot be used.
+/// The label of the profile's signature among a message's (RFC 9421
+/// section 7.2.5, selecting by `tag`): the one member of
+/// `Signature-Input` with `tag="portal"`, whatever its label; when none
+/// has it, the member labelled `portal` without a `tag` (a sender of the
+/// profile before the tag). `Ok(None)`: the message carries no signature
+/// of the profile. Several tagged members are refused: which one counts
+/// would be the sender's guess.
+pub fn select_label(headers: &HeaderMap) -> Result<Option<String>, SignatureError> {
+    let Some(inputs) = field_dictionary(headers, "signature-input")? else {
+        // A `Signature` alone is refused by `parse_field` if labelled so.
+        return Ok(Some(LABEL.to_string()));
+    };
+    let tag_of = |entry: &ListEntry| match entry {
+        ListEntry::InnerList(list) => list
+            .params
+            .get("tag")
+            .map(|t| t.as_string().map(|s| s.as_str() == TAG)),
+        ListEntry::Item(item) => item
+            .params
+            .get("tag")
+            .map(|t| t.as_string().map(|s| s.as_str() == TAG)),
+    };
+    let mut tagged = inputs
+        .iter()
+        .filter(|(_, entry)| tag_of(entry) == Some(Some(true)))
+        .map(|(label, _)| label.as_str().to_string());
+    match (tagged.next(), tagged.next()) {
+        (Some(_), Some(_)) => Err(malformed(format!("several signatures carry tag=\"{TAG}\""))),
+        (Some(label), None) => Ok(Some(label)),
+        (None, _) => Ok(match inputs.get(LABEL) {
+            // Labelled ours but tagged for another application: not ours.
+            Some(entry) if tag_of(entry).is_some() => None,
+            _ => Some(LABEL.to_string()),
+        }),
+    }
+}
+
+/// Finds and parses the profile's signature ([`select_label`]) with the
+/// parameters of the Portal profile. `Ok(None)` when the request carries
+/// none (it is then not a peer request); an error when it carries one
+/// that cannot be used.
 pub fn parse(headers: &HeaderMap) -> Result<Option<ParsedSignature>, SignatureError> {
-    let Some(field) = parse_field(headers, LABEL)? else {
+    let Some(label) = select_label(headers)? else {
+        return Ok(None);
+    };
+    let Some(field) = parse_field(headers, &label)? else {
         return Ok(None);
     };
     let param = |name: &str| field.input.params.get(name);
@@ -244,6 +291,7 @@ pub fn parse(headers: &HeaderMap) -> Result<Option<ParsedSignature>, SignatureEr
         )));
     }
     Ok(Some(ParsedSignature {
+        label,
         field,
         created,
         expires,

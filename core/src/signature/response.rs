@@ -22,7 +22,8 @@ use sfv::{BareItem, InnerList, ListEntry};
 
 use super::sign::SignatureHeaders;
 use super::{
-    field_dictionary, field_value, malformed, serialize_inner_list, SignatureError, Window, LABEL,
+    field_dictionary, field_value, malformed, select_label, serialize_inner_list, SignatureError,
+    Window, LABEL, TAG,
 };
 
 /// The request an answer is bound to, as it was signed.
@@ -34,19 +35,25 @@ pub struct RequestBinding<'a> {
     pub path: &'a str,
     /// Without `?`; `None` when the request had none.
     pub query: Option<&'a str>,
-    /// The request's `portal` signature.
+    /// The label of the request's signature (`portal` when this Portal
+    /// signed it; the sender's when selected by tag).
+    pub label: &'a str,
+    /// The request's signature.
     pub signature: &'a [u8; 64],
 }
 
-/// The components every answer's signature starts with, serialized.
-const BOUND: [&str; 6] = [
-    "\"@status\"",
-    "\"@method\";req",
-    "\"@authority\";req",
-    "\"@path\";req",
-    "\"@query\";req",
-    "\"signature\";req;key=\"portal\"",
-];
+/// The components every answer's signature starts with, serialized,
+/// bound to the request signature labelled `label`.
+fn bound(label: &str) -> [String; 6] {
+    [
+        "\"@status\"".to_string(),
+        "\"@method\";req".to_string(),
+        "\"@authority\";req".to_string(),
+        "\"@path\";req".to_string(),
+        "\"@query\";req".to_string(),
+        format!("\"signature\";req;key=\"{label}\""),
+    ]
+}
 
 /// Header fields an answer's signature never covers: each hop sets them
 /// for itself (framing, connection), or they carry the signature.
@@ -94,9 +101,8 @@ fn base(
     request: &RequestBinding<'_>,
     params: &str,
 ) -> Result<String, SignatureError> {
-    let mut lines: Vec<(String, String)> = BOUND
-        .iter()
-        .map(|id| id.to_string())
+    let mut lines: Vec<(String, String)> = bound(request.label)
+        .into_iter()
         .zip([
             status.to_string(),
             request.method.to_string(),
@@ -142,13 +148,12 @@ pub fn sign_response(
         .into_iter()
         .map(str::to_string)
         .collect();
-    let ids: Vec<String> = BOUND
-        .iter()
-        .map(|id| id.to_string())
+    let ids: Vec<String> = bound(request.label)
+        .into_iter()
         .chain(fields.iter().map(|n| format!("\"{n}\"")))
         .collect();
     let params = format!(
-        "({});created={created};keyid=\"{keyid}\";alg=\"ed25519\"",
+        "({});created={created};keyid=\"{keyid}\";alg=\"ed25519\";tag=\"{TAG}\"",
         ids.join(" ")
     );
     let base = base(status, headers, &fields, request, &params)?;
@@ -175,22 +180,29 @@ pub fn verify_response(
     now: i64,
     window: Window,
 ) -> Result<Vec<String>, SignatureError> {
+    let label = select_label(headers)?.ok_or(SignatureError::Unsigned)?;
     let input = field_dictionary(headers, "signature-input")?
-        .and_then(|mut d| d.shift_remove(LABEL))
+        .and_then(|mut d| d.shift_remove(label.as_str()))
         .ok_or(SignatureError::Unsigned)?;
     let ListEntry::InnerList(input) = input else {
-        return Err(malformed("Signature-Input portal is not an inner list"));
+        return Err(malformed(format!(
+            "Signature-Input {label} is not an inner list"
+        )));
     };
     let signature = field_dictionary(headers, "signature")?
-        .and_then(|d| match d.get(LABEL) {
+        .and_then(|d| match d.get(label.as_str()) {
             Some(ListEntry::Item(item)) => item.bare_item.as_byte_sequence().map(<[u8]>::to_vec),
             _ => None,
         })
-        .ok_or_else(|| malformed("a portal Signature-Input without a portal Signature"))?;
+        .ok_or_else(|| {
+            malformed(format!(
+                "a {label} Signature-Input without a {label} Signature"
+            ))
+        })?;
     let signature: [u8; 64] = signature
         .try_into()
         .map_err(|_| malformed("an ed25519 signature has 64 bytes"))?;
-    let fields = covered_fields(&input, headers)?;
+    let fields = covered_fields(&input, headers, request.label)?;
     let created = input
         .params
         .get("created")
@@ -233,20 +245,25 @@ pub fn verify_response(
 
 /// The header fields a response signature's components name after the
 /// bound ones: plain lower-case names, once each, present in `headers`.
-fn covered_fields(input: &InnerList, headers: &HeaderMap) -> Result<Vec<String>, SignatureError> {
+fn covered_fields(
+    input: &InnerList,
+    headers: &HeaderMap,
+    label: &str,
+) -> Result<Vec<String>, SignatureError> {
     let items = &input.items;
-    let bound = serialize_inner_list(&InnerList {
-        items: items.iter().take(BOUND.len()).cloned().collect(),
+    let bound_ids = bound(label);
+    let first = serialize_inner_list(&InnerList {
+        items: items.iter().take(bound_ids.len()).cloned().collect(),
         params: Default::default(),
     });
-    let expected = format!("({})", BOUND.join(" "));
-    if items.len() < BOUND.len() || bound != expected {
+    let expected = format!("({})", bound_ids.join(" "));
+    if items.len() < bound_ids.len() || first != expected {
         return Err(SignatureError::MissingComponent(format!(
-            "the response signature must start with {expected}, not {bound}"
+            "the response signature must start with {expected}, not {first}"
         )));
     }
     let mut fields: Vec<String> = Vec::new();
-    for item in &items[BOUND.len()..] {
+    for item in &items[bound_ids.len()..] {
         let name = match &item.bare_item {
             BareItem::String(name) if item.params.is_empty() => name.as_str(),
             _ => {
@@ -286,6 +303,7 @@ mod tests {
             authority: "files.b2blla.p.getportal.org",
             path: "/peer/share",
             query: Some("item=42"),
+            label: "portal",
             signature,
         }
     }
@@ -395,7 +413,7 @@ mod tests {
         assert_eq!(
             sig.signature_input,
             "portal=(\"@status\" \"@method\";req \"@authority\";req \"@path\";req \"@query\";req \
-             \"signature\";req;key=\"portal\" \"content-type\");created=1800000000;keyid=\"pid\";alg=\"ed25519\""
+             \"signature\";req;key=\"portal\" \"content-type\");created=1800000000;keyid=\"pid\";alg=\"ed25519\";tag=\"portal\""
         );
         let params = sig.signature_input.strip_prefix("portal=").unwrap();
         let b = base(201, &headers, &["content-type".to_string()], &req, params).unwrap();
@@ -414,13 +432,55 @@ mod tests {
         assert!(lines[7].starts_with("\"@signature-params\": (\"@status\""));
     }
 
+    /// The answer binds the request's signature by the label it came
+    /// under (selected by its tag), and is itself selected by its tag.
+    #[test]
+    fn the_answer_binds_the_request_label_and_is_selected_by_tag() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let req_sig = [7u8; 64];
+        let req = RequestBinding {
+            label: "sig1",
+            ..request(&req_sig)
+        };
+        let h = signed(200, Some("text/plain"), &key, &req);
+        let input = h["signature-input"].to_str().unwrap().to_string();
+        assert!(input.contains("\"signature\";req;key=\"sig1\""), "{input}");
+        let verify = |h: &HeaderMap, r: &RequestBinding<'_>| {
+            verify_response(
+                h,
+                200,
+                r,
+                "the-peer-id",
+                &key.verifying_key(),
+                NOW,
+                Window::default(),
+            )
+        };
+        assert!(verify(&h, &req).is_ok());
+        // Read as bound to a request signature labelled `portal`: refused.
+        assert!(matches!(
+            verify(&h, &request(&req_sig)),
+            Err(SignatureError::MissingComponent(_))
+        ));
+        // Under another label, still tagged: selected and verified.
+        let mut relabelled = h.clone();
+        for name in ["signature-input", "signature"] {
+            let v = h[name].to_str().unwrap().replacen("portal=", "answer=", 1);
+            relabelled.insert(name, v.parse().unwrap());
+        }
+        assert!(verify(&relabelled, &req).is_ok());
+    }
+
     /// Signature-Input lists a verifier refuses whatever the signature.
     #[test]
     fn malformed_component_lists_are_refused() {
         let key = SigningKey::from_bytes(&[3; 32]);
         let req_sig = [7u8; 64];
         let req = request(&req_sig);
-        let bound = BOUND.join(" ");
+        let ids = bound("portal");
+        // Bound to another request signature than the one sent.
+        let other_label = bound("sig1").join(" ");
+        let bound = ids.join(" ");
         let mut headers = HeaderMap::new();
         headers.insert("content-type", "text/plain".parse().unwrap());
         headers.insert("x-a", "1".parse().unwrap());
@@ -433,7 +493,8 @@ mod tests {
             format!("({bound} \"signature\")"),
             format!("({bound} \"x-missing\")"),
             "(\"@status\" \"content-type\")".to_string(),
-            format!("({})", BOUND[1..].join(" ")),
+            format!("({})", ids[1..].join(" ")),
+            format!("({other_label})"),
         ] {
             let mut h = headers.clone();
             h.insert(

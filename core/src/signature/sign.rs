@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     authority, malformed, serialize_inner_list, signature_base, RequestParts, SignatureError,
-    CONTENT_DIGEST, LABEL, REQUIRED,
+    CONTENT_DIGEST, LABEL, REQUIRED, TAG,
 };
 
 /// The `Content-Digest` value for `body`: `sha-256=:<base64>:`.
@@ -55,7 +55,7 @@ pub fn sign(
         components.push(CONTENT_DIGEST.to_string());
     }
     let input = format!(
-        "({});created={};expires={};nonce=\"{}\";keyid=\"{}\";alg=\"ed25519\"",
+        "({});created={};expires={};nonce=\"{}\";keyid=\"{}\";alg=\"ed25519\";tag=\"{TAG}\"",
         components
             .iter()
             .map(|c| format!("\"{c}\""))

@@ -1,6 +1,7 @@
 //! Tests of `signature`: the RFC 9421 ed25519 vector and the refusals.
 
 use super::*;
+use base64::Engine as _;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use ed25519_dalek::{Signer as _, SigningKey};
 use http::HeaderValue;
@@ -174,8 +175,128 @@ fn signer_and_verifier_agree() {
         "portal=(\"@method\" \"@authority\" \"@path\" \"@query\" \"content-digest\");created="
     ));
     assert!(
-        input.contains(&format!("keyid=\"{}\"", s.keyid)) && input.ends_with(";alg=\"ed25519\"")
+        input.contains(&format!("keyid=\"{}\"", s.keyid))
+            && input.ends_with(";alg=\"ed25519\";tag=\"portal\"")
     );
+}
+
+/// `s`'s signature as the member `label` of both fields, its parameters
+/// as signed (`tag="portal"` among them).
+fn member(s: &Signed, label: &str) -> (String, String) {
+    let field = |name: &str| {
+        let v = s.headers[name].to_str().unwrap();
+        format!("{label}={}", v.strip_prefix("portal=").unwrap())
+    };
+    (field("signature-input"), field("signature"))
+}
+
+/// The request of [`signed`] as a sender of the profile before its tag
+/// signed it: label `portal`, no `tag`.
+fn untagged(s: &Signed) -> (String, String) {
+    let input = s.headers["signature-input"].to_str().unwrap();
+    let input = input.strip_suffix(";tag=\"portal\"").unwrap();
+    let inner = input.strip_prefix("portal=").unwrap();
+    let list = match sfv::Parser::new(inner)
+        .parse::<sfv::List>()
+        .unwrap()
+        .remove(0)
+    {
+        ListEntry::InnerList(l) => l,
+        ListEntry::Item(_) => unreachable!(),
+    };
+    let components: Vec<String> = REQUIRED.iter().map(|c| c.to_string()).collect();
+    let parts = RequestParts {
+        method: "POST",
+        authority: "app.abcdef.example.org",
+        path: "/p/a",
+        query: Some("x=1"),
+        headers: &s.headers,
+        has_body: false,
+    };
+    let base = signature_base(&parts, &components, &list).unwrap();
+    let sig = s.key.sign(base.as_bytes());
+    (
+        input.to_string(),
+        format!(
+            "portal=:{}:",
+            base64::engine::general_purpose::STANDARD.encode(sig.to_bytes())
+        ),
+    )
+}
+
+/// RFC 9421 section 7.2.5: the verifier selects the signature by its
+/// `tag`, whatever the label; a sender without the tag is still read by
+/// label; a signature tagged for another application is not ours.
+#[test]
+fn the_signature_is_selected_by_its_tag() {
+    let s = signed(None, NOW, NOW + 60);
+    let (sig1_input, sig1) = member(&s, "sig1");
+    let (legacy_input, legacy) = untagged(&s);
+    let bad = format!(
+        "=:{}:",
+        base64::engine::general_purpose::STANDARD.encode([0u8; 64])
+    );
+    let other_tag = "(\"@method\");created=1;tag=\"other-app\"";
+    // (Signature-Input, Signature, the label selected or the outcome)
+    let cases: Vec<(String, String, &str)> = vec![
+        // As signed.
+        (member(&s, "portal").0, member(&s, "portal").1, "portal"),
+        // Any label, the tag selects it.
+        (sig1_input.clone(), sig1.clone(), "sig1"),
+        // Beside an untagged `portal` member that does not verify: the
+        // tagged one counts.
+        (
+            format!("portal=(\"@method\");created=1, {sig1_input}"),
+            format!("portal{bad}, {sig1}"),
+            "sig1",
+        ),
+        // Beside a member of another application.
+        (
+            format!("app={other_tag}, {sig1_input}"),
+            format!("app{bad}, {sig1}"),
+            "sig1",
+        ),
+        // A sender without the tag: read by the label `portal`.
+        (legacy_input.clone(), legacy.clone(), "portal"),
+        // Two members tagged `portal`: which one counts would be a guess.
+        (
+            format!("{sig1_input}, {}", member(&s, "sig2").0),
+            format!("{sig1}, {}", member(&s, "sig2").1),
+            "malformed",
+        ),
+        // Labelled `portal` but tagged for another application: not ours,
+        // the caller is anonymous.
+        (
+            format!("portal={other_tag}"),
+            format!("portal{bad}"),
+            "none",
+        ),
+        // Only other labels, untagged: not ours.
+        (
+            "sig1=(\"@method\");created=1".to_string(),
+            format!("sig1{bad}"),
+            "none",
+        ),
+    ];
+    for (input, signature, want) in cases {
+        let mut h = s.headers.clone();
+        h.insert("signature-input", input.parse().unwrap());
+        h.insert("signature", signature.parse().unwrap());
+        let got = match parse(&h) {
+            Ok(Some(parsed)) => {
+                let t = Signed {
+                    key: s.key.clone(),
+                    keyid: s.keyid.clone(),
+                    headers: h.clone(),
+                };
+                ok(&t).unwrap_or_else(|e| panic!("{input}: selected {} but {e}", parsed.label));
+                parsed.label
+            }
+            Ok(None) => "none".into(),
+            Err(e) => e.reason().into(),
+        };
+        assert_eq!(got, want, "{input}");
+    }
 }
 
 #[test]

@@ -315,6 +315,7 @@ impl PeerClient {
             authority: &portal_core::signature::authority(&authority),
             path,
             query,
+            label: portal_core::signature::LABEL,
             signature: &our_signature,
         };
         let verified = verify_response(
