@@ -15,6 +15,7 @@ mod dns;
 mod health;
 mod hostile;
 mod interop;
+mod interop_httpsig;
 mod interop_response;
 mod limits;
 mod monitoring;

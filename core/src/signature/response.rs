@@ -153,7 +153,7 @@ pub fn sign_response(
         .chain(fields.iter().map(|n| format!("\"{n}\"")))
         .collect();
     let params = format!(
-        "({});created={created};keyid=\"{keyid}\";alg=\"ed25519\";tag=\"{TAG}\"",
+        "({});created={created};alg=\"ed25519\";keyid=\"{keyid}\";tag=\"{TAG}\"",
         ids.join(" ")
     );
     let base = base(status, headers, &fields, request, &params)?;
@@ -413,7 +413,7 @@ mod tests {
         assert_eq!(
             sig.signature_input,
             "portal=(\"@status\" \"@method\";req \"@authority\";req \"@path\";req \"@query\";req \
-             \"signature\";req;key=\"portal\" \"content-type\");created=1800000000;keyid=\"pid\";alg=\"ed25519\";tag=\"portal\""
+             \"signature\";req;key=\"portal\" \"content-type\");created=1800000000;alg=\"ed25519\";keyid=\"pid\";tag=\"portal\""
         );
         let params = sig.signature_input.strip_prefix("portal=").unwrap();
         let b = base(201, &headers, &["content-type".to_string()], &req, params).unwrap();

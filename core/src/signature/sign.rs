@@ -54,8 +54,10 @@ pub fn sign(
     if parts.has_body {
         components.push(CONTENT_DIGEST.to_string());
     }
+    // Parameters in the order of RFC 9421 section 2.3's list, which some
+    // verifiers (httpsig 0.0.24) rebuild rather than read as received.
     let input = format!(
-        "({});created={};expires={};nonce=\"{}\";keyid=\"{}\";alg=\"ed25519\";tag=\"{TAG}\"",
+        "({});created={};expires={};nonce=\"{}\";alg=\"ed25519\";keyid=\"{}\";tag=\"{TAG}\"",
         components
             .iter()
             .map(|c| format!("\"{c}\""))
