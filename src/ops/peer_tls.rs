@@ -366,6 +366,9 @@ pub fn pinned_client_config(
         .with_custom_certificate_verifier(Arc::new(PinnedServer { key }))
         .with_client_cert_resolver(Arc::new(IdentityClientCert(own.clone())));
     config.alpn_protocols = vec![PEER_ALPN.to_vec(), b"http/1.1".to_vec()];
+    // Every call proves both keys again: a resumed session would skip the
+    // listener's check that our key is still in its peers.json.
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(config)
 }
 
