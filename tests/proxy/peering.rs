@@ -168,19 +168,31 @@ impl Setup {
         )
     }
 
-    /// Whether alpha's call to Portal 2 is refused with 502
-    /// `peer_unverified` (an answer without Portal 2's signature).
-    pub(crate) async fn call_is_unverified(&self) -> bool {
-        let resp = app_client(ALPHA_IP)
-            .get(self.call_url("peer/x"))
+    /// Alpha's call of `path` on Portal 2, through Portal 1.
+    pub(crate) async fn call(&self, path: &str) -> reqwest::Response {
+        app_client(ALPHA_IP)
+            .get(self.call_url(path))
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// The message of the refusal when alpha's call to Portal 2 is refused
+    /// with 502 `peer_unverified` (an answer without Portal 2's
+    /// signature, or over pinned TLS a server without its key).
+    pub(crate) async fn unverified_call(&self) -> Option<String> {
+        let resp = self.call("peer/x").await;
         if resp.status() != StatusCode::BAD_GATEWAY {
-            return false;
+            return None;
         }
         let body: serde_json::Value = resp.json().await.unwrap();
-        body["reason"] == "peer_unverified"
+        (body["reason"] == "peer_unverified").then(|| body["message"].as_str().unwrap().to_string())
+    }
+
+    /// Whether alpha's call to Portal 2 is refused with 502
+    /// `peer_unverified`.
+    pub(crate) async fn call_is_unverified(&self) -> bool {
+        self.unverified_call().await.is_some()
     }
 
     /// Waits until both Portals loaded each other's peers.json.
@@ -274,11 +286,7 @@ async fn a_post_body_arrives_intact() {
 async fn a_private_path_is_refused_by_the_peer() {
     let s = setup("private");
     s.peered().await;
-    let resp = app_client(ALPHA_IP)
-        .get(s.call_url("admin/"))
-        .send()
-        .await
-        .unwrap();
+    let resp = s.call("admin/").await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "unauthorized");
@@ -299,11 +307,7 @@ async fn a_portal_the_receiver_does_not_list_is_refused() {
     // and metrics, its bytes nowhere.
     s.p2.files.state_file("peers.json", "[]");
     let refused = eventually(Duration::from_secs(5), || async {
-        let resp = app_client(ALPHA_IP)
-            .get(s.call_url("peer/x"))
-            .send()
-            .await
-            .unwrap();
+        let resp = s.call("peer/x").await;
         resp.status() == StatusCode::UNAUTHORIZED
             && resp.json::<serde_json::Value>().await.unwrap()["reason"] == "peer_refused"
     })
@@ -336,11 +340,7 @@ async fn unsigned_refusals_reach_the_app_as_refusals() {
         impersonate(&s, mitm, &ca).await;
         let answer = std::sync::Arc::new(tokio::sync::Mutex::new(None));
         let reached = eventually(Duration::from_secs(5), || async {
-            let resp = app_client(ALPHA_IP)
-                .get(s.call_url("peer/x"))
-                .send()
-                .await
-                .unwrap();
+            let resp = s.call("peer/x").await;
             if resp.status().as_u16() != want {
                 return false;
             }
@@ -591,14 +591,7 @@ async fn peering_ca_file_is_reloaded() {
     // Another CA only: Portal 2's certificate is no longer trusted.
     let other = portal_proxy::ops::tls::demo_certificate("other.test").unwrap();
     std::fs::write(&ca_file, &other.ca_pem).unwrap();
-    let call = || async {
-        app_client(ALPHA_IP)
-            .get(s.call_url("peer/x"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-    };
+    let call = || async { s.call("peer/x").await.status() };
     let refused = eventually(Duration::from_secs(5), || async {
         call().await == StatusCode::BAD_GATEWAY
     })
@@ -685,11 +678,7 @@ async fn over_ca_tls_the_answers_signature_catches_a_server_without_the_key() {
     let s = setup_ca("rogue");
     s.peered().await;
     // A genuine answer is signed and passes.
-    let resp = app_client(ALPHA_IP)
-        .get(s.call_url("peer/x"))
-        .send()
-        .await
-        .unwrap();
+    let resp = s.call("peer/x").await;
     assert_eq!(resp.status(), StatusCode::OK);
     // A server with a valid certificate for Portal 2's domain, not its key.
     let (rogue, ca) = rogue_server(&s.p2.files.domain).await;
@@ -712,11 +701,7 @@ async fn unsigned_answers_pass_when_not_required() {
     let (rogue, ca) = rogue_server(&s.p2.files.domain).await;
     impersonate(&s, rogue, &ca).await;
     let passed = eventually(Duration::from_secs(5), || async {
-        let resp = app_client(ALPHA_IP)
-            .get(s.call_url("peer/x"))
-            .send()
-            .await
-            .unwrap();
+        let resp = s.call("peer/x").await;
         resp.status() == StatusCode::OK && resp.text().await.unwrap() == "rogue"
     })
     .await;

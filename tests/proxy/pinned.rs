@@ -11,9 +11,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::*;
-use crate::peering::{
-    app_client, impersonate, rogue_listener, setup, setup_with, Channel, Setup, ALPHA_IP,
-};
+use crate::peering::{impersonate, rogue_listener, setup, setup_with, Channel, Setup};
 use portal_proxy::ops::peer_tls::{
     identity_certificate, pinned_client_config, PinnedServer, PEER_ALPN,
 };
@@ -131,23 +129,12 @@ async fn an_imposter_sees_no_request_bytes() {
         let caught = eventually(Duration::from_secs(5), || async {
             // Until Portal 1 reloaded peers.json, the last one answers.
             if seen.accepted.load(Ordering::SeqCst) == 0 {
-                let _ = app_client(ALPHA_IP).get(s.call_url("peer/x")).send().await;
+                let _ = s.call("peer/x").await;
                 return false;
             }
-            let resp = app_client(ALPHA_IP)
-                .get(s.call_url("peer/x"))
-                .send()
+            s.unverified_call()
                 .await
-                .unwrap();
-            if resp.status() != StatusCode::BAD_GATEWAY {
-                return false;
-            }
-            let body: serde_json::Value = resp.json().await.unwrap();
-            body["reason"] == "peer_unverified"
-                && body["message"]
-                    .as_str()
-                    .unwrap()
-                    .contains("did not prove the peer's identity key")
+                .is_some_and(|m| m.contains("did not prove the peer's identity key"))
         })
         .await;
         assert!(caught, "{what}: the call was not refused as unverified");
@@ -317,11 +304,7 @@ async fn only_a_listed_key_gets_http_on_the_peer_path() {
 async fn transport_ca_still_works() {
     let s = crate::peering::setup_ca("ca-transport");
     s.peered().await;
-    let resp = app_client(ALPHA_IP)
-        .get(s.call_url("peer/x"))
-        .send()
-        .await
-        .unwrap();
+    let resp = s.call("peer/x").await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(p2_handshakes(&s, "verified").await, 0.0);
 }
@@ -333,11 +316,7 @@ async fn a_pinned_peer_calling_over_ca_tls_is_refused() {
     // `unpinned`), and Portal 1's app gets that refusal.
     let s = setup_with("caller-ca", Channel::CallerCa, "");
     s.peered().await;
-    let resp = app_client(ALPHA_IP)
-        .get(s.call_url("peer/x"))
-        .send()
-        .await
-        .unwrap();
+    let resp = s.call("peer/x").await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["reason"], "unpinned", "{body}");
