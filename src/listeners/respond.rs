@@ -104,7 +104,8 @@ pub(crate) fn proxy_failure(e: &Error, what: &str) -> Option<Refusal> {
     }
 }
 
-/// The `kind` label of `portal_proxy_upstream_errors_total`.
+/// The `kind` label of `portal_proxy_upstream_errors_total`, one of
+/// `ops::metrics::UPSTREAM_ERROR_KINDS`.
 pub(crate) fn error_kind(e: &Error) -> &'static str {
     use ErrorType::*;
     match e.etype() {
@@ -123,4 +124,42 @@ pub(crate) fn error_kind(e: &Error) -> &'static str {
 /// recorded (a signed body over the limit, a digest mismatch).
 pub(crate) fn abort(refusal: &Refusal) -> Box<Error> {
     Error::explain(ErrorType::HTTPStatus(refusal.status()), refusal.code())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind is one the metrics export from 0.
+    #[test]
+    fn error_kinds_are_the_exported_ones() {
+        use ErrorType::*;
+        for etype in [
+            ConnectRefused,
+            ConnectTimedout,
+            ConnectNoRoute,
+            TLSHandshakeFailure,
+            TLSHandshakeTimedout,
+            InvalidCert,
+            HandshakeError,
+            ReadTimedout,
+            WriteTimedout,
+            ReadError,
+            WriteError,
+            ConnectionClosed,
+            InvalidHTTPHeader,
+            H1Error,
+            H2Error,
+            InvalidH2,
+            H2Downgrade,
+            InternalError,
+            ConnectProxyFailure,
+        ] {
+            let kind = error_kind(&Error::new(etype.clone()));
+            assert!(
+                crate::ops::metrics::UPSTREAM_ERROR_KINDS.contains(&kind),
+                "{etype:?} gives {kind}"
+            );
+        }
+    }
 }

@@ -74,6 +74,7 @@ pub(super) fn record_certificate_expiry(expires: Option<i64>) {
 
 /// Counts a state load by file kind and sets the entry gauges.
 pub(super) fn record_state(snapshot: &Snapshot, errors: &[StateError]) {
+    crate::ops::metrics::align_series(snapshot);
     let m = &crate::ops::metrics::METRICS;
     for kind in crate::ops::metrics::STATE_FILE_KINDS {
         let failed = errors.iter().filter(|e| e.kind == kind).count() as u64;

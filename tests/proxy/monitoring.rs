@@ -78,6 +78,25 @@ async fn every_metric_of_the_dashboard_and_the_rules_is_exported() {
             app.addr
         ),
     );
+    // A fresh proxy, before any traffic: every series the rules and the
+    // dashboard use is already there, the apps' and the peer's at 0, so
+    // that `increase()` sees the first error.
+    let fresh = metrics_text(metrics).await;
+    let missing = missing_from(&names, &fresh);
+    assert!(
+        missing.is_empty(),
+        "not exported by a fresh proxy: {missing:?}"
+    );
+    for series in [
+        "portal_proxy_upstream_errors_total{app=\"down\",kind=\"connect_refused\"}".to_string(),
+        format!(
+            "portal_proxy_outbound_requests_total{{peer=\"{}\",status_class=\"5xx\"}}",
+            peer.id
+        ),
+    ] {
+        assert_eq!(series_value(&fresh, &series), Some(0.0), "{series}");
+    }
+
     let client = client(&files.ca_pem, Protocol::Http1);
     for (host, path) in [("web", "/"), ("web", "/private/x"), ("down", "/")] {
         client
@@ -91,14 +110,22 @@ async fn every_metric_of_the_dashboard_and_the_rules_is_exported() {
     assert_eq!(status, 502);
 
     let text = metrics_text(metrics).await;
+    let missing = missing_from(&names, &text);
+    assert!(missing.is_empty(), "used but not exported: {missing:?}");
+    // The first error counted from the 0 before it.
+    let series = "portal_proxy_upstream_errors_total{app=\"down\",kind=\"connect_refused\"}";
+    assert_eq!(series_value(&text, series), Some(1.0), "{series}");
+}
+
+/// The metric names of `names` that the scrape `text` has no series of.
+fn missing_from<'a>(names: &'a BTreeSet<String>, text: &str) -> Vec<&'a String> {
     let exported: BTreeSet<&str> = text
         .lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.split(['{', ' ']).next())
         .collect();
-    let missing: Vec<&String> = names
+    names
         .iter()
         .filter(|n| !exported.contains(n.as_str()))
-        .collect();
-    assert!(missing.is_empty(), "used but not exported: {missing:?}");
+        .collect()
 }
