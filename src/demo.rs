@@ -40,6 +40,8 @@ pub struct DemoPorts {
     pub http: u16,
     /// The internal listener the demo app calls peers through.
     pub internal: u16,
+    /// The operator's side: `/metrics`, `/healthz`, `/readyz`.
+    pub metrics: u16,
 }
 
 /// What the demo prepared.
@@ -106,9 +108,10 @@ pub fn prepare(dir: &Path, ports: DemoPorts) -> std::io::Result<Demo> {
          core: {{ upstream: {upstream} }}\n\
          upstreams:\n  {DEMO_APP}: {upstream}\n\
          internal: {{ listen: 127.0.0.1:{} }}\n\
+         metrics: {{ listen: 127.0.0.1:{} }}\n\
          peering: {{ ca_file: peers-ca.pem }}\n\
          server: {{ threads: 2, pid_file: portal-proxy.pid, upgrade_sock: upgrade.sock }}\n",
-        ports.https, ports.http, ports.internal
+        ports.https, ports.http, ports.internal, ports.metrics
     );
     let config_file = dir.join("portal-proxy.yaml");
     std::fs::write(&config_file, config)?;
@@ -146,6 +149,25 @@ impl Demo {
             s,
             "  curl http://127.0.0.1:{}/internal/peers             # the peers (README: two Portals)",
             self.ports.internal
+        );
+        let m = self.ports.metrics;
+        let _ = writeln!(s, "The operator's side (docs/metrics.md):");
+        let _ = writeln!(
+            s,
+            "  curl http://127.0.0.1:{m}/metrics                    # Prometheus"
+        );
+        let _ = writeln!(
+            s,
+            "  curl http://127.0.0.1:{m}/healthz                    # the process serves"
+        );
+        let _ = writeln!(
+            s,
+            "  curl http://127.0.0.1:{m}/readyz                     # ready for traffic"
+        );
+        let _ = writeln!(
+            s,
+            "  Prometheus (monitoring/ has alerts and a dashboard), in scrape_configs:\n  \
+             - {{ job_name: portal-proxy, static_configs: [{{ targets: [\"127.0.0.1:{m}\"] }}] }}"
         );
         s
     }

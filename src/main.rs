@@ -132,6 +132,9 @@ enum Command {
         /// Port of the internal listener (apps calling peers).
         #[arg(long, default_value_t = 8081)]
         internal_port: u16,
+        /// Port of the metrics listener (/metrics, /healthz, /readyz).
+        #[arg(long, default_value_t = 8082)]
+        metrics_port: u16,
     },
 }
 
@@ -168,12 +171,14 @@ fn main() -> ExitCode {
             https_port,
             http_port,
             internal_port,
+            metrics_port,
         }) => match demo::prepare(
             &dir,
             demo::DemoPorts {
                 https: https_port,
                 http: http_port,
                 internal: internal_port,
+                metrics: metrics_port,
             },
         ) {
             Ok(d) => {

@@ -1,4 +1,4 @@
-//! The binary's subcommands as an operator runs them: `keygen`, `id`, and
+//! The binary's subcommands as an operator runs them: `keygen`, `id`, `demo`, and
 //! `-t -c <config>` (check the config and everything it names, then exit).
 
 use std::path::{Path, PathBuf};
@@ -431,4 +431,59 @@ fn shipped_config_passes_check() {
         "{}",
         stdout(&out)
     );
+}
+
+/// `demo` as the README gives it: the Portal, and the operator's side on
+/// the metrics port, with the lines to try it printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_serves_metrics_health_and_readiness() {
+    use std::io::Read as _;
+    let dir = TempDir::new("demo");
+    let port = || crate::common::free_port().to_string();
+    let (https, http, internal, metrics) = (port(), port(), port(), port());
+    let mut child = Command::new(BIN)
+        .current_dir(dir.path())
+        .args([
+            "demo",
+            "--dir",
+            "d",
+            "--https-port",
+            &https,
+            "--http-port",
+            &http,
+        ])
+        .args(["--internal-port", &internal, "--metrics-port", &metrics])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{metrics}");
+    let up = crate::common::eventually(std::time::Duration::from_secs(20), || async {
+        reqwest::get(format!("{base}/readyz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let healthz = reqwest::get(format!("{base}/healthz"))
+        .await
+        .map(|r| r.status());
+    let scrape = match reqwest::get(format!("{base}/metrics")).await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut printed = String::new();
+    let _ = child.stdout.take().unwrap().read_to_string(&mut printed);
+    assert!(up, "the demo's /readyz never answered 200:\n{printed}");
+    assert_eq!(healthz.ok().map(|s| s.as_u16()), Some(200));
+    assert!(scrape.contains("portal_proxy_requests_total"), "{scrape}");
+    for line in [
+        format!("curl http://127.0.0.1:{metrics}/metrics"),
+        format!("curl http://127.0.0.1:{metrics}/healthz"),
+        format!("curl http://127.0.0.1:{metrics}/readyz"),
+        format!("targets: [\"127.0.0.1:{metrics}\"]"),
+    ] {
+        assert!(printed.contains(&line), "{line:?} not printed:\n{printed}");
+    }
 }
