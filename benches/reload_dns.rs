@@ -1,6 +1,7 @@
 //! What the binary adds around the core on its hot paths: loading the
-//! whole state directory (every state change) and the DNS cache's answer
-//! for an upstream name (every request to a container name). Run with
+//! whole state directory (every state change), the DNS cache's answer
+//! for an upstream name (every request to a container name) and the rate
+//! limits' count (every request). Run with
 //! `cargo bench --bench reload_dns`; the pure functions are
 //! `cargo bench -p portal-core`.
 
@@ -123,5 +124,30 @@ fn dns(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, state_reload, dns);
+/// What the rate limits add to every request: one count-min sketch update
+/// for an anonymous client's address (the lockout check beside it), with
+/// 10,000 other addresses counted.
+fn rate(c: &mut Criterion) {
+    use portal_proxy::ops::rate::{RateLimits, RateSettings};
+    let limits = RateLimits::new(RateSettings {
+        anonymous_per_second: 1_000_000_000,
+        ..RateSettings::default()
+    });
+    for i in 0..10_000u32 {
+        let ip = IpAddr::from(i.to_be_bytes());
+        let _ = limits.anonymous(ip.into());
+    }
+    let client = IpAddr::from([203, 0, 113, 9]).into();
+    assert!(limits.anonymous(client).is_none());
+    let mut group = c.benchmark_group("rate");
+    group.bench_function("anonymous_request", |b| {
+        b.iter(|| {
+            black_box(limits.locked_out(black_box(client)));
+            black_box(limits.anonymous(black_box(client)))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, state_reload, dns, rate);
 criterion_main!(benches);

@@ -116,6 +116,9 @@ pub struct Facts {
     /// The matched rule's access, if a rule was matched.
     pub access: Option<Access>,
     pub caller: Caller,
+    /// A terminal's token was sent, and it proved no terminal (bad,
+    /// expired, or of a removed terminal).
+    pub bad_terminal_token: bool,
 }
 
 /// The `app` label of requests to the Portal core: no app name has a `/`.
@@ -193,6 +196,22 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// Whether the request failed to authenticate, as the rate limit of
+    /// failed authentications counts it: a peer signature refused, or a
+    /// terminal's token that proved nothing on a request refused for
+    /// want of one. (A stale cookie on a public page is not counted: the
+    /// browser sends it with every request.)
+    pub fn failed_authentication(&self) -> bool {
+        match &self.verdict {
+            Verdict::Refuse(r) => {
+                r.signature_reason().is_some()
+                    || (self.facts.bad_terminal_token
+                        && r.kind == super::refusal::Kind::Unauthorized)
+            }
+            Verdict::Forward(_) => false,
+        }
+    }
+
     /// Refused before anything was learned of the request.
     pub fn refused(refusal: Refusal) -> Self {
         Decision {
@@ -220,6 +239,7 @@ impl Decision {
                 target: self.facts.target,
                 access: None,
                 caller: Caller::Anonymous,
+                bad_terminal_token: false,
             },
             verdict: Verdict::Refuse(e.into()),
             nonce: self.nonce,
@@ -326,7 +346,11 @@ fn plan(
             body_check = check;
             caller
         }
-        None => terminal.unwrap_or(Caller::Anonymous),
+        None => {
+            facts.bad_terminal_token = terminal.is_none()
+                && (credentials.terminal_cookie || !credentials.terminal_authorization.is_empty());
+            terminal.unwrap_or(Caller::Anonymous)
+        }
     };
     facts.caller = caller;
 

@@ -575,3 +575,34 @@ proptest::proptest! {
         }
     }
 }
+
+/// What the rate limit of failed authentications counts: a refused
+/// signature, or a token that proves nothing where one was needed; never
+/// a stale cookie on a public path, nor a missing credential.
+#[test]
+fn failed_authentications_are_told_apart() {
+    use As::*;
+    #[rustfmt::skip]
+    let cases: &[(As, &str, bool)] = &[
+        (Forged, "/peer/x", true),
+        (Forged, "/public/x", true),
+        (Revoked, "/private/x", true),
+        (Revoked, "/", true),
+        (Revoked, "/public/x", false),
+        (Anonymous, "/private/x", false),
+        (Anonymous, "/peer/x", false),
+        (TerminalCookie, "/private/x", false),
+        (TerminalBearer, "/peer/x", false),
+        (Peer, "/private/x", false),
+    ];
+    for &(caller, path, want) in cases {
+        let headers = headers_for(caller, "GET", FILES, path, None);
+        let decision = decide_on("GET", FILES, path, &headers, false);
+        assert_eq!(
+            decision.failed_authentication(),
+            want,
+            "{caller:?} {path}: {}",
+            summary(&decision)
+        );
+    }
+}

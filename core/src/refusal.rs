@@ -90,9 +90,13 @@ impl Kind {
 pub struct Refusal {
     pub kind: Kind,
     /// `reason` of the JSON body: a signature's failure (docs/signing.md),
-    /// `unknown_peer`, `ambiguous_peer`, `peer_unverified`, `peer_refused`.
+    /// `unknown_peer`, `ambiguous_peer`, `peer_unverified`, `peer_refused`,
+    /// and the rate limits' (`anonymous_rate`, `peer_rate`,
+    /// `failed_authentications`).
     pub reason: Option<&'static str>,
     pub message: String,
+    /// `Retry-After` in place of the kind's default.
+    retry_after: Option<u32>,
 }
 
 /// Seconds a client is asked to wait after a 503 (`Retry-After`).
@@ -104,6 +108,7 @@ impl Refusal {
             kind,
             reason: None,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -112,6 +117,15 @@ impl Refusal {
             kind,
             reason: Some(reason),
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 429 from a rate limit: its reason, and how long to wait.
+    pub fn too_many(reason: &'static str, message: impl Into<String>, retry_after: u32) -> Self {
+        Refusal {
+            retry_after: Some(retry_after),
+            ..Refusal::with_reason(Kind::TooManyRequests, reason, message)
         }
     }
 
@@ -239,7 +253,7 @@ impl Refusal {
     /// The `Retry-After` of the answer, in seconds, if it has one.
     pub fn retry_after(&self) -> Option<u32> {
         matches!(self.kind, Kind::Unavailable | Kind::TooManyRequests)
-            .then_some(RETRY_AFTER_SECONDS)
+            .then_some(self.retry_after.unwrap_or(RETRY_AFTER_SECONDS))
     }
 
     /// `(content type, body)`: HTML when the client's `Accept` asks for

@@ -71,6 +71,8 @@ pub struct Limits {
     /// `min_body_rate_grace` has passed since its start (0: no minimum).
     pub min_body_bytes_per_second: u64,
     pub min_body_rate_grace: Duration,
+    /// The request rate limits.
+    pub rate: crate::ops::rate::RateSettings,
 }
 
 impl Default for Limits {
@@ -88,6 +90,7 @@ impl Default for Limits {
             mqtt_idle_timeout: Duration::from_secs(600),
             min_body_bytes_per_second: 1024,
             min_body_rate_grace: Duration::from_secs(10),
+            rate: crate::ops::rate::RateSettings::default(),
         }
     }
 }

@@ -235,4 +235,13 @@ pub(crate) struct Limits {
     pub min_body_bytes_per_second: Option<usize>,
     #[serde(default)]
     pub min_body_rate_grace_seconds: Option<f64>,
+    /// Requests a second from one client address (IPv6: its /64) that is not signed in; 429 beyond (200; 0: no limit).
+    #[serde(default)]
+    pub anonymous_requests_per_second: Option<usize>,
+    /// Requests a second from one peer Portal; 429 beyond (100; 0: no limit).
+    #[serde(default)]
+    pub peer_requests_per_second: Option<usize>,
+    /// Failed authentications a minute from one client address, after which it gets 429 for one to two minutes, but for requests that authenticate (30; 0: no limit).
+    #[serde(default)]
+    pub failed_authentications_per_minute: Option<usize>,
 }

@@ -322,6 +322,26 @@ impl Validator {
                 raw_limits.min_body_rate_grace_seconds,
                 d.min_body_rate_grace,
             ),
+            rate: crate::ops::rate::RateSettings {
+                anonymous_per_second: self.count(
+                    "limits.anonymous_requests_per_second",
+                    raw_limits.anonymous_requests_per_second,
+                    d.rate.anonymous_per_second as usize,
+                    0..=1_000_000,
+                ) as u32,
+                peer_per_second: self.count(
+                    "limits.peer_requests_per_second",
+                    raw_limits.peer_requests_per_second,
+                    d.rate.peer_per_second as usize,
+                    0..=1_000_000,
+                ) as u32,
+                failed_authentications_per_minute: self.count(
+                    "limits.failed_authentications_per_minute",
+                    raw_limits.failed_authentications_per_minute,
+                    d.rate.failed_authentications_per_minute as usize,
+                    0..=1_000_000,
+                ) as u32,
+            },
         }
     }
 

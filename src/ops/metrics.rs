@@ -58,6 +58,8 @@ pub(crate) struct Metrics {
     pub dns_lookups: IntCounterVec,
     /// `portal_proxy_peer_handshakes_total{result}`.
     pub peer_handshakes: IntCounterVec,
+    /// `portal_proxy_rate_limited_total{limit}`.
+    pub rate_limited: IntCounterVec,
 }
 
 /// The results of `portal_proxy_peer_handshakes_total{result}`.
@@ -243,9 +245,19 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     for result in PEER_HANDSHAKE_RESULTS {
         peer_handshakes.with_label_values(&[result]);
     }
+    let rate_limited = counter_vec(
+        &registry,
+        "portal_proxy_rate_limited_total",
+        "Requests refused with 429 by a rate limit: anonymous (a client address over limits.anonymous_requests_per_second), peer (a peer over limits.peer_requests_per_second), failed_authentications (an address locked out after too many failed authentications).",
+        &["limit"],
+    );
+    for limit in ["anonymous", "peer", "failed_authentications"] {
+        rate_limited.with_label_values(&[limit]);
+    }
     Metrics {
         registry,
         peer_handshakes,
+        rate_limited,
         dns_lookups,
         outbound_unverified,
         connections_refused,

@@ -9,6 +9,7 @@ pub(crate) mod live;
 pub mod logging;
 pub(crate) mod metrics;
 pub mod peer_tls;
+pub mod rate;
 pub mod tls;
 
 /// Seconds since the Unix epoch: the one clock the shells read and pass

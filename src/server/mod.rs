@@ -239,6 +239,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         live,
         identity: identity.clone(),
         dns: dns.clone(),
+        rate: crate::ops::rate::RateLimits::new(config.limits.rate),
     });
     let router = router_shared;
 

@@ -36,8 +36,11 @@ fn setup_for(test: &str, log_level: &str, app_server: Option<SocketAddr>) -> Set
         .app("files", &app_meta(APP))
         .terminals(&[("t1", "Laptop")]);
     let internal: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    // Hundreds of variants from one address, many of them bad tokens:
+    // the rate limits (ratelimits.rs) would answer them all with 429.
     let extra = format!(
-        "core: {{ upstream: \"{}\" }}\nupstreams:\n  files: \"{}\"\ninternal: {{ listen: \"{internal}\" }}\n",
+        "core: {{ upstream: \"{}\" }}\nupstreams:\n  files: \"{}\"\ninternal: {{ listen: \"{internal}\" }}\n\
+         limits: {{ anonymous_requests_per_second: 0, failed_authentications_per_minute: 0 }}\n",
         core.addr,
         app_server.unwrap_or(app.addr)
     );

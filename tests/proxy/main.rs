@@ -25,6 +25,7 @@ mod operations;
 mod peering;
 mod peers;
 mod pinned;
+mod ratelimits;
 mod revocation;
 mod routing;
 mod slow_clients;

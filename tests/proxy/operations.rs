@@ -704,11 +704,14 @@ mod raw {
 
 /// The extra YAML: the core, the internal listener, the upstreams of
 /// alpha and beta (beta's app_meta.json may come later).
+/// The config of these tests: their load comes from one address, over any
+/// rate limit (`ratelimits.rs` tests those).
 fn extra_yaml(core: &Upstream, internal_port: u16, alpha: &Upstream, beta: &Upstream) -> String {
     format!(
         "core: {{ upstream: \"{}\" }}\n\
          internal: {{ listen: \"127.0.0.1:{internal_port}\" }}\n\
-         upstreams:\n  alpha: \"{}\"\n  beta: \"{}\"\n",
+         upstreams:\n  alpha: \"{}\"\n  beta: \"{}\"\n\
+         limits: {{ anonymous_requests_per_second: 0 }}\n",
         core.addr, alpha.addr, beta.addr
     )
 }

@@ -343,3 +343,29 @@ async fn a_new_peer_is_accepted_after_a_state_reload() {
     .await;
     assert!(accepted, "the new peer was not accepted within 5 s");
 }
+
+/// Each peer has its own request rate (`limits.peer_requests_per_second`):
+/// over it, 429 with reason `peer_rate`; the limit is the peer's, not its
+/// address's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_over_its_rate_is_refused() {
+    let s = setup("peer-rate", "limits: { peer_requests_per_second: 5 }\n");
+    let client = client(&s.files.ca_pem, Protocol::Http2);
+    let mut limited = 0;
+    for _ in 0..30 {
+        let resp = s
+            .signed(&client, &s.peer, "GET", "/peer/x", None)
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(resp.headers()["retry-after"], "1");
+            let body: serde_json::Value = resp.json().await.unwrap();
+            assert_eq!(body["reason"], "peer_rate", "{body}");
+            limited += 1;
+        } else {
+            assert_eq!(resp.status(), StatusCode::OK);
+        }
+    }
+    assert!(limited >= 10, "{limited} of 30 limited");
+}

@@ -88,7 +88,11 @@ async fn upgrades_to_an_eager_app_stay_open() {
     let files = PortalFiles::new("websocket-eager");
     let app = eager_upgrade_app();
     files.app("app", &app_meta(APP));
-    let yaml = format!("core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams: {{ app: \"{app}\" }}\n");
+    // 500 upgrades from one address, over the anonymous rate limit.
+    let yaml = format!(
+        "core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams: {{ app: \"{app}\" }}\n\
+         limits: {{ anonymous_requests_per_second: 0 }}\n"
+    );
     let proxy = Proxy::start(&files, &yaml);
     let host = files.host("app");
     let mut closed = Vec::new();

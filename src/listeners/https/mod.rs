@@ -29,6 +29,7 @@ use crate::ops::guard::{digest_key, Guard};
 use crate::ops::live::LiveRequests;
 use crate::ops::metrics;
 use crate::ops::peer_tls::TlsPeer;
+use crate::ops::rate::{ClientKey, RateLimits};
 use crate::state::SharedState;
 use portal_core::body::BodyRate;
 use portal_core::caller::Caller;
@@ -59,6 +60,8 @@ pub(crate) struct Portal {
     pub identity: Arc<Identity>,
     /// Upstream names, cached (shared with every listener).
     pub dns: Arc<crate::ops::dns::Dns>,
+    /// Request rates per client address and per peer.
+    pub rate: RateLimits,
 }
 
 /// The HTTPS listener's request handling.
@@ -96,6 +99,35 @@ impl PortalProxy {
         head.insert_header("signature-input", signed.signature_input)?;
         head.insert_header("signature", signed.signature)?;
         Ok(())
+    }
+}
+
+/// Who the request counts for in the rate limits: its client address.
+fn client_key(session: &Session) -> Option<ClientKey> {
+    let addr = session.client_addr()?.as_inet()?;
+    Some(ClientKey::from(addr.ip()))
+}
+
+impl PortalProxy {
+    /// Counts a decided request in the rate limits (docs/config.md,
+    /// `limits`); the refusal that replaces its verdict when over one.
+    /// Terminals are never limited; an address locked out for failed
+    /// authentications gets 429 for everything that does not
+    /// authenticate.
+    fn rate_limit(&self, client: Option<ClientKey>, decision: &Decision) -> Option<Refusal> {
+        let rate = &self.portal.rate;
+        // Locked out by the failures before this request: the one that
+        // reaches the limit is still answered as it was decided.
+        let locked = client.is_some_and(|c| rate.locked_out(c));
+        if let Some(c) = client.filter(|_| decision.failed_authentication()) {
+            rate.failed(c);
+        }
+        match &decision.facts.caller {
+            Caller::Terminal { .. } => None,
+            Caller::Peer { id, .. } => rate.peer(id),
+            Caller::Anonymous if locked => Some(rate.lockout()),
+            Caller::Anonymous => rate.anonymous(client?),
+        }
     }
 }
 
@@ -196,6 +228,20 @@ impl ProxyHttp for PortalProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let client = client_key(session);
+        if let Stage::Undecided = ctx.stage {
+            let rate = &self.portal.rate;
+            let locked = client.is_some_and(|c| rate.locked_out(c));
+            // A locked-out address's signed requests are refused before
+            // any signature work.
+            if locked && session.req_header().headers.contains_key("signature-input") {
+                ctx.stage = Stage::Answered {
+                    facts: Facts::default(),
+                    refusal: rate.lockout(),
+                    upstream: None,
+                };
+            }
+        }
         if let Stage::Undecided = ctx.stage {
             let now = crate::ops::unix_now();
             let snapshot = self.portal.state.load();
@@ -213,11 +259,12 @@ impl ProxyHttp for PortalProxy {
                     .check_and_insert(&n.peer, &n.nonce, n.forget_at, now),
                 None => Ok(()),
             };
-            let Decision {
-                facts,
-                verdict,
-                nonce,
-            } = decision.settle(claim);
+            let decision = decision.settle(claim);
+            let verdict = match self.rate_limit(client, &decision) {
+                Some(refusal) => Verdict::Refuse(refusal),
+                None => decision.verdict,
+            };
+            let Decision { facts, nonce, .. } = decision;
             ctx.received.binding = nonce.map(|n| n.binding);
             ctx.stage = match verdict {
                 Verdict::Refuse(refusal) => Stage::Answered {
