@@ -34,4 +34,5 @@ pub mod signature;
 pub mod snapshot;
 pub mod target;
 pub mod templates;
+pub mod trace;
 pub mod transport;

@@ -41,6 +41,9 @@ pub(crate) struct Entry<'a> {
     pub decision: &'a str,
     /// `host:port` the request was sent to, `""` if none.
     pub upstream: &'a str,
+    /// The W3C trace ID the request carried on (32 hex digits), `""` if
+    /// it was not decided.
+    pub trace_id: &'a str,
     pub duration_ms: f64,
 }
 
@@ -240,6 +243,7 @@ mod tests {
             client_id: "t1",
             decision: "forward",
             upstream: "127.0.0.1:9000",
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736",
             duration_ms: 1.5,
         };
         log.log(&entry);

@@ -29,4 +29,5 @@ mod ratelimits;
 mod revocation;
 mod routing;
 mod slow_clients;
+mod tracing;
 mod websocket;

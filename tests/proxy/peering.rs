@@ -96,7 +96,7 @@ pub(crate) fn setup_with(test: &str, channel: Channel, p1_peering: &str) -> Setu
         &format!(
             "core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams: {{ alpha: \"{}\", beta: \"{}\" }}\n\
              internal: {{ listen: \"{internal2}\" }}\npeering: {{ {peering2} }}\n\
-             metrics: {{ listen: \"{metrics2}\" }}\n",
+             metrics: {{ listen: \"{metrics2}\" }}\naccess_log: {{ file: access.log }}\n",
             alpha2.addr, beta2.addr
         ),
     );

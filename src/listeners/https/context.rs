@@ -13,6 +13,7 @@ use portal_core::body::BodyRate;
 use portal_core::decide::{AnswerBinding, Facts, Plan};
 use portal_core::names::HostPort;
 use portal_core::refusal::Refusal;
+use portal_core::trace::Trace;
 
 /// Carried from phase to phase of one request: what was received, and
 /// where the request stands. Dropping it ends what the request holds (its
@@ -33,6 +34,9 @@ pub(super) struct Received {
     pub(super) binding: Option<Box<AnswerBinding>>,
     /// Its connection is busy while this is held.
     pub(super) in_flight: Option<InFlight>,
+    /// The trace it carries on, once decided (docs/access.md, "Trace
+    /// context").
+    pub(super) trace: Option<Trace>,
 }
 
 /// Where a request stands.

@@ -14,6 +14,7 @@ use portal_core::decide::Plan;
 use portal_core::headers::{is_never_forwarded, AppHeaders};
 use portal_core::names::HostPort;
 use portal_core::refusal::{Kind, Refusal};
+use portal_core::trace::{Trace, TRACEPARENT, TRACESTATE};
 
 /// Why a request is not sent upstream after all.
 pub(super) enum NotSent {
@@ -35,6 +36,7 @@ pub(super) fn prepare(
     plan: &Plan,
     client_ip: Option<IpAddr>,
     host: Option<&str>,
+    trace: Option<&Trace>,
     template_portal: &minijinja::Value,
 ) -> Result<(), NotSent> {
     let app = plan.rule.as_ref().map(|r| (&r.app, r.index));
@@ -47,6 +49,12 @@ pub(super) fn prepare(
     req.insert_header("x-forwarded-proto", "https")?;
     if let Some(host) = host {
         req.insert_header("x-forwarded-host", host.to_owned())?;
+    }
+    if let Some(trace) = trace {
+        if !trace.kept {
+            req.remove_header(TRACESTATE);
+        }
+        req.insert_header(TRACEPARENT, trace.parent.as_str())?;
     }
     match app {
         Some((app, rule)) => {

@@ -39,6 +39,7 @@ use portal_core::refusal::{Kind, Refusal};
 use portal_core::replay::ReplayCache;
 use portal_core::route::Target;
 use portal_core::signature::response::sign_response;
+use portal_core::trace::Trace;
 
 /// What the HTTPS listener knows of its Portal; shared by every request.
 pub(crate) struct Portal {
@@ -176,6 +177,7 @@ impl ProxyHttp for PortalProxy {
                 host: None,
                 binding: None,
                 in_flight: None,
+                trace: None,
             },
             stage: Stage::Undecided,
         }
@@ -265,6 +267,11 @@ impl ProxyHttp for PortalProxy {
                 None => decision.verdict,
             };
             let Decision { facts, nonce, .. } = decision;
+            // Terminals and verified peers choose the trace; anonymous
+            // callers get a fresh one.
+            let trusted = !matches!(facts.caller, Caller::Anonymous);
+            let headers = &session.req_header().headers;
+            ctx.received.trace = Some(Trace::of(headers, trusted, rand::random()));
             ctx.received.binding = nonce.map(|n| n.binding);
             ctx.stage = match verdict {
                 Verdict::Refuse(refusal) => Stage::Answered {
@@ -371,6 +378,7 @@ impl ProxyHttp for PortalProxy {
             ctx.plan()?,
             client_ip,
             ctx.received.host.as_deref(),
+            ctx.received.trace.as_ref(),
             &self.portal.template_portal,
         );
         match prepared {
@@ -505,6 +513,11 @@ impl ProxyHttp for PortalProxy {
             client_id,
             decision,
             upstream: &upstream,
+            trace_id: ctx
+                .received
+                .trace
+                .as_ref()
+                .map_or("", |t| t.parent.trace_id()),
             duration_ms: duration.as_secs_f64() * 1000.0,
         });
     }

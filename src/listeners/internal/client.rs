@@ -27,6 +27,7 @@ use portal_core::peers::Peer;
 use portal_core::route::Router;
 use portal_core::signature::response::{verify_response, RequestBinding};
 use portal_core::signature::{signed_headers, Outgoing, SignatureError};
+use portal_core::trace::Trace;
 use portal_core::transport::{Transport, Transports};
 use rustls::sign::CertifiedKey;
 
@@ -241,7 +242,11 @@ impl PeerClient {
             .method(req.method.clone())
             .uri(target.as_str())
             .header(http::header::HOST, authority.as_str());
-        for (name, value) in end_to_end(&req.headers, true).iter() {
+        let mut headers = end_to_end(&req.headers, true);
+        // The app's trace goes on to the peer when valid; otherwise the
+        // call starts one (docs/peering.md).
+        Trace::of(&req.headers, true, rand::random()).apply(&mut headers);
+        for (name, value) in headers.iter() {
             builder = builder.header(name, value);
         }
         let mut our_signature = None;
