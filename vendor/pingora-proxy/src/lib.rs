@@ -101,6 +101,12 @@ pub use proxy_cache::range_filter::{range_header_filter, MultiRangeInfo, RangeTy
 pub use proxy_purge::PurgeStatus;
 pub use proxy_trait::{FailToProxy, ProxyHttp, ProxyWarnLogContext};
 
+/// portal-proxy patch (first request at shutdown): the connection context
+/// every kept-alive HTTP/1 connection carries to its next request, marking
+/// it reused, with the user's own context
+/// ([`ProxyHttp::persist_connection_context`]) inside.
+struct ReusedConnection(Option<Box<dyn std::any::Any + Send + Sync>>);
+
 pub mod prelude {
     pub use crate::{http_proxy, http_proxy_service, ProxyHttp, ProxyWarnLogContext, Session};
 }
@@ -319,9 +325,27 @@ where
         .await;
     }
 
+    /// What a kept-alive connection carries to its next request: the
+    /// user's context, inside a [`ReusedConnection`] that tells the next
+    /// request it is not the connection's first (portal-proxy patch, first
+    /// request at shutdown).
+    fn persistent_settings(&self, session: &Session, ctx: &SV::CTX) -> HttpPersistentSettings
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        let mut persistent_settings = HttpPersistentSettings::for_session(session);
+        let user_context = self.inner.persist_connection_context(session, ctx);
+        persistent_settings.set_user_context(Box::new(ReusedConnection(user_context)));
+        persistent_settings
+    }
+
+    /// `reused`: the session is a kept-alive HTTP/1 connection that has
+    /// served a request before.
     async fn handle_new_request(
         &self,
         mut downstream_session: Box<HttpSession>,
+        reused: bool,
     ) -> Option<Box<HttpSession>>
     where
         SV: ProxyHttp + Send + Sync,
@@ -329,10 +353,19 @@ where
     {
         // phase 1 read request header
 
+        // portal-proxy patch (first request at shutdown): only an idle
+        // kept-alive connection is dropped when the service shuts down. A
+        // client whose reused connection closes before any answer sends its
+        // request again on a new one (RFC 9110 section 9.2.2), but no client
+        // re-sends the first request of a new connection: a connection
+        // accepted just before the shutdown notification lost its first
+        // request. That request is now read (bounded by the read timeouts
+        // of the session and its stream) and answered with
+        // `Connection: close`.
         let res = tokio::select! {
             biased; // biased select is cheaper, and we don't want to drop already buffered requests
             res = downstream_session.read_request() => { res }
-            _ = self.await_shutdown() => {
+            _ = self.await_shutdown(), if reused => {
                 // service shutting down, dropping the connection to stop more req from coming in
                 return None;
             }
@@ -539,10 +572,7 @@ where
 
         if reuse {
             // TODO: log error
-            let mut persistent_settings = HttpPersistentSettings::for_session(&session);
-            if let Some(uc) = self.inner.persist_connection_context(&session, ctx) {
-                persistent_settings.set_user_context(uc);
-            }
+            let persistent_settings = self.persistent_settings(&session, ctx);
             session
                 .downstream_session
                 .finish()
@@ -1192,10 +1222,7 @@ where
                     // TODO: log error
                     self.inner.logging(&mut session, None, &mut ctx).await;
                     self.cleanup_sub_req(&mut session);
-                    let mut persistent_settings = HttpPersistentSettings::for_session(&session);
-                    if let Some(uc) = self.inner.persist_connection_context(&session, &ctx) {
-                        persistent_settings.set_user_context(uc);
-                    }
+                    let persistent_settings = self.persistent_settings(&session, &ctx);
                     return session
                         .downstream_session
                         .finish()
@@ -1390,10 +1417,7 @@ where
         session.downstream_session.on_proxy_failure(e);
 
         if res.can_reuse_downstream {
-            let mut persistent_settings = HttpPersistentSettings::for_session(&session);
-            if let Some(uc) = self.inner.persist_connection_context(&session, ctx) {
-                persistent_settings.set_user_context(uc);
-            }
+            let persistent_settings = self.persistent_settings(&session, ctx);
             session
                 .downstream_session
                 .finish()
@@ -1439,7 +1463,7 @@ where
     ) {
         debug!("starting subrequest");
 
-        let mut session = match self.handle_new_request(session).await {
+        let mut session = match self.handle_new_request(session, false).await {
             Some(downstream_session) => Session::new(
                 downstream_session,
                 &self.downstream_modules,
@@ -1563,12 +1587,21 @@ where
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
         // Extract user context from the previous request before the session is moved into the Box
-        let prev_user_ctx = session.take_connection_user_context();
+        // portal-proxy patch (first request at shutdown): every reused
+        // connection carries a `ReusedConnection`, with the user's context
+        // inside.
+        let (reused, prev_user_ctx) = match session.take_connection_user_context() {
+            Some(context) => match context.downcast::<ReusedConnection>() {
+                Ok(reused) => (true, reused.0),
+                Err(other) => (true, Some(other)),
+            },
+            None => (false, None),
+        };
 
         let session = Box::new(session);
 
         // TODO: keepalive pool, use stack
-        let mut session = match self.handle_new_request(session).await {
+        let mut session = match self.handle_new_request(session, reused).await {
             Some(downstream_session) => Session::new(
                 downstream_session,
                 &self.downstream_modules,
@@ -2598,7 +2631,7 @@ mod tests {
         let handles: Vec<_> = (0..8)
             .map(|_| {
                 let proxy = proxy.clone();
-                tokio::spawn(async move { proxy.handle_new_request(pending_session()).await })
+                tokio::spawn(async move { proxy.handle_new_request(pending_session(), true).await })
             })
             .collect();
         // let the tasks park in read_request()
@@ -2621,7 +2654,7 @@ mod tests {
         // wait for a notification that will never come
         let session = time::timeout(
             Duration::from_secs(5),
-            proxy.handle_new_request(pending_session()),
+            proxy.handle_new_request(pending_session(), true),
         )
         .await
         .expect("read_request parked after shutdown");
