@@ -118,6 +118,8 @@ pub struct Config {
     pub listen_https: SocketAddr,
     pub listen_http: Option<SocketAddr>,
     pub listen_mqtts: Option<SocketAddr>,
+    /// `listen.proxy_protocol_from`: `None` when empty.
+    pub proxy_protocol_from: Option<crate::ops::proxy_protocol::Trusted>,
     pub tls_cert_file: PathBuf,
     pub tls_key_file: PathBuf,
     pub home_app: String,

@@ -100,6 +100,11 @@ pub(crate) struct Listen {
     /// ip:port of MQTT over TLS, the app chosen by SNI.
     #[serde(default)]
     pub mqtts: Option<String>,
+    /// Addresses or networks (CIDR) of load balancers whose connections to
+    /// the TLS listeners start with a PROXY protocol header (v1 or v2)
+    /// naming the client; a PROXY header from any other address is refused.
+    #[serde(default)]
+    pub proxy_protocol_from: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -264,3 +264,29 @@ fn peer_transport_defaults_to_pinned_with_exceptions_by_portal_id() {
         "{e:?}"
     );
 }
+
+#[test]
+fn proxy_protocol_sources_are_addresses_or_networks() {
+    let with = |list: &str| {
+        FULL.replace(
+            "  mqtts: 0.0.0.0:8883",
+            &format!("  mqtts: 0.0.0.0:8883\n  proxy_protocol_from: {list}"),
+        )
+    };
+    let c = parse(&with(r#"["10.0.0.5", "fd00::/64", "100.64.0.0/10"]"#)).unwrap();
+    let trusted = c.proxy_protocol_from.unwrap();
+    assert_eq!(trusted.0.len(), 3);
+    assert!(parse(FULL).unwrap().proxy_protocol_from.is_none());
+    assert!(parse(&with("[]")).unwrap().proxy_protocol_from.is_none());
+    let errors = errors(&with(r#"["10.0.0.5", "lb.example.org", "10.0.0.0/40"]"#));
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].starts_with("listen.proxy_protocol_from[1]")
+            && errors[0].contains("lb.example.org"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].starts_with("listen.proxy_protocol_from[2]"),
+        "{errors:?}"
+    );
+}

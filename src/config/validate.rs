@@ -1,6 +1,7 @@
 //! The validation layer of the config: turns [`raw::Config`] into
 //! [`Config`], reporting every bad value at once, each with its key path.
 
+use crate::ops::proxy_protocol::Trusted;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,18 @@ impl Validator {
                 None
             }
         }
+    }
+
+    /// `listen.proxy_protocol_from`: each entry an address or a network.
+    fn proxy_protocol_from(&mut self, entries: &[String]) -> Option<Trusted> {
+        let mut nets = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            match Trusted::parse_entry(entry) {
+                Ok(net) => nets.push(net),
+                Err(e) => self.error(format!("listen.proxy_protocol_from[{i}]"), e),
+            }
+        }
+        (!nets.is_empty()).then_some(Trusted(nets))
     }
 
     fn host_port(&mut self, key: &str, value: &str) -> Option<HostPort> {
@@ -404,6 +417,7 @@ impl Validator {
             .mqtts
             .as_deref()
             .and_then(|v| self.addr("listen.mqtts", v));
+        let proxy_protocol_from = self.proxy_protocol_from(&raw.listen.proxy_protocol_from);
         let tls_cert_file = self.path("tls.cert_file", &raw.tls.cert_file);
         let tls_key_file = self.path("tls.key_file", &raw.tls.key_file);
         let home_app = raw.home_app.unwrap_or_else(|| DEFAULT_HOME_APP.to_string());
@@ -449,6 +463,7 @@ impl Validator {
             listen_https: listen_https.expect("checked above"),
             listen_http,
             listen_mqtts,
+            proxy_protocol_from,
             tls_cert_file,
             tls_key_file,
             home_app,

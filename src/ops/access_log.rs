@@ -27,6 +27,9 @@ pub(crate) const WRITE_INTERVAL: Duration = Duration::from_millis(20);
 pub(crate) struct Entry<'a> {
     /// RFC 3339, UTC, milliseconds.
     pub time: String,
+    /// The client's address: the connection's, or the one its load
+    /// balancer's PROXY header named.
+    pub client: &'a str,
     pub host: &'a str,
     /// `""` when the host is no app, `/core` for the Portal core.
     pub app: &'a str,
@@ -234,6 +237,7 @@ mod tests {
         let log = AccessLog::start(Target::File(path.clone())).unwrap();
         let entry = Entry {
             time: now_rfc3339(),
+            client: "203.0.113.7",
             host: "files.abcdef.example.org",
             app: "files",
             method: "GET",

@@ -60,6 +60,8 @@ pub(crate) struct Metrics {
     pub peer_handshakes: IntCounterVec,
     /// `portal_proxy_rate_limited_total{limit}`.
     pub rate_limited: IntCounterVec,
+    /// `portal_proxy_proxy_protocol_total{result}`.
+    pub proxy_protocol: IntCounterVec,
 }
 
 /// The results of `portal_proxy_peer_handshakes_total{result}`.
@@ -254,10 +256,27 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     for limit in ["anonymous", "peer", "failed_authentications"] {
         rate_limited.with_label_values(&[limit]);
     }
+    let proxy_protocol = counter_vec(
+        &registry,
+        "portal_proxy_proxy_protocol_total",
+        "PROXY protocol headers on the TLS listeners, by result: accepted (from listen.proxy_protocol_from, naming the client), local (naming none: the balancer's own connection), missing, malformed or closed (from a trusted address: refused), untrusted (a header from any other address: refused).",
+        &["result"],
+    );
+    for result in [
+        "accepted",
+        "local",
+        "missing",
+        "malformed",
+        "closed",
+        "untrusted",
+    ] {
+        proxy_protocol.with_label_values(&[result]);
+    }
     Metrics {
         registry,
         peer_handshakes,
         rate_limited,
+        proxy_protocol,
         dns_lookups,
         outbound_unverified,
         connections_refused,

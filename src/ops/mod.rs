@@ -9,6 +9,7 @@ pub(crate) mod live;
 pub mod logging;
 pub(crate) mod metrics;
 pub mod peer_tls;
+pub mod proxy_protocol;
 pub mod rate;
 pub mod tls;
 

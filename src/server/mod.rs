@@ -35,6 +35,7 @@ use crate::ops::live::LiveRequests;
 use crate::ops::peer_tls::{
     identity_certificate, PeerAwareResolver, PeerClientKeys, RecordTlsPeer,
 };
+use crate::ops::proxy_protocol::Trusted;
 use crate::ops::tls::{load_certified_key, CertResolver};
 use crate::state::{SharedState, StateError};
 use portal_core::body::HeldBudget;
@@ -300,6 +301,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         server: &mut server,
         guard: &guard,
         bootstrap: &bootstrap,
+        proxy_protocol: config.proxy_protocol_from.clone().map(Arc::new),
     };
     listeners.add(
         "https",
@@ -409,6 +411,8 @@ struct Listeners<'a> {
     server: &'a mut Server,
     guard: &'a Arc<Guard>,
     bootstrap: &'a ServiceHandle,
+    /// `listen.proxy_protocol_from`, for the TLS listeners.
+    proxy_protocol: Option<Arc<Trusted>>,
 }
 
 impl Listeners<'_> {
@@ -432,7 +436,10 @@ impl Listeners<'_> {
                 if tls.is_some() {
                     service
                         .endpoints()
-                        .set_pre_tls_callback(Arc::new(HandshakeGuard(self.guard.clone())));
+                        .set_pre_tls_callback(Arc::new(HandshakeGuard {
+                            guard: self.guard.clone(),
+                            proxy_protocol: self.proxy_protocol.clone(),
+                        }));
                 }
                 service.add_listener(client_endpoint(addr, tls));
             }

@@ -25,6 +25,7 @@ mod operations;
 mod peering;
 mod peers;
 mod pinned;
+mod proxy_protocol;
 mod ratelimits;
 mod revocation;
 mod routing;

@@ -502,8 +502,14 @@ impl ProxyHttp for PortalProxy {
         }
         let req = session.req_header();
         let upstream = ctx.upstream().map(ToString::to_string).unwrap_or_default();
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| portal_core::outbound::canonical_ip(a.ip()).to_string())
+            .unwrap_or_default();
         self.portal.access_log.log(&Entry {
             time: crate::ops::access_log::now_rfc3339(),
+            client: &client,
             host: ctx.received.host.as_deref().unwrap_or(""),
             app,
             method: req.method.as_str(),

@@ -13,12 +13,13 @@ use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::listeners::PreTlsProcess;
 use pingora::protocols::l4::stream::Stream as L4Stream;
-use pingora::protocols::Stream;
+use pingora::protocols::{GetSocketDigest, Peek, SocketDigest, Stream};
 use pingora::server::ShutdownWatch;
 
 use super::watched::Watched;
 use super::{Guard, ACTIVE, CLOSED, HANDSHAKE, WAITING};
 use crate::ops::metrics::METRICS;
+use crate::ops::proxy_protocol::{read_header, source, starts_a_header, Refused, Trusted};
 
 /// The key of a connection in [`Guard`]: its socket digest's address.
 pub(crate) fn digest_key(digest: &Arc<pingora::protocols::SocketDigest>) -> usize {
@@ -40,22 +41,81 @@ fn peer_ip(fd: BorrowedFd<'_>) -> Option<IpAddr> {
         .map(|a| portal_core::outbound::canonical_ip(a.ip()))
 }
 
-/// The rustls listeners' pre-TLS hook: admission and the handshake timer.
-pub(crate) struct HandshakeGuard(pub Arc<Guard>);
+/// The rustls listeners' pre-TLS hook: the PROXY protocol header from
+/// trusted addresses, admission and the handshake timer.
+pub(crate) struct HandshakeGuard {
+    pub guard: Arc<Guard>,
+    /// `listen.proxy_protocol_from`: connections from these start with a
+    /// PROXY header naming the client; from any other a PROXY header is
+    /// refused.
+    pub proxy_protocol: Option<Arc<Trusted>>,
+}
+
+fn accept_error(why: impl ToString) -> Box<pingora::Error> {
+    pingora::Error::explain(pingora::ErrorType::AcceptError, why.to_string())
+}
+
+fn count_proxy_protocol(result: &str) {
+    METRICS.proxy_protocol.with_label_values(&[result]).inc();
+}
+
+impl HandshakeGuard {
+    /// Reads the PROXY header of a connection from a trusted address, and
+    /// makes the client it names the connection's peer address (the
+    /// socket digest that `client_addr()` reads). Returns the client's
+    /// address, `None` for a header that names none (`LOCAL`, `UNKNOWN`).
+    async fn take_proxy_header(&self, stream: &mut L4Stream) -> pingora::Result<Option<IpAddr>> {
+        let limit = self.guard.limits.handshake;
+        let header = match tokio::time::timeout(limit, read_header(stream)).await {
+            Ok(read) => read,
+            Err(_) => Err(Refused::Closed),
+        };
+        match header.and_then(|h| source(&h)) {
+            Ok(Some(client)) => {
+                let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
+                let _ = digest.peer_addr.set(Some(client.into()));
+                stream.set_socket_digest(digest);
+                count_proxy_protocol("accepted");
+                Ok(Some(client.ip()))
+            }
+            Ok(None) => {
+                count_proxy_protocol("local");
+                Ok(None)
+            }
+            Err(refused) => {
+                count_proxy_protocol(refused.label());
+                Err(accept_error(refused))
+            }
+        }
+    }
+}
 
 #[async_trait]
 impl PreTlsProcess for HandshakeGuard {
     async fn process(&self, stream: &mut L4Stream) -> pingora::Result<()> {
-        let guard = &self.0;
+        let guard = &self.guard;
         // SAFETY: the stream owns the descriptor for this whole call.
         #[allow(unsafe_code)]
         let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-        let conn = guard.admit(fd, peer_ip(fd), HANDSHAKE, true).or_else(|e| {
-            pingora::Error::e_explain(pingora::ErrorType::AcceptError, e.to_string())
-        })?;
-        let guard = guard.clone();
+        let socket_ip = peer_ip(fd);
+        let trusted = self.proxy_protocol.as_deref();
+        let from_balancer = trusted.is_some_and(|t| socket_ip.is_some_and(|ip| t.trusts(ip)));
+        // Behind a load balancer, the client it names counts (its share,
+        // its rate); the header is read before admission, within the
+        // handshake's time, from a trusted address only.
+        let client_ip = if from_balancer {
+            self.take_proxy_header(stream).await?.or(socket_ip)
+        } else {
+            socket_ip
+        };
+        let conn = guard
+            .admit(fd, client_ip, HANDSHAKE, true)
+            .map_err(accept_error)?;
+        let timer_guard = guard.clone();
+        let timer_conn = conn.clone();
         let limit = guard.limits.handshake;
         tokio::spawn(async move {
+            let (guard, conn) = (timer_guard, timer_conn);
             tokio::select! {
                 _ = tokio::time::sleep(limit) => {}
                 _ = conn.handshaken.notified() => return,
@@ -73,6 +133,24 @@ impl PreTlsProcess for HandshakeGuard {
                 guard.release(&conn, None);
             }
         });
+        // Where a load balancer sends PROXY headers, nobody else may: the
+        // first byte of anyone else's connection must not start one (the
+        // handshake timer bounds the wait for it).
+        if trusted.is_some() && !from_balancer {
+            let mut first = [0u8; 1];
+            let peeked = stream.try_peek(&mut first).await.unwrap_or(false);
+            if peeked && starts_a_header(first[0]) {
+                // Closed now: the guard's copy of the descriptor would keep
+                // the socket open until the handshake deadline.
+                conn.state.store(CLOSED, Ordering::Relaxed);
+                conn.close();
+                guard.release(&conn, None);
+                count_proxy_protocol("untrusted");
+                return Err(accept_error(
+                    "a PROXY protocol header from an address not in listen.proxy_protocol_from",
+                ));
+            }
+        }
         Ok(())
     }
 }
