@@ -19,6 +19,7 @@ pub mod body;
 pub mod caller;
 pub mod credentials;
 pub mod decide;
+pub mod encoding;
 pub mod head;
 pub mod headers;
 pub mod identity;

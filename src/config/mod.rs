@@ -42,6 +42,7 @@ impl std::fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+mod compression;
 pub(crate) mod raw;
 mod resolver;
 mod validate;
@@ -133,6 +134,8 @@ pub struct Config {
     pub access_log: crate::ops::access_log::Target,
     /// The DNS cache of upstream names (`resolver:`).
     pub resolver: crate::ops::dns::Settings,
+    /// Response compression (`compression:`).
+    pub compression: crate::ops::compress::Settings,
 }
 
 /// Peer request settings (docs/signing.md; docs/peering.md).

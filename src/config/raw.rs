@@ -46,6 +46,33 @@ pub(crate) struct Config {
     /// How upstream names are looked up and cached (default: the system's resolver).
     #[serde(default)]
     pub resolver: Option<Resolver>,
+    /// Compression of the apps' answers (default: on).
+    #[serde(default)]
+    pub compression: Option<Compression>,
+}
+
+/// Response compression: zstd, br or gzip by the client's Accept-Encoding.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Compression {
+    /// false: every answer goes as the app sent it (true).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Smallest body compressed when its length is known, in bytes (1024).
+    #[serde(default)]
+    pub min_bytes: Option<usize>,
+    /// Answers compressed at once, at most; past it answers go uncompressed (32).
+    #[serde(default)]
+    pub max_concurrent: Option<usize>,
+    /// gzip level, 1 to 9.
+    #[serde(default)]
+    pub gzip_level: Option<usize>,
+    /// Brotli level, 1 to 11.
+    #[serde(default)]
+    pub brotli_level: Option<usize>,
+    /// zstd level, 1 to 19.
+    #[serde(default)]
+    pub zstd_level: Option<usize>,
 }
 
 /// The DNS cache of upstream names.

@@ -96,7 +96,7 @@ impl Validator {
         }
     }
 
-    fn count(
+    pub(super) fn count(
         &mut self,
         key: &str,
         value: Option<usize>,
@@ -443,6 +443,7 @@ impl Validator {
         let limits = self.limits(raw.limits.unwrap_or_default());
         let access_log = self.access_log(raw.access_log);
         let resolver = self.resolver(raw.resolver.unwrap_or_default());
+        let compression = self.compression(raw.compression.unwrap_or_default());
 
         self.distinct_listeners(&[
             ("listen.https", listen_https),
@@ -476,6 +477,7 @@ impl Validator {
             limits,
             access_log,
             resolver,
+            compression,
         })
     }
 }

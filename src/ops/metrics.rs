@@ -62,6 +62,12 @@ pub(crate) struct Metrics {
     pub rate_limited: IntCounterVec,
     /// `portal_proxy_proxy_protocol_total{result}`.
     pub proxy_protocol: IntCounterVec,
+    /// `portal_proxy_compressed_responses_total{coding}`.
+    pub compressed_responses: IntCounterVec,
+    /// `portal_proxy_compression_bytes_total{coding,side}`.
+    pub compression_bytes: IntCounterVec,
+    /// `portal_proxy_compression_skipped_total{reason}`.
+    pub compression_skipped: IntCounterVec,
 }
 
 /// The results of `portal_proxy_peer_handshakes_total{result}`.
@@ -272,11 +278,39 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     ] {
         proxy_protocol.with_label_values(&[result]);
     }
+    let compressed_responses = counter_vec(
+        &registry,
+        "portal_proxy_compressed_responses_total",
+        "Answers compressed on their way to the client, by coding: zstd, br, gzip.",
+        &["coding"],
+    );
+    let compression_bytes = counter_vec(
+        &registry,
+        "portal_proxy_compression_bytes_total",
+        "Bytes of compressed answers, by coding and side: in (as the app sent them), out (as the client got them).",
+        &["coding", "side"],
+    );
+    for coding in portal_core::encoding::Coding::PREFERENCE {
+        compressed_responses.with_label_values(&[coding.token()]);
+        for side in ["in", "out"] {
+            compression_bytes.with_label_values(&[coding.token(), side]);
+        }
+    }
+    let compression_skipped = counter_vec(
+        &registry,
+        "portal_proxy_compression_skipped_total",
+        "Answers that would have been compressed but went as sent, by reason: max_concurrent (compression.max_concurrent encoders were at work).",
+        &["reason"],
+    );
+    compression_skipped.with_label_values(&["max_concurrent"]);
     Metrics {
         registry,
         peer_handshakes,
         rate_limited,
         proxy_protocol,
+        compressed_responses,
+        compression_bytes,
+        compression_skipped,
         dns_lookups,
         outbound_unverified,
         connections_refused,

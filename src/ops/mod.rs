@@ -2,6 +2,7 @@
 //! log, edge limits, TLS certificates and the DNS cache.
 
 pub(crate) mod access_log;
+pub mod compress;
 pub mod dns;
 pub(crate) mod guard;
 pub(crate) mod limits;

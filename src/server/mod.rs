@@ -259,6 +259,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         identity: identity.clone(),
         dns: dns.clone(),
         rate: crate::ops::rate::RateLimits::new(config.limits.rate),
+        compression: crate::ops::compress::Compressors::new(config.compression.clone()),
     });
     let router = router_shared;
 

@@ -7,6 +7,7 @@ mod common;
 
 mod access;
 mod cli;
+mod compression;
 mod config_schema;
 mod core_stand_in;
 mod corpus;

@@ -7,6 +7,7 @@ use std::time::Instant;
 use pingora::{Error, ErrorType, Result};
 
 use crate::listeners::respond::abort;
+use crate::ops::compress::Compressing;
 use crate::ops::guard::InFlight;
 use crate::ops::live::LiveRequest;
 use portal_core::body::BodyRate;
@@ -63,6 +64,8 @@ pub(super) struct Forwarding {
     /// The minimum rate of its body, from the body's first byte (not for
     /// upgraded connections, whose bytes flow at the client's will).
     pub(super) body_rate: Option<(BodyRate, Instant)>,
+    /// The encoder of its answer, when compressed.
+    pub(super) compressing: Option<Compressing>,
 }
 
 impl RequestCtx {

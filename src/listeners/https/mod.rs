@@ -5,6 +5,7 @@
 //! its way to the upstream and to failures on their way back.
 
 mod context;
+mod encode;
 mod forward;
 
 use std::sync::Arc;
@@ -63,6 +64,8 @@ pub(crate) struct Portal {
     pub dns: Arc<crate::ops::dns::Dns>,
     /// Request rates per client address and per peer.
     pub rate: RateLimits,
+    /// The encoders of compressed answers.
+    pub compression: crate::ops::compress::Compressors,
 }
 
 /// The HTTPS listener's request handling.
@@ -287,6 +290,7 @@ impl ProxyHttp for PortalProxy {
                         plan,
                         _live: live,
                         body_rate: None,
+                        compressing: None,
                     }))
                 }
             };
@@ -392,11 +396,36 @@ impl ProxyHttp for PortalProxy {
     /// the peer checks it before its app sees the answer.
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        self.sign_answer(ctx.received.binding.as_deref(), upstream_response)
+        let binding = ctx.received.binding.as_deref();
+        self.sign_answer(binding, upstream_response)?;
+        let signed = binding.is_some();
+        if let Stage::Forwarded(forwarding) = &mut ctx.stage {
+            let compression = &self.portal.compression;
+            forwarding.compressing =
+                encode::compress_answer(compression, session, upstream_response, signed)?;
+        }
+        Ok(())
+    }
+
+    /// Compresses the answer's body as it streams, when `response_filter`
+    /// chose to.
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if let Stage::Forwarded(forwarding) = &mut ctx.stage {
+            if let Some(compressing) = forwarding.compressing.as_mut() {
+                *body = Some(compressing.encode(body.as_deref(), end_of_stream)?);
+            }
+        }
+        Ok(None)
     }
 
     async fn fail_to_proxy(

@@ -236,6 +236,14 @@ async fn echo(
     if let Some(n) = parts
         .uri
         .path()
+        .rsplit_once("/asset/")
+        .and_then(|(_, n)| n.parse().ok())
+    {
+        return Ok(asset(n, parts.uri.query().unwrap_or("")));
+    }
+    if let Some(n) = parts
+        .uri
+        .path()
         .rsplit_once("/events/")
         .and_then(|(_, n)| n.parse().ok())
     {
@@ -275,6 +283,104 @@ async fn echo(
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(serde_json::to_vec(&echo).unwrap())).boxed())
         .unwrap())
+}
+
+/// `n` bytes of JavaScript-like text, the same for the same `n`: what an
+/// SPA bundle compresses like.
+pub fn asset_bytes(n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n + 64);
+    let mut i = 0u64;
+    while out.len() < n {
+        let line = format!(
+            "export function handler{i}(event) {{ return render(event.target, {{ id: {}, label: \"item {}\" }}); }}\n",
+            i * 7919 % 1000,
+            i % 97
+        );
+        out.extend_from_slice(line.as_bytes());
+        i += 1;
+    }
+    out.truncate(n);
+    out
+}
+
+/// The answer of `.../asset/<n>?<query>`: [`asset_bytes`] with headers
+/// from the query: `type=` (`Content-Type`, default
+/// `application/javascript`), `encoding=`, `cache=` (`Cache-Control`),
+/// `etag=`, `range=1` (a 206 with `Content-Range`); `chunked=1` streams it
+/// in 16 KiB chunks without `Content-Length`, and `hold=1` then never ends
+/// it.
+fn asset(n: usize, query: &str) -> Response<EchoBody> {
+    let param = |name: &str| {
+        query.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            (k == name).then(|| {
+                v.replace("%2F", "/")
+                    .replace("%20", " ")
+                    .replace("%22", "\"")
+            })
+        })
+    };
+    let data = Bytes::from(asset_bytes(n));
+    let mut builder = Response::builder().header(
+        "content-type",
+        param("type").unwrap_or_else(|| "application/javascript".into()),
+    );
+    for (name, header) in [
+        ("encoding", "content-encoding"),
+        ("cache", "cache-control"),
+        ("etag", "etag"),
+    ] {
+        if let Some(v) = param(name) {
+            builder = builder.header(header, v);
+        }
+    }
+    if param("range").is_some() {
+        builder = builder.status(206).header(
+            "content-range",
+            format!("bytes 0-{}/{}", n.saturating_sub(1), n * 2),
+        );
+    }
+    if param("chunked").is_none() {
+        return builder.body(Full::new(data).boxed()).unwrap();
+    }
+    let hold = param("hold").is_some();
+    let body = Chunks {
+        data,
+        sent: 0,
+        hold,
+    };
+    builder.body(body.boxed()).unwrap()
+}
+
+/// A body sent 16 KiB at a time; with `hold`, never ended after its data.
+struct Chunks {
+    data: Bytes,
+    sent: usize,
+    hold: bool,
+}
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        use std::task::Poll;
+        if self.sent < self.data.len() {
+            let end = (self.sent + 16384).min(self.data.len());
+            let chunk = self.data.slice(self.sent..end);
+            self.sent = end;
+            return Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk))));
+        }
+        // Held: pending with no waker, until the connection goes.
+        if self.hold {
+            Poll::Pending
+        } else {
+            Poll::Ready(None)
+        }
+    }
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -1,0 +1,344 @@
+//! Response compression's encoders (docs/config.md, "Response
+//! compression"): streaming encoders (Pingora's for gzip, this module's
+//! for zstd and Brotli, see [`Zstd`] and [`Brotli`]), at most
+//! `compression.max_concurrent` at once (each holds a window and tables:
+//! up to 2 MB), counted in `/metrics`. What is compressed is decided by
+//! `portal_core::encoding`.
+
+#![forbid(unsafe_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pingora::protocols::http::compression::{Algorithm, Encode};
+use portal_core::encoding::Coding;
+
+use crate::ops::metrics::METRICS;
+
+/// The level of each coding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Levels {
+    pub gzip: usize,
+    pub brotli: usize,
+    pub zstd: usize,
+}
+
+/// `compression:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub enabled: bool,
+    /// The smallest body compressed when its length is known.
+    pub min_bytes: usize,
+    /// Answers compressed at once, at most.
+    pub max_concurrent: usize,
+    pub levels: Levels,
+}
+
+impl Default for Settings {
+    /// Levels chosen from `cargo bench --bench compression`
+    /// (benches/README.md): each the cheapest that makes a 700 KB SPA
+    /// bundle about 26.5 % of its size. At most 32 answers compressed at
+    /// once: an encoder holds 0.4 MB (gzip) to 2.0 MB (zstd), so about
+    /// 65 MB at worst, whatever clients do.
+    fn default() -> Self {
+        Settings {
+            enabled: true,
+            min_bytes: 1024,
+            max_concurrent: 32,
+            levels: Levels {
+                gzip: 4,
+                brotli: 2,
+                zstd: 3,
+            },
+        }
+    }
+}
+
+impl Levels {
+    fn of(&self, coding: Coding) -> usize {
+        match coding {
+            Coding::Zstd => self.zstd,
+            Coding::Brotli => self.brotli,
+            Coding::Gzip => self.gzip,
+        }
+    }
+}
+
+/// An encoder of `coding` at `level`: Pingora's for gzip, [`Zstd`] and
+/// [`Brotli`] for the others.
+pub fn encoder(coding: Coding, level: usize) -> Option<Box<dyn Encode + Send + Sync>> {
+    let level = u32::try_from(level).ok()?;
+    match coding {
+        Coding::Zstd => Some(Box::new(Zstd::new(level, Zstd::WINDOW_LOG).ok()?)),
+        Coding::Brotli => Some(Box::new(Brotli::new(level))),
+        Coding::Gzip => Algorithm::Gzip.compressor(level),
+    }
+}
+
+/// A streaming zstd encoder with a bounded window. Pingora 0.9.1's takes
+/// the level's own window (2 MiB at level 3): 3.6 MB held per answer
+/// against 2.0 MB with a 512 KiB window, for the same bytes on a 700 KB
+/// bundle (`cargo bench --bench compression`).
+pub struct Zstd {
+    encoder: zstd::stream::write::Encoder<'static, Vec<u8>>,
+    finished: bool,
+    read: usize,
+    written: usize,
+    took: std::time::Duration,
+}
+
+impl Zstd {
+    /// 2^19 bytes: 512 KiB, as Brotli's.
+    pub const WINDOW_LOG: u32 = 19;
+
+    pub fn new(level: u32, window_log: u32) -> std::io::Result<Self> {
+        let level = i32::try_from(level).map_err(std::io::Error::other)?;
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), level)?;
+        encoder.window_log(window_log)?;
+        Ok(Zstd {
+            encoder,
+            finished: false,
+            read: 0,
+            written: 0,
+            took: std::time::Duration::ZERO,
+        })
+    }
+}
+
+impl Encode for Zstd {
+    fn encode(&mut self, input: &[u8], end: bool) -> pingora::Result<Bytes> {
+        use pingora::OrErr;
+        use std::io::Write;
+        if self.finished {
+            return Ok(Bytes::new());
+        }
+        let started = std::time::Instant::now();
+        self.read += input.len();
+        self.encoder.write_all(input).or_err(
+            pingora::ErrorType::InternalError,
+            "while compressing with zstd",
+        )?;
+        if end {
+            self.encoder.do_finish().or_err(
+                pingora::ErrorType::InternalError,
+                "while compressing with zstd",
+            )?;
+            self.finished = true;
+        }
+        let out = std::mem::take(self.encoder.get_mut());
+        self.written += out.len();
+        self.took += started.elapsed();
+        Ok(out.into())
+    }
+
+    fn stat(&self) -> (&'static str, usize, usize, std::time::Duration) {
+        ("zstd", self.read, self.written, self.took)
+    }
+}
+
+/// A streaming Brotli encoder that ends its stream. Pingora 0.9.1's only
+/// flushes at the end and never writes Brotli's last meta-block, so a
+/// strict decoder (the `brotli` crate's) refuses its output as truncated.
+pub struct Brotli {
+    /// `None` once finished.
+    writer: Option<brotli::CompressorWriter<Vec<u8>>>,
+    read: usize,
+    written: usize,
+    took: std::time::Duration,
+}
+
+impl Brotli {
+    /// The window Pingora uses: 2^19 bytes (512 KiB).
+    const WINDOW_BITS: u32 = 19;
+
+    pub fn new(level: u32) -> Self {
+        Brotli {
+            writer: Some(brotli::CompressorWriter::new(
+                Vec::new(),
+                4096,
+                level,
+                Self::WINDOW_BITS,
+            )),
+            read: 0,
+            written: 0,
+            took: std::time::Duration::ZERO,
+        }
+    }
+}
+
+impl Encode for Brotli {
+    fn encode(&mut self, input: &[u8], end: bool) -> pingora::Result<Bytes> {
+        use pingora::OrErr;
+        use std::io::Write;
+        let started = std::time::Instant::now();
+        let Some(writer) = self.writer.as_mut() else {
+            return Ok(Bytes::new());
+        };
+        self.read += input.len();
+        writer.write_all(input).or_err(
+            pingora::ErrorType::InternalError,
+            "while compressing with Brotli",
+        )?;
+        let out = if end {
+            // Writes the last meta-block.
+            self.writer
+                .take()
+                .map(|w| w.into_inner())
+                .unwrap_or_default()
+        } else {
+            std::mem::take(writer.get_mut())
+        };
+        self.written += out.len();
+        self.took += started.elapsed();
+        Ok(out.into())
+    }
+
+    fn stat(&self) -> (&'static str, usize, usize, std::time::Duration) {
+        ("brotli", self.read, self.written, self.took)
+    }
+}
+
+/// The encoders of one listener, and how many are at work.
+pub(crate) struct Compressors {
+    pub settings: Settings,
+    active: Arc<AtomicUsize>,
+}
+
+impl Compressors {
+    pub(crate) fn new(settings: Settings) -> Self {
+        Compressors {
+            settings,
+            active: Arc::default(),
+        }
+    }
+
+    /// An encoder for one answer, or `None` at `max_concurrent` (the answer
+    /// then goes uncompressed).
+    pub(crate) fn start(&self, coding: Coding) -> Option<Compressing> {
+        let max = self.settings.max_concurrent;
+        let taken = self
+            .active
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            });
+        if taken.is_err() {
+            METRICS
+                .compression_skipped
+                .with_label_values(&["max_concurrent"])
+                .inc();
+            return None;
+        }
+        let active = Slot(self.active.clone());
+        let encoder = encoder(coding, self.settings.levels.of(coding))?;
+        METRICS
+            .compressed_responses
+            .with_label_values(&[coding.token()])
+            .inc();
+        Some(Compressing {
+            encoder,
+            coding,
+            _active: active,
+        })
+    }
+}
+
+/// A place among the encoders at work, given back when dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One answer being compressed.
+pub(crate) struct Compressing {
+    encoder: Box<dyn Encode + Send + Sync>,
+    coding: Coding,
+    _active: Slot,
+}
+
+impl Compressing {
+    /// The compressed bytes of the next body chunk (`None`: no data), all
+    /// that is left at `end`. Possibly empty: the encoder holds small
+    /// inputs until it has enough to compress.
+    pub(crate) fn encode(&mut self, data: Option<&[u8]>, end: bool) -> pingora::Result<Bytes> {
+        self.encoder.encode(data.unwrap_or_default(), end)
+    }
+}
+
+impl Drop for Compressing {
+    fn drop(&mut self) {
+        let (_, read, written, _) = self.encoder.stat();
+        let bytes = &METRICS.compression_bytes;
+        let token = self.coding.token();
+        bytes.with_label_values(&[token, "in"]).inc_by(read as u64);
+        bytes
+            .with_label_values(&[token, "out"])
+            .inc_by(written as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `encode` gave, whole, for `chunks`.
+    fn compress(c: &mut Compressing, chunks: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for chunk in chunks {
+            out.extend_from_slice(&c.encode(Some(chunk), false).unwrap());
+        }
+        out.extend_from_slice(&c.encode(None, true).unwrap());
+        out
+    }
+
+    #[test]
+    fn every_coding_round_trips_in_chunks() {
+        use std::io::Read;
+        let text: Vec<u8> = (0..20_000)
+            .flat_map(|i| format!("function f{i}(a) {{ return a + {i}; }}\n").into_bytes())
+            .collect();
+        let chunks: Vec<&[u8]> = text.chunks(7_000).collect();
+        let compressors = Compressors::new(Settings::default());
+        for coding in Coding::PREFERENCE {
+            let mut c = compressors.start(coding).unwrap();
+            let out = compress(&mut c, &chunks);
+            assert!(
+                out.len() * 5 < text.len(),
+                "{coding:?}: {} of {}",
+                out.len(),
+                text.len()
+            );
+            let mut back = Vec::new();
+            match coding {
+                Coding::Gzip => {
+                    flate2::read::GzDecoder::new(&out[..])
+                        .read_to_end(&mut back)
+                        .unwrap();
+                }
+                Coding::Brotli => {
+                    brotli::Decompressor::new(&out[..], 4096)
+                        .read_to_end(&mut back)
+                        .unwrap();
+                }
+                Coding::Zstd => back = zstd::decode_all(&out[..]).unwrap(),
+            };
+            assert_eq!(back, text, "{coding:?}");
+        }
+    }
+
+    #[test]
+    fn at_most_max_concurrent_at_once() {
+        let compressors = Compressors::new(Settings {
+            max_concurrent: 2,
+            ..Settings::default()
+        });
+        let a = compressors.start(Coding::Gzip).unwrap();
+        let _b = compressors.start(Coding::Zstd).unwrap();
+        assert!(compressors.start(Coding::Brotli).is_none());
+        drop(a);
+        assert!(compressors.start(Coding::Brotli).is_some());
+    }
+}
