@@ -35,5 +35,7 @@ pub mod signature;
 pub mod snapshot;
 pub mod target;
 pub mod templates;
+#[cfg(test)]
+mod test_support;
 pub mod trace;
 pub mod transport;

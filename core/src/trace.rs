@@ -144,6 +144,7 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::headers;
     use proptest::prelude::*;
 
     const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -224,17 +225,6 @@ mod tests {
         let kept = TraceParent::parse(later.as_bytes()).unwrap();
         assert_eq!(kept.as_str(), later, "passed on unchanged");
         assert_eq!(kept.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (n, v) in pairs {
-            h.append(
-                http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        h
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! Tests of `signature`: the RFC 9421 ed25519 vector and the refusals.
 
 use super::*;
+use crate::test_support::headers;
 use base64::Engine as _;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use ed25519_dalek::{Signer as _, SigningKey};
-use http::HeaderValue;
 
 /// RFC 9421 Appendix B.1.4, `test-key-ed25519`.
 const RFC_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
@@ -15,17 +15,6 @@ const RFC_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
 MC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF
 -----END PRIVATE KEY-----
 ";
-
-fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    for (k, v) in pairs {
-        h.append(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            HeaderValue::from_str(v).unwrap(),
-        );
-    }
-    h
-}
 
 #[test]
 fn rfc9421_b26_ed25519_vector() {
