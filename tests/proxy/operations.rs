@@ -1052,11 +1052,14 @@ async fn reload(files: &PortalFiles, n: usize, running: u32) -> u32 {
         std::future::ready(parent.log_text().contains("Bootstrap done"))
     })
     .await;
-    assert!(
-        has_sockets,
-        "reload {n}: the new daemon did not get the sockets:\n{}",
-        parent.log_text()
-    );
+    if !has_sockets {
+        // Not left running: the caller never learns its pid.
+        send_signal(pid, "KILL");
+        panic!(
+            "reload {n}: the new daemon did not get the sockets:\n{}",
+            parent.log_text()
+        );
+    }
     pid
 }
 
