@@ -129,26 +129,28 @@ pub(crate) async fn read_header<S: AsyncRead + Unpin>(stream: &mut S) -> Result<
 /// connection, a health check; or a Unix or unspecified address).
 pub(crate) fn source(header: &[u8]) -> Result<Option<SocketAddr>, Refused> {
     let malformed = |e: &dyn std::fmt::Display| Refused::Malformed(e.to_string());
-    match HeaderResult::parse(header) {
-        HeaderResult::V1(Ok(h)) => Ok(match h.addresses {
-            v1::Addresses::Tcp4(a) => Some(SocketAddr::new(a.source_address.into(), a.source_port)),
-            v1::Addresses::Tcp6(a) => Some(SocketAddr::new(a.source_address.into(), a.source_port)),
+    let named: Option<(IpAddr, u16)> = match HeaderResult::parse(header) {
+        HeaderResult::V1(Ok(h)) => match h.addresses {
+            v1::Addresses::Tcp4(a) => Some((a.source_address.into(), a.source_port)),
+            v1::Addresses::Tcp6(a) => Some((a.source_address.into(), a.source_port)),
             v1::Addresses::Unknown => None,
-        }),
-        HeaderResult::V2(Ok(h)) => Ok(match (h.command, h.addresses) {
+        },
+        HeaderResult::V2(Ok(h)) => match (h.command, h.addresses) {
             (v2::Command::Local, _) => None,
             (v2::Command::Proxy, v2::Addresses::IPv4(a)) => {
-                Some(SocketAddr::new(a.source_address.into(), a.source_port))
+                Some((a.source_address.into(), a.source_port))
             }
-            (v2::Command::Proxy, v2::Addresses::IPv6(a)) => Some(SocketAddr::new(
-                portal_core::outbound::canonical_ip(a.source_address.into()),
-                a.source_port,
-            )),
+            (v2::Command::Proxy, v2::Addresses::IPv6(a)) => {
+                Some((a.source_address.into(), a.source_port))
+            }
             (v2::Command::Proxy, v2::Addresses::Unix(_) | v2::Addresses::Unspecified) => None,
-        }),
-        HeaderResult::V1(Err(e)) => Err(malformed(&e)),
-        HeaderResult::V2(Err(e)) => Err(malformed(&e)),
-    }
+        },
+        HeaderResult::V1(Err(e)) => return Err(malformed(&e)),
+        HeaderResult::V2(Err(e)) => return Err(malformed(&e)),
+    };
+    // An IPv4 client written as IPv6 (`::ffff:a.b.c.d`) is that IPv4
+    // client, as the rest of the proxy counts it.
+    Ok(named.map(|(ip, port)| SocketAddr::new(portal_core::outbound::canonical_ip(ip), port)))
 }
 
 #[cfg(test)]
@@ -200,6 +202,10 @@ mod tests {
             (
                 b"PROXY TCP6 2001:db8::1 ::1 5555 443\r\n".to_vec(),
                 Ok(Some("[2001:db8::1]:5555")),
+            ),
+            (
+                b"PROXY TCP6 ::ffff:203.0.113.11 ::1 5555 443\r\n".to_vec(),
+                Ok(Some("203.0.113.11:5555")),
             ),
             (b"PROXY UNKNOWN\r\n".to_vec(), Ok(None)),
             (
