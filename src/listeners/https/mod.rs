@@ -1,12 +1,15 @@
 //! The HTTPS listener's `ProxyHttp` shell (a pure core inside a thin
 //! shell). `request_filter` gathers the request head, calls [`decide`]
 //! once and keeps the decision's facts and [`Verdict`] in the request's
-//! context (its `Stage`); every later phase applies it: `forward` is what is done to a request on
-//! its way to the upstream and to failures on their way back.
+//! context (its `Stage`); every later phase applies it: `limit` the rate
+//! limits, `forward` what is done to a request on its way to the upstream
+//! and to failures on their way back, `answer` what is done to the app's
+//! answer (signed for a peer, or compressed).
 
+mod answer;
 mod context;
-mod encode;
 mod forward;
+mod limit;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,7 +23,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::protocols::tls::SslDigest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::{Error, ErrorType, Result};
+use pingora::{Error, Result};
 
 use super::request_host;
 use super::respond::write_refusal_with;
@@ -30,16 +33,15 @@ use crate::ops::guard::{digest_key, Guard};
 use crate::ops::live::LiveRequests;
 use crate::ops::metrics;
 use crate::ops::peer_tls::TlsPeer;
-use crate::ops::rate::{ClientKey, RateLimits};
+use crate::ops::rate::RateLimits;
 use crate::state::SharedState;
 use portal_core::body::BodyRate;
 use portal_core::caller::Caller;
-use portal_core::decide::{decide, AnswerBinding, Decision, Facts, Head, Policy, Verdict};
+use portal_core::decide::{decide, Decision, Facts, Head, Policy, Verdict};
 use portal_core::identity::Identity;
 use portal_core::refusal::{Kind, Refusal};
 use portal_core::replay::ReplayCache;
 use portal_core::route::Target;
-use portal_core::signature::response::sign_response;
 use portal_core::trace::Trace;
 
 /// What the HTTPS listener knows of its Portal; shared by every request.
@@ -76,62 +78,6 @@ pub(crate) struct PortalProxy {
 impl PortalProxy {
     pub(crate) fn new(portal: Arc<Portal>) -> Self {
         PortalProxy { portal }
-    }
-}
-
-impl PortalProxy {
-    /// Adds this Portal's response signature to `head` when the request
-    /// was a verified peer's (`binding`).
-    fn sign_answer(
-        &self,
-        binding: Option<&AnswerBinding>,
-        head: &mut ResponseHeader,
-    ) -> Result<()> {
-        let Some(binding) = binding else {
-            return Ok(());
-        };
-        let identity = &self.portal.identity;
-        let signed = sign_response(
-            &identity.signing_key,
-            &identity.id,
-            head.status.as_u16(),
-            &head.headers,
-            &binding.as_request(),
-            crate::ops::unix_now(),
-        )
-        .map_err(|e| Error::because(ErrorType::InternalError, "signing the answer", e))?;
-        head.insert_header("signature-input", signed.signature_input)?;
-        head.insert_header("signature", signed.signature)?;
-        Ok(())
-    }
-}
-
-/// Who the request counts for in the rate limits: its client address.
-fn client_key(session: &Session) -> Option<ClientKey> {
-    let addr = session.client_addr()?.as_inet()?;
-    Some(ClientKey::from(addr.ip()))
-}
-
-impl PortalProxy {
-    /// Counts a decided request in the rate limits (docs/config.md,
-    /// `limits`); the refusal that replaces its verdict when over one.
-    /// Terminals are never limited; an address locked out for failed
-    /// authentications gets 429 for everything that does not
-    /// authenticate.
-    fn rate_limit(&self, client: Option<ClientKey>, decision: &Decision) -> Option<Refusal> {
-        let rate = &self.portal.rate;
-        // Locked out by the failures before this request: the one that
-        // reaches the limit is still answered as it was decided.
-        let locked = client.is_some_and(|c| rate.locked_out(c));
-        if let Some(c) = client.filter(|_| decision.failed_authentication()) {
-            rate.failed(c);
-        }
-        match &decision.facts.caller {
-            Caller::Terminal { .. } => None,
-            Caller::Peer { id, .. } => rate.peer(id),
-            Caller::Anonymous if locked => Some(rate.lockout()),
-            Caller::Anonymous => rate.anonymous(client?),
-        }
     }
 }
 
@@ -233,7 +179,7 @@ impl ProxyHttp for PortalProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let client = client_key(session);
+        let client = limit::client_key(session);
         if let Stage::Undecided = ctx.stage {
             let rate = &self.portal.rate;
             let locked = client.is_some_and(|c| rate.locked_out(c));
@@ -265,7 +211,7 @@ impl ProxyHttp for PortalProxy {
                 None => Ok(()),
             };
             let decision = decision.settle(claim);
-            let verdict = match self.rate_limit(client, &decision) {
+            let verdict = match limit::rate_limit(&self.portal.rate, client, &decision) {
                 Some(refusal) => Verdict::Refuse(refusal),
                 None => decision.verdict,
             };
@@ -298,7 +244,8 @@ impl ProxyHttp for PortalProxy {
         match &ctx.stage {
             Stage::Answered { refusal, .. } => {
                 let binding = ctx.received.binding.as_deref();
-                let sign = |head: &mut ResponseHeader| self.sign_answer(binding, head);
+                let sign =
+                    |head: &mut ResponseHeader| answer::sign(&self.portal.identity, binding, head);
                 write_refusal_with(session.as_downstream_mut(), refusal, sign).await?;
                 Ok(true)
             }
@@ -401,12 +348,12 @@ impl ProxyHttp for PortalProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let binding = ctx.received.binding.as_deref();
-        self.sign_answer(binding, upstream_response)?;
+        answer::sign(&self.portal.identity, binding, upstream_response)?;
         let signed = binding.is_some();
         if let Stage::Forwarded(forwarding) = &mut ctx.stage {
             let compression = &self.portal.compression;
             forwarding.compressing =
-                encode::compress_answer(compression, session, upstream_response, signed)?;
+                answer::compress(compression, session, upstream_response, signed)?;
         }
         Ok(())
     }
@@ -466,7 +413,8 @@ impl ProxyHttp for PortalProxy {
                 );
                 let status = refusal.status();
                 let binding = ctx.received.binding.as_deref();
-                let sign = |head: &mut ResponseHeader| self.sign_answer(binding, head);
+                let sign =
+                    |head: &mut ResponseHeader| answer::sign(&self.portal.identity, binding, head);
                 let written = write_refusal_with(session.as_downstream_mut(), &refusal, sign).await;
                 // Recorded for the access log.
                 let _ = ctx.fail(refusal);

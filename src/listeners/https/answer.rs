@@ -1,22 +1,50 @@
-//! On the way back to the client: the answer's compression (docs/config.md,
-//! "Response compression"). What is compressed is
-//! `portal_core::encoding`'s choice; the body streams through the encoder
-//! chunk by chunk, never held whole.
+//! What is done to an app's answer on its way back to the client: signed
+//! when it answers a verified peer (docs/signing.md), compressed otherwise
+//! when `portal_core::encoding` chooses to (docs/config.md, "Response
+//! compression"; the body then streams through the encoder chunk by chunk,
+//! never held whole).
 
 use http::header::{
     ACCEPT_RANGES, CONTENT_ENCODING, CONTENT_LENGTH, ETAG, TRANSFER_ENCODING, VARY,
 };
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
-use pingora::Result;
+use pingora::{Error, ErrorType, Result};
 
 use crate::ops::compress::{Compressing, Compressors};
+use portal_core::decide::AnswerBinding;
 use portal_core::encoding::{choose, compressed_etag, varies_on_accept_encoding, Exchange};
+use portal_core::identity::Identity;
+use portal_core::signature::response::sign_response;
+
+/// Adds this Portal's response signature to `head` when the request was a
+/// verified peer's (`binding`).
+pub(super) fn sign(
+    identity: &Identity,
+    binding: Option<&AnswerBinding>,
+    head: &mut ResponseHeader,
+) -> Result<()> {
+    let Some(binding) = binding else {
+        return Ok(());
+    };
+    let signed = sign_response(
+        &identity.signing_key,
+        &identity.id,
+        head.status.as_u16(),
+        &head.headers,
+        &binding.as_request(),
+        crate::ops::unix_now(),
+    )
+    .map_err(|e| Error::because(ErrorType::InternalError, "signing the answer", e))?;
+    head.insert_header("signature-input", signed.signature_input)?;
+    head.insert_header("signature", signed.signature)?;
+    Ok(())
+}
 
 /// Prepares the head of an app's answer for compression, and returns its
 /// encoder when it is to be compressed. `signed`: the answer to a verified
 /// peer, which goes as the app sent it.
-pub(super) fn compress_answer(
+pub(super) fn compress(
     compressors: &Compressors,
     session: &Session,
     head: &mut ResponseHeader,
