@@ -1,0 +1,177 @@
+//! Series that exist before their first event: the label sets known from
+//! the state (apps and their accesses, peers) exported at 0 at start and
+//! after each reload, and those of apps and peers that left dropped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{LazyLock, Mutex};
+
+use super::{METRICS, STATUS_CLASSES, UPSTREAM_ERROR_KINDS};
+use portal_core::app_meta::Access;
+use portal_core::caller::Caller;
+use portal_core::decide::CORE_APP_LABEL;
+use portal_core::snapshot::Snapshot;
+
+/// The series of apps and peers that [`align_series`] made, to drop them
+/// when their app or peer is gone.
+#[derive(Default)]
+struct Aligned {
+    /// By app label: the label values of its `requests_total` series.
+    apps: BTreeMap<String, Vec<[&'static str; 3]>>,
+    peers: BTreeSet<String>,
+}
+
+static ALIGNED: LazyLock<Mutex<Aligned>> = LazyLock::new(Mutex::default);
+
+/// The `(access, client_type)` pairs a request forwarded on a path of
+/// `access` can have: the access rule itself tells (`portal_core::access`).
+fn forwarded_labels(access: Access) -> impl Iterator<Item = [&'static str; 3]> {
+    let callers = [
+        Caller::Anonymous,
+        Caller::Terminal {
+            id: String::new(),
+            name: String::new(),
+        },
+        Caller::Peer {
+            id: String::new(),
+            name: String::new(),
+        },
+    ];
+    callers
+        .into_iter()
+        .filter(move |c| portal_core::access::decide(access, c).is_ok())
+        .map(move |c| [access.as_str(), c.client_type(), "2xx"])
+}
+
+/// Exports the series of the state's apps and peers from 0, so that a
+/// scrape of a fresh proxy (or one after a reload) has them before their
+/// first event and `rate()`/`increase()` see the first one (Prometheus's
+/// instrumentation guidance): per app (and the Portal core), its request
+/// duration, its forwarded requests (each access of its rules, each
+/// client type that access admits, `2xx`) and its upstream errors of
+/// every kind; per peer, its calls of every status class and its
+/// unverified answers. The series of apps and peers no longer in the
+/// state are dropped. Called at start and after each state reload.
+pub(crate) fn align_series(snapshot: &Snapshot) {
+    let m = &*METRICS;
+    let mut apps: BTreeMap<String, Vec<[&'static str; 3]>> = BTreeMap::new();
+    for (name, app) in &snapshot.apps {
+        let mut accesses: Vec<Access> = app.meta.paths.iter().map(|r| r.access).collect();
+        accesses.sort_by_key(|a| a.as_str());
+        accesses.dedup();
+        apps.insert(
+            name.clone(),
+            accesses.into_iter().flat_map(forwarded_labels).collect(),
+        );
+    }
+    apps.insert(
+        CORE_APP_LABEL.to_string(),
+        [Access::Public, Access::Private]
+            .into_iter()
+            .flat_map(forwarded_labels)
+            .collect(),
+    );
+    let peers: BTreeSet<String> = snapshot.peers.iter().map(|p| p.id.clone()).collect();
+
+    let mut aligned = ALIGNED.lock().unwrap_or_else(|e| e.into_inner());
+    for (app, labels) in &aligned.apps {
+        let kept = apps.get(app);
+        for l in labels {
+            if !kept.is_some_and(|k| k.contains(l)) {
+                let _ = m
+                    .requests
+                    .remove_label_values(&[app, l[0], l[1], "forward", l[2]]);
+            }
+        }
+        if kept.is_none() {
+            let _ = m.request_duration.remove_label_values(&[app]);
+            for kind in UPSTREAM_ERROR_KINDS {
+                let _ = m.upstream_errors.remove_label_values(&[app, kind]);
+            }
+        }
+    }
+    for peer in aligned.peers.difference(&peers) {
+        for class in STATUS_CLASSES {
+            let _ = m.outbound_requests.remove_label_values(&[peer, class]);
+        }
+        let _ = m.outbound_unverified.remove_label_values(&[peer]);
+    }
+    for (app, labels) in &apps {
+        m.request_duration.with_label_values(&[app]);
+        for l in labels {
+            m.requests
+                .with_label_values(&[app, l[0], l[1], "forward", l[2]]);
+        }
+        for kind in UPSTREAM_ERROR_KINDS {
+            m.upstream_errors.with_label_values(&[app, kind]);
+        }
+    }
+    for peer in &peers {
+        for class in STATUS_CLASSES {
+            m.outbound_requests.with_label_values(&[peer, class]);
+        }
+        m.outbound_unverified.with_label_values(&[peer]);
+    }
+    *aligned = Aligned { apps, peers };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::ops::metrics::render;
+    use portal_core::app_meta::AppMeta;
+    use portal_core::headers::AppHeaders;
+    use portal_core::identity::Identity;
+    use portal_core::peers::Peers;
+    use portal_core::snapshot::App;
+
+    fn snapshot(apps: &[&str], peer: Option<&Identity>) -> Snapshot {
+        let json = br#"{"port":80,"paths":{"":{"access":"private"},"/pub/":{"access":"public"}}}"#;
+        let apps = apps
+            .iter()
+            .map(|name| {
+                let meta = AppMeta::parse(name, json).unwrap();
+                let headers = AppHeaders::compile(&meta).unwrap();
+                (name.to_string(), Arc::new(App { meta, headers }))
+            })
+            .collect();
+        let peers = peer.map_or(String::from("[]"), |p| {
+            serde_json::json!([{"id": p.id, "name": "p", "public_key": p.public_key_pem}])
+                .to_string()
+        });
+        Snapshot {
+            apps,
+            peers: Arc::new(Peers::parse(peers.as_bytes()).unwrap().0),
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn series_of_apps_and_peers_start_at_zero_and_leave_with_them() {
+        let peer = Identity::from_signing_key(ed25519_dalek::SigningKey::from_bytes(&[5; 32]));
+        align_series(&snapshot(&["align-a", "align-b"], Some(&peer)));
+        let text = String::from_utf8(render()).unwrap();
+        let wanted = [
+            "portal_proxy_upstream_errors_total{app=\"align-a\",kind=\"connect_refused\"} 0".to_string(),
+            "portal_proxy_upstream_errors_total{app=\"/core\",kind=\"other\"} 0".to_string(),
+            "portal_proxy_request_duration_seconds_count{app=\"align-b\"} 0".to_string(),
+            // Private: terminals only; public: every client type.
+            "portal_proxy_requests_total{access=\"private\",app=\"align-a\",client_type=\"terminal\",decision=\"forward\",status_class=\"2xx\"} 0".to_string(),
+            "portal_proxy_requests_total{access=\"public\",app=\"align-a\",client_type=\"peer\",decision=\"forward\",status_class=\"2xx\"} 0".to_string(),
+            format!("portal_proxy_outbound_requests_total{{peer=\"{}\",status_class=\"5xx\"}} 0", peer.id),
+            format!("portal_proxy_outbound_unverified_total{{peer=\"{}\"}} 0", peer.id),
+        ];
+        for series in &wanted {
+            assert!(text.contains(series.as_str()), "{series} missing");
+        }
+        assert!(!text.contains("access=\"private\",app=\"align-a\",client_type=\"anonymous\""));
+
+        // align-a and the peer leave: their series go, align-b's stay.
+        align_series(&snapshot(&["align-b"], None));
+        let text = String::from_utf8(render()).unwrap();
+        assert!(!text.contains("app=\"align-a\""), "align-a's series stayed");
+        assert!(!text.contains(&peer.id), "the peer's series stayed");
+        assert!(text.contains("portal_proxy_request_duration_seconds_count{app=\"align-b\"} 0"));
+    }
+}
