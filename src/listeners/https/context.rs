@@ -1,6 +1,7 @@
 //! The context of one request on the HTTPS listener: what was received,
 //! and where the request stands. Each phase of the shell (`mod.rs`) reads
-//! and moves it; dropping it ends what the request holds.
+//! and moves it; dropping it ends what the request holds. [`head`] is the
+//! request head as the decision reads it.
 
 use std::time::Instant;
 
@@ -10,8 +11,9 @@ use crate::listeners::respond::abort;
 use crate::ops::compress::Compressing;
 use crate::ops::guard::InFlight;
 use crate::ops::live::LiveRequest;
+use pingora::http::RequestHeader;
 use portal_core::body::BodyRate;
-use portal_core::decide::{AnswerBinding, Facts, Plan};
+use portal_core::decide::{AnswerBinding, Facts, Head, Plan};
 use portal_core::names::HostPort;
 use portal_core::refusal::Refusal;
 use portal_core::trace::Trace;
@@ -130,5 +132,23 @@ impl RequestCtx {
             },
         };
         error
+    }
+}
+
+/// The head as `decide` reads it; `tls_peer`: the peer whose key
+/// opened the connection.
+pub(super) fn head<'a>(
+    req: &'a RequestHeader,
+    host: Option<&'a str>,
+    has_body: bool,
+    tls_peer: Option<&'a str>,
+) -> Head<'a> {
+    Head {
+        method: req.method.as_str(),
+        host,
+        target: req.raw_path(),
+        headers: &req.headers,
+        has_body,
+        tls_peer,
     }
 }

@@ -15,6 +15,17 @@ pub(super) fn client_key(session: &Session) -> Option<ClientKey> {
     Some(ClientKey::from(addr.ip()))
 }
 
+/// The refusal of a signed request from an address locked out for failed
+/// authentications: given before any signature work.
+pub(super) fn locked_out_signed(
+    rate: &RateLimits,
+    client: Option<ClientKey>,
+    headers: &http::HeaderMap,
+) -> Option<Refusal> {
+    let locked = client.is_some_and(|c| rate.locked_out(c));
+    (locked && headers.contains_key("signature-input")).then(|| rate.lockout())
+}
+
 /// Counts a decided request in the rate limits; the refusal that replaces
 /// its verdict when over one. Terminals are never limited; an address
 /// locked out for failed authentications gets 429 for everything that

@@ -37,7 +37,7 @@ use crate::ops::rate::RateLimits;
 use crate::state::SharedState;
 use portal_core::body::BodyRate;
 use portal_core::caller::Caller;
-use portal_core::decide::{decide, Decision, Facts, Head, Policy, Verdict};
+use portal_core::decide::{decide, Decision, Facts, Policy, Verdict};
 use portal_core::identity::Identity;
 use portal_core::refusal::{Kind, Refusal};
 use portal_core::replay::ReplayCache;
@@ -89,24 +89,6 @@ fn connection_key(session: &Session) -> Option<usize> {
         .socket_digest
         .as_ref()
         .map(digest_key)
-}
-
-/// The head as [`decide`] reads it; `tls_peer`: the peer whose key
-/// opened the connection.
-fn head<'a>(
-    req: &'a RequestHeader,
-    host: Option<&'a str>,
-    has_body: bool,
-    tls_peer: Option<&'a str>,
-) -> Head<'a> {
-    Head {
-        method: req.method.as_str(),
-        host,
-        target: req.raw_path(),
-        headers: &req.headers,
-        has_body,
-        tls_peer,
-    }
 }
 
 /// The TLS digest of the connection (pinned peer TLS records the peer's
@@ -181,14 +163,11 @@ impl ProxyHttp for PortalProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let client = limit::client_key(session);
         if let Stage::Undecided = ctx.stage {
-            let rate = &self.portal.rate;
-            let locked = client.is_some_and(|c| rate.locked_out(c));
-            // A locked-out address's signed requests are refused before
-            // any signature work.
-            if locked && session.req_header().headers.contains_key("signature-input") {
+            let headers = &session.req_header().headers;
+            if let Some(refusal) = limit::locked_out_signed(&self.portal.rate, client, headers) {
                 ctx.stage = Stage::Answered {
                     facts: Facts::default(),
-                    refusal: rate.lockout(),
+                    refusal,
                     upstream: None,
                 };
             }
@@ -201,7 +180,7 @@ impl ProxyHttp for PortalProxy {
             let tls_peer = ssl.as_deref().and_then(|d| d.extension.get::<TlsPeer>());
             let tls_peer = tls_peer.map(|p| p.0.as_str());
             let host = ctx.received.host.as_deref();
-            let head = head(session.req_header(), host, has_body, tls_peer);
+            let head = context::head(session.req_header(), host, has_body, tls_peer);
             let decision = decide(&head, &snapshot, &self.portal.policy, now);
             let claim = match &decision.nonce {
                 Some(n) => self
