@@ -12,9 +12,9 @@ use super::caller::{Caller, Terminals, Token, TERMINAL_COOKIE};
 /// Which terminal credentials the request carries, for stripping.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Credentials {
-    /// A `Cookie` header holds an `authorization` cookie (any case), or
-    /// cannot be read as text: the `Cookie` headers are rewritten without
-    /// it.
+    /// A `Cookie` header holds an `authorization` cookie (any case): the
+    /// `Cookie` headers are rewritten without it, every other pair kept
+    /// byte for byte.
     pub terminal_cookie: bool,
     /// The positions, among the request's `Authorization` headers, of
     /// those that carry a token signed with the terminal secret (whatever
@@ -24,6 +24,24 @@ pub struct Credentials {
     /// The `exp` of the token that identified the terminal, if it has one:
     /// what is open under it ends then.
     pub terminal_expires: Option<f64>,
+    /// A token was sent as the terminal's (an `authorization` cookie, or
+    /// a bearer token signed with the secret) and none proved a terminal.
+    pub unproved: Option<Unproved>,
+}
+
+/// Why the terminal token a request carries proves nothing, from the most
+/// to the least telling: only a [`Unproved::Forged`] token is a failed
+/// authentication (docs/config.md, "What counts as a failed
+/// authentication").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unproved {
+    /// An `authorization` cookie that is not a token signed with the
+    /// terminal secret: forged, guessed, or of a secret since rotated.
+    Forged,
+    /// Signed with the secret, but expired, not yet valid, of a removed
+    /// terminal or with other claims: the proof holds, the terminal
+    /// does not (the owner's stale device).
+    Stale,
 }
 
 impl Credentials {
@@ -31,7 +49,9 @@ impl Credentials {
     /// once, with one signature check per token at most. When `identify`
     /// is set (no peer signature decided the caller), also returns the
     /// terminal proved by the first cookie that proves one, else by the
-    /// first `Authorization` header's bearer token.
+    /// first `Authorization` header's bearer token. Cookies are read as
+    /// browsers send them, as bytes (RFC 6265 section 5.4): a pair in any
+    /// bytes never hides the others.
     pub fn read(
         headers: &HeaderMap,
         terminals: &Terminals,
@@ -41,20 +61,29 @@ impl Credentials {
         let mut found = Credentials::default();
         let mut caller = None;
         let identify = identify && !terminals.is_empty();
+        let unproved = |found: &mut Credentials, why: Unproved| {
+            // The most telling reason wins: a forged token beside a stale one.
+            if found.unproved != Some(Unproved::Forged) {
+                found.unproved = Some(why);
+            }
+        };
         for value in headers.get_all(http::header::COOKIE) {
-            let Ok(text) = value.to_str() else {
-                // Cannot be parsed: dropped whole when forwarding.
+            for token in cookie_values(value.as_bytes(), TERMINAL_COOKIE) {
                 found.terminal_cookie = true;
-                continue;
-            };
-            for token in cookie_values(text, TERMINAL_COOKIE) {
-                found.terminal_cookie = true;
-                if identify && caller.is_none() {
-                    if let (Token::Terminal(Some(proved)), exp) = terminals.check_until(token, now)
-                    {
+                if !identify || caller.is_some() {
+                    continue;
+                }
+                // A value that is not text is no token of ours.
+                let checked = std::str::from_utf8(token)
+                    .map(|t| terminals.check_until(t, now))
+                    .unwrap_or((Token::Foreign, None));
+                match checked {
+                    (Token::Terminal(Some(proved)), exp) => {
                         caller = Some(proved);
                         found.terminal_expires = exp;
                     }
+                    (Token::Terminal(None), _) => unproved(&mut found, Unproved::Stale),
+                    (Token::Foreign, _) => unproved(&mut found, Unproved::Forged),
                 }
             }
         }
@@ -68,9 +97,14 @@ impl Credentials {
                 if let Some(token) = bearer_token(value.as_bytes()) {
                     if let (Token::Terminal(proved), exp) = terminals.check_until(token, now) {
                         found.terminal_authorization.push(i);
-                        if identify && caller.is_none() && proved.is_some() {
-                            caller = proved;
-                            found.terminal_expires = exp;
+                        if identify && caller.is_none() {
+                            match proved {
+                                Some(proved) => {
+                                    caller = Some(proved);
+                                    found.terminal_expires = exp;
+                                }
+                                None => unproved(&mut found, Unproved::Stale),
+                            }
                         }
                         continue;
                     }
@@ -80,6 +114,9 @@ impl Credentials {
             if terminals.holds_credential(value.as_bytes()) {
                 found.terminal_authorization.push(i);
             }
+        }
+        if caller.is_some() || !identify {
+            found.unproved = None;
         }
         (found, caller)
     }
@@ -96,60 +133,95 @@ pub fn bearer_token(authorization: &[u8]) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Whether a cookie pair (`name=value`, or a bare `name`) is named `name`,
-/// in any case.
-fn is_named(pair: &str, name: &str) -> bool {
-    pair.split_once('=')
-        .map_or(pair, |(k, _)| k)
-        .trim()
-        .eq_ignore_ascii_case(name)
+/// The name of a cookie pair (`name=value`, or a bare `name`), its
+/// surrounding whitespace trimmed.
+fn pair_name(pair: &[u8]) -> &[u8] {
+    let name = match memchr::memchr(b'=', pair) {
+        Some(at) => &pair[..at],
+        None => pair,
+    };
+    name.trim_ascii()
 }
 
-/// The values of the cookie `name` (any case) in one `Cookie` header value.
-/// Pairs are separated by `;` and, as some servers also read them, by `,`.
-pub fn cookie_values<'a>(cookie_header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> {
+/// Whether a cookie pair is named `name`, in any case.
+fn is_named(pair: &[u8], name: &str) -> bool {
+    pair_name(pair).eq_ignore_ascii_case(name.as_bytes())
+}
+
+/// The values of the cookie `name` (any case) in one `Cookie` header
+/// value, as bytes: a browser sends whatever bytes a server set (RFC 6265
+/// section 5.4), and one pair in other bytes (`name=José` in Latin-1 or
+/// UTF-8) must not hide the others. Pairs are separated by `;` and, as
+/// some servers also read them, by `,`; a value loses its surrounding
+/// whitespace and double quotes.
+pub fn cookie_values<'a>(
+    cookie_header: &'a [u8],
+    name: &'a str,
+) -> impl Iterator<Item = &'a [u8]> + 'a {
     cookie_pairs(cookie_header)
         .filter(move |pair| is_named(pair, name))
         .map(|pair| {
-            let value = pair.split_once('=').map_or("", |(_, v)| v);
-            value.trim().trim_matches('"')
+            let value = match memchr::memchr(b'=', pair) {
+                Some(at) => &pair[at + 1..],
+                None => &[][..],
+            };
+            trim_quotes(value.trim_ascii())
         })
 }
 
-/// The pairs of a `Cookie` header value, as `split([';', ','])` gives
-/// them, found by `memchr` (every request with a cookie goes through it:
-/// a character pattern decodes each character of the header).
-fn cookie_pairs(cookie_header: &str) -> impl Iterator<Item = &str> {
+fn trim_quotes(mut value: &[u8]) -> &[u8] {
+    while let [b'"', rest @ ..] = value {
+        value = rest;
+    }
+    while let [rest @ .., b'"'] = value {
+        value = rest;
+    }
+    value
+}
+
+/// The pairs of a `Cookie` header value, as `split(|b| b == ';' || b ==
+/// ',')` gives them, found by `memchr` (every request with a cookie goes
+/// through it).
+fn cookie_pairs(cookie_header: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = Some(cookie_header);
     std::iter::from_fn(move || {
-        let text = rest?;
-        Some(match memchr::memchr2(b';', b',', text.as_bytes()) {
+        let bytes = rest?;
+        Some(match memchr::memchr2(b';', b',', bytes) {
             Some(at) => {
-                rest = Some(&text[at + 1..]);
-                &text[..at]
+                rest = Some(&bytes[at + 1..]);
+                &bytes[..at]
             }
             None => {
                 rest = None;
-                text
+                bytes
             }
         })
     })
 }
 
 /// The `Cookie` header value without the cookie `name` (any case, between
-/// `;` or `,`); the other pairs are kept as written. `None` when nothing is
-/// left.
-pub fn remove_cookie(cookie_header: &str, name: &str) -> Option<String> {
-    let kept: Vec<String> = cookie_header
-        .split(';')
-        .filter_map(|pair| {
-            let rest: Vec<&str> = pair.split(',').filter(|p| !is_named(p, name)).collect();
-            let rest = rest.join(",");
-            let rest = rest.trim();
-            (!rest.is_empty()).then(|| rest.to_string())
-        })
-        .collect();
-    (!kept.is_empty()).then(|| kept.join("; "))
+/// `;` or `,`); the other pairs are kept byte for byte as written. `None`
+/// when nothing is left.
+pub fn remove_cookie(cookie_header: &[u8], name: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(cookie_header.len());
+    for part in cookie_header.split(|&b| b == b';') {
+        let mut kept = Vec::new();
+        for pair in part.split(|&b| b == b',').filter(|p| !is_named(p, name)) {
+            if !kept.is_empty() {
+                kept.push(b',');
+            }
+            kept.extend_from_slice(pair);
+        }
+        let kept = kept.trim_ascii();
+        if kept.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(kept);
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 #[cfg(test)]
@@ -186,7 +258,15 @@ mod tests {
             terminal_cookie,
             terminal_authorization: terminal_authorization.to_vec(),
             terminal_expires: None,
+            unproved: None,
         }
+    }
+
+    /// What `read` found, but why a token proved nothing (tested apart).
+    fn read(h: &HeaderMap, identify: bool) -> (Credentials, Option<Caller>) {
+        let (mut found, caller) = Credentials::read(h, &terminals(), NOW, identify);
+        found.unproved = None;
+        (found, caller)
     }
 
     #[test]
@@ -201,6 +281,7 @@ mod tests {
         let cookie = |t: &str| format!("theme=dark; authorization={t}").into_bytes();
         let bearer = |t: &str| format!("Bearer {t}").into_bytes();
         let b = |s: String| s.into_bytes();
+        let raw = |parts: &[&[u8]]| parts.concat();
         #[rustfmt::skip]
         let cases: Vec<(&str, Headers, Credentials, Option<Caller>)> = vec![
             ("nothing", vec![], found(false, &[]), None),
@@ -238,22 +319,18 @@ mod tests {
                 found(true, &[]),
                 laptop.clone(),
             ),
-            ("unreadable cookie header", vec![("cookie", b"a=\xff".to_vec())], found(true, &[]), None),
+            // Cookies in any bytes are the app's, and hide nothing.
+            ("a cookie in Latin-1", vec![("cookie", b"a=\xe9t\xe9".to_vec())], found(false, &[]), None),
+            ("the token beside a Latin-1 cookie", vec![("cookie", raw(&[b"name=Jos\xe9; authorization=", ours.as_bytes()]))], found(true, &[]), laptop.clone()),
+            ("the token beside UTF-8 and an emoji", vec![("cookie", raw(&["name=José; fav=🍪; authorization=".as_bytes(), ours.as_bytes(), b"; z=\xff"]))], found(true, &[]), laptop.clone()),
+            ("the token not text", vec![("cookie", b"authorization=\xe9\xe9".to_vec())], found(true, &[]), None),
         ];
         for (what, pairs, want, who) in cases {
             let pairs: Vec<(&str, &[u8])> = pairs.iter().map(|(k, v)| (*k, &v[..])).collect();
             let h = headers(&pairs);
-            assert_eq!(
-                Credentials::read(&h, &terminals(), NOW, true),
-                (want.clone(), who),
-                "{what}"
-            );
+            assert_eq!(read(&h, true), (want.clone(), who), "{what}");
             // A peer's request: the same stripping, nobody identified.
-            assert_eq!(
-                Credentials::read(&h, &terminals(), NOW, false),
-                (want, None),
-                "{what} (peer)"
-            );
+            assert_eq!(read(&h, false), (want, None), "{what} (peer)");
         }
     }
 
@@ -331,7 +408,7 @@ mod tests {
         for (what, value, who) in cases {
             let h = headers(&[("authorization", &value)]);
             assert_eq!(
-                Credentials::read(&h, &terminals(), NOW, true),
+                read(&h, true),
                 (found(false, &[0]), who),
                 "{what}: {:?}",
                 String::from_utf8_lossy(&value)
@@ -365,11 +442,7 @@ mod tests {
             format!("Bearer {}", ours.replacen('.', "=.", 1)),
         ] {
             let h = headers(&[("authorization", value.as_bytes())]);
-            assert_eq!(
-                Credentials::read(&h, &terminals(), NOW, true),
-                (found(false, &[]), None),
-                "{value}"
-            );
+            assert_eq!(read(&h, true), (found(false, &[]), None), "{value}");
         }
     }
 
@@ -382,8 +455,8 @@ mod tests {
         assert_eq!(bearer_token(b"Bearer "), None);
         let header = "theme=dark; authorization=tok1; x=1; Authorization=\"tok2\"";
         assert_eq!(
-            cookie_values(header, "authorization").collect::<Vec<_>>(),
-            ["tok1", "tok2"]
+            cookie_values(header.as_bytes(), "authorization").collect::<Vec<_>>(),
+            [&b"tok1"[..], b"tok2"]
         );
         let cases = [
             (header, Some("theme=dark; x=1")),
@@ -398,11 +471,21 @@ mod tests {
         ];
         for (header, want) in cases {
             assert_eq!(
-                remove_cookie(header, "authorization").as_deref(),
-                want,
+                remove_cookie(header.as_bytes(), "authorization").as_deref(),
+                want.map(str::as_bytes),
                 "{header}"
             );
         }
+    }
+
+    /// Bytes a browser may send in a cookie's name or value: any a header
+    /// value may hold but the pair separators and `=` (which makes a new
+    /// pair or a new value: a test of its own above).
+    fn other_cookie_bytes() -> Vec<u8> {
+        (0x20u8..=0xff)
+            .filter(|b| !matches!(b, b';' | b',' | b'=' | 0x7f))
+            .chain([b'\t'])
+            .collect()
     }
 
     proptest::proptest! {
@@ -426,9 +509,9 @@ mod tests {
                 .enumerate()
                 .map(|(i, (k, v))| format!("{}{k}={v}", if i == 0 { "" } else { seps[i] }))
                 .collect();
-            let out = remove_cookie(&header, "authorization");
-            let left = out.as_deref().unwrap_or("");
-            proptest::prop_assert_eq!(cookie_values(left, "authorization").count(), 0, "{:?} -> {:?}", header, left);
+            let out = remove_cookie(header.as_bytes(), "authorization");
+            let left = String::from_utf8(out.unwrap_or_default()).unwrap();
+            proptest::prop_assert_eq!(cookie_values(left.as_bytes(), "authorization").count(), 0, "{:?} -> {:?}", header, left);
             for (k, v) in &pairs {
                 if !k.trim().eq_ignore_ascii_case("authorization") {
                     proptest::prop_assert!(left.contains(&format!("{k}={v}")), "{:?} lost {}={}", header, k, v);
@@ -439,9 +522,72 @@ mod tests {
         /// The pairs found by `memchr` are those of `split([';', ','])`,
         /// empty ones included, in any text (multi-byte characters too).
         #[test]
-        fn cookie_pairs_are_split_pairs(header in "[a;,= é\"]{0,24}") {
-            let want: Vec<&str> = header.split([';', ',']).collect();
+        fn cookie_pairs_are_split_pairs(header in proptest::collection::vec(proptest::sample::select(b"a;,= \xe9\xff\"".to_vec()), 0..24)) {
+            let want: Vec<&[u8]> = header.split(|&b| b == b';' || b == b',').collect();
             proptest::prop_assert_eq!(cookie_pairs(&header).collect::<Vec<_>>(), want);
+        }
+
+        /// The owner's valid token among any other cookies, in any bytes a
+        /// header value may hold (Latin-1, UTF-8, emoji, quotes, other
+        /// `authorization` pairs), in any order, in one `Cookie` header or
+        /// split over several (HTTP/2 sends one field a pair), proves the
+        /// owner; and removal keeps every other pair byte for byte.
+        #[test]
+        fn the_owner_is_found_among_any_cookies(
+            others in proptest::collection::vec(
+                (
+                    proptest::collection::vec(proptest::sample::select(other_cookie_bytes()), 0..10),
+                    proptest::collection::vec(proptest::sample::select(other_cookie_bytes()), 0..16),
+                ),
+                0..8,
+            ),
+            at in 0usize..8,
+            split in proptest::collection::vec(proptest::bool::ANY, 9),
+            quoted in proptest::bool::ANY,
+        ) {
+            let ours = token("t1", SECRET);
+            let ours = if quoted { format!("\"{ours}\"") } else { ours };
+            let mut pairs: Vec<Vec<u8>> = others
+                .iter()
+                // Not an `authorization` cookie: any other (a bad one
+                // first would still leave the valid one to prove).
+                .filter(|(name, _)| !is_named(name, TERMINAL_COOKIE))
+                .map(|(name, value)| [&name[..], b"=", value].concat())
+                .collect();
+            let at = at.min(pairs.len());
+            pairs.insert(at, format!("authorization={ours}").into_bytes());
+            // Fields of `; `-joined pairs, a new field where `split` says.
+            let mut fields: Vec<Vec<u8>> = vec![Vec::new()];
+            for (i, pair) in pairs.iter().enumerate() {
+                let field = fields.last_mut().unwrap();
+                if !field.is_empty() {
+                    field.extend_from_slice(b"; ");
+                }
+                field.extend_from_slice(pair);
+                if split[i] {
+                    fields.push(Vec::new());
+                }
+            }
+            let mut h = HeaderMap::new();
+            for field in fields.iter().filter(|f| !f.is_empty()) {
+                h.append(http::header::COOKIE, http::HeaderValue::from_bytes(field).unwrap());
+            }
+            let (found, who) = Credentials::read(&h, &terminals(), NOW, true);
+            proptest::prop_assert_eq!(who, Some(Caller::Terminal { id: "t1".into(), name: "Laptop".into() }));
+            proptest::prop_assert!(found.terminal_cookie);
+            proptest::prop_assert_eq!(found.unproved, None);
+            // What the app gets: every other pair, none of ours.
+            let left: Vec<Vec<u8>> = h
+                .get_all(http::header::COOKIE)
+                .iter()
+                .filter_map(|v| remove_cookie(v.as_bytes(), TERMINAL_COOKIE))
+                .collect();
+            for field in &left {
+                proptest::prop_assert_eq!(cookie_values(field, TERMINAL_COOKIE).count(), 0);
+            }
+            let kept: Vec<&[u8]> = left.iter().flat_map(|f| cookie_pairs(f)).map(<[u8]>::trim_ascii).filter(|p| !p.is_empty()).collect();
+            let sent: Vec<&[u8]> = pairs.iter().flat_map(|p| cookie_pairs(p)).map(<[u8]>::trim_ascii).filter(|p| !p.is_empty() && !is_named(p, TERMINAL_COOKIE)).collect();
+            proptest::prop_assert_eq!(kept, sent);
         }
 
         /// A terminal token whose signature has any bytes outside the

@@ -22,7 +22,7 @@ use http::HeaderMap;
 use super::access::{decide as access_decision, match_rule, stricter};
 use super::body::{declared_length, BodyCheck, HeldBudget, TooLarge};
 use super::caller::Caller;
-use super::credentials::Credentials;
+use super::credentials::{Credentials, Unproved};
 use super::path::canonical_path;
 use super::refusal::Refusal;
 use super::replay::ReplayError;
@@ -116,10 +116,16 @@ pub struct Facts {
     /// The matched rule's access, if a rule was matched.
     pub access: Option<Access>,
     pub caller: Caller,
-    /// A terminal's token was sent, and it proved no terminal (bad,
-    /// expired, or of a removed terminal).
-    pub bad_terminal_token: bool,
+    /// A terminal's token was sent, and it proved no terminal: why.
+    pub unproved_token: Option<Unproved>,
+    /// A `portal` signature was checked against the key of the peer it
+    /// names and does not verify (`bad_signature`).
+    pub bad_signature: bool,
 }
+
+/// The reason of a verified peer's request refused because the peer holds
+/// its whole share of the replay cache (429).
+pub const PEER_NONCES: &str = "peer_nonces";
 
 /// The `app` label of requests to the Portal core: no app name has a `/`.
 pub const CORE_APP_LABEL: &str = "/core";
@@ -197,16 +203,24 @@ pub struct Decision {
 
 impl Decision {
     /// Whether the request failed to authenticate, as the rate limit of
-    /// failed authentications counts it: a peer signature refused, or a
-    /// terminal's token that proved nothing on a request refused for
-    /// want of one. (A stale cookie on a public page is not counted: the
-    /// browser sends it with every request.)
+    /// failed authentications counts it: a credential of ours proven
+    /// wrong, and nothing else (docs/config.md, "What counts as a failed
+    /// authentication"). That is a `portal` signature that does not verify
+    /// by the key of the peer it names, or an `authorization` cookie that
+    /// is no token of the terminal secret on a request refused for want
+    /// of a terminal. Not counted: what proves nothing either way (a
+    /// malformed or unknown signature, another application's, a stale
+    /// clock), a genuine signature refused for its use (replayed, on the
+    /// wrong connection), the owner's stale token (signed with the
+    /// secret: expired or of a removed terminal), and any token on a
+    /// page that needs none (the browser sends its cookie everywhere).
     pub fn failed_authentication(&self) -> bool {
         match &self.verdict {
             Verdict::Refuse(r) => {
-                r.signature_reason().is_some()
-                    || (self.facts.bad_terminal_token
-                        && r.kind == super::refusal::Kind::Unauthorized)
+                self.facts.bad_signature
+                    || (self.facts.unproved_token == Some(Unproved::Forged)
+                        && r.kind == super::refusal::Kind::Unauthorized
+                        && r.reason.is_none())
             }
             Verdict::Forward(_) => false,
         }
@@ -222,16 +236,21 @@ impl Decision {
     }
 
     /// The decision once the nonce claim is facts: a nonce already seen is
-    /// `replayed`, and one that cannot be kept (the peer's share of the
-    /// cache is full) is refused as `malformed`, fail closed. Either wins
-    /// over the verdict, as the signature is checked before the rest.
+    /// `replayed` (401); one that cannot be kept because the peer holds
+    /// its whole share of the cache is 429 `peer_nonces` with
+    /// `Retry-After`, as a peer over its rate: its signature verified, so
+    /// it is no failed authentication, but it cannot be let through
+    /// unremembered (fail closed). Either wins over the verdict, as the
+    /// signature is checked before the rest.
     pub fn settle(self, claim: Result<(), ReplayError>) -> Decision {
-        let e = match (claim, &self.nonce) {
+        let refusal = match (claim, &self.nonce) {
             (Ok(()), _) | (_, None) => return self,
-            (Err(ReplayError::Seen), Some(n)) => SignatureError::Replayed(n.nonce.clone()),
-            (Err(ReplayError::Full), Some(_)) => {
-                SignatureError::Malformed("too many live nonces from this peer; retry later".into())
-            }
+            (Err(ReplayError::Seen), Some(n)) => SignatureError::Replayed(n.nonce.clone()).into(),
+            (Err(ReplayError::Full), Some(_)) => Refusal::too_many(
+                PEER_NONCES,
+                "this peer holds its whole share of live nonces; retry once some expire",
+                super::refusal::RETRY_AFTER_SECONDS,
+            ),
         };
         // As refused by the signature check: no caller, no rule yet.
         Decision {
@@ -239,9 +258,10 @@ impl Decision {
                 target: self.facts.target,
                 access: None,
                 caller: Caller::Anonymous,
-                bad_terminal_token: false,
+                unproved_token: None,
+                bad_signature: false,
             },
-            verdict: Verdict::Refuse(e.into()),
+            verdict: Verdict::Refuse(refusal),
             nonce: self.nonce,
         }
     }
@@ -342,13 +362,15 @@ fn plan(
                 has_body: head.has_body,
             };
             let pinned = head.tls_peer.is_some();
-            let (caller, check) = verify_peer(&signed, sig, pinned, snapshot, policy, now, nonce)?;
+            let (caller, check) = verify_peer(&signed, sig, pinned, snapshot, policy, now, nonce)
+                .inspect_err(|refusal| {
+                facts.bad_signature = refusal.reason == Some(SignatureError::BadSignature.reason());
+            })?;
             body_check = check;
             caller
         }
         None => {
-            facts.bad_terminal_token = terminal.is_none()
-                && (credentials.terminal_cookie || !credentials.terminal_authorization.is_empty());
+            facts.unproved_token = credentials.unproved;
             terminal.unwrap_or(Caller::Anonymous)
         }
     };

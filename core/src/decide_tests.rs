@@ -122,6 +122,21 @@ enum As {
     Peer,
     /// A `portal` signature by a key that is not the peer's.
     Forged,
+    /// An `authorization` cookie that is no token of the terminal secret.
+    ForgedCookie,
+    /// The peer's genuine signature, expired.
+    ExpiredSignature,
+    /// A valid signature by a Portal that is not a peer.
+    UnknownPeer,
+    /// A `portal` signature without its nonce.
+    MalformedSignature,
+    /// An ActivityPub delivery's draft-cavage `Signature` (no
+    /// `Signature-Input`).
+    Cavage,
+    /// A Web Bot Auth signature (RFC 9421, `tag="web-bot-auth"`).
+    WebBotAuth,
+    /// The owner's cookie beside another application's signature.
+    TerminalBesideWebBotAuth,
 }
 
 fn jwt(sub: &str) -> String {
@@ -147,7 +162,7 @@ fn headers_for(
             HeaderValue::from_str(&v).unwrap(),
         );
     };
-    let sign = |key: &Identity, id: &str| {
+    let sign_at = |key: &Identity, id: &str, at: i64| {
         let outgoing = Outgoing {
             method,
             authority: host,
@@ -158,12 +173,21 @@ fn headers_for(
             &key.signing_key,
             id,
             &outgoing,
-            NOW,
+            at,
             60,
             &nonce(rand::random()),
         )
         .unwrap()
     };
+    let sign = |key: &Identity, id: &str| sign_at(key, id, NOW);
+    let web_bot_auth = [
+        ("signature-agent", "\"https://bot.example\"".to_string()),
+        (
+            "signature-input",
+            format!("sig1=(\"@authority\" \"signature-agent\");created={NOW};expires={};keyid=\"poqkLGiymh_W0uP6PZFw-dvez3QJT5SolqXBCW38r0U\";alg=\"ed25519\";nonce=\"e8N7S2MFd/qrd6T2R3tdfAuuANngKI7LFtKYI/vowzk=\";tag=\"web-bot-auth\"", NOW + 60),
+        ),
+        ("signature", format!("sig1=:{}:", "uz2SAv+VIemw+Oo890bhYh6Xf5qZdLUgv6/PbiQfCFXcX/vt1A8Pf7OcgL2yUDE59/ckBm+/kR9O1lb+OVVHtQ==")),
+    ];
     match caller {
         As::Anonymous => {}
         As::TerminalCookie => add("cookie", format!("theme=dark; authorization={}", jwt("t1"))),
@@ -180,6 +204,55 @@ fn headers_for(
             for (k, v) in sign(&other, &peer_identity().id) {
                 add(k, v);
             }
+        }
+        As::ForgedCookie => add("cookie", format!("authorization={}x", jwt("t1"))),
+        As::ExpiredSignature => {
+            let peer = peer_identity();
+            for (k, v) in sign_at(&peer, &peer.id, NOW - 1000) {
+                add(k, v);
+            }
+        }
+        As::UnknownPeer => {
+            let other = Identity::from_signing_key(SigningKey::from_bytes(&[9; 32]));
+            for (k, v) in sign(&other, &other.id) {
+                add(k, v);
+            }
+        }
+        As::MalformedSignature => {
+            let peer = peer_identity();
+            for (k, v) in sign(&peer, &peer.id) {
+                let v = match k {
+                    "Signature-Input" => {
+                        let at = v.find(";nonce=").unwrap();
+                        let end = v[at + 1..].find(';').map_or(v.len(), |e| at + 1 + e);
+                        format!("{}{}", &v[..at], &v[end..])
+                    }
+                    _ => v,
+                };
+                add(k, v);
+            }
+        }
+        As::Cavage => {
+            add("date", "Sun, 06 Dec 2026 20:00:00 GMT".into());
+            add(
+                "digest",
+                "SHA-256=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=".into(),
+            );
+            add(
+                "signature",
+                "keyId=\"https://social.example/users/alice#main-key\",algorithm=\"rsa-sha256\",headers=\"(request-target) host date digest\",signature=\"c2lnbmF0dXJl\"".into(),
+            );
+        }
+        As::WebBotAuth => {
+            for (k, v) in web_bot_auth.clone() {
+                add(k, v);
+            }
+        }
+        As::TerminalBesideWebBotAuth => {
+            for (k, v) in web_bot_auth.clone() {
+                add(k, v);
+            }
+            add("cookie", format!("authorization={}", jwt("t1")));
         }
     }
     h
@@ -245,8 +318,8 @@ fn summary(decision: &Decision) -> String {
             }
             s + &format!(" @ {}", plan.upstream)
         }
-        Verdict::Refuse(r) => match r.signature_reason() {
-            Some(reason) => format!("401 {reason}"),
+        Verdict::Refuse(r) => match r.reason {
+            Some(reason) => format!("{} {reason}", r.status()),
             None => format!("{} {}", r.status(), r.code()),
         },
     }
@@ -513,7 +586,11 @@ fn the_nonce_claim_settles_the_verdict() {
     assert_eq!(replayed.facts.app_label(), "files");
     assert_eq!(&replayed.facts.caller, &Caller::Anonymous);
     let full = claim("/peer/x", As::Peer).settle(Err(ReplayError::Full));
-    assert_eq!(summary(&full), "401 malformed");
+    assert_eq!(summary(&full), "429 peer_nonces");
+    assert!(
+        !full.failed_authentication(),
+        "a verified peer failed nothing"
+    );
     // A replay wins over a refusal decided after the signature.
     let d = claim("/", As::Peer);
     assert_eq!(summary(&d), "401 unauthorized");
@@ -576,33 +653,64 @@ proptest::proptest! {
     }
 }
 
-/// What the rate limit of failed authentications counts: a refused
-/// signature, or a token that proves nothing where one was needed; never
-/// a stale cookie on a public path, nor a missing credential.
+/// What the rate limit of failed authentications counts
+/// (docs/config.md, "What counts as a failed authentication"): a
+/// credential of ours proven wrong, nothing else. Every way a request can
+/// carry a credential, or something like one, on each kind of path: what
+/// it is decided as, and whether it counts.
 #[test]
 fn failed_authentications_are_told_apart() {
     use As::*;
     #[rustfmt::skip]
-    let cases: &[(As, &str, bool)] = &[
-        (Forged, "/peer/x", true),
-        (Forged, "/public/x", true),
-        (Revoked, "/private/x", true),
-        (Revoked, "/", true),
-        (Revoked, "/public/x", false),
-        (Anonymous, "/private/x", false),
-        (Anonymous, "/peer/x", false),
-        (TerminalCookie, "/private/x", false),
-        (TerminalBearer, "/peer/x", false),
-        (Peer, "/private/x", false),
+    let cases: &[(As, &str, &str, bool)] = &[
+        // Proven wrong: counted wherever it is refused.
+        (Forged, "/peer/x", "401 bad_signature", true),
+        (Forged, "/public/x", "401 bad_signature", true),
+        (ForgedCookie, "/private/x", "401 unauthorized", true),
+        (ForgedCookie, "/", "401 unauthorized", true),
+        // A forged cookie on a page that needs none: the browser sends it.
+        (ForgedCookie, "/public/x", "forward files public anonymous @ files-web:80", false),
+        // The owner's stale token (signed with the secret): not counted.
+        (Revoked, "/private/x", "401 unauthorized", false),
+        (Revoked, "/", "401 unauthorized", false),
+        (Revoked, "/public/x", "forward files public anonymous @ files-web:80", false),
+        // Signatures of ours that prove nothing either way.
+        (ExpiredSignature, "/peer/x", "401 expired", false),
+        (UnknownPeer, "/peer/x", "401 unknown_peer", false),
+        (MalformedSignature, "/peer/x", "401 malformed", false),
+        // Other applications' signatures: the app's business.
+        (Cavage, "/public/x", "forward files public anonymous @ files-web:80", false),
+        (Cavage, "/peer/x", "401 unauthorized", false),
+        (WebBotAuth, "/public/x", "forward files public anonymous @ files-web:80", false),
+        (WebBotAuth, "/private/x", "401 unauthorized", false),
+        (TerminalBesideWebBotAuth, "/private/x", "forward files private terminal @ files-web:80", false),
+        // No credential, or a valid one.
+        (Anonymous, "/private/x", "401 unauthorized", false),
+        (Anonymous, "/peer/x", "401 unauthorized", false),
+        (TerminalCookie, "/private/x", "forward files private terminal @ files-web:80", false),
+        (TerminalBearer, "/peer/x", "401 unauthorized", false),
+        (Peer, "/private/x", "401 unauthorized", false),
+        (Peer, "/peer/x", "forward files peer peer @ files-web:80", false),
     ];
-    for &(caller, path, want) in cases {
+    for &(caller, path, decided, counted) in cases {
         let headers = headers_for(caller, "GET", FILES, path, None);
         let decision = decide_on("GET", FILES, path, &headers, false);
+        assert_eq!(summary(&decision), decided, "{caller:?} {path}");
         assert_eq!(
             decision.failed_authentication(),
-            want,
+            counted,
             "{caller:?} {path}: {}",
             summary(&decision)
         );
+    }
+    // The genuine signature replayed, or over the peer's nonce share.
+    for (claim, decided) in [
+        (ReplayError::Seen, "401 replayed"),
+        (ReplayError::Full, "429 peer_nonces"),
+    ] {
+        let headers = headers_for(Peer, "GET", FILES, "/peer/x", None);
+        let decision = decide_on("GET", FILES, "/peer/x", &headers, false).settle(Err(claim));
+        assert_eq!(summary(&decision), decided);
+        assert!(!decision.failed_authentication(), "{decided}");
     }
 }

@@ -115,8 +115,16 @@ fn representation_compressible(response: &HeaderMap) -> bool {
         (Some(t), None) => compressible_type(t.as_bytes()),
         _ => false,
     };
-    !encoded && !no_transform && !response.contains_key(CONTENT_RANGE) && compressible
+    // A digest of the app's bytes (RFC 9530 `Content-Digest` and
+    // `Repr-Digest`, RFC 3230 `Digest`) covers the content coding: it
+    // would not match compressed bytes, and dropping it would take away
+    // the integrity check the app asked for. Such answers go as sent.
+    let digested = DIGEST_FIELDS.iter().any(|f| response.contains_key(*f));
+    !encoded && !no_transform && !digested && !response.contains_key(CONTENT_RANGE) && compressible
 }
+
+/// The answer fields that carry a digest of its bytes as sent.
+const DIGEST_FIELDS: [&str; 3] = ["content-digest", "repr-digest", "digest"];
 
 /// Whether a media type (a `Content-Type` value) is worth compressing:
 /// text and structured text, WebAssembly, SVG, icons and uncompressed
@@ -407,6 +415,18 @@ mod tests {
             choice(&[], &[("cache-control", "no-transformx")], none),
             zstd
         );
+        // A digest of the app's bytes would not match compressed ones.
+        for field in ["content-digest", "Repr-Digest", "digest"] {
+            assert_eq!(
+                choice(&[], &[(field, "sha-256=:AAAA:")], none),
+                untouched,
+                "{field}"
+            );
+        }
+        assert_eq!(
+            choice(&[], &[("want-content-digest", "sha-256")], none),
+            zstd
+        );
         // Types.
         assert_eq!(
             choice(&[], &[("content-type", "image/png")], none),
@@ -503,14 +523,15 @@ mod tests {
             }
         }
 
-        /// Whatever the heads, an answer to a peer, a compressed one or a
-        /// partial one is never compressed, and a chosen coding is one the
+        /// Whatever the heads, an answer to a peer, a compressed one, a
+        /// partial one or one with a digest of its bytes is never compressed, and a chosen coding is one the
         /// client gave a weight above 0.
         #[test]
         fn never_what_must_stay(
             accept in "[a-z*, ;=0-9.]{0,40}",
             encoding in proptest::option::of("(gzip|br|zstd|deflate)"),
             range in any::<bool>(),
+            digest in proptest::option::of(prop_oneof![Just("content-digest"), Just("repr-digest"), Just("digest")]),
             signed in any::<bool>(),
             status in prop_oneof![Just(200u16), Just(206), Just(404), 100u16..600],
         ) {
@@ -518,9 +539,10 @@ mod tests {
             let mut resp = headers(&[("content-type", "application/json")]);
             if let Some(e) = &encoding { resp.insert(CONTENT_ENCODING, e.parse().unwrap()); }
             if range { resp.insert(CONTENT_RANGE, "bytes 0-1/9".parse().unwrap()); }
+            if let Some(d) = digest { resp.insert(d, "sha-256=:AAAA:".parse().unwrap()); }
             let x = Exchange { method: "GET", http10: false, request: &req, status, response: &resp, signed };
             let c = choose(&x, 0);
-            if signed || encoding.is_some() || range || !matches!(status, 200 | 403 | 404) {
+            if signed || encoding.is_some() || range || digest.is_some() || !matches!(status, 200 | 403 | 404) {
                 prop_assert_eq!(c, Choice::UNTOUCHED);
             }
             if let Some(coding) = c.coding {

@@ -9,12 +9,82 @@
 //! request. The proxy records no spans of its own, so a kept header is
 //! passed on unchanged (a new parent ID would name a span nobody
 //! records); a made one starts a trace.
+//!
+//! The other tracing systems' headers are one class with `traceparent`
+//! ([`is_other_trace_header`]): kept from a trusted caller, removed from
+//! an anonymous one, whose trace the proxy replaces (it makes only W3C
+//! headers).
 
 use http::HeaderMap;
 
 /// The header names.
 pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
+
+/// Trace and trace-context headers of other tracing systems, whole names
+/// (lower case), with their sources: Zipkin's B3 single header (`b3`,
+/// openzipkin/b3-propagation); Jaeger's `uber-trace-id`; Google Cloud's
+/// `x-cloud-trace-context` and gRPC's `grpc-trace-bin`; AWS X-Ray's
+/// `x-amzn-trace-id`; Sentry's `sentry-trace`; W3C Baggage's `baggage`;
+/// Elastic APM's `elastic-apm-traceparent`; LightStep's
+/// `x-ot-span-context`; New Relic's `newrelic`; Apache SkyWalking's
+/// `sw8`, `sw8-correlation` and `sw8-x`; Dynatrace's `x-dynatrace` and
+/// `x-dynatrace-application`.
+pub const OTHER_TRACE_HEADERS: [&str; 15] = [
+    "b3",
+    "uber-trace-id",
+    "x-cloud-trace-context",
+    "grpc-trace-bin",
+    "x-amzn-trace-id",
+    "sentry-trace",
+    "baggage",
+    "elastic-apm-traceparent",
+    "x-ot-span-context",
+    "newrelic",
+    "sw8",
+    "sw8-correlation",
+    "sw8-x",
+    "x-dynatrace",
+    "x-dynatrace-application",
+];
+
+/// Prefixes of other tracing systems' header families: Zipkin's multi
+/// header B3 (`x-b3-traceid`, `x-b3-spanid`, `x-b3-sampled`, ...),
+/// Jaeger's baggage (`uberctx-*`), Datadog's (`x-datadog-trace-id`,
+/// `x-datadog-parent-id`, `x-datadog-sampling-priority`,
+/// `x-datadog-origin`, `x-datadog-tags`), OpenTracing's basic tracer
+/// (`ot-tracer-*`, `ot-baggage-*`) and Instana's (`x-instana-t`, `-s`,
+/// `-l`).
+pub const OTHER_TRACE_PREFIXES: [&str; 6] = [
+    "x-b3-",
+    "uberctx-",
+    "x-datadog-",
+    "ot-tracer-",
+    "ot-baggage-",
+    "x-instana-",
+];
+
+/// Whether `name` is another tracing system's header
+/// ([`OTHER_TRACE_HEADERS`], [`OTHER_TRACE_PREFIXES`]), in any case and
+/// with `_` in place of `-` (as CGI and WSGI servers read `X_B3_TraceId`).
+pub fn is_other_trace_header(name: &str) -> bool {
+    let same = |a: u8, b: u8| {
+        let a = if a == b'_' {
+            b'-'
+        } else {
+            a.to_ascii_lowercase()
+        };
+        a == b
+    };
+    let bytes = name.as_bytes();
+    let is = |known: &str| {
+        known.len() == bytes.len() && bytes.iter().zip(known.bytes()).all(|(&a, b)| same(a, b))
+    };
+    let starts = |prefix: &str| {
+        bytes.len() > prefix.len() && bytes.iter().zip(prefix.bytes()).all(|(&a, b)| same(a, b))
+    };
+    OTHER_TRACE_HEADERS.iter().any(|k| is(k)) || OTHER_TRACE_PREFIXES.iter().any(|p| starts(p))
+}
 
 /// A `traceparent` value the proxy accepts (W3C Trace Context, section
 /// 3.2): version `00` exactly 55 characters; a later version (not `ff`)
@@ -89,11 +159,13 @@ impl TraceParent {
 
 /// The trace a request carries on: `kept` when its own `traceparent` was
 /// valid and its caller is trusted with it (its `tracestate` then goes on
-/// too), else a fresh one and no `tracestate`.
+/// too), else a fresh one and no `tracestate`. Other tracing systems'
+/// headers go on only from a `trusted` caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trace {
     pub parent: TraceParent,
     pub kept: bool,
+    pub trusted: bool,
 }
 
 impl Trace {
@@ -107,19 +179,41 @@ impl Trace {
             _ => None,
         };
         match received {
-            Some(parent) => Trace { parent, kept: true },
+            Some(parent) => Trace {
+                parent,
+                kept: true,
+                trusted,
+            },
             None => Trace {
                 parent: TraceParent::fresh(random),
                 kept: false,
+                trusted,
             },
         }
     }
 
+    /// Whether the request going on loses its header `name`: another
+    /// tracing system's header from an untrusted caller.
+    pub fn strips(&self, name: &str) -> bool {
+        !self.trusted && is_other_trace_header(name)
+    }
+
     /// Sets this trace on `headers`, the request going on: its
-    /// `traceparent`, and no `tracestate` unless the received one is kept.
+    /// `traceparent`, no `tracestate` unless the received one is kept,
+    /// and no other tracing system's header unless the caller is trusted.
     pub fn apply(&self, headers: &mut HeaderMap) {
         if !self.kept {
             headers.remove(TRACESTATE);
+        }
+        if !self.trusted {
+            let doomed: Vec<http::HeaderName> = headers
+                .keys()
+                .filter(|n| is_other_trace_header(n.as_str()))
+                .cloned()
+                .collect();
+            for name in doomed {
+                headers.remove(name);
+            }
         }
         if let Ok(value) = http::HeaderValue::from_str(self.parent.as_str()) {
             headers.insert(TRACEPARENT, value);
@@ -267,6 +361,66 @@ mod tests {
         }
     }
 
+    /// Other tracing systems' headers (Zipkin, Jaeger, Google, AWS,
+    /// Datadog, Sentry, Baggage, Elastic, ...) are treated as
+    /// `traceparent`: an anonymous caller's never reach the app, a trusted
+    /// caller's do, unchanged; other headers are never touched.
+    #[test]
+    fn other_trace_formats_follow_traceparent() {
+        #[rustfmt::skip]
+        let traces: &[(&str, &str)] = &[
+            ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),
+            ("X-B3-TraceId", "80f198ee56343ba864fe8b2a57d3eff7"),
+            ("x-b3-spanid", "e457b5a2e4d86bd1"),
+            ("X-B3-Sampled", "1"),
+            ("X-B3-Flags", "1"),
+            ("x_b3_parentspanid", "05e3ac9a4f6e3b90"),
+            ("uber-trace-id", "abc:def:0:1"),
+            ("uberctx-user", "x"),
+            ("X-Cloud-Trace-Context", "105445aa7843bc8bf206b12000100000/1;o=1"),
+            ("grpc-trace-bin", "AAAA"),
+            ("X-Amzn-Trace-Id", "Root=1-5759e988-bd862e3fe1be46a994272793"),
+            ("x-datadog-trace-id", "1"),
+            ("x-datadog-parent-id", "2"),
+            ("x-datadog-sampling-priority", "2"),
+            ("X-Datadog-Origin", "synthetics"),
+            ("sentry-trace", "771a43a4192642f0b136d5159a501700-b7ad6b7169203331-1"),
+            ("baggage", "userId=alice"),
+            ("elastic-apm-traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            ("x-ot-span-context", "a;b;c"),
+            ("ot-tracer-traceid", "1"),
+            ("newrelic", "eyJ2Ijpb"),
+            ("sw8", "1-MQ==-MQ==-0-YQ==-YQ==-Lw==-YQ=="),
+            ("x-instana-t", "1"),
+            ("x-dynatrace", "FW4;1"),
+        ];
+        #[rustfmt::skip]
+        let others: &[(&str, &str)] = &[
+            ("accept", "*/*"), ("x-request-id", "r1"), ("b3x", "1"), ("x-b3", "1"),
+            ("baggages", "1"), ("x-datadog", "1"), ("sentry", "1"), ("content-type", "text/plain"),
+        ];
+        for trusted in [false, true] {
+            let mut h = headers(traces);
+            for (k, v) in others {
+                h.append(
+                    http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            let trace = Trace::of(&h, trusted, [3; 24]);
+            trace.apply(&mut h);
+            for (name, value) in traces {
+                assert_eq!(trace.strips(name), !trusted, "{name}");
+                let sent = h.get(*name).map(|v| v.to_str().unwrap());
+                assert_eq!(sent, trusted.then_some(*value), "{name}, trusted {trusted}");
+            }
+            for (name, value) in others {
+                assert!(!trace.strips(name), "{name}");
+                assert_eq!(h.get(*name).unwrap(), value, "{name}");
+            }
+        }
+    }
+
     #[test]
     fn an_all_zero_draw_still_makes_valid_ids() {
         let made = TraceParent::fresh([0; 24]);
@@ -279,6 +433,33 @@ mod tests {
             let made = TraceParent::fresh(random);
             prop_assert_eq!(TraceParent::parse(made.as_str().as_bytes()), Some(made.clone()));
             prop_assert_eq!(made.as_str().len(), 55);
+        }
+
+        /// Every spelling of a listed name (any case, `_` for `-`) is one,
+        /// and a listed prefix followed by anything.
+        #[test]
+        fn spellings_of_trace_headers(
+            i in 0usize..OTHER_TRACE_HEADERS.len(),
+            j in 0usize..OTHER_TRACE_PREFIXES.len(),
+            upper in proptest::collection::vec(any::<bool>(), 40),
+            underscore in proptest::collection::vec(any::<bool>(), 40),
+            rest in "[a-z0-9-]{1,12}",
+        ) {
+            let respell = |name: &str| -> String {
+                name.chars().enumerate().map(|(k, c)| match c {
+                    '-' if underscore[k % 40] => '_',
+                    c if upper[k % 40] => c.to_ascii_uppercase(),
+                    c => c,
+                }).collect()
+            };
+            prop_assert!(is_other_trace_header(&respell(OTHER_TRACE_HEADERS[i])));
+            let prefixed = format!("{}{rest}", OTHER_TRACE_PREFIXES[j]);
+            prop_assert!(is_other_trace_header(&respell(&prefixed)));
+            // A listed name with more characters is one only under a prefix.
+            let longer = format!("{}{}", OTHER_TRACE_HEADERS[i], rest);
+            let is_prefixed = OTHER_TRACE_PREFIXES.iter().any(|p| longer.starts_with(p) && longer.len() > p.len());
+            let is_listed = OTHER_TRACE_HEADERS.contains(&longer.as_str());
+            prop_assert_eq!(is_other_trace_header(&longer), is_prefixed || is_listed);
         }
 
         #[test]

@@ -1,6 +1,8 @@
 //! Response compression's encoders (docs/config.md, "Response
-//! compression"): streaming encoders (Pingora's for gzip, this module's
-//! for zstd and Brotli, see [`Zstd`] and [`Brotli`]), at most
+//! compression"): streaming encoders of this module ([`Gzip`], [`Zstd`],
+//! [`Brotli`]) that flush each chunk the app sends (a sync flush: what
+//! the client has received decodes to everything the app sent so far, so
+//! long polls, progressive pages and token streams flow), at most
 //! `compression.max_concurrent` at once (each holds a window and tables:
 //! up to 2 MB), counted in `/metrics`. What is compressed is decided by
 //! `portal_core::encoding`.
@@ -11,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use pingora::protocols::http::compression::{Algorithm, Encode};
+use pingora::protocols::http::compression::Encode;
 use portal_core::encoding::Coding;
 
 use crate::ops::metrics::METRICS;
@@ -65,14 +67,71 @@ impl Levels {
     }
 }
 
-/// An encoder of `coding` at `level`: Pingora's for gzip, [`Zstd`] and
-/// [`Brotli`] for the others.
+/// An encoder of `coding` at `level`.
 pub fn encoder(coding: Coding, level: usize) -> Option<Box<dyn Encode + Send + Sync>> {
     let level = u32::try_from(level).ok()?;
     match coding {
         Coding::Zstd => Some(Box::new(Zstd::new(level, Zstd::WINDOW_LOG).ok()?)),
         Coding::Brotli => Some(Box::new(Brotli::new(level))),
-        Coding::Gzip => Algorithm::Gzip.compressor(level),
+        Coding::Gzip => Some(Box::new(Gzip::new(level))),
+    }
+}
+
+/// A streaming gzip encoder that flushes each chunk (Pingora 0.9.1's
+/// holds what it has not yet compressed until its buffer fills or the
+/// answer ends: a streamed answer reached the client only at its end).
+pub struct Gzip {
+    encoder: flate2::write::GzEncoder<Vec<u8>>,
+    finished: bool,
+    read: usize,
+    written: usize,
+    took: std::time::Duration,
+}
+
+impl Gzip {
+    pub fn new(level: u32) -> Self {
+        Gzip {
+            encoder: flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level)),
+            finished: false,
+            read: 0,
+            written: 0,
+            took: std::time::Duration::ZERO,
+        }
+    }
+}
+
+impl Encode for Gzip {
+    fn encode(&mut self, input: &[u8], end: bool) -> pingora::Result<Bytes> {
+        use pingora::OrErr;
+        use std::io::Write;
+        if self.finished {
+            return Ok(Bytes::new());
+        }
+        let started = std::time::Instant::now();
+        self.read += input.len();
+        let failed = "while compressing with gzip";
+        self.encoder
+            .write_all(input)
+            .or_err(pingora::ErrorType::InternalError, failed)?;
+        if end {
+            self.encoder
+                .try_finish()
+                .or_err(pingora::ErrorType::InternalError, failed)?;
+            self.finished = true;
+        } else if !input.is_empty() {
+            // Z_SYNC_FLUSH: all input so far decodes from the output.
+            self.encoder
+                .flush()
+                .or_err(pingora::ErrorType::InternalError, failed)?;
+        }
+        let out = std::mem::take(self.encoder.get_mut());
+        self.written += out.len();
+        self.took += started.elapsed();
+        Ok(out.into())
+    }
+
+    fn stat(&self) -> (&'static str, usize, usize, std::time::Duration) {
+        ("gzip", self.read, self.written, self.took)
     }
 }
 
@@ -125,6 +184,12 @@ impl Encode for Zstd {
                 "while compressing with zstd",
             )?;
             self.finished = true;
+        } else if !input.is_empty() {
+            // Ends the block: all input so far decodes from the output.
+            self.encoder.flush().or_err(
+                pingora::ErrorType::InternalError,
+                "while compressing with zstd",
+            )?;
         }
         let out = std::mem::take(self.encoder.get_mut());
         self.written += out.len();
@@ -187,6 +252,13 @@ impl Encode for Brotli {
                 .map(|w| w.into_inner())
                 .unwrap_or_default()
         } else {
+            if !input.is_empty() {
+                // BROTLI_OPERATION_FLUSH: all input so far decodes.
+                writer.flush().or_err(
+                    pingora::ErrorType::InternalError,
+                    "while compressing with Brotli",
+                )?;
+            }
             std::mem::take(writer.get_mut())
         };
         self.written += out.len();
@@ -326,6 +398,49 @@ mod tests {
                 Coding::Zstd => back = zstd::decode_all(&out[..]).unwrap(),
             };
             assert_eq!(back, text, "{coding:?}");
+        }
+    }
+
+    /// Each chunk is flushed: what was output after any chunk decodes,
+    /// with a streaming decoder, to every byte sent so far (a streamed
+    /// answer is never held back), in every coding, whatever the chunks.
+    #[test]
+    fn every_chunk_is_flushed() {
+        use std::io::Read;
+        /// What a streaming decoder yields from `partial` before it runs
+        /// out of input.
+        fn decoded(coding: Coding, partial: &[u8]) -> Vec<u8> {
+            let mut out = Vec::new();
+            let mut buf = [0u8; 4096];
+            let mut reader: Box<dyn Read> = match coding {
+                Coding::Gzip => Box::new(flate2::read::GzDecoder::new(partial)),
+                Coding::Brotli => Box::new(brotli::Decompressor::new(partial, 4096)),
+                Coding::Zstd => Box::new(zstd::stream::read::Decoder::new(partial).unwrap()),
+            };
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
+            }
+            out
+        }
+        let compressors = Compressors::new(Settings::default());
+        let chunks: Vec<Vec<u8>> = (0..12)
+            .map(|i| {
+                format!("data: {{\"token\": \"word{i}\"}}\n\n")
+                    .repeat(i % 3 + 1)
+                    .into_bytes()
+            })
+            .collect();
+        for coding in Coding::PREFERENCE {
+            let mut c = compressors.start(coding).unwrap();
+            let (mut out, mut sent) = (Vec::new(), Vec::new());
+            for chunk in &chunks {
+                out.extend_from_slice(&c.encode(Some(chunk), false).unwrap());
+                sent.extend_from_slice(chunk);
+                assert_eq!(decoded(coding, &out), sent, "{coding:?}: held back");
+            }
         }
     }
 

@@ -212,14 +212,10 @@ where
         _intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
+        // Counted as verified only once the handshake proved the key
+        // (its CertificateVerify and Finished: `RecordTlsPeer`).
         match self.peer(end_entity) {
-            Ok(_) => {
-                METRICS
-                    .peer_handshakes
-                    .with_label_values(&["verified"])
-                    .inc();
-                Ok(ClientCertVerified::assertion())
-            }
+            Ok(_) => Ok(ClientCertVerified::assertion()),
             Err((result, why)) => {
                 METRICS.peer_handshakes.with_label_values(&[result]).inc();
                 log::warn!("pinned peer TLS refused: {why}");
@@ -246,7 +242,13 @@ where
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
         let key = ed25519_key(cert).map_err(rustls::Error::General)?;
-        verify_signature(&key, message, dss)
+        verify_signature(&key, message, dss).inspect_err(|_| {
+            // A listed key's certificate, signed by another key.
+            METRICS
+                .peer_handshakes
+                .with_label_values(&["bad_proof"])
+                .inc();
+        })
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -268,8 +270,14 @@ impl TlsAccept for RecordTlsPeer {
         &self,
         tls: &TlsRef,
     ) -> Option<Arc<dyn Any + Send + Sync>> {
-        // Only a key `PeerClientKeys` accepted gets this far.
+        // Only a key `PeerClientKeys` accepted, whose CertificateVerify and
+        // Finished the handshake checked, gets this far: counted here, after
+        // the proof (a listed key's certificate alone proves nothing).
         let key = ed25519_key(tls.peer_certificate_der()?).ok()?;
+        METRICS
+            .peer_handshakes
+            .with_label_values(&["verified"])
+            .inc();
         Some(Arc::new(TlsPeer(portal_id(&key))))
     }
 }

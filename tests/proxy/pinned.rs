@@ -325,3 +325,94 @@ async fn a_pinned_peer_calling_over_ca_tls_is_refused() {
         "the app was reached"
     );
 }
+
+/// `portal_proxy_peer_handshakes_total{result="verified"}` counts only
+/// handshakes that proved the key (issue 26, item 8): a listed key's
+/// certificate whose CertificateVerify is made by another key is
+/// `bad_proof`, a pinned handshake with no certificate or over TLS 1.2
+/// moves no `verified`, and a real peer's handshake moves it by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_proven_key_counts_as_verified() {
+    let s = setup("proof");
+    s.peered().await;
+    let host = alpha2_host(&s);
+    let verified = p2_handshakes(&s, "verified").await;
+    let bad_proof = p2_handshakes(&s, "bad_proof").await;
+
+    // Portal 1's certificate, the handshake signed by a stranger's key.
+    let listed = identity_certificate(&s.p1.files.identity, "caller.portal.test").unwrap();
+    let stranger = identity_certificate(&portal_proxy::identity::generate(), "x.test").unwrap();
+    let mixed = Arc::new(rustls::sign::CertifiedKey::new(
+        listed.cert.clone(),
+        stranger.key.clone(),
+    ));
+    let key = s.p2.files.identity.signing_key.verifying_key().to_bytes();
+    let answer = exchange(
+        &s,
+        portal_proxy::ops::peer_tls::pinned_client_config(key, &mixed).unwrap(),
+        &get(&host),
+    )
+    .await;
+    assert!(
+        answer.as_deref().map_or(true, str::is_empty),
+        "a borrowed certificate got {answer:?}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            p2_handshakes(&s, "bad_proof").await == bad_proof + 1.0
+        })
+        .await,
+        "the failed proof was not counted"
+    );
+
+    // The peer ALPN and Portal 1's certificate over TLS 1.2.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls12 = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedServer { key }))
+        .with_client_auth_cert(listed.cert.clone(), {
+            use rustls::pki_types::pem::PemObject;
+            let pem = s.p1.files.identity.private_key_pem();
+            rustls::pki_types::PrivateKeyDer::from_pem_slice(pem.as_bytes()).unwrap()
+        })
+        .unwrap();
+    tls12.alpn_protocols = vec![PEER_ALPN.to_vec(), b"http/1.1".to_vec()];
+    let answer = exchange(&s, tls12, &get(&host)).await;
+    assert!(
+        answer.as_deref().map_or(true, str::is_empty),
+        "TLS 1.2 got {answer:?}"
+    );
+
+    // The peer ALPN with no certificate at all.
+    let mut keyless = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedServer { key }))
+        .with_no_client_auth();
+    keyless.alpn_protocols = vec![PEER_ALPN.to_vec(), b"http/1.1".to_vec()];
+    let _ = exchange(&s, keyless, &get(&host)).await;
+    assert_eq!(
+        p2_handshakes(&s, "verified").await,
+        verified,
+        "a handshake that proved no key was counted as verified"
+    );
+
+    // Portal 1 itself: one more.
+    exchange(&s, pinned_to_p2(&s, &s.p1.files.identity), "")
+        .await
+        .expect("a pinned handshake");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            p2_handshakes(&s, "verified").await == verified + 1.0
+        })
+        .await,
+        "a proven key was not counted"
+    );
+    assert!(
+        s.alpha2.received.lock().unwrap().is_empty(),
+        "the app was reached"
+    );
+}

@@ -210,12 +210,19 @@ pub fn parse_field(
 /// `Signature-Input` with `tag="portal"`, whatever its label; when none
 /// has it, the member labelled `portal` without a `tag` (a sender of the
 /// profile before the tag). `Ok(None)`: the message carries no signature
-/// of the profile. Several tagged members are refused: which one counts
-/// would be the sender's guess.
+/// that claims to be a Portal's, and any other is the application's
+/// business, passed on untouched (docs/access.md, "Who is calling"): a
+/// draft-cavage `Signature: keyId=...` header of an ActivityPub delivery
+/// (no `Signature-Input`), a `Signature` without `Signature-Input`,
+/// another application's members (Web Bot Auth's
+/// `tag="web-bot-auth"`, an app's own labels, a `portal` label tagged for
+/// another application), and a `Signature-Input` that is no
+/// structured-field dictionary at all (it claims nothing anyone could
+/// verify). Several tagged members are refused: which one counts would be
+/// the sender's guess.
 pub fn select_label(headers: &HeaderMap) -> Result<Option<String>, SignatureError> {
-    let Some(inputs) = field_dictionary(headers, "signature-input")? else {
-        // A `Signature` alone is refused by `parse_field` if labelled so.
-        return Ok(Some(LABEL.to_string()));
+    let Ok(Some(inputs)) = field_dictionary(headers, "signature-input") else {
+        return Ok(None);
     };
     let tag_of = |entry: &ListEntry| match entry {
         ListEntry::InnerList(list) => list
@@ -237,7 +244,8 @@ pub fn select_label(headers: &HeaderMap) -> Result<Option<String>, SignatureErro
         (None, _) => Ok(match inputs.get(LABEL) {
             // Labelled ours but tagged for another application: not ours.
             Some(entry) if tag_of(entry).is_some() => None,
-            _ => Some(LABEL.to_string()),
+            Some(_) => Some(LABEL.to_string()),
+            None => None,
         }),
     }
 }

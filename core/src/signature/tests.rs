@@ -501,7 +501,6 @@ fn refusals_by_reason() {
         (format!("portal=({all} \"date\";sf);{params}"), "malformed"),
         (format!("portal=({all} \"X-Upper\");{params}"), "malformed"),
         ("portal=\"not a list\"".to_string(), "malformed"),
-        ("portal=(".to_string(), "malformed"),
     ];
     for (input, reason) in cases {
         assert_eq!(
@@ -558,6 +557,79 @@ fn other_labels_are_ignored() {
         ("signature", "sig1=:AAAA:"),
     ]);
     assert!(parse(&only_other).unwrap().is_none());
+}
+
+/// Only a signature that claims to be a Portal's (the `portal` tag, or
+/// the untagged `portal` label) is ours to verify or refuse; every other
+/// is the application's, passed on untouched (docs/access.md).
+#[test]
+fn only_a_claim_of_ours_is_ours() {
+    let cavage = "keyId=\"https://social.example/users/alice#main-key\",algorithm=\"rsa-sha256\",headers=\"(request-target) host date digest\",signature=\"c2ln\"";
+    let bot =
+        "sig1=(\"@authority\" \"signature-agent\");created=1;keyid=\"k\";tag=\"web-bot-auth\"";
+    let ours = "sig=(\"@method\");created=1;tag=\"portal\"";
+    // (Signature-Input, Signature, claims to be ours)
+    #[rustfmt::skip]
+    let cases: &[(Option<&str>, Option<&str>, bool)] = &[
+        (None, None, false),
+        // ActivityPub deliveries: draft-cavage, no Signature-Input.
+        (None, Some(cavage), false),
+        (None, Some("keyId=\"k\",signature=\"x\""), false),
+        // A Signature alone, even with a `portal` member.
+        (None, Some("portal=:AAAA:"), false),
+        // Other applications' RFC 9421 members.
+        (Some(bot), Some("sig1=:AAAA:"), false),
+        (Some(bot), Some(cavage), false),
+        (Some("sig1=(\"@method\");created=1"), Some("sig1=:AAAA:"), false),
+        (Some("portal=(\"@method\");created=1;tag=\"other-app\""), Some("portal=:AAAA:"), false),
+        // Signature-Input not a dictionary: it claims nothing.
+        (Some("portal=("), Some("portal=:AAAA:"), false),
+        (Some("keyId=\"k\""), Some(cavage), false),
+        // Claims of ours, broken: refused.
+        (Some("portal=(\"@method\");created=1"), None, true),
+        (Some("portal=(\"@method\");created=1"), Some(cavage), true),
+        (Some(ours), Some("sig1=:AAAA:"), true),
+        (Some(&format!("{ours}, b={}", &ours[4..])), Some("sig=:AAAA:"), true),
+        (Some(&format!("{bot}, {ours}")), Some("sig1=:AAAA:, sig=:AAAA:"), true),
+    ];
+    for &(input, signature, claimed) in cases {
+        let mut h = HeaderMap::new();
+        if let Some(v) = input {
+            h.insert("signature-input", v.parse().unwrap());
+        }
+        if let Some(v) = signature {
+            h.insert("signature", v.parse().unwrap());
+        }
+        match parse(&h) {
+            Ok(None) => assert!(!claimed, "{input:?} {signature:?}: not ours"),
+            Ok(Some(_)) => panic!("{input:?} {signature:?}: parsed"),
+            Err(e) => assert!(claimed, "{input:?} {signature:?}: refused: {e}"),
+        }
+    }
+}
+
+proptest::proptest! {
+    /// Any `Signature` field without a `Signature-Input`, and any
+    /// `Signature-Input` whose members neither carry `tag="portal"` nor
+    /// are labelled `portal`, is not ours, whatever else they hold.
+    #[test]
+    fn no_claim_no_refusal(
+        signature in "[ -~]{0,80}",
+        label in "[a-z][a-z0-9]{0,8}",
+        tag in proptest::option::of("[a-z-]{1,12}"),
+        with_input in proptest::bool::ANY,
+    ) {
+        proptest::prop_assume!(label != "portal" && tag.as_deref() != Some("portal"));
+        let mut h = HeaderMap::new();
+        if let Ok(v) = signature.parse() {
+            h.insert("signature", v);
+        }
+        if with_input {
+            let tag = tag.map(|t| format!(";tag=\"{t}\"")).unwrap_or_default();
+            h.insert("signature-input", format!("{label}=(\"@method\");created=1{tag}").parse().unwrap());
+        }
+        proptest::prop_assert!(matches!(parse(&h), Ok(None)), "{:?}", h);
+    }
 }
 
 #[test]

@@ -40,7 +40,7 @@ pub(super) fn prepare(
     template_portal: &minijinja::Value,
 ) -> Result<(), NotSent> {
     let app = plan.rule.as_ref().map(|r| (&r.app, r.index));
-    strip_client_headers(req, app.map(|(a, _)| &a.headers), &plan.credentials);
+    strip_client_headers(req, app.map(|(a, _)| &a.headers), &plan.credentials, trace);
     // The proxy's alone: the client's copies, in any spelling, are gone
     // (docs/access.md).
     if let Some(ip) = client_ip {
@@ -100,17 +100,27 @@ pub(super) fn prepare(
 }
 
 /// Removes what must never reach an upstream (docs/access.md): client
-/// `X-Ptl-*` and forwarding headers (any spelling), `Cookie2`, the headers
+/// `X-Ptl-*` and forwarding headers (any spelling), `Cookie2`, an
+/// anonymous caller's other trace headers (`b3`, `x-datadog-*`, ...), the headers
 /// the app's rules set, and the terminal credentials the decision found
 /// (the `authorization` cookie, `Authorization` headers carrying a token
 /// signed with the terminal secret).
-fn strip_client_headers(req: &mut RequestHeader, app: Option<&AppHeaders>, found: &Credentials) {
+fn strip_client_headers(
+    req: &mut RequestHeader,
+    app: Option<&AppHeaders>,
+    found: &Credentials,
+    trace: Option<&Trace>,
+) {
     let doomed: Vec<http::HeaderName> = req
         .headers
         .keys()
-        .filter(|name| match app {
-            Some(app) => app.strips(name.as_str()),
-            None => is_never_forwarded(name.as_str()),
+        .filter(|name| {
+            let name = name.as_str();
+            trace.is_some_and(|t| t.strips(name))
+                || match app {
+                    Some(app) => app.strips(name),
+                    None => is_never_forwarded(name),
+                }
         })
         .cloned()
         .collect();
@@ -126,9 +136,10 @@ fn strip_client_headers(req: &mut RequestHeader, app: Option<&AppHeaders>, found
             .collect();
         req.remove_header(&http::header::COOKIE);
         for value in cookies {
-            // A Cookie header that is not text cannot be parsed: dropped.
-            let Ok(text) = value.to_str() else { continue };
-            if let Some(kept) = remove_cookie(text, TERMINAL_COOKIE) {
+            // Read as bytes: the app's cookies in any encoding stay as sent.
+            let kept = remove_cookie(value.as_bytes(), TERMINAL_COOKIE)
+                .and_then(|kept| http::HeaderValue::from_bytes(&kept).ok());
+            if let Some(kept) = kept {
                 let _ = req.append_header(http::header::COOKIE, kept);
             }
         }

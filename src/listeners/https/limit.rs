@@ -15,26 +15,24 @@ pub(super) fn client_key(session: &Session) -> Option<ClientKey> {
     Some(ClientKey::from(addr.ip()))
 }
 
-/// The refusal of a signed request from an address locked out for failed
-/// authentications: given before any signature work.
-pub(super) fn locked_out_signed(
-    rate: &RateLimits,
-    client: Option<ClientKey>,
-    headers: &http::HeaderMap,
-) -> Option<Refusal> {
-    let locked = client.is_some_and(|c| rate.locked_out(c));
-    (locked && headers.contains_key("signature-input")).then(|| rate.lockout())
-}
-
 /// Counts a decided request in the rate limits; the refusal that replaces
-/// its verdict when over one. Terminals are never limited; an address
-/// locked out for failed authentications gets 429 for everything that
-/// does not authenticate.
+/// its verdict when over one (docs/config.md, "What counts as a failed
+/// authentication"). Terminals are never limited, a verified peer only by
+/// its own rate, and a connection authenticated by pinned peer TLS
+/// (`tls_peer`) only by that peer's rate, whatever its address did; an
+/// address locked out for failed authentications gets 429 for everything
+/// else.
 pub(super) fn rate_limit(
     rate: &RateLimits,
     client: Option<ClientKey>,
+    tls_peer: Option<&str>,
     decision: &Decision,
 ) -> Option<Refusal> {
+    if let Some(peer) = tls_peer {
+        // Its key was proven at the handshake: neither counted nor locked
+        // out with the address it shares (an IPv6 /64, a NAT).
+        return rate.peer(peer);
+    }
     // Locked out by the failures before this request: the one that
     // reaches the limit is still answered as it was decided.
     let locked = client.is_some_and(|c| rate.locked_out(c));

@@ -31,16 +31,16 @@ use crate::config::Limits;
 use crate::ops::access_log::{AccessLog, Entry};
 use crate::ops::guard::{digest_key, Guard};
 use crate::ops::live::LiveRequests;
-use crate::ops::metrics;
+use crate::ops::metrics::{self, METRICS};
 use crate::ops::peer_tls::TlsPeer;
 use crate::ops::rate::RateLimits;
 use crate::state::SharedState;
 use portal_core::body::BodyRate;
 use portal_core::caller::Caller;
-use portal_core::decide::{decide, Decision, Facts, Policy, Verdict};
+use portal_core::decide::{decide, Decision, Facts, Policy, Verdict, PEER_NONCES};
 use portal_core::identity::Identity;
 use portal_core::refusal::{Kind, Refusal};
-use portal_core::replay::ReplayCache;
+use portal_core::replay::{ReplayCache, ReplayError};
 use portal_core::route::Target;
 use portal_core::trace::Trace;
 
@@ -163,16 +163,6 @@ impl ProxyHttp for PortalProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let client = limit::client_key(session);
         if let Stage::Undecided = ctx.stage {
-            let headers = &session.req_header().headers;
-            if let Some(refusal) = limit::locked_out_signed(&self.portal.rate, client, headers) {
-                ctx.stage = Stage::Answered {
-                    facts: Facts::default(),
-                    refusal,
-                    upstream: None,
-                };
-            }
-        }
-        if let Stage::Undecided = ctx.stage {
             let now = crate::ops::unix_now();
             let snapshot = self.portal.state.load();
             let has_body = !session.is_body_empty();
@@ -189,8 +179,11 @@ impl ProxyHttp for PortalProxy {
                     .check_and_insert(&n.peer, &n.nonce, n.forget_at, now),
                 None => Ok(()),
             };
+            if matches!(claim, Err(ReplayError::Full)) {
+                METRICS.rate_limited.with_label_values(&[PEER_NONCES]).inc();
+            }
             let decision = decision.settle(claim);
-            let verdict = match limit::rate_limit(&self.portal.rate, client, &decision) {
+            let verdict = match limit::rate_limit(&self.portal.rate, client, tls_peer, &decision) {
                 Some(refusal) => Verdict::Refuse(refusal),
                 None => decision.verdict,
             };

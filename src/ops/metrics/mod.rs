@@ -70,7 +70,8 @@ pub(crate) struct Metrics {
 }
 
 /// The results of `portal_proxy_peer_handshakes_total{result}`.
-pub(crate) const PEER_HANDSHAKE_RESULTS: [&str; 3] = ["verified", "unknown_key", "bad_certificate"];
+pub(crate) const PEER_HANDSHAKE_RESULTS: [&str; 4] =
+    ["verified", "unknown_key", "bad_certificate", "bad_proof"];
 
 /// The state file kinds of `portal_proxy_state_reloads_total{file}`.
 pub(crate) const STATE_FILE_KINDS: [&str; 6] = [
@@ -255,10 +256,10 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let rate_limited = counter_vec(
         &registry,
         "portal_proxy_rate_limited_total",
-        "Requests refused with 429 by a rate limit: anonymous (a client address over limits.anonymous_requests_per_second), peer (a peer over limits.peer_requests_per_second), failed_authentications (an address locked out after too many failed authentications).",
+        "Requests refused with 429 by a rate limit: anonymous (a client address over limits.anonymous_requests_per_second), peer (a peer over limits.peer_requests_per_second), failed_authentications (an address locked out after too many failed authentications), peer_nonces (a verified peer holding its whole share of the replay cache).",
         &["limit"],
     );
-    for limit in ["anonymous", "peer", "failed_authentications"] {
+    for limit in ["anonymous", "peer", "failed_authentications", "peer_nonces"] {
         rate_limited.with_label_values(&[limit]);
     }
     let proxy_protocol = counter_vec(
