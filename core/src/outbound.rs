@@ -119,15 +119,6 @@ pub fn find_peer(peers: &Peers, peer_ref: &str) -> Result<Arc<Peer>, CallError> 
     }
 }
 
-/// The authority of `host` on `peer`: its `address` port when that is not
-/// 443 (the peer's own listener in tests and on odd ports).
-pub fn peer_authority(host: String, peer: &Peer) -> String {
-    match peer.address.as_ref().map(|a| a.port) {
-        Some(port) if port != 443 => format!("{host}:{port}"),
-        _ => host,
-    }
-}
-
 /// The headers of one hop that go to the next: hop-by-hop headers (and
 /// those named in `Connection`) are removed; for a request to a peer also
 /// `Host`, `Cookie`, `Authorization`, any `X-Ptl-*`, and the framing and

@@ -224,6 +224,89 @@ async fn a_compressed_answer_streams_and_is_never_held_whole() {
     }
 }
 
+/// Issue 26, item 4: a streamed answer of a compressible type (long
+/// polls, progressive pages, token streams) reaches the client as the app
+/// sends it, in every coding, over HTTP/1.1 and HTTP/2: the app sends
+/// small chunks and then holds the answer open, and all it sent must
+/// decode from what the client received (an encoder holding it back would
+/// hold it forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_chunks_are_flushed_in_every_coding() {
+    let s = setup("compress-flush", "");
+    let n = 3000;
+    for kind in ["text%2Fplain", "application%2Fjson", "text%2Fhtml"] {
+        for coding in ["zstd", "gzip", "br"] {
+            for protocol in [Protocol::Http1, Protocol::Http2] {
+                let client = client(&s.files.ca_pem, protocol);
+                let path = format!("/asset/{n}?chunked=1&hold=1&chunk=100&type={kind}");
+                let mut resp = client
+                    .get(s.proxy.url(&s.files.host("alpha"), &path))
+                    .header("accept-encoding", coding)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(header(resp.headers(), "content-encoding"), coding);
+                let mut received = Vec::new();
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                let mut decoded = Vec::new();
+                while decoded.len() < n {
+                    let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+                        .await
+                        .unwrap_or_else(|_| {
+                            panic!(
+                                "{kind} {coding} {protocol:?}: {} of {n} bytes decoded, the rest held back",
+                                decoded.len()
+                            )
+                        })
+                        .unwrap()
+                        .expect("the answer never ends");
+                    received.extend_from_slice(&chunk);
+                    decoded = decode_partial(coding, &received);
+                }
+                assert_eq!(decoded, asset_bytes(n), "{kind} {coding} {protocol:?}");
+            }
+        }
+    }
+}
+
+/// What a streaming decoder yields from the start of a `coding` stream.
+fn decode_partial(coding: &str, partial: &[u8]) -> Vec<u8> {
+    let mut reader: Box<dyn Read + '_> = match coding {
+        "gzip" => Box::new(flate2::read::GzDecoder::new(partial)),
+        "br" => Box::new(brotli::Decompressor::new(partial, 4096)),
+        _ => Box::new(zstd::stream::read::Decoder::new(partial).unwrap()),
+    };
+    let (mut out, mut buf) = (Vec::new(), [0u8; 4096]);
+    while let Ok(n) = reader.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
+}
+
+/// An answer with a digest of the app's bytes (RFC 9530 `Content-Digest`)
+/// goes as the app sent it: compressed, its digest would not match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_with_a_digest_go_as_sent() {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let s = setup("compress-digest", "");
+    for protocol in [Protocol::Http1, Protocol::Http2] {
+        let (status, headers, body) =
+            get(&s, protocol, "/asset/50000?digest=1", "gzip, br, zstd").await;
+        assert_eq!(status, 200);
+        assert_eq!(header(&headers, "content-encoding"), "", "{protocol:?}");
+        let digest = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&body));
+        assert_eq!(
+            header(&headers, "content-digest"),
+            format!("sha-256=:{digest}:")
+        );
+        assert_eq!(body, asset_bytes(50000));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn off_and_capped() {
     let s = setup("compress-off", "enabled: false");

@@ -14,6 +14,7 @@ mod corpus;
 mod daemon;
 mod dns;
 mod health;
+mod honest;
 mod hostile;
 mod interop;
 mod interop_httpsig;

@@ -156,6 +156,57 @@ async fn only_terminals_and_peers_choose_the_trace_and_every_hop_has_one() {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let refused = logged_trace(&files, "/refused").await;
     assert!(refused.len() == 32 && refused != VALID_TRACE, "{refused:?}");
+
+    // Other tracing systems' headers are treated as `traceparent`
+    // (issue 26, item 7): an anonymous caller's never reach the app or the
+    // core, in any spelling; a terminal's do, unchanged.
+    #[rustfmt::skip]
+    let others: &[(&str, &str)] = &[
+        ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),
+        ("X-B3-TraceId", "80f198ee56343ba864fe8b2a57d3eff7"),
+        ("X-B3-SpanId", "e457b5a2e4d86bd1"),
+        ("X-B3-Sampled", "1"),
+        ("uber-trace-id", "5b8aa5a2d2c872e8321cf37308d69df2:051581bf3cb55c13:0:1"),
+        ("uberctx-user", "alice"),
+        ("X-Cloud-Trace-Context", "105445aa7843bc8bf206b12000100000/1;o=1"),
+        ("X-Amzn-Trace-Id", "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"),
+        ("x-datadog-trace-id", "1234"),
+        ("x-datadog-parent-id", "5678"),
+        ("x-datadog-sampling-priority", "2"),
+        ("sentry-trace", "771a43a4192642f0b136d5159a501700-b7ad6b7169203331-1"),
+        ("baggage", "userId=alice,isProduction=false"),
+        ("elastic-apm-traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+    ];
+    for (terminal, host, path) in [
+        (false, alpha_host.clone(), "/open/other-formats"),
+        (true, alpha_host.clone(), "/other-formats"),
+        (false, files.host(""), "/core/public/other-formats"),
+        (true, files.host(""), "/core/public/other-formats-t"),
+    ] {
+        for protocol in [Protocol::Http1, Protocol::Http2] {
+            let mut req =
+                crate::common::client(&files.ca_pem, protocol).get(proxy.url(&host, path));
+            if terminal {
+                req = req.bearer_auth(&token);
+            }
+            for (name, value) in others {
+                req = req.header(*name, *value);
+            }
+            // A WSGI server reads `X_B3_Flags` as `X-B3-Flags`.
+            let resp = req.header("X_B3_Flags", "1").send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK, "{path}");
+            let echo: Echo = resp.json().await.unwrap();
+            for (name, value) in others {
+                let got = echo.headers.get(&name.to_ascii_lowercase());
+                assert_eq!(
+                    got.map(String::as_str),
+                    terminal.then_some(*value),
+                    "{path} {protocol:?}: {name}"
+                );
+            }
+            assert_eq!(echo.headers.contains_key("x_b3_flags"), terminal, "{path}");
+        }
+    }
     std::mem::forget((alpha, core));
 }
 

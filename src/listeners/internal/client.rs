@@ -22,7 +22,7 @@ use crate::config::{Limits, Peering};
 use crate::listeners::{connect, ConnectError};
 use crate::ops::peer_tls::{pinned_client_config, wrong_key};
 use portal_core::identity::Identity;
-use portal_core::outbound::{end_to_end, peer_authority, unsigned_refusal, SIGNATURE_VALIDITY};
+use portal_core::outbound::{end_to_end, unsigned_refusal, SIGNATURE_VALIDITY};
 use portal_core::peers::Peer;
 use portal_core::route::Router;
 use portal_core::signature::response::{verify_response, RequestBinding};
@@ -217,7 +217,10 @@ impl PeerClient {
     ) -> Result<u16, CallFailure> {
         let req = session.req_header();
         let host = self.router.peer_app_host(app, peer.short_id());
-        let authority = peer_authority(host.clone(), peer);
+        // The URL called is `https://<app>.<short_id>.<base_domain>/...`
+        // whatever address it is reached at: `Host` and `@authority` never
+        // carry the port of a peer's `address` (docs/signing.md).
+        let authority = host.clone();
         let target = match req.uri.query() {
             Some(q) => format!("/{path}?{q}"),
             None => format!("/{path}"),

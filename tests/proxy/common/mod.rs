@@ -306,9 +306,9 @@ pub fn asset_bytes(n: usize) -> Vec<u8> {
 /// The answer of `.../asset/<n>?<query>`: [`asset_bytes`] with headers
 /// from the query: `type=` (`Content-Type`, default
 /// `application/javascript`), `encoding=`, `cache=` (`Cache-Control`),
-/// `etag=`, `range=1` (a 206 with `Content-Range`); `chunked=1` streams it
-/// in 16 KiB chunks without `Content-Length`, and `hold=1` then never ends
-/// it.
+/// `etag=`, `range=1` (a 206 with `Content-Range`), `digest=1` (its
+/// `Content-Digest`); `chunked=1` streams it in 16 KiB chunks (`chunk=`
+/// bytes) without `Content-Length`, and `hold=1` then never ends it.
 fn asset(n: usize, query: &str) -> Response<EchoBody> {
     let param = |name: &str| {
         query.split('&').find_map(|kv| {
@@ -334,6 +334,12 @@ fn asset(n: usize, query: &str) -> Response<EchoBody> {
             builder = builder.header(header, v);
         }
     }
+    if param("digest").is_some() {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let digest = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&data));
+        builder = builder.header("content-digest", format!("sha-256=:{digest}:"));
+    }
     if param("range").is_some() {
         builder = builder.status(206).header(
             "content-range",
@@ -347,15 +353,18 @@ fn asset(n: usize, query: &str) -> Response<EchoBody> {
     let body = Chunks {
         data,
         sent: 0,
+        size: param("chunk").and_then(|c| c.parse().ok()).unwrap_or(16384),
         hold,
     };
     builder.body(body.boxed()).unwrap()
 }
 
-/// A body sent 16 KiB at a time; with `hold`, never ended after its data.
+/// A body sent `size` bytes at a time; with `hold`, never ended after its
+/// data.
 struct Chunks {
     data: Bytes,
     sent: usize,
+    size: usize,
     hold: bool,
 }
 
@@ -369,7 +378,7 @@ impl hyper::body::Body for Chunks {
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
         use std::task::Poll;
         if self.sent < self.data.len() {
-            let end = (self.sent + 16384).min(self.data.len());
+            let end = (self.sent + self.size).min(self.data.len());
             let chunk = self.data.slice(self.sent..end);
             self.sent = end;
             return Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk))));

@@ -1,5 +1,6 @@
 //! The independent implementations of the interoperability tests: the
-//! Python packages `http-message-signatures` (RFC 9421) and `PyJWT`,
+//! Python packages `http-message-signatures` (RFC 9421), `PyJWT` and
+//! `apsig` (an ActivityPub delivery signer),
 //! installed with pip when they are missing, and the Node packages `jose`
 //! and `jsonwebtoken`, installed with npm under `target/`; driven by the
 //! scripts of `tests/interop/`.
@@ -18,7 +19,7 @@ pub fn python_package() -> &'static str {
     let check = CHECK.get_or_init(|| {
         // The test setup installs the package when it is missing.
         let import = Command::new("python3")
-            .args(["-c", "import http_message_signatures, jwt"])
+            .args(["-c", "import http_message_signatures, jwt, apsig"])
             .output();
         if import.is_ok_and(|o| !o.status.success()) {
             let _ = Command::new("python3")
@@ -30,13 +31,14 @@ pub fn python_package() -> &'static str {
                     "--disable-pip-version-check",
                     "http-message-signatures==3.0.0",
                     "PyJWT==2.10.1",
+                    "apsig==0.6.0",
                 ])
                 .status();
         }
         let out = Command::new("python3")
             .args([
                 "-c",
-                "import importlib.metadata as m, http_message_signatures, jwt; \
+                "import importlib.metadata as m, http_message_signatures, jwt, apsig; \
                  print(m.version('http-message-signatures'))",
             ])
             .output()
@@ -45,7 +47,7 @@ pub fn python_package() -> &'static str {
             })?;
         if !out.status.success() {
             return Err(format!(
-                "python3 cannot import http_message_signatures and jwt; install them with `pip install http-message-signatures PyJWT`:\n{}",
+                "python3 cannot import http_message_signatures, jwt and apsig; install them with `pip install http-message-signatures PyJWT apsig`:\n{}",
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
