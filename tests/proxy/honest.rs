@@ -373,8 +373,10 @@ async fn only_our_credentials_proven_wrong_lock_an_address_out() {
         headers
     };
     type Headers = Vec<(&'static str, Vec<u8>)>;
-    // (row, path, what each request sends, status, counted)
-    let rows: Vec<(&str, &str, Box<dyn Fn() -> Headers>, u16, bool)> = vec![
+    /// A row: its name, the path, what each request sends, the status of
+    /// each, and whether it counts.
+    type Row<'a> = (&'a str, &'a str, Box<dyn Fn() -> Headers + 'a>, u16, bool);
+    let rows: Vec<Row> = vec![
         (
             "forged cookie, private page",
             "/private/x",
