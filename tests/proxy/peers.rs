@@ -253,7 +253,7 @@ async fn a_body_that_does_not_match_its_digest_never_reaches_the_app_whole() {
     let s = setup("peer-digest", "");
     for protocol in [Protocol::Http1, Protocol::Http2] {
         let client = client(&s.files.ca_pem, protocol);
-        for size in [10usize, 200_000] {
+        for size in [10usize, 65536, 65537, 200_000] {
             let signed_body = vec![b'a'; size];
             let mut sent = signed_body.clone();
             sent[size - 1] = b'b';
@@ -277,12 +277,19 @@ async fn a_body_that_does_not_match_its_digest_never_reaches_the_app_whole() {
             // answer is the proxy's refusal, never the app's echo.
             assert_eq!(reason(resp).await, "digest_mismatch", "{protocol:?} {size}");
             // Nothing of the body reached the app: it is held back until
-            // its digest matched.
+            // its digest matched. A body of at most 64 KiB is checked
+            // before the head goes upstream: the app never hears of it.
             let received = s.app.received.lock().unwrap().clone();
             assert!(
                 !received.iter().any(|(t, len, _)| *t == target && *len > 0),
                 "the app received body bytes for {target}: {received:?}"
             );
+            if size <= 65536 {
+                assert!(
+                    !received.iter().any(|(t, ..)| *t == target),
+                    "the app received the head of {target}: {received:?}"
+                );
+            }
         }
     }
     // The same app does receive whole signed bodies that match.

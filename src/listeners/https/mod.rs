@@ -9,6 +9,7 @@
 mod answer;
 mod context;
 mod forward;
+mod held;
 mod limit;
 
 use std::sync::Arc;
@@ -212,6 +213,16 @@ impl ProxyHttp for PortalProxy {
                     }))
                 }
             };
+        }
+        // A small signed body is checked before the head goes upstream.
+        let refused = match &mut ctx.stage {
+            Stage::Forwarded(f) => {
+                held::check_before_the_head(session, &mut f.plan.body_check).await?
+            }
+            _ => None,
+        };
+        if let Some(refusal) = refused {
+            ctx.fail(refusal);
         }
         match &ctx.stage {
             Stage::Answered { refusal, .. } => {
