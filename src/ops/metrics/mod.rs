@@ -247,7 +247,7 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let peer_handshakes = counter_vec(
         &registry,
         "portal_proxy_peer_handshakes_total",
-        "TLS handshakes in which a calling Portal presented its identity key (pinned peer TLS), by result: verified (a peer of peers.json), unknown_key (no peer's: refused at the handshake), bad_certificate (no ed25519 key: refused).",
+        "TLS handshakes in which a calling Portal presented its identity key (pinned peer TLS), by result: verified (a peer of peers.json, counted once the handshake proved the key), unknown_key (no peer's: refused at the handshake), bad_certificate (no ed25519 key: refused), bad_proof (a listed key's certificate, the handshake signed by another key: refused).",
         &["result"],
     );
     for result in PEER_HANDSHAKE_RESULTS {
