@@ -2,8 +2,10 @@
 //! compression"), to choose each coding's level: the CPU time of
 //! compressing a typical SPA bundle as the proxy streams it (16 KiB
 //! chunks through the same encoders), the bytes saved, and the memory an
-//! encoder holds. Run with `cargo bench --bench compression`; the ratios
-//! and memory are printed before criterion's times.
+//! encoder holds, and what flushing every chunk an app sends costs
+//! (`flush/<coding>/<chunk>`: every chunk size against one flush of the
+//! whole). Run with `cargo bench --bench compression`; the ratios and
+//! memory are printed before criterion's times.
 //!
 //! The bundle: the minified JavaScript of d3, Bootstrap and Moment.js that
 //! Debian ships (`/usr/share/javascript`, `/usr/share/nodejs`), about 1
@@ -67,13 +69,26 @@ fn bundle() -> (Vec<u8>, &'static str) {
 
 /// Compresses `data` in 16 KiB chunks, as a streamed answer; the size out.
 fn compress(coding: Coding, level: usize, data: &[u8]) -> usize {
+    compress_in(coding, level, data, 16384)
+}
+
+/// Compresses `data` in chunks of `chunk` bytes, each flushed as the proxy
+/// flushes every chunk an app sends; the size out. A chunk of the whole
+/// bundle is one flush at the end: what the encoder makes unflushed.
+fn compress_in(coding: Coding, level: usize, data: &[u8], chunk: usize) -> usize {
     let mut e = encoder(coding, level).unwrap();
     let mut out = 0;
-    for chunk in data.chunks(16384) {
+    for chunk in data.chunks(chunk) {
         out += e.encode(chunk, false).unwrap().len();
     }
     out + e.encode(&[], true).unwrap().len()
 }
+
+/// The default level of each coding (docs/config.md).
+const DEFAULTS: [(Coding, usize); 3] = [(Coding::Zstd, 3), (Coding::Gzip, 4), (Coding::Brotli, 2)];
+
+/// The chunk sizes the flush cost is printed and timed for.
+const CHUNKS: [usize; 4] = [usize::MAX, 65536, 16384, 4096];
 
 /// What one encoder in the middle of an answer holds on the heap: 10 of
 /// them, each fed the first 256 KiB of the bundle, not finished.
@@ -126,6 +141,40 @@ fn bench(c: &mut Criterion) {
             held / 1024
         );
     }
+    // What flushing each chunk costs (bytes), at the default levels.
+    for (coding, level) in DEFAULTS {
+        let whole = compress_in(coding, level, &data, usize::MAX);
+        for chunk in CHUNKS {
+            let out = compress_in(coding, level, &data, chunk);
+            let label = if chunk == usize::MAX {
+                "whole".to_string()
+            } else {
+                format!("{} KiB", chunk / 1024)
+            };
+            println!(
+                "{:>4} level {level}, flushed every {label:>6}: {out:>8} bytes ({:.1} %, {:+.2} % of the bundle over one flush)",
+                coding.token(),
+                100.0 * out as f64 / data.len() as f64,
+                100.0 * (out as f64 - whole as f64) / data.len() as f64,
+            );
+        }
+    }
+    let mut group = c.benchmark_group("flush");
+    group.throughput(Throughput::Bytes(data.len() as u64));
+    group.sample_size(10);
+    for (coding, level) in DEFAULTS {
+        for chunk in CHUNKS {
+            let label = if chunk == usize::MAX {
+                "whole".to_string()
+            } else {
+                format!("{}k", chunk / 1024)
+            };
+            group.bench_function(format!("{}/{label}", coding.token()), |b| {
+                b.iter(|| compress_in(coding, level, black_box(&data), chunk))
+            });
+        }
+    }
+    group.finish();
     let mut group = c.benchmark_group("compression");
     group.throughput(Throughput::Bytes(data.len() as u64));
     group.sample_size(10);

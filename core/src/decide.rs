@@ -127,6 +127,11 @@ pub struct Facts {
 /// its whole share of the replay cache (429).
 pub const PEER_NONCES: &str = "peer_nonces";
 
+/// The reason of a verified peer's request signed across a restart or
+/// graceful upgrade of the proxy, which this process cannot know to be
+/// fresh (503, `Retry-After: 1`).
+pub const HANDOVER: &str = "handover";
+
 /// The `app` label of requests to the Portal core: no app name has a `/`.
 pub const CORE_APP_LABEL: &str = "/core";
 
@@ -184,6 +189,9 @@ pub struct NonceClaim {
     /// The peer's Portal ID.
     pub peer: String,
     pub nonce: String,
+    /// The signature's `created`: whether this process may accept it at
+    /// all across a restart or upgrade ([`crate::replay::Handover`]).
+    pub created: i64,
     /// When the nonce may be forgotten: the signature's `expires` plus the
     /// allowed skew.
     pub forget_at: i64,
@@ -250,6 +258,11 @@ impl Decision {
                 PEER_NONCES,
                 "this peer holds its whole share of live nonces; retry once some expire",
                 super::refusal::RETRY_AFTER_SECONDS,
+            ),
+            (Err(ReplayError::Handover), Some(_)) => Refusal::unavailable(
+                HANDOVER,
+                "signed while this Portal's proxy was restarting or upgrading: its replay cache cannot tell whether the other process accepted it; sign the request anew",
+                1,
             ),
         };
         // As refused by the signature check: no caller, no rule yet.
@@ -465,6 +478,7 @@ fn verify_peer(
     let peer = peer.ok_or_else(|| SignatureError::UnknownPeer(sig.keyid.clone()))?;
     *nonce = Some(NonceClaim {
         peer: peer.id.clone(),
+        created: sig.created,
         forget_at: sig.expires + policy.window.skew,
         nonce: sig.nonce,
         binding: Box::new(AnswerBinding {

@@ -129,6 +129,14 @@ impl Refusal {
         }
     }
 
+    /// 503 for a reason of its own, with `Retry-After`.
+    pub fn unavailable(reason: &'static str, message: impl Into<String>, retry_after: u32) -> Self {
+        Refusal {
+            retry_after: Some(retry_after),
+            ..Refusal::with_reason(Kind::Unavailable, reason, message)
+        }
+    }
+
     /// The answer to `OPTIONS *`.
     pub fn options() -> Self {
         Refusal::new(Kind::Options, "")

@@ -13,7 +13,7 @@ use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// The default number of live nonces kept per peer: at the longest validity
@@ -53,6 +53,63 @@ pub enum ReplayError {
     Seen,
     /// The peer's share is full of live nonces.
     Full,
+    /// Signed when another process of this proxy may have accepted it: a
+    /// request this process cannot know to be fresh ([`Handover`]).
+    Handover,
+}
+
+/// The signatures this process can tell are fresh across restarts and
+/// graceful upgrades (docs/signing.md, "Restarts and upgrades"): each
+/// process has its own replay cache, so a signature a previous process
+/// accepted, or one the next process accepts while this one still serves,
+/// could be accepted twice. A process accepts, on connections not
+/// authenticated by pinned TLS, only signatures `created` from the second
+/// it began serving (its listening sockets in hand: after the previous
+/// process handed them over) and, once it hands them over in turn
+/// (SIGQUIT), before that second: the two processes accept disjoint
+/// `created` seconds, and a signature falls to at most one. What falls
+/// between (the handover's second or two) is refused by both with 503 and
+/// `Retry-After: 1`: a new call is signed anew. A pinned connection needs
+/// none of this: only the peer holding its key can open one, and it could
+/// as well sign anew.
+#[derive(Debug)]
+pub struct Handover {
+    since: AtomicI64,
+    until: AtomicI64,
+}
+
+impl Handover {
+    /// A process that has not yet begun serving: it accepts from `now`,
+    /// moved on by [`Handover::serving`].
+    pub fn new(now: i64) -> Self {
+        Handover {
+            since: AtomicI64::new(now),
+            until: AtomicI64::new(i64::MAX),
+        }
+    }
+
+    /// The process has its listening sockets, at `now`: signatures created
+    /// earlier may have been another process's.
+    pub fn serving(&self, now: i64) {
+        self.since.fetch_max(now, Ordering::AcqRel);
+    }
+
+    /// The process handed its listening sockets over at `now`: signatures
+    /// created from then on are the next process's.
+    pub fn handed_over(&self, now: i64) {
+        self.until.fetch_min(now, Ordering::AcqRel);
+    }
+
+    /// Whether a signature `created` then is this process's to accept.
+    pub fn admits(&self, created: i64) -> Result<(), ReplayError> {
+        let since = self.since.load(Ordering::Acquire);
+        let until = self.until.load(Ordering::Acquire);
+        if (since..until).contains(&created) {
+            Ok(())
+        } else {
+            Err(ReplayError::Handover)
+        }
+    }
 }
 
 /// Seen nonces, per peer.
@@ -206,4 +263,30 @@ mod tests {
         assert_eq!(c.len(), share * 1000);
         assert!(c.len() * ENTRY_BYTES <= BUDGET_BYTES);
     }
+
+    /// Two processes around a handover accept disjoint `created` seconds,
+    /// whatever the moments: no signature is accepted by both, and only
+    /// what was signed between the two moments is refused by both.
+    #[test]
+    fn a_handover_splits_the_seconds() {
+        for (start, quit, taken) in [(0, 10, 10), (0, 10, 11), (5, 5, 5), (0, 100, 103)] {
+            let old = Handover::new(start);
+            old.serving(start);
+            // Launched before the handover, serving once it has the sockets.
+            let new = Handover::new(start);
+            old.handed_over(quit);
+            new.serving(taken);
+            for created in start - 10..taken + 400 {
+                let (a, b) = (old.admits(created).is_ok(), new.admits(created).is_ok());
+                assert!(!(a && b), "{created} accepted by both");
+                assert_eq!(
+                    a || b,
+                    created >= start && !(quit..taken).contains(&created),
+                    "{created} ({start}, {quit}, {taken})"
+                );
+            }
+        }
+        assert_eq!(Handover::new(7).admits(6), Err(ReplayError::Handover));
+    }
+
 }

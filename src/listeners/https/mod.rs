@@ -41,7 +41,7 @@ use portal_core::caller::Caller;
 use portal_core::decide::{decide, Decision, Facts, Policy, Verdict, PEER_NONCES};
 use portal_core::identity::Identity;
 use portal_core::refusal::{Kind, Refusal};
-use portal_core::replay::{ReplayCache, ReplayError};
+use portal_core::replay::{Handover, ReplayCache, ReplayError};
 use portal_core::route::Target;
 use portal_core::trace::Trace;
 
@@ -54,6 +54,9 @@ pub(crate) struct Portal {
     pub template_portal: minijinja::Value,
     /// Nonces of peer signatures; outlives state reloads.
     pub replay: Arc<ReplayCache>,
+    /// Which signatures' `created` this process may accept across a
+    /// restart or upgrade.
+    pub handover: Arc<Handover>,
     pub access_log: AccessLog,
     /// Client connections: told when a head is complete and a request
     /// done.
@@ -173,13 +176,23 @@ impl ProxyHttp for PortalProxy {
             let host = ctx.received.host.as_deref();
             let head = context::head(session.req_header(), host, has_body, tls_peer);
             let decision = decide(&head, &snapshot, &self.portal.policy, now);
+            // Over CA TLS, a signature this process cannot know to be fresh
+            // (signed across a restart or upgrade) is refused first; a
+            // pinned connection is the peer's own (docs/signing.md).
             let claim = match &decision.nonce {
-                Some(n) => self
-                    .portal
-                    .replay
-                    .check_and_insert(&n.peer, &n.nonce, n.forget_at, now),
+                Some(n) => match tls_peer {
+                    Some(_) => Ok(()),
+                    None => self.portal.handover.admits(n.created),
+                }
+                .and_then(|()| {
+                    let replay = &self.portal.replay;
+                    replay.check_and_insert(&n.peer, &n.nonce, n.forget_at, now)
+                }),
                 None => Ok(()),
             };
+            if matches!(claim, Err(ReplayError::Handover)) {
+                METRICS.handover_refusals.inc();
+            }
             if matches!(claim, Err(ReplayError::Full)) {
                 METRICS.rate_limited.with_label_values(&[PEER_NONCES]).inc();
             }

@@ -51,6 +51,8 @@ pub(crate) struct Metrics {
     pub slow_clients: IntCounterVec,
     /// `portal_proxy_requests_revoked_total`.
     pub requests_revoked: IntCounter,
+    /// `portal_proxy_handover_refusals_total`.
+    pub handover_refusals: IntCounter,
     /// `portal_proxy_outbound_unverified_total{peer}`.
     pub outbound_unverified: IntCounterVec,
     /// `portal_proxy_dns_lookups_total{result}`.
@@ -229,6 +231,14 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         )
         .expect("valid metric definition"),
     );
+    let handover_refusals = register(
+        &registry,
+        IntCounter::new(
+            "portal_proxy_handover_refusals_total",
+            "Verified peer requests over CA TLS answered 503 because they were signed across a restart or graceful upgrade of the proxy, which each process's own replay cache cannot tell fresh (docs/signing.md, Restarts and upgrades).",
+        )
+        .expect("valid metric definition"),
+    );
     let outbound_unverified = counter_vec(
         &registry,
         "portal_proxy_outbound_unverified_total",
@@ -317,6 +327,7 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         connections_shed,
         slow_clients,
         requests_revoked,
+        handover_refusals,
         requests,
         request_duration,
         signature_refusals,
