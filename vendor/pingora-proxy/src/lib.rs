@@ -362,10 +362,29 @@ where
         // request. That request is now read (bounded by the read timeouts
         // of the session and its stream) and answered with
         // `Connection: close`.
+        //
+        // portal-proxy patch (next head at shutdown): a kept-alive
+        // connection whose next request head has started (some of it read,
+        // not its end) when the service shuts down is not dropped either:
+        // its client sent a request that no answer crossed, and a client
+        // re-sends only what crossed a close it could see. It is read to its
+        // end (bounded by the same read timeouts) and answered with
+        // `Connection: close`; an idle one is still dropped at once.
+        let head_started = if reused {
+            self.inner.head_in_progress(&downstream_session)
+        } else {
+            None
+        };
         let res = tokio::select! {
             biased; // biased select is cheaper, and we don't want to drop already buffered requests
             res = downstream_session.read_request() => { res }
-            _ = self.await_shutdown(), if reused => {
+            _ = async {
+                self.await_shutdown().await;
+                if head_started.as_ref().is_some_and(|started| started()) {
+                    // The read finishes the head, or fails by its timeout.
+                    std::future::pending::<()>().await;
+                }
+            }, if reused => {
                 // service shutting down, dropping the connection to stop more req from coming in
                 return None;
             }

@@ -527,6 +527,19 @@ pub trait ProxyHttp {
         None
     }
 
+    /// portal-proxy patch (next head at shutdown): for a kept-alive HTTP/1
+    /// connection waiting for its next request, a probe of whether that
+    /// request's head has started arriving, asked when the service shuts
+    /// down. A connection whose head has started is read on and answered
+    /// instead of dropped. The default (`None`) drops every waiting
+    /// connection, as Pingora does.
+    fn head_in_progress(
+        &self,
+        _session: &pingora_core::protocols::http::ServerSession,
+    ) -> Option<Box<dyn Fn() -> bool + Send + Sync>> {
+        None
+    }
+
     /// Called at the start of a new request on a reused HTTP/1.x keepalive connection,
     /// before [`Self::early_request_filter`]. The `prev_ctx` argument is the value returned
     /// by [`Self::persist_connection_context`] from the previous request on this connection.
