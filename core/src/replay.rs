@@ -58,46 +58,48 @@ pub enum ReplayError {
     Handover,
 }
 
-/// The signatures this process can tell are fresh across restarts and
-/// graceful upgrades (docs/signing.md, "Restarts and upgrades"): each
-/// process has its own replay cache, so a signature a previous process
-/// accepted, or one the next process accepts while this one still serves,
-/// could be accepted twice. A process accepts, on connections not
-/// authenticated by pinned TLS, only signatures `created` from the second
-/// it began serving (its listening sockets in hand: after the previous
-/// process handed them over) and, once it hands them over in turn
-/// (SIGQUIT), before that second: the two processes accept disjoint
-/// `created` seconds, and a signature falls to at most one. What falls
-/// between (the handover's second or two) is refused by both with 503 and
-/// `Retry-After: 1`: a new call is signed anew. A pinned connection needs
-/// none of this: only the peer holding its key can open one, and it could
-/// as well sign anew.
+/// The signatures this process can tell are fresh across a graceful
+/// upgrade (docs/signing.md, "Restarts and upgrades"): each process has
+/// its own replay cache, so a signature the old process accepted could be
+/// accepted again by the new one, or the other way round while both
+/// serve. The two processes accept disjoint `created` seconds instead, on
+/// connections not authenticated by pinned TLS: the old one, before it
+/// hands its sockets over (SIGQUIT, at `q`), accepts `created` up to
+/// `q + skew` (the clock difference allowed), and after it below
+/// `q + margin`; the new one, which has the sockets at `t >= q`, from
+/// `t + margin` on, `margin` being the skew plus one second. What falls
+/// between is refused by both (503, `Retry-After: 1`): for `margin`
+/// seconds after an upgrade, a peer over CA TLS signs anew. A pinned
+/// connection needs none of this: only the peer holding its key can open
+/// one, and it could as well sign anew.
 #[derive(Debug)]
 pub struct Handover {
+    margin: i64,
     since: AtomicI64,
     until: AtomicI64,
 }
 
 impl Handover {
-    /// A process that has not yet begun serving: it accepts from `now`,
-    /// moved on by [`Handover::serving`].
-    pub fn new(now: i64) -> Self {
+    /// A process started afresh (`upgrading` false: it accepts every
+    /// `created`), or by an upgrade (nothing until [`Handover::took_over`]).
+    pub fn new(margin: i64, upgrading: bool) -> Self {
         Handover {
-            since: AtomicI64::new(now),
+            margin,
+            since: AtomicI64::new(if upgrading { i64::MAX } else { i64::MIN }),
             until: AtomicI64::new(i64::MAX),
         }
     }
 
-    /// The process has its listening sockets, at `now`: signatures created
-    /// earlier may have been another process's.
-    pub fn serving(&self, now: i64) {
-        self.since.fetch_max(now, Ordering::AcqRel);
+    /// An upgrade's new process has the listening sockets, at `now`.
+    pub fn took_over(&self, now: i64) {
+        self.since
+            .store(now.saturating_add(self.margin), Ordering::Release);
     }
 
-    /// The process handed its listening sockets over at `now`: signatures
-    /// created from then on are the next process's.
+    /// The process handed its listening sockets over at `now`.
     pub fn handed_over(&self, now: i64) {
-        self.until.fetch_min(now, Ordering::AcqRel);
+        self.until
+            .fetch_min(now.saturating_add(self.margin), Ordering::AcqRel);
     }
 
     /// Whether a signature `created` then is this process's to accept.
@@ -264,29 +266,44 @@ mod tests {
         assert!(c.len() * ENTRY_BYTES <= BUDGET_BYTES);
     }
 
-    /// Two processes around a handover accept disjoint `created` seconds,
-    /// whatever the moments: no signature is accepted by both, and only
-    /// what was signed between the two moments is refused by both.
+    /// Two processes around an upgrade never accept the same `created`
+    /// second, whatever the moments and the skew: the old one before its
+    /// handover accepts up to `now + skew`, after it what `admits` says;
+    /// the new one what `admits` says once it took over. Only a few
+    /// seconds around the handover are refused by both.
     #[test]
-    fn a_handover_splits_the_seconds() {
-        for (start, quit, taken) in [(0, 10, 10), (0, 10, 11), (5, 5, 5), (0, 100, 103)] {
-            let old = Handover::new(start);
-            old.serving(start);
-            // Launched before the handover, serving once it has the sockets.
-            let new = Handover::new(start);
+    fn an_upgrade_splits_the_seconds() {
+        let skew = 5;
+        for (quit, taken) in [(10, 10), (10, 11), (100, 103), (7, 9)] {
+            let old = Handover::new(skew + 1, false);
+            let new = Handover::new(skew + 1, true);
+            assert_eq!(
+                new.admits(quit),
+                Err(ReplayError::Handover),
+                "before it has the sockets"
+            );
             old.handed_over(quit);
-            new.serving(taken);
-            for created in start - 10..taken + 400 {
-                let (a, b) = (old.admits(created).is_ok(), new.admits(created).is_ok());
-                assert!(!(a && b), "{created} accepted by both");
-                assert_eq!(
-                    a || b,
-                    created >= start && !(quit..taken).contains(&created),
-                    "{created} ({start}, {quit}, {taken})"
+            new.took_over(taken);
+            let mut refused_by_both = 0;
+            for created in -10..taken + 400 {
+                // Before the handover, any time up to it: the skew allowed.
+                let old_before = created <= quit + skew;
+                let old_after = old.admits(created).is_ok();
+                let by_new = new.admits(created).is_ok();
+                assert!(
+                    !((old_before || old_after) && by_new),
+                    "{created} accepted by both"
                 );
+                if !(old_before || old_after || by_new) {
+                    refused_by_both += 1;
+                }
             }
+            assert!(
+                refused_by_both <= taken - quit + skew + 1,
+                "{refused_by_both}"
+            );
         }
-        assert_eq!(Handover::new(7).admits(6), Err(ReplayError::Handover));
+        // A process started afresh accepts every second.
+        assert_eq!(Handover::new(6, false).admits(i64::MIN + 1), Ok(()));
     }
-
 }

@@ -2,6 +2,8 @@
 //! reports problems for `-t`, and wires the Pingora services. Used by
 //! `main` for `-t`, for a normal start and for the demo.
 
+mod bindable;
+mod handover;
 mod reload;
 mod signals;
 
@@ -42,7 +44,7 @@ use portal_core::body::HeldBudget;
 use portal_core::decide::Policy;
 use portal_core::headers::{portal_value, PortalInfo};
 use portal_core::identity::Identity;
-use portal_core::replay::ReplayCache;
+use portal_core::replay::{Handover, ReplayCache};
 use portal_core::route::Router;
 use portal_core::snapshot::Snapshot;
 use reload::{record_certificate_expiry, record_state, CertificateFiles, Reloader};
@@ -155,10 +157,22 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
 
     // Pingora only panics the thread of a listener that cannot bind, and
     // the process would run on without it: find out now and refuse to
-    // start. (A graceful upgrade, `-u`, receives bound sockets instead.)
-    if !opt.upgrade {
-        check_bindable(config)?;
+    // start. A graceful upgrade (`-u`) receives the running process's
+    // sockets; any address that process does not listen on must be free.
+    if let Some(problem) = bindable::check(config, opt.upgrade, false)
+        .into_iter()
+        .next()
+    {
+        return Err(problem);
     }
+    // One upgrade at a time: held until this one has the sockets.
+    let upgrade_lock = if opt.upgrade {
+        Some(handover::UpgradeLock::take(
+            &server_conf(config).upgrade_sock,
+        )?)
+    } else {
+        None
+    };
     // Our `-c` is our own YAML, not Pingora's config file.
     opt.conf = None;
     let mut server = Server::new_with_opt_and_conf(opt, server_conf(config));
@@ -173,6 +187,20 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     let state = Arc::new(SharedState::new(loaded.snapshot));
     let replay = Arc::new(ReplayCache::new(config.peering.replay_cache_per_peer));
     replay.retain_peers(|_| true, state.load().peers.len(), 0);
+    // Signatures over CA TLS split between the processes of an upgrade
+    // (docs/signing.md, "Restarts and upgrades").
+    let upgrading = upgrade_lock.is_some();
+    let handover = Arc::new(Handover::new(config.peering.window.skew + 1, upgrading));
+    server
+        .add_service(background_service(
+            "handover",
+            handover::HandoverService {
+                handover: handover.clone(),
+                upgrading,
+                lock: std::sync::Mutex::new(upgrade_lock),
+            },
+        ))
+        .add_dependency(&bootstrap);
     // Threads start in services: they run after `-d` forked.
     let (access_log, log_writer) =
         AccessLog::new(config.access_log.clone()).map_err(|e| format!("access_log: {e}"))?;
@@ -253,6 +281,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
             public_key_pem: identity.public_key_pem.clone(),
         }),
         replay: replay.clone(),
+        handover,
         access_log,
         guard: guard.clone(),
         live,
@@ -429,23 +458,6 @@ fn client_endpoint(addr: std::net::SocketAddr, tls: Option<TlsSettings>) -> List
     }
 }
 
-/// Binds and releases every configured listening address.
-fn check_bindable(config: &Config) -> Result<(), String> {
-    for (key, addr) in [
-        ("listen.https", Some(config.listen_https)),
-        ("listen.http", config.listen_http),
-        ("listen.mqtts", config.listen_mqtts),
-        ("internal.listen", config.internal_listen),
-        ("metrics.listen", config.metrics_listen),
-    ] {
-        if let Some(addr) = addr {
-            std::net::TcpListener::bind(addr)
-                .map_err(|e| format!("{key}: cannot listen on {addr}: {e}"))?;
-        }
-    }
-    Ok(())
-}
-
 /// `-t`: what an operator sees: every problem, then a one-line verdict.
 /// Returns whether everything is valid.
 pub fn check(config: &Config) -> bool {
@@ -460,6 +472,11 @@ pub fn check(config: &Config) -> bool {
             for e in &loaded.state_errors {
                 eprintln!("error: {e}");
             }
+            // The listeners: free, or a running portal-proxy's to hand over.
+            let unbindable = bindable::check(config, true, true);
+            for e in &unbindable {
+                eprintln!("error: {e}");
+            }
             println!(
                 "portal {} at {}: {} app(s) loaded, {} state error(s)",
                 loaded.identity.id,
@@ -467,7 +484,7 @@ pub fn check(config: &Config) -> bool {
                 loaded.snapshot.apps.len(),
                 loaded.state_errors.len()
             );
-            loaded.state_errors.len()
+            loaded.state_errors.len() + unbindable.len()
         }
     };
     verdict(&config.file.display().to_string(), problems)

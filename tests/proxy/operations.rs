@@ -1219,3 +1219,282 @@ async fn a_connection_accepted_before_the_old_process_stops_is_answered() {
     .await;
     assert!(exited && status.unwrap().success(), "{status:?}");
 }
+
+/// Reads from `conn` until an answer's head is whole, and its body if it
+/// has a `Content-Length` (or until the stream ends): the answer as text.
+async fn answer_head(conn: &mut raw::Conn) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let complete = |received: &[u8]| {
+        let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return false;
+        };
+        let head = String::from_utf8_lossy(&received[..end]).to_ascii_lowercase();
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        received.len() >= end + 4 + length
+    };
+    while !complete(&received) {
+        match tokio::time::timeout(Duration::from_secs(20), conn.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => received.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&received)
+        .to_ascii_lowercase()
+        .replacen("http/1.1", "HTTP/1.1", 1)
+}
+
+/// Issue 26, item 5: a kept-alive HTTP/1.1 connection whose next head has
+/// started arriving when the old process of an upgrade stops is answered,
+/// not closed (the vendored pingora-proxy's patch "next head at
+/// shutdown"): the head's first half is sent before the upgrade, its end
+/// after the old process closed its idle connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_next_head_started_before_the_old_process_stops_is_answered() {
+    use tokio::io::AsyncWriteExt;
+    let files = PortalFiles::new("ops-next-head");
+    let (alpha, beta, core) = upstreams();
+    files.app("alpha", &app_meta(PUBLIC));
+    // The head waits for the upgrade (about 8 s): a longer head deadline.
+    let extra = extra_yaml(&core, free_port(), &alpha, &beta)
+        .replace("limits: {", "limits: { request_head_timeout_seconds: 60,");
+    let mut old = Proxy::start_with(&files, &reload_layout(), &extra);
+    let (host, tls) = (files.host("alpha"), raw::connector(&files.ca_pem));
+    let authority = format!("{host}:{}", old.https.port());
+    let (mut idle, mut started) = (None, None);
+    for (conn, path) in [(&mut idle, "/idle"), (&mut started, "/first")] {
+        let resp = raw::get(conn, &tls, old.https, &host, &authority, path)
+            .await
+            .unwrap();
+        assert_eq!(resp.status, StatusCode::OK);
+    }
+    let mut started = started.expect("kept alive");
+    let head = format!("GET /second HTTP/1.1\r\nHost: {authority}\r\n");
+    started.write_all(head.as_bytes()).await.unwrap();
+    started.flush().await.unwrap();
+
+    let new = reload(&files, 0, old.pid()).await;
+    let _daemons = Daemons(vec![new]);
+    let (_, how) = raw::watch_end(idle.unwrap(), Duration::from_secs(20)).await;
+    assert_ne!(how, "nothing: still open", "the old process did not stop");
+    started.write_all(b"X-Late: 1\r\n\r\n").await.unwrap();
+    started.flush().await.unwrap();
+    let answer = answer_head(&mut started).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "the started head got {answer:?}"
+    );
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    let mut status = None;
+    let exited = eventually(Duration::from_secs(20), || {
+        status = status.or_else(|| old.exit_status());
+        std::future::ready(status.is_some())
+    })
+    .await;
+    assert!(exited && status.unwrap().success(), "{status:?}");
+}
+
+/// Issue 26, item 5: a listener the new config names that cannot be had
+/// (another program holds its port) fails `-t` and `-u -d`, naming its
+/// key, while the running process keeps serving; two upgrades started at
+/// once leave one new process, the other failing at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_fails_whole_or_happens_once() {
+    let files = PortalFiles::new("ops-upgrade-fails");
+    let (alpha, beta, core) = upstreams();
+    files.app("alpha", &app_meta(PUBLIC));
+    let extra = extra_yaml(&core, free_port(), &alpha, &beta);
+    let mut old = Proxy::start_with(&files, &reload_layout(), &extra);
+    let exit_of = |mut process: ProxyProcess| async move {
+        let mut status = None;
+        let exited = eventually(Duration::from_secs(20), || {
+            status = status.or_else(|| process.exit_status());
+            std::future::ready(status.is_some())
+        })
+        .await;
+        assert!(exited, "did not exit:\n{}", process.log_text());
+        (status.unwrap(), process.log_text())
+    };
+
+    // Another program holds the port the new config adds.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let config = std::fs::read_to_string(files.config_file()).unwrap();
+    let with_mqtts = config.replacen(
+        &format!("http: \"{}\"", old.http),
+        &format!("http: \"{}\", mqtts: \"127.0.0.1:{port}\"", old.http),
+        1,
+    );
+    assert_ne!(with_mqtts, config);
+    std::fs::write(files.config_file(), &with_mqtts).unwrap();
+    for (args, log) in [
+        (&["-t"][..], "check.log"),
+        (&["-u", "-d"][..], "upgrade.log"),
+    ] {
+        let (status, text) = exit_of(ProxyProcess::spawn(&files, args, log)).await;
+        assert!(!status.success(), "{args:?} succeeded:\n{text}");
+        assert!(
+            text.contains("listen.mqtts") && text.contains(&port.to_string()),
+            "{args:?} does not name the listener:\n{text}"
+        );
+    }
+    // The running process was never touched; the addresses it holds
+    // itself are no problem for -t.
+    assert!(!has_exited(old.pid()));
+    assert!(
+        serves(&files, &old, "alpha", "/x").await,
+        "the running process stopped serving"
+    );
+    std::fs::write(files.config_file(), &config).unwrap();
+    let (status, text) = exit_of(ProxyProcess::spawn(&files, &["-t"], "check-2.log")).await;
+    assert!(status.success(), "{text}");
+
+    // Two upgrades at once: one waits for the sockets, the other fails.
+    let first = ProxyProcess::spawn(&files, &["-u", "-d"], "upgrade-a.log");
+    let second = ProxyProcess::spawn(&files, &["-u", "-d"], "upgrade-b.log");
+    let ((a, a_log), (b, b_log)) = tokio::join!(exit_of(first), exit_of(second));
+    assert!(
+        a.success() != b.success(),
+        "exactly one upgrade must start:\n{a_log}\n---\n{b_log}"
+    );
+    let loser = if a.success() { &b_log } else { &a_log };
+    assert!(loser.contains("another upgrade"), "{loser}");
+    let pid: u32 = std::fs::read_to_string(files.dir.join("proxy.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _daemons = Daemons(vec![pid]);
+    send_signal(old.pid(), "QUIT");
+    let mut status = None;
+    let exited = eventually(Duration::from_secs(30), || {
+        status = status.or_else(|| old.exit_status());
+        std::future::ready(status.is_some())
+    })
+    .await;
+    assert!(exited, "the old process did not stop");
+    assert!(!has_exited(pid), "the new process serves");
+    assert!(
+        serves(&files, &old, "alpha", "/x").await,
+        "nothing serves after the upgrade"
+    );
+    drop(taken);
+}
+
+/// Issue 26, item 5: each process of an upgrade has its own replay cache,
+/// so over CA TLS they accept disjoint `created` seconds
+/// (docs/signing.md, "Restarts and upgrades"): a request accepted before
+/// the upgrade is refused after it (503 `handover`, not accepted again),
+/// the old process refuses what is signed past its share once it handed
+/// over, and a request signed anew is served once the margin passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_request_is_not_accepted_twice_across_an_upgrade() {
+    use portal_core::signature::{signed_headers, Outgoing};
+    use portal_proxy::ops::unix_now;
+    use tokio::io::AsyncWriteExt;
+    let files = PortalFiles::new("ops-handover");
+    let (alpha, beta, core) = upstreams();
+    let peer = portal_proxy::identity::generate();
+    files
+        .app(
+            "alpha",
+            &app_meta(r#"{"":{"access":"public"},"/peer/":{"access":"peer"}}"#),
+        )
+        .state_file("peers.json", &peers_json(&peer, "Friend"));
+    let extra = format!(
+        "{}peering: {{ transport: ca }}\n",
+        extra_yaml(&core, free_port(), &alpha, &beta)
+    );
+    let old = Proxy::start_with(&files, &reload_layout(), &extra);
+    let (host, tls) = (files.host("alpha"), raw::connector(&files.ca_pem));
+    let authority = format!("{host}:{}", old.https.port());
+    // `GET path` signed by the peer, created at `created`.
+    let signed = |path: &str, created: i64| -> String {
+        let outgoing = Outgoing {
+            method: "GET",
+            authority: &authority,
+            path_and_query: path,
+            body: None,
+        };
+        let nonce = portal_proxy::ops::fresh_nonce();
+        let headers = signed_headers(&peer.signing_key, &peer.id, &outgoing, created, 60, &nonce);
+        let mut request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\n");
+        for (name, value) in headers.unwrap() {
+            request += &format!("{name}: {value}\r\n");
+        }
+        request + "\r\n"
+    };
+    // The answer's head and body, on `conn` or a new connection.
+    let send = |request: String, conn: Option<raw::Conn>| {
+        let (tls, host) = (tls.clone(), host.clone());
+        async move {
+            let mut conn = match conn {
+                Some(conn) => conn,
+                None => raw::connect(&tls, old.https, &host).await.unwrap(),
+            };
+            conn.write_all(request.as_bytes()).await.unwrap();
+            let answer = answer_head(&mut conn).await;
+            (answer, conn)
+        }
+    };
+    // Accepted by the old process, on a connection then kept alive.
+    let accepted = signed("/peer/once", unix_now());
+    let (answer, kept) = send(accepted.clone(), None).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let mut idle = None;
+    let resp = raw::get(&mut idle, &tls, old.https, &host, &authority, "/idle")
+        .await
+        .unwrap();
+    assert_eq!(resp.status, StatusCode::OK);
+
+    let new = reload(&files, 0, old.pid()).await;
+    let _daemons = Daemons(vec![new]);
+    // The old process, handed over (by now, at the latest), still answers
+    // its open connections; a signature created past its share (now plus
+    // the skew allowed, once a second passed) is the new process's.
+    let handed_over = unix_now();
+    let past = eventually(Duration::from_secs(3), || {
+        std::future::ready(unix_now() > handed_over)
+    })
+    .await;
+    assert!(past);
+    let (answer, _) = send(signed("/peer/late", unix_now() + 5), Some(kept)).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 503"),
+        "the old process took {answer}"
+    );
+    assert!(
+        answer.contains("retry-after: 1") && answer.contains("handover"),
+        "{answer}"
+    );
+    // Once the old process stopped, every connection is the new one's: the
+    // request accepted before the upgrade is not accepted again.
+    let (_, how) = raw::watch_end(idle.unwrap(), Duration::from_secs(20)).await;
+    assert_ne!(how, "nothing: still open");
+    let (answer, _) = send(accepted, None).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 503") && answer.contains("handover"),
+        "a request accepted before the upgrade was accepted again: {answer}"
+    );
+    // Signed anew: served within the margin (the skew plus one second).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (answer, _) = send(signed("/peer/anew", unix_now()), None).await;
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && answer.contains("handover"),
+            "a request signed anew: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

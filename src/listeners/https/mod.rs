@@ -7,6 +7,7 @@
 //! answer (signed for a peer, or compressed).
 
 mod answer;
+mod claim;
 mod context;
 mod forward;
 mod held;
@@ -32,16 +33,16 @@ use crate::config::Limits;
 use crate::ops::access_log::{AccessLog, Entry};
 use crate::ops::guard::{digest_key, Guard};
 use crate::ops::live::LiveRequests;
-use crate::ops::metrics::{self, METRICS};
+use crate::ops::metrics;
 use crate::ops::peer_tls::TlsPeer;
 use crate::ops::rate::RateLimits;
 use crate::state::SharedState;
 use portal_core::body::BodyRate;
 use portal_core::caller::Caller;
-use portal_core::decide::{decide, Decision, Facts, Policy, Verdict, PEER_NONCES};
+use portal_core::decide::{decide, Decision, Facts, Policy, Verdict};
 use portal_core::identity::Identity;
 use portal_core::refusal::{Kind, Refusal};
-use portal_core::replay::{Handover, ReplayCache, ReplayError};
+use portal_core::replay::{Handover, ReplayCache};
 use portal_core::route::Target;
 use portal_core::trace::Trace;
 
@@ -104,6 +105,18 @@ fn ssl_digest(session: &Session) -> Option<Arc<SslDigest>> {
 #[async_trait]
 impl ProxyHttp for PortalProxy {
     type CTX = RequestCtx;
+
+    /// A kept-alive connection whose next head has started when a
+    /// graceful upgrade's old process stops is answered, not dropped: the
+    /// guard knows (the head's deadline runs).
+    fn head_in_progress(
+        &self,
+        session: &pingora::protocols::http::ServerSession,
+    ) -> Option<Box<dyn Fn() -> bool + Send + Sync>> {
+        let key = session.digest()?.socket_digest.as_ref().map(digest_key)?;
+        let guard = self.portal.guard.clone();
+        Some(Box::new(move || guard.head_in_progress(key)))
+    }
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
@@ -176,26 +189,7 @@ impl ProxyHttp for PortalProxy {
             let host = ctx.received.host.as_deref();
             let head = context::head(session.req_header(), host, has_body, tls_peer);
             let decision = decide(&head, &snapshot, &self.portal.policy, now);
-            // Over CA TLS, a signature this process cannot know to be fresh
-            // (signed across a restart or upgrade) is refused first; a
-            // pinned connection is the peer's own (docs/signing.md).
-            let claim = match &decision.nonce {
-                Some(n) => match tls_peer {
-                    Some(_) => Ok(()),
-                    None => self.portal.handover.admits(n.created),
-                }
-                .and_then(|()| {
-                    let replay = &self.portal.replay;
-                    replay.check_and_insert(&n.peer, &n.nonce, n.forget_at, now)
-                }),
-                None => Ok(()),
-            };
-            if matches!(claim, Err(ReplayError::Handover)) {
-                METRICS.handover_refusals.inc();
-            }
-            if matches!(claim, Err(ReplayError::Full)) {
-                METRICS.rate_limited.with_label_values(&[PEER_NONCES]).inc();
-            }
+            let claim = claim::nonce(&self.portal, decision.nonce.as_ref(), tls_peer, now);
             let decision = decision.settle(claim);
             let verdict = match limit::rate_limit(&self.portal.rate, client, tls_peer, &decision) {
                 Some(refusal) => Verdict::Refuse(refusal),

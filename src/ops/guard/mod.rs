@@ -500,6 +500,16 @@ impl Guard {
         Ok(Some(in_flight))
     }
 
+    /// Whether the connection whose socket digest is `digest` is reading
+    /// a request head now: its first byte read, not yet its end (the
+    /// head's deadline runs). A stopping process reads such a head on and
+    /// answers it instead of dropping the connection (the vendored
+    /// pingora-proxy's patch "next head at shutdown").
+    pub(crate) fn head_in_progress(&self, digest: usize) -> bool {
+        self.serving(digest)
+            .is_some_and(|conn| conn.deadline_ms.load(Ordering::Relaxed) != 0)
+    }
+
     /// A request of an HTTP/1 connection is done: the next byte read
     /// starts the next head's deadline.
     pub(crate) fn request_done(&self, digest: usize) {

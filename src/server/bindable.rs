@@ -1,0 +1,166 @@
+//! Whether every configured listening address can be had (README.md,
+//! systemd): free to bind now, or listened on by a running portal-proxy,
+//! whose sockets a graceful upgrade (`-u`) takes over. Pingora only panics
+//! the thread of a listener that cannot bind, and the process runs on
+//! without it: `-t`, a start and an upgrade find out first, naming the
+//! key.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+
+use crate::config::Config;
+
+/// The listening addresses of the config, by key.
+fn addresses(config: &Config) -> Vec<(&'static str, SocketAddr)> {
+    [
+        ("listen.https", Some(config.listen_https)),
+        ("listen.http", config.listen_http),
+        ("listen.mqtts", config.listen_mqtts),
+        ("internal.listen", config.internal_listen),
+        ("metrics.listen", config.metrics_listen),
+    ]
+    .into_iter()
+    .filter_map(|(key, addr)| Some((key, addr?)))
+    .collect()
+}
+
+/// Checks every address: free now, or (`handed_over`: an upgrade, or
+/// `-t` of one) listened on by a running portal-proxy, whose sockets an
+/// upgrade receives. Every address that can be had by neither way is a
+/// problem naming its key. `privileged_elsewhere` (`-t`, which may run
+/// without the service's `CAP_NET_BIND_SERVICE`): a port this process may
+/// not bind is not a problem of the config.
+pub(super) fn check(config: &Config, handed_over: bool, privileged_elsewhere: bool) -> Vec<String> {
+    let held = if handed_over {
+        running_proxies_sockets()
+    } else {
+        HashSet::new()
+    };
+    addresses(config)
+        .into_iter()
+        .filter_map(|(key, addr)| match TcpListener::bind(addr) {
+            Ok(_) => None,
+            Err(_) if held.contains(&addr) => None,
+            Err(e) if privileged_elsewhere && e.kind() == std::io::ErrorKind::PermissionDenied => {
+                println!("note: {key}: {addr} needs privileges this check does not have: not checked");
+                None
+            }
+            Err(e) if handed_over => Some(format!(
+                "{key}: cannot listen on {addr}: {e} (and no running portal-proxy listens there to hand it over)"
+            )),
+            Err(e) => Some(format!("{key}: cannot listen on {addr}: {e}")),
+        })
+        .collect()
+}
+
+/// The TCP addresses every other running portal-proxy process (by its
+/// command name, this one's) listens on.
+fn running_proxies_sockets() -> HashSet<SocketAddr> {
+    let me = std::process::id();
+    let comm = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok();
+    let ours = comm("self");
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return HashSet::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me && ours.is_some() && comm(&pid.to_string()) == ours)
+        .flat_map(listening_sockets)
+        .collect()
+}
+
+/// The TCP addresses the process `pid` listens on: its sockets' inodes
+/// (`/proc/<pid>/fd`) among the listening sockets of `/proc/net/tcp` and
+/// `tcp6`.
+fn listening_sockets(pid: u32) -> HashSet<SocketAddr> {
+    let inodes: HashSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|fd| {
+            let link = std::fs::read_link(fd.path()).ok()?;
+            let link = link.to_str()?;
+            link.strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|text| {
+            text.lines()
+                .skip(1)
+                .filter_map(parse_listening)
+                .collect::<Vec<_>>()
+        })
+        .filter(|(_, inode)| inodes.contains(inode))
+        .map(|(addr, _)| addr)
+        .collect()
+}
+
+/// A line of `/proc/net/tcp{,6}` for a listening socket (state `0A`): its
+/// local address and inode.
+fn parse_listening(line: &str) -> Option<(SocketAddr, u64)> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
+    if *state != "0A" {
+        return None;
+    }
+    let (ip, port) = local.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    // Each 32-bit word is printed as a number whose memory, in the host's
+    // byte order, holds the address bytes.
+    let words: Vec<u32> = (0..ip.len() / 8)
+        .map(|i| u32::from_str_radix(&ip[i * 8..i * 8 + 8], 16))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let ip = match words.as_slice() {
+        [w] => IpAddr::from(w.to_ne_bytes()),
+        [a, b, c, d] => {
+            let mut bytes = [0u8; 16];
+            for (i, w) in [a, b, c, d].iter().enumerate() {
+                bytes[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+            }
+            IpAddr::from(bytes)
+        }
+        _ => return None,
+    };
+    Some((SocketAddr::new(ip, port), inode.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_tcp_lines() {
+        // 127.0.0.1:8080 listening; 0.0.0.0:443 listening; an established one.
+        let cases = [
+            ("   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1", Some(("127.0.0.1:8080", 12345))),
+            ("   1: 00000000:01BB 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 777 1", Some(("0.0.0.0:443", 777))),
+            ("   2: 0100007F:1F90 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000     0        0 999 1", None),
+            ("   0: 00000000000000000000000001000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1", Some(("[::1]:8080", 4242))),
+            ("   0: 00000000000000000000000000000000:01BB 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4343 1", Some(("[::]:443", 4343))),
+        ];
+        for (line, want) in cases {
+            let want = want.map(|(a, i)| (a.parse::<SocketAddr>().unwrap(), i));
+            assert_eq!(parse_listening(line), want, "{line}");
+        }
+    }
+
+    /// This very process, listening: its sockets are found, as a running
+    /// portal-proxy's are by an upgrade.
+    #[test]
+    fn a_process_listening_sockets_are_found() {
+        let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
+        let found = listening_sockets(std::process::id());
+        assert!(found.contains(&v4.local_addr().unwrap()), "{found:?}");
+        if let Ok(v6) = TcpListener::bind("[::1]:0") {
+            let found = listening_sockets(std::process::id());
+            assert!(found.contains(&v6.local_addr().unwrap()), "{found:?}");
+        }
+    }
+}
