@@ -20,10 +20,16 @@ use pingora::protocols::http::compression::Encode;
 use portal_core::encoding::Coding;
 use portal_proxy::ops::compress::{encoder, Zstd};
 
-const BUNDLE_FILES: [&str; 3] = [
-    "/usr/share/javascript/d3/d3.min.js",
-    "/usr/share/nodejs/bootstrap/dist/js/bootstrap.bundle.min.js",
-    "/usr/share/javascript/moment/moment-with-locales.min.js",
+/// Each file of the bundle, where Debian's packages put it (`libjs-d3`,
+/// `node-bootstrap` or `libjs-bootstrap5`, `libjs-moment`; the first found).
+const BUNDLE_FILES: [&[&str]; 3] = [
+    &["/usr/share/javascript/d3/d3.min.js"],
+    &[
+        "/usr/share/nodejs/bootstrap/dist/js/bootstrap.bundle.min.js",
+        "/usr/share/nodejs/bootstrap/js/bootstrap.bundle.min.js",
+        "/usr/share/javascript/bootstrap5/js/bootstrap.bundle.min.js",
+    ],
+    &["/usr/share/javascript/moment/moment-with-locales.min.js"],
 ];
 
 /// The levels measured for each coding.
@@ -46,7 +52,7 @@ fn heap() -> usize {
 fn bundle() -> (Vec<u8>, &'static str) {
     let files: Vec<Vec<u8>> = BUNDLE_FILES
         .iter()
-        .filter_map(|f| std::fs::read(f).ok())
+        .filter_map(|places| places.iter().find_map(|f| std::fs::read(f).ok()))
         .collect();
     if files.len() == BUNDLE_FILES.len() {
         return (files.concat(), "d3 + bootstrap + moment (minified)");

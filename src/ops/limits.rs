@@ -174,18 +174,25 @@ fn count_open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
 
+/// The descriptors one public connection holds once it sends a request:
+/// its socket, the guard's duplicate, and the upstream socket the request
+/// opens (Pingora connects it after the head, past any check): counted at
+/// admission, so that a connection admitted at the cap can still reach
+/// its app (issue 26: 200 uploads near the limit left a new client 502).
+pub(crate) const CONNECTION_FDS: usize = 3;
+
 impl ConnectionCap {
     /// Whether one more connection fits; counted as open until the next
-    /// recount, as the two descriptors it holds (the socket, and the
-    /// guard's duplicate). `excluded` descriptors are left out of the count
-    /// (those of the private listeners). The caller counts refusals
+    /// recount, as the [`CONNECTION_FDS`] descriptors it holds once its
+    /// request is under way. `excluded` descriptors are left out of the
+    /// count (those of the private listeners). The caller counts refusals
     /// (`ops::guard` sheds first).
     pub(crate) fn try_admit(&self, excluded: usize) -> bool {
-        let fits = |open: usize| open.saturating_sub(excluded) + 2 <= self.max;
+        let fits = |open: usize| open.saturating_sub(excluded) + CONNECTION_FDS <= self.max;
         if self
             .open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
-                fits(open).then_some(open + 2)
+                fits(open).then_some(open + CONNECTION_FDS)
             })
             .is_ok()
         {
@@ -206,7 +213,7 @@ impl ConnectionCap {
         self.recount();
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
-                fits(open).then_some(open + 2)
+                fits(open).then_some(open + CONNECTION_FDS)
             })
             .is_ok()
     }
@@ -214,7 +221,7 @@ impl ConnectionCap {
     /// Counts a connection admitted past the cap (another was shed for
     /// it; its descriptors are counted until the next recount).
     pub(crate) fn admit_past(&self) {
-        self.open.fetch_add(2, Ordering::Relaxed);
+        self.open.fetch_add(CONNECTION_FDS, Ordering::Relaxed);
     }
 
     /// The cap, in descriptors.

@@ -456,6 +456,95 @@ async fn the_design_scenario_under_300_open_files() {
     drop(idle);
 }
 
+/// Issue 26, item 6: near the descriptor limit (300 open files), 200
+/// uploads at a legal rate, each from an address of its own, each holding
+/// a client and an upstream socket, cannot keep a new client from another
+/// address out: upstream sockets count in the cap and in each address's
+/// share of it, so the oldest upload of an address over its share gives
+/// way, and the new client is served within 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_sockets_count_in_the_cap() {
+    raise_own_open_files_limit();
+    let files = PortalFiles::new("slow-upstream-fds");
+    let app = Upstream::start("web");
+    files.app("web", &app_meta(r#"{"": {"access": "public"}}"#));
+    let layout = Layout {
+        open_files: Some(300),
+        ..Layout::default()
+    };
+    let extra = format!(
+        "core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams:\n  web: \"{}\"\n\
+         limits: {{ anonymous_requests_per_second: 0 }}\n",
+        app.addr
+    );
+    let proxy = Proxy::start_with(&files, &layout, &extra);
+    let s = Setup {
+        files,
+        proxy,
+        app,
+        mqtts: "127.0.0.1:1".parse().unwrap(),
+    };
+    let host = s.files.host("web");
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut uploads = Vec::new();
+    for i in 0..200u32 {
+        let from = std::net::IpAddr::from([127, 0, 1 + (i / 250) as u8, 2 + (i % 250) as u8]);
+        let addr = s.proxy.https;
+        let (host, ca, started) = (host.clone(), s.files.ca_pem.clone(), started.clone());
+        uploads.push(tokio::spawn(async move {
+            let Ok(mut tls) = tls_connect_from(Some(from), addr, &host, &ca).await else {
+                return;
+            };
+            let head = format!(
+                "POST /upload HTTP/1.1\r\nHost: {host}\r\nContent-Length: 100000000\r\n\r\n"
+            );
+            if tls.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // 4 KiB a second, over the 1 KiB/s minimum, for a minute.
+            for _ in 0..240 {
+                if tls.write_all(&[b'x'; 1024]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }));
+    }
+    // The uploads are under way: more than the cap holds at three
+    // descriptors each (about 80 of 240), so that the cap is full of busy
+    // connections and the later ones shed the earlier ones.
+    let begun = eventually(Duration::from_secs(20), || {
+        std::future::ready(started.load(std::sync::atomic::Ordering::Relaxed) >= 100)
+    })
+    .await;
+    assert!(
+        begun,
+        "{} uploads began",
+        started.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let newcomer = std::net::IpAddr::from([127, 0, 2, 1]);
+    for _ in 0..3 {
+        let start = Instant::now();
+        assert!(
+            served_from(&s, newcomer, Duration::from_secs(2)).await,
+            "a new client was not served within 2 s (after {:?}):\n{}",
+            start.elapsed(),
+            s.proxy
+                .log_text()
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    for u in uploads {
+        u.abort();
+    }
+}
+
 /// This test process opens hundreds of sockets: its soft open-files limit
 /// is raised to the hard one (never lowered).
 fn raise_own_open_files_limit() {

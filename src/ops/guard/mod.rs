@@ -22,12 +22,15 @@
 //!   shed to admit a new one: one in its handshake or waiting for its
 //!   first request, an HTTP/1 keep-alive or HTTP/2 connection with no
 //!   request in flight, an MQTT relay quiet both ways for [`RELAY_QUIET`].
-//!   The address holding the most connections gives first, its oldest
+//!   What an address holds is counted in descriptors: two a connection
+//!   (its socket and the guard's duplicate) and one a request in flight
+//!   (its upstream socket), and a new connection is admitted only with
+//!   room for three. The address holding the most gives first, its oldest
 //!   idle connection first; a connection with a request in flight is shed
-//!   only from an address over its fair share (the cap divided among the
-//!   addresses) for an address under it. So neither a flood of idle
-//!   connections nor connections that each sent one request can keep
-//!   another client out;
+//!   only from an address at or over its fair share (the cap divided
+//!   among the addresses, the newcomer's included) for an address under
+//!   it. So neither a flood of idle connections nor connections that each
+//!   hold a request and its upstream socket can keep another client out;
 //! - the private listeners (metrics, internal) have limits of their own
 //!   ([`PRIVATE_PER_CLIENT`], [`PRIVATE_TOTAL`]): they neither count
 //!   against the public share and cap nor are refused by them.
@@ -237,35 +240,54 @@ impl Registry {
     }
 
     /// The public connection to shed so that one from `new_ip` is
-    /// admitted at the cap of `cap` connections, if there is one.
+    /// admitted at the cap of `cap` descriptors, if there is one. What an
+    /// address holds is counted in descriptors: two a connection (its
+    /// socket and the guard's duplicate) and one a request in flight (the
+    /// upstream socket it holds), so that uploads or streams that each
+    /// hold an upstream socket weigh what they cost.
     fn victim(&self, new_ip: Option<IpAddr>, cap: usize) -> Option<Arc<Conn>> {
         let now = Instant::now();
         let open = |c: &&Arc<Conn>| c.capped && c.state.load(Ordering::Relaxed) != CLOSED;
-        let load = |c: &Arc<Conn>| c.ip.map_or(0, |ip| self.load(ip));
-        // Idle first; among those, the most loaded address's, oldest idle.
-        let (busy, idle): (Vec<&Arc<Conn>>, Vec<&Arc<Conn>>) = self
+        let conns: Vec<&Arc<Conn>> = self
             .handshaking
             .values()
             .chain(self.serving.values())
             .filter(open)
-            .partition(|c| c.idle_since(now).is_none());
+            .collect();
+        let mut held: HashMap<IpAddr, usize> = HashMap::new();
+        for c in &conns {
+            if let Some(ip) = c.ip {
+                *held.entry(ip).or_default() += descriptors(c);
+            }
+        }
+        let load = |c: &Arc<Conn>| c.ip.map_or(0, |ip| held[&ip]);
+        // Idle first; among those, the most loaded address's, oldest idle.
+        let (busy, idle): (Vec<&Arc<Conn>>, Vec<&Arc<Conn>>) =
+            conns.into_iter().partition(|c| c.idle_since(now).is_none());
         if let Some(c) = idle
             .into_iter()
             .min_by_key(|c| (std::cmp::Reverse(load(c)), c.idle_since(now)))
         {
             return Some(c.clone());
         }
-        // All busy: only an address over its fair share gives, to one
-        // under it.
-        let addresses = self.per_client.len()
-            + usize::from(new_ip.is_some_and(|ip| !self.per_client.contains_key(&ip)));
+        // All busy: only an address at or over its fair share (the
+        // newcomer counted among the addresses) gives, to one under it: a
+        // cap full of addresses that each hold their share still lets a
+        // new one in, the oldest connection of the heaviest giving way.
+        let addresses = held.len() + usize::from(new_ip.is_some_and(|ip| !held.contains_key(&ip)));
         let share = cap / addresses.max(1);
         let heaviest = busy
             .into_iter()
             .max_by_key(|c| (load(c), std::cmp::Reverse(c.accepted)))?;
-        let under = new_ip.map_or(0, |ip| self.load(ip)) < share;
-        (load(heaviest) > share && under).then(|| heaviest.clone())
+        let under = new_ip.map_or(0, |ip| held.get(&ip).copied().unwrap_or(0)) < share;
+        (load(heaviest) >= share && under).then(|| heaviest.clone())
     }
+}
+
+/// The descriptors a connection holds: its socket and the guard's
+/// duplicate, and one upstream socket for each request in flight.
+fn descriptors(conn: &Conn) -> usize {
+    2 + conn.inflight.load(Ordering::Relaxed) as usize
 }
 
 /// Why a connection is not admitted.
@@ -358,8 +380,8 @@ impl Guard {
         if capped && !self.cap.try_admit(reg.private_open * PRIVATE_FDS) {
             // A private listener's connection (metrics, internal) is never
             // shed for a public one: the cap keeps them reachable.
-            // Two descriptors a connection: the socket and its duplicate.
-            match reg.victim(ip, self.cap.max() / 2) {
+            // Counted in descriptors, upstream sockets included.
+            match reg.victim(ip, self.cap.max()) {
                 Some(victim) => {
                     self.cap.admit_past();
                     victim.state.store(CLOSED, Ordering::Relaxed);
@@ -606,8 +628,10 @@ mod tests {
 
     proptest::proptest! {
         /// The connection shed is idle whenever one is, of an address
-        /// holding the most among idle ones; a busy one only from an
-        /// address over its fair share, for an address under it.
+        /// holding the most descriptors among idle ones; a busy one only
+        /// from an address at or over its fair share of the cap's
+        /// descriptors (upstream sockets of requests in flight included),
+        /// for an address under it.
         #[test]
         fn the_victim_is_fair(
             conns in proptest::collection::vec((0u8..4, 0u32..3, 0u64..90_000), 0..30),
@@ -623,17 +647,21 @@ mod tests {
             let new_ip = IpAddr::from([10, 0, 0, new]);
             let now = Instant::now();
             let idle: Vec<&Arc<Conn>> = conns.iter().filter(|c| c.idle_since(now).is_some()).collect();
+            // Descriptors by address: two a connection, one a request.
+            let held = |ip: IpAddr| -> usize {
+                conns.iter().filter(|c| c.ip == Some(ip)).map(|c| 2 + c.inflight.load(Ordering::Relaxed) as usize).sum()
+            };
             match reg.victim(Some(new_ip), cap) {
                 Some(v) if v.idle_since(now).is_some() => {
-                    let most = idle.iter().map(|c| reg.load(c.ip.unwrap())).max().unwrap();
-                    proptest::prop_assert_eq!(reg.load(v.ip.unwrap()), most);
+                    let most = idle.iter().map(|c| held(c.ip.unwrap())).max().unwrap();
+                    proptest::prop_assert_eq!(held(v.ip.unwrap()), most);
                 }
                 Some(v) => {
                     proptest::prop_assert!(idle.is_empty());
                     let addresses = reg.per_client.len() + usize::from(!reg.per_client.contains_key(&new_ip));
                     let share = cap / addresses;
-                    proptest::prop_assert!(reg.load(v.ip.unwrap()) > share);
-                    proptest::prop_assert!(reg.load(new_ip) < share);
+                    proptest::prop_assert!(held(v.ip.unwrap()) >= share);
+                    proptest::prop_assert!(held(new_ip) < share);
                 }
                 None => proptest::prop_assert!(idle.is_empty()),
             }
