@@ -243,11 +243,25 @@ mod tests {
         assert!(cap.try_admit(0));
         // Below what any process has open (3 descriptors at least):
         // refused, and a refusal is not counted as open.
-        let full = ConnectionCap::new(2);
+        let full = ConnectionCap::new(CONNECTION_FDS);
         assert!(!full.try_admit(0));
         assert!(!full.try_admit(0));
         // Descriptors of the private listeners are not counted.
         assert!(full.try_admit(1 << 20));
+        // Room for a connection's socket and duplicate, but not for the
+        // upstream socket of its request: refused (the count as the cap
+        // holds it, never recounted here).
+        let with_room = |room: usize| {
+            let open = count_open_fds();
+            ConnectionCap {
+                max: open + room,
+                open: AtomicUsize::new(open),
+                recounted_ms: std::sync::atomic::AtomicU64::new(u64::MAX),
+                started: std::time::Instant::now(),
+            }
+        };
+        assert!(!with_room(CONNECTION_FDS - 1).try_admit(0));
+        assert!(with_room(CONNECTION_FDS).try_admit(0));
         assert!(default_max_connections() >= 64);
     }
 
