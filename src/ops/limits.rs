@@ -143,6 +143,14 @@ fn mem_total(meminfo: &str) -> Option<u64> {
 #[derive(Debug)]
 pub(crate) struct ConnectionCap {
     max: usize,
+    /// What admissions past the cap (another connection shed for each)
+    /// may count up to: halfway from the cap to the open-files limit. A
+    /// shed connection gives its descriptors back only once Pingora drops
+    /// it, and a connection whose request has started opens its upstream
+    /// socket a moment later, past any count: a flood of admissions past
+    /// the cap could otherwise outrun both and leave the process without a
+    /// descriptor for an upstream socket. The other half is theirs.
+    hard: usize,
     open: AtomicUsize,
     /// When a refusal last recounted (milliseconds since `started`).
     recounted_ms: std::sync::atomic::AtomicU64,
@@ -156,17 +164,24 @@ const RECOUNT_EVERY_MS: u64 = 50;
 
 impl ConnectionCap {
     pub(crate) fn new(max: usize) -> Arc<Self> {
+        let hard = open_files_limit().map_or(usize::MAX, |n| max + n.saturating_sub(max) / 2);
         Arc::new(ConnectionCap {
             max,
+            hard,
             open: AtomicUsize::new(count_open_fds()),
             recounted_ms: std::sync::atomic::AtomicU64::new(0),
             started: std::time::Instant::now(),
         })
     }
 
-    /// Recounts the open descriptors (the reload service's every tick).
-    pub(crate) fn recount(&self) {
-        self.open.store(count_open_fds(), Ordering::Relaxed);
+    /// Recounts the open descriptors (the reload service's every tick,
+    /// through `Guard::recount_cap`), plus `reserved`: the upstream
+    /// sockets that admitted connections will open for their next request
+    /// (each counted as [`CONNECTION_FDS`] at admission), so that a
+    /// recount during a flood does not forget them.
+    pub(crate) fn recount(&self, reserved: usize) {
+        self.open
+            .store(count_open_fds() + reserved, Ordering::Relaxed);
     }
 }
 
@@ -187,7 +202,7 @@ impl ConnectionCap {
     /// request is under way. `excluded` descriptors are left out of the
     /// count (those of the private listeners). The caller counts refusals
     /// (`ops::guard` sheds first).
-    pub(crate) fn try_admit(&self, excluded: usize) -> bool {
+    pub(crate) fn try_admit(&self, excluded: usize, reserved: impl FnOnce() -> usize) -> bool {
         let fits = |open: usize| open.saturating_sub(excluded) + CONNECTION_FDS <= self.max;
         if self
             .open
@@ -210,7 +225,7 @@ impl ConnectionCap {
         {
             return false;
         }
-        self.recount();
+        self.recount(reserved());
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
                 fits(open).then_some(open + CONNECTION_FDS)
@@ -218,10 +233,16 @@ impl ConnectionCap {
             .is_ok()
     }
 
-    /// Counts a connection admitted past the cap (another was shed for
-    /// it; its descriptors are counted until the next recount).
-    pub(crate) fn admit_past(&self) {
-        self.open.fetch_add(CONNECTION_FDS, Ordering::Relaxed);
+    /// Counts a connection admitted past the cap (another is shed for it;
+    /// its descriptors are counted until the next recount), if the count,
+    /// shed connections not yet gone included, stays under the hard
+    /// limit; else the new connection is refused.
+    pub(crate) fn admit_past(&self) -> bool {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open + CONNECTION_FDS <= self.hard).then_some(open + CONNECTION_FDS)
+            })
+            .is_ok()
     }
 
     /// The cap, in descriptors.
@@ -239,15 +260,15 @@ mod tests {
         let open = count_open_fds();
         assert!(open > 0);
         let cap = ConnectionCap::new(open + 1000);
-        assert!(cap.try_admit(0));
-        assert!(cap.try_admit(0));
+        assert!(cap.try_admit(0, || 0));
+        assert!(cap.try_admit(0, || 0));
         // Below what any process has open (3 descriptors at least):
         // refused, and a refusal is not counted as open.
         let full = ConnectionCap::new(CONNECTION_FDS);
-        assert!(!full.try_admit(0));
-        assert!(!full.try_admit(0));
+        assert!(!full.try_admit(0, || 0));
+        assert!(!full.try_admit(0, || 0));
         // Descriptors of the private listeners are not counted.
-        assert!(full.try_admit(1 << 20));
+        assert!(full.try_admit(1 << 20, || 0));
         // Room for a connection's socket and duplicate, but not for the
         // upstream socket of its request: refused (the count as the cap
         // holds it, never recounted here).
@@ -255,13 +276,14 @@ mod tests {
             let open = count_open_fds();
             ConnectionCap {
                 max: open + room,
+                hard: open + room,
                 open: AtomicUsize::new(open),
                 recounted_ms: std::sync::atomic::AtomicU64::new(u64::MAX),
                 started: std::time::Instant::now(),
             }
         };
-        assert!(!with_room(CONNECTION_FDS - 1).try_admit(0));
-        assert!(with_room(CONNECTION_FDS).try_admit(0));
+        assert!(!with_room(CONNECTION_FDS - 1).try_admit(0, || 0));
+        assert!(with_room(CONNECTION_FDS).try_admit(0, || 0));
         assert!(default_max_connections() >= 64);
     }
 

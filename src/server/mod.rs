@@ -257,7 +257,6 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
             },
             access_log: access_log.clone(),
             fingerprints: (loaded.state_fingerprint, loaded.certificate_fingerprint),
-            connection_cap: cap.clone(),
             live: live.clone(),
             guard: guard.clone(),
             peer_roots: peer_client.clone(),

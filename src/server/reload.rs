@@ -20,7 +20,6 @@ use pingora::services::background::BackgroundService;
 use crate::listeners::internal::client::PeerClient;
 use crate::ops::access_log::AccessLog;
 use crate::ops::guard::Guard;
-use crate::ops::limits::ConnectionCap;
 use crate::ops::live::LiveRequests;
 use crate::ops::tls::{load_certified_key, CertResolver};
 use crate::state::watch::{files_fingerprint, fingerprint, POLL_INTERVAL};
@@ -110,11 +109,10 @@ pub(super) struct Reloader {
     pub access_log: AccessLog,
     /// `(state, certificate)` fingerprints of what the proxy started with.
     pub fingerprints: (u64, u64),
-    /// Recounted every tick.
-    pub connection_cap: Arc<ConnectionCap>,
     /// Requests in flight, decided again after each reload.
     pub live: Arc<LiveRequests>,
-    /// Closes the connections of revoked requests.
+    /// Closes the connections of revoked requests; its cap is recounted
+    /// every tick.
     pub guard: Arc<Guard>,
     /// The outbound client, whose `peering.ca_file` is watched.
     pub peer_roots: Option<Arc<PeerClient>>,
@@ -204,7 +202,7 @@ impl BackgroundService for Reloader {
                     self.access_log.reopen();
                 }
                 _ = tick.tick() => {
-                    self.connection_cap.recount();
+                    self.guard.recount_cap();
                     // A terminal's token ends at its `exp`, reload or not.
                     let expired = self.live.expire(crate::ops::unix_time());
                     if expired > 0 {

@@ -227,83 +227,25 @@ async fn other_applications_signatures_reach_the_app_untouched() {
     for i in 0..4 {
         // A Mastodon-style delivery to a public inbox.
         let body = format!(r#"{{"type":"Follow","id":"https://social.example/f/{i}"}}"#);
-        let signed = python(
-            "activitypub",
-            &serde_json::json!({"mode": "sign", "method": "POST", "host": host,
-                "path": "/inbox", "body": body}),
-        )
-        .unwrap();
-        let mut req = client
-            .post(format!("https://{host}/inbox"))
-            .body(body.clone());
-        let sent = signed["headers"].as_object().unwrap();
-        for (name, value) in sent {
-            req = req.header(name.as_str(), value.as_str().unwrap());
-        }
-        let resp = req.send().await.unwrap();
+        let request =
+            serde_json::json!({"method": "POST", "host": host, "path": "/inbox", "body": body});
+        let sent = sign_with("activitypub", &request);
+        let resp = send(&client, "POST", &host, "/inbox", &sent, Some(&body)).await;
         assert_eq!(resp.status(), StatusCode::OK, "delivery {i}");
-        let echo: Echo = resp.json().await.unwrap();
-        for (name, value) in sent {
-            assert_eq!(
-                echo.headers.get(name).map(String::as_str),
-                value.as_str(),
-                "{name}"
-            );
-        }
+        let echo = verified_at_app("activitypub", &request, &sent, resp).await;
         assert_eq!(echo.headers["x-ptl-client-type"], "anonymous");
         assert_eq!(echo.body_sha256, sha256_hex(body.as_bytes()));
-        let received: serde_json::Map<String, serde_json::Value> = echo
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone().into()))
-            .collect();
-        python(
-            "activitypub",
-            &serde_json::json!({"mode": "verify", "method": "POST", "host": echo.headers["host"],
-                "path": "/inbox", "body": body, "headers": received}),
-        )
-        .unwrap_or_else(|e| panic!("the delivery the app got does not verify: {e}"));
 
         // Web Bot Auth, under its own label and an app's.
         for label in ["sig1", "app"] {
-            let signed = python(
-                "web_bot_auth",
-                &serde_json::json!({"mode": "sign", "method": "GET", "host": host,
-                    "path": "/x", "label": label}),
-            )
-            .unwrap();
-            let sent = signed["headers"].as_object().unwrap();
-            let mut req = client.get(format!("https://{host}/x"));
-            for (name, value) in sent {
-                req = req.header(name.as_str(), value.as_str().unwrap());
-            }
-            let resp = req.send().await.unwrap();
+            let request =
+                serde_json::json!({"method": "GET", "host": host, "path": "/x", "label": label});
+            let sent = sign_with("web_bot_auth", &request);
+            let resp = send(&client, "GET", &host, "/x", &sent, None).await;
             assert_eq!(resp.status(), StatusCode::OK, "web bot auth {label}");
-            let echo: Echo = resp.json().await.unwrap();
-            for (name, value) in sent {
-                assert_eq!(
-                    echo.headers.get(name).map(String::as_str),
-                    value.as_str(),
-                    "{name}"
-                );
-            }
-            let received: serde_json::Map<String, serde_json::Value> = echo
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone().into()))
-                .collect();
-            python(
-                "web_bot_auth",
-                &serde_json::json!({"mode": "verify", "method": "GET", "host": echo.headers["host"],
-                    "path": "/x", "headers": received}),
-            )
-            .unwrap_or_else(|e| panic!("the request the app got does not verify: {e}"));
+            verified_at_app("web_bot_auth", &request, &sent, resp).await;
             // On a peer path: the rule's refusal, not the signature's.
-            let mut req = client.get(format!("https://{host}/peer/x"));
-            for (name, value) in sent {
-                req = req.header(name.as_str(), value.as_str().unwrap());
-            }
-            let resp = req.send().await.unwrap();
+            let resp = send(&client, "GET", &host, "/peer/x", &sent, None).await;
             assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
             let body: serde_json::Value = resp.json().await.unwrap();
             assert_eq!(body["reason"], serde_json::Value::Null, "{body}");
@@ -323,6 +265,61 @@ async fn other_applications_signatures_reach_the_app_untouched() {
         !s.locked_out(source).await,
         "a federating server was locked out"
     );
+}
+
+/// The headers `tests/interop/<script>.py` signs `request` with (its
+/// `method`, `host`, `path` and more).
+fn sign_with(script: &str, request: &serde_json::Value) -> Vec<(String, String)> {
+    let mut input = request.clone();
+    input["mode"] = "sign".into();
+    let signed = python(script, &input).unwrap();
+    signed["headers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect()
+}
+
+/// `method https://<host><path>` with `headers` and `body`.
+async fn send(
+    client: &reqwest::Client,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: Option<&str>,
+) -> reqwest::Response {
+    let mut req = client.request(method.parse().unwrap(), format!("https://{host}{path}"));
+    for (name, value) in headers {
+        req = req.header(name.as_str(), value.as_str());
+    }
+    if let Some(body) = body {
+        req = req.body(body.to_string());
+    }
+    req.send().await.unwrap()
+}
+
+/// What the app received for `request`, signed by `script` with `sent`:
+/// every signed header as sent, and the signature still verifying there
+/// (with the host the app received).
+async fn verified_at_app(
+    script: &str,
+    request: &serde_json::Value,
+    sent: &[(String, String)],
+    resp: reqwest::Response,
+) -> Echo {
+    let echo: Echo = resp.json().await.unwrap();
+    for (name, value) in sent {
+        assert_eq!(echo.headers.get(name), Some(value), "{name}");
+    }
+    let mut input = request.clone();
+    input["mode"] = "verify".into();
+    input["host"] = echo.headers["host"].clone().into();
+    input["headers"] = serde_json::to_value(&echo.headers).unwrap();
+    python(script, &input)
+        .unwrap_or_else(|e| panic!("what the app got does not verify by {script}: {e}"));
+    echo
 }
 
 /// A pinned TLS connection from `source` to the proxy presenting `who`'s

@@ -1211,9 +1211,15 @@ async fn a_connection_accepted_before_the_old_process_stops_is_answered() {
         !resp.keep_alive,
         "a stopping process says Connection: close"
     );
+    assert_stops_cleanly(&mut old).await;
+}
+
+/// Waits (20 s at most) for `proxy`, the old process of an upgrade, to
+/// exit, and requires a clean exit.
+async fn assert_stops_cleanly(proxy: &mut Proxy) {
     let mut status = None;
     let exited = eventually(Duration::from_secs(20), || {
-        status = status.or_else(|| old.exit_status());
+        status = status.or_else(|| proxy.exit_status());
         std::future::ready(status.is_some())
     })
     .await;
@@ -1293,13 +1299,7 @@ async fn a_next_head_started_before_the_old_process_stops_is_answered() {
         answer.to_ascii_lowercase().contains("connection: close"),
         "{answer}"
     );
-    let mut status = None;
-    let exited = eventually(Duration::from_secs(20), || {
-        status = status.or_else(|| old.exit_status());
-        std::future::ready(status.is_some())
-    })
-    .await;
-    assert!(exited && status.unwrap().success(), "{status:?}");
+    assert_stops_cleanly(&mut old).await;
 }
 
 /// Issue 26, item 5: a listener the new config names that cannot be had

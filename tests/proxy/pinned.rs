@@ -209,6 +209,20 @@ fn pinned_to_p2(s: &Setup, own: &portal_core::identity::Identity) -> rustls::Cli
     pinned_client_config(key, &own).unwrap()
 }
 
+/// A client of Portal 2 offering the peer ALPN and presenting no key.
+fn keyless_to_p2(s: &Setup) -> rustls::ClientConfig {
+    let key = s.p2.files.identity.signing_key.verifying_key().to_bytes();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut keyless = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedServer { key }))
+        .with_no_client_auth();
+    keyless.alpn_protocols = vec![PEER_ALPN.to_vec(), b"http/1.1".to_vec()];
+    keyless
+}
+
 fn get(host: &str) -> String {
     format!("GET /peer/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
 }
@@ -268,16 +282,7 @@ async fn only_a_listed_key_gets_http_on_the_peer_path() {
     assert_eq!(p2_handshakes(&s, "unknown_key").await, unknown_before + 1.0);
 
     // The peer ALPN with no certificate at all: refused the same way.
-    let key = s.p2.files.identity.signing_key.verifying_key().to_bytes();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut keyless = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedServer { key }))
-        .with_no_client_auth();
-    keyless.alpn_protocols = vec![PEER_ALPN.to_vec(), b"http/1.1".to_vec()];
-    let answer = exchange(&s, keyless, &get(&host)).await;
+    let answer = exchange(&s, keyless_to_p2(&s), &get(&host)).await;
     assert!(
         answer.as_deref().is_ok_and(|a| a.is_empty()),
         "no key got {answer:?}"
@@ -367,7 +372,7 @@ async fn only_a_proven_key_counts_as_verified() {
 
     // The peer ALPN and Portal 1's certificate over TLS 1.2.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls12 = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let mut tls12 = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS12])
         .unwrap()
         .dangerous()
@@ -386,14 +391,7 @@ async fn only_a_proven_key_counts_as_verified() {
     );
 
     // The peer ALPN with no certificate at all.
-    let mut keyless = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedServer { key }))
-        .with_no_client_auth();
-    keyless.alpn_protocols = vec![PEER_ALPN.to_vec(), b"http/1.1".to_vec()];
-    let _ = exchange(&s, keyless, &get(&host)).await;
+    let _ = exchange(&s, keyless_to_p2(&s), &get(&host)).await;
     assert_eq!(
         p2_handshakes(&s, "verified").await,
         verified,

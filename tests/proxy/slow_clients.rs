@@ -379,13 +379,11 @@ async fn served_from(s: &Setup, from: std::net::IpAddr, within: Duration) -> boo
         .is_ok_and(|r| r.status() == StatusCode::OK)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_design_scenario_under_300_open_files() {
-    // README.md, "Operating it", at the default limits: with the open-files limit
-    // at 300, 400 idle TCP connections and 20 clients dribbling header
-    // lines do not keep a normal client from being served within 20 s.
+/// A proxy at the default limits (and `more` YAML) whose open-files limit
+/// is 300, with no MQTT listener; this test process's own limit raised.
+fn under_300_open_files(test: &str, more: &str) -> Setup {
     raise_own_open_files_limit();
-    let files = PortalFiles::new("slow-design");
+    let files = PortalFiles::new(test);
     let app = Upstream::start("web");
     files.app("web", &app_meta(r#"{"": {"access": "public"}}"#));
     let layout = Layout {
@@ -393,16 +391,24 @@ async fn the_design_scenario_under_300_open_files() {
         ..Layout::default()
     };
     let extra = format!(
-        "core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams:\n  web: \"{}\"\n",
+        "core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams:\n  web: \"{}\"\n{more}",
         app.addr
     );
     let proxy = Proxy::start_with(&files, &layout, &extra);
-    let s = Setup {
+    Setup {
         files,
         proxy,
         app,
         mqtts: "127.0.0.1:1".parse().unwrap(),
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_design_scenario_under_300_open_files() {
+    // README.md, "Operating it", at the default limits: with the open-files limit
+    // at 300, 400 idle TCP connections and 20 clients dribbling header
+    // lines do not keep a normal client from being served within 20 s.
+    let s = under_300_open_files("slow-design", "");
     let host = s.files.host("web");
     // 400 idle connections, from 127.0.0.1.
     let mut idle = Vec::new();
@@ -464,35 +470,24 @@ async fn the_design_scenario_under_300_open_files() {
 /// way, and the new client is served within 2 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_sockets_count_in_the_cap() {
-    raise_own_open_files_limit();
-    let files = PortalFiles::new("slow-upstream-fds");
-    let app = Upstream::start("web");
-    files.app("web", &app_meta(r#"{"": {"access": "public"}}"#));
-    let layout = Layout {
-        open_files: Some(300),
-        ..Layout::default()
-    };
-    let extra = format!(
-        "core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams:\n  web: \"{}\"\n\
-         limits: {{ anonymous_requests_per_second: 0 }}\n",
-        app.addr
+    let s = under_300_open_files(
+        "slow-upstream-fds",
+        "limits: { anonymous_requests_per_second: 0 }\n",
     );
-    let proxy = Proxy::start_with(&files, &layout, &extra);
-    let s = Setup {
-        files,
-        proxy,
-        app,
-        mqtts: "127.0.0.1:1".parse().unwrap(),
-    };
     let host = s.files.host("web");
+    // Uploads under way, and uploads that tried (whatever came of it).
     let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tried = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut uploads = Vec::new();
     for i in 0..200u32 {
         let from = std::net::IpAddr::from([127, 0, 1 + (i / 250) as u8, 2 + (i % 250) as u8]);
         let addr = s.proxy.https;
-        let (host, ca, started) = (host.clone(), s.files.ca_pem.clone(), started.clone());
+        let (host, ca) = (host.clone(), s.files.ca_pem.clone());
+        let (started, tried) = (started.clone(), tried.clone());
         uploads.push(tokio::spawn(async move {
-            let Ok(mut tls) = tls_connect_from(Some(from), addr, &host, &ca).await else {
+            let connected = tls_connect_from(Some(from), addr, &host, &ca).await;
+            tried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Ok(mut tls) = connected else {
                 return;
             };
             let head = format!(
@@ -511,24 +506,27 @@ async fn upstream_sockets_count_in_the_cap() {
             }
         }));
     }
-    // The uploads are under way: more than the cap holds at three
-    // descriptors each (about 80 of 240), so that the cap is full of busy
-    // connections and the later ones shed the earlier ones.
-    let begun = eventually(Duration::from_secs(20), || {
-        std::future::ready(started.load(std::sync::atomic::Ordering::Relaxed) >= 100)
+    // Every upload tried: 200 at three descriptors each are far more than
+    // the cap's 240, so the cap is full of busy connections (the later
+    // ones shed the earlier ones, or were refused).
+    let all_tried = eventually(Duration::from_secs(30), || {
+        std::future::ready(tried.load(std::sync::atomic::Ordering::Relaxed) == 200)
     })
     .await;
-    assert!(
-        begun,
-        "{} uploads began",
-        started.load(std::sync::atomic::Ordering::Relaxed)
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let begun = started.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(all_tried && begun >= 60, "{begun} uploads began");
     let newcomer = std::net::IpAddr::from([127, 0, 2, 1]);
     for _ in 0..3 {
+        // Served within 2 s of its first try, as a browser that tries its
+        // request again on a new connection when one is closed at once.
         let start = Instant::now();
+        let served = eventually(Duration::from_secs(2), || {
+            let left = Duration::from_secs(2).saturating_sub(start.elapsed());
+            served_from(&s, newcomer, left.max(Duration::from_millis(100)))
+        })
+        .await;
         assert!(
-            served_from(&s, newcomer, Duration::from_secs(2)).await,
+            served && start.elapsed() <= Duration::from_millis(2100),
             "a new client was not served within 2 s (after {:?}):\n{}",
             start.elapsed(),
             s.proxy

@@ -233,6 +233,20 @@ struct Registry {
 }
 
 impl Registry {
+    /// Public connections without a request in flight: each opens an
+    /// upstream socket for its next request, which the cap counts ahead.
+    fn awaiting_upstream(&self) -> usize {
+        self.handshaking
+            .values()
+            .chain(self.serving.values())
+            .filter(|c| {
+                c.capped
+                    && c.state.load(Ordering::Relaxed) != CLOSED
+                    && c.inflight.load(Ordering::Relaxed) == 0
+            })
+            .count()
+    }
+
     /// A client's share in use: its public connections and extra streams.
     fn load(&self, ip: IpAddr) -> usize {
         self.per_client.get(&ip).copied().unwrap_or(0)
@@ -377,20 +391,20 @@ impl Guard {
         // The descriptors of private connections (each with its socket,
         // the guard's duplicate and an upstream socket) are not the
         // public cap's.
-        if capped && !self.cap.try_admit(reg.private_open * PRIVATE_FDS) {
+        let excluded = reg.private_open * PRIVATE_FDS;
+        if capped && !self.cap.try_admit(excluded, || reg.awaiting_upstream()) {
             // A private listener's connection (metrics, internal) is never
             // shed for a public one: the cap keeps them reachable.
             // Counted in descriptors, upstream sockets included.
             match reg.victim(ip, self.cap.max()) {
-                Some(victim) => {
-                    self.cap.admit_past();
+                Some(victim) if self.cap.admit_past() => {
                     victim.state.store(CLOSED, Ordering::Relaxed);
                     victim.close();
                     // Its client slot and its place are free from now on.
                     Self::release_locked(&mut reg, &victim, victim.digest());
                     METRICS.connections_shed.inc();
                 }
-                None => return refused(NotAdmitted::Cap),
+                _ => return refused(NotAdmitted::Cap),
             }
         }
         let conn = Arc::new(Conn {
@@ -482,6 +496,13 @@ impl Guard {
 
     fn serving(&self, digest: usize) -> Option<Arc<Conn>> {
         self.registry().serving.get(&digest).cloned()
+    }
+
+    /// Recounts the cap's descriptors: those open, and the upstream
+    /// sockets that connections without a request will open.
+    pub(crate) fn recount_cap(&self) {
+        let reserved = self.registry().awaiting_upstream();
+        self.cap.recount(reserved);
     }
 
     /// A request head of the connection whose socket digest is `digest`
