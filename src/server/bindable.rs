@@ -54,7 +54,12 @@ pub(super) fn check(config: &Config, handed_over: bool, privileged_elsewhere: bo
 }
 
 /// The TCP addresses every other running portal-proxy process (by its
-/// command name, this one's) listens on.
+/// command name, this one's) listens on: its sockets' inodes
+/// (`/proc/<pid>/fd`) among the listening sockets of this network
+/// namespace. Where a portal-proxy's descriptors cannot be read (another
+/// user's, or not dumpable), a listening socket owned by this process's
+/// user stands for it: under the systemd unit that user is the proxy's
+/// own.
 fn running_proxies_sockets() -> HashSet<SocketAddr> {
     let me = std::process::id();
     let comm = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok();
@@ -62,32 +67,61 @@ fn running_proxies_sockets() -> HashSet<SocketAddr> {
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return HashSet::new();
     };
-    procs
+    let mut inodes = HashSet::new();
+    let mut opaque = false;
+    for pid in procs
         .flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != me && ours.is_some() && comm(&pid.to_string()) == ours)
-        .flat_map(listening_sockets)
+    {
+        match socket_inodes(pid) {
+            Some(found) => inodes.extend(found),
+            None => opaque = true,
+        }
+    }
+    let uid = std::fs::metadata("/proc/self").map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid()
+    });
+    listening()
+        .into_iter()
+        .filter(|l| {
+            inodes.contains(&l.inode) || (opaque && uid.as_ref().is_ok_and(|u| *u == l.uid))
+        })
+        .map(|l| l.addr)
         .collect()
 }
 
-/// The TCP addresses the process `pid` listens on: its sockets' inodes
-/// (`/proc/<pid>/fd`) among the listening sockets of `/proc/net/tcp` and
-/// `tcp6`.
-fn listening_sockets(pid: u32) -> HashSet<SocketAddr> {
-    let inodes: HashSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|fd| {
-            let link = std::fs::read_link(fd.path()).ok()?;
-            let link = link.to_str()?;
-            link.strip_prefix("socket:[")?
-                .strip_suffix(']')?
-                .parse()
-                .ok()
-        })
-        .collect();
-    ["/proc/net/tcp", "/proc/net/tcp6"]
+/// The inodes of the sockets the process `pid` holds; `None` if its
+/// descriptors cannot be read.
+fn socket_inodes(pid: u32) -> Option<HashSet<u64>> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(
+        fds.flatten()
+            .filter_map(|fd| {
+                let link = std::fs::read_link(fd.path()).ok()?;
+                let link = link.to_str()?;
+                link.strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .parse()
+                    .ok()
+            })
+            .collect(),
+    )
+}
+
+/// A listening TCP socket of this network namespace.
+#[derive(Debug, PartialEq, Eq)]
+struct Listening {
+    addr: SocketAddr,
+    uid: u32,
+    inode: u64,
+}
+
+/// The listening sockets of `/proc/self/net/tcp` and `tcp6` (`/proc/net`
+/// itself is hidden under systemd's `ProcSubset=pid`).
+fn listening() -> Vec<Listening> {
+    ["/proc/self/net/tcp", "/proc/self/net/tcp6"]
         .iter()
         .filter_map(|table| std::fs::read_to_string(table).ok())
         .flat_map(|text| {
@@ -96,16 +130,18 @@ fn listening_sockets(pid: u32) -> HashSet<SocketAddr> {
                 .filter_map(parse_listening)
                 .collect::<Vec<_>>()
         })
-        .filter(|(_, inode)| inodes.contains(inode))
-        .map(|(addr, _)| addr)
         .collect()
 }
 
-/// A line of `/proc/net/tcp{,6}` for a listening socket (state `0A`): its
-/// local address and inode.
-fn parse_listening(line: &str) -> Option<(SocketAddr, u64)> {
+/// A line of `/proc/net/tcp{,6}` for a listening socket (state `0A`).
+fn parse_listening(line: &str) -> Option<Listening> {
     let fields: Vec<&str> = line.split_whitespace().collect();
-    let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
+    let (local, state, uid, inode) = (
+        fields.get(1)?,
+        fields.get(3)?,
+        fields.get(7)?,
+        fields.get(9)?,
+    );
     if *state != "0A" {
         return None;
     }
@@ -128,7 +164,11 @@ fn parse_listening(line: &str) -> Option<(SocketAddr, u64)> {
         }
         _ => return None,
     };
-    Some((SocketAddr::new(ip, port), inode.parse().ok()?))
+    Some(Listening {
+        addr: SocketAddr::new(ip, port),
+        uid: uid.parse().ok()?,
+        inode: inode.parse().ok()?,
+    })
 }
 
 #[cfg(test)]
@@ -139,28 +179,33 @@ mod tests {
     fn proc_net_tcp_lines() {
         // 127.0.0.1:8080 listening; 0.0.0.0:443 listening; an established one.
         let cases = [
-            ("   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1", Some(("127.0.0.1:8080", 12345))),
-            ("   1: 00000000:01BB 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 777 1", Some(("0.0.0.0:443", 777))),
+            ("   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1", Some(("127.0.0.1:8080", 0, 12345))),
+            ("   1: 00000000:01BB 00000000:0000 0A 00000000:00000000 00:00000000 00000000   998        0 777 1", Some(("0.0.0.0:443", 998, 777))),
             ("   2: 0100007F:1F90 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000     0        0 999 1", None),
-            ("   0: 00000000000000000000000001000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1", Some(("[::1]:8080", 4242))),
-            ("   0: 00000000000000000000000000000000:01BB 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4343 1", Some(("[::]:443", 4343))),
+            ("   0: 00000000000000000000000001000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1", Some(("[::1]:8080", 0, 4242))),
+            ("   0: 00000000000000000000000000000000:01BB 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4343 1", Some(("[::]:443", 0, 4343))),
         ];
         for (line, want) in cases {
-            let want = want.map(|(a, i)| (a.parse::<SocketAddr>().unwrap(), i));
+            let want = want.map(|(a, uid, inode)| Listening {
+                addr: a.parse().unwrap(),
+                uid,
+                inode,
+            });
             assert_eq!(parse_listening(line), want, "{line}");
         }
     }
 
-    /// This very process, listening: its sockets are found, as a running
-    /// portal-proxy's are by an upgrade.
+    /// This very process, listening: its sockets are found by their
+    /// inodes, as a running portal-proxy's are by an upgrade.
     #[test]
     fn a_process_listening_sockets_are_found() {
         let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
-        let found = listening_sockets(std::process::id());
+        let ours = socket_inodes(std::process::id()).unwrap();
+        let found: Vec<SocketAddr> = listening()
+            .into_iter()
+            .filter(|l| ours.contains(&l.inode))
+            .map(|l| l.addr)
+            .collect();
         assert!(found.contains(&v4.local_addr().unwrap()), "{found:?}");
-        if let Ok(v6) = TcpListener::bind("[::1]:0") {
-            let found = listening_sockets(std::process::id());
-            assert!(found.contains(&v6.local_addr().unwrap()), "{found:?}");
-        }
     }
 }
