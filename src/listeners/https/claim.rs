@@ -9,7 +9,7 @@ use portal_core::replay::ReplayError;
 
 /// Claims the nonce of a verified signature, if the request has one. Over
 /// CA TLS, a signature this process cannot know to be fresh (signed
-/// across an upgrade) is refused first; a pinned connection (`tls_peer`)
+/// across a graceful upgrade) is refused first; a pinned connection (`tls_peer`)
 /// is the peer's own. Counted when refused for either reason of process
 /// state (`Handover`, `Full`).
 pub(super) fn nonce(

@@ -56,7 +56,7 @@ pub(crate) struct Portal {
     /// Nonces of peer signatures; outlives state reloads.
     pub replay: Arc<ReplayCache>,
     /// Which signatures' `created` this process may accept across a
-    /// restart or upgrade.
+    /// graceful upgrade (over CA TLS).
     pub handover: Arc<Handover>,
     pub access_log: AccessLog,
     /// Client connections: told when a head is complete and a request
