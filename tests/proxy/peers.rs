@@ -232,6 +232,49 @@ async fn bad_signatures_are_refused_with_their_reason_on_every_path() {
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
+/// A verified peer holding its whole share of the replay cache is at its
+/// rate, not failing: 429 `peer_nonces` with `Retry-After`, never a 401,
+/// and never counted against its address (docs/config.md, "What counts
+/// as a failed authentication").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_over_its_nonce_share_is_429_not_a_failure() {
+    let s = setup(
+        "peer-nonces",
+        "limits: { failed_authentications_per_minute: 1 }\n\
+         peering: { transport: ca, replay_cache_per_peer: 3 }\n",
+    );
+    let client = client(&s.files.ca_pem, Protocol::Http1);
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let resp = s
+            .signed(&client, &s.peer, "GET", &format!("/peer/n{i}"), None)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let retry = resp.headers().get("retry-after").cloned();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        statuses.push((status, retry, body["reason"].as_str().map(str::to_string)));
+    }
+    let served = statuses
+        .iter()
+        .filter(|(s, ..)| *s == StatusCode::OK)
+        .count();
+    assert_eq!(served, 3, "{statuses:?}");
+    for (status, retry, reason) in &statuses[3..] {
+        assert_eq!(*status, StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
+        assert!(retry.is_some(), "{statuses:?}");
+        assert_eq!(reason.as_deref(), Some("peer_nonces"), "{statuses:?}");
+    }
+    // Not a failed authentication: the address is not locked out.
+    let resp = client
+        .get(format!("https://{}/open/x", s.authority()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_request_is_refused() {
     let s = setup("peer-replay", "");
