@@ -35,8 +35,9 @@ pub struct Credentials {
 /// authentication").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unproved {
-    /// An `authorization` cookie that is not a token signed with the
-    /// terminal secret: forged, guessed, or of a secret since rotated.
+    /// An `authorization` cookie holding a JWT that the terminal secret
+    /// did not sign: forged, guessed, or of a secret since rotated (an
+    /// empty or other value claims nothing and is not this).
     Forged,
     /// Signed with the secret, but expired, not yet valid, of a removed
     /// terminal or with other claims: the proof holds, the terminal
@@ -83,7 +84,12 @@ impl Credentials {
                         found.terminal_expires = exp;
                     }
                     (Token::Terminal(None), _) => unproved(&mut found, Unproved::Stale),
-                    (Token::Foreign, _) => unproved(&mut found, Unproved::Forged),
+                    // A JWT the secret did not sign. An empty or other
+                    // value (a logout's `authorization=`) is no credential.
+                    (Token::Foreign, _) if is_jwt_shaped(token) => {
+                        unproved(&mut found, Unproved::Forged)
+                    }
+                    (Token::Foreign, _) => {}
                 }
             }
         }
@@ -120,6 +126,22 @@ impl Credentials {
         }
         (found, caller)
     }
+}
+
+/// Whether a cookie value has a compact JWT's shape: three non-empty
+/// parts of base64url digits, separated by dots.
+fn is_jwt_shaped(value: &[u8]) -> bool {
+    let mut parts = 0;
+    for part in value.split(|&b| b == b'.') {
+        let digits = part
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+        if part.is_empty() || !digits {
+            return false;
+        }
+        parts += 1;
+    }
+    parts == 3
 }
 
 /// The token of an `Authorization: Bearer <token>` header value: the
@@ -443,6 +465,35 @@ mod tests {
         ] {
             let h = headers(&[("authorization", value.as_bytes())]);
             assert_eq!(read(&h, true), (found(false, &[]), None), "{value}");
+        }
+    }
+
+    /// Why a token proved nothing: a JWT the secret did not sign is
+    /// forged; a token signed with it but expired or of a removed terminal
+    /// is stale; an empty or other value (a logout's `authorization=`)
+    /// is nothing; a valid token anywhere clears them.
+    #[test]
+    fn why_a_token_proved_nothing() {
+        let ours = token("t1", SECRET);
+        let gone = token("gone", SECRET);
+        let foreign = token("t1", b"another secret");
+        #[rustfmt::skip]
+        let cases: Vec<(String, Option<Unproved>)> = vec![
+            (format!("authorization={foreign}"), Some(Unproved::Forged)),
+            (format!("authorization={ours}x"), Some(Unproved::Forged)),
+            (format!("authorization={gone}"), Some(Unproved::Stale)),
+            (format!("authorization={gone}; authorization={foreign}"), Some(Unproved::Forged)),
+            (format!("authorization={foreign}; authorization={ours}"), None),
+            ("authorization=".to_string(), None),
+            ("authorization=deleted".to_string(), None),
+            ("authorization=a.b".to_string(), None),
+            ("authorization=a..c".to_string(), None),
+            ("theme=dark".to_string(), None),
+        ];
+        for (cookie, want) in cases {
+            let h = headers(&[("cookie", cookie.as_bytes())]);
+            let (found, _) = Credentials::read(&h, &terminals(), NOW, true);
+            assert_eq!(found.unproved, want, "{cookie}");
         }
     }
 

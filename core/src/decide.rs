@@ -214,9 +214,9 @@ impl Decision {
     /// failed authentications counts it: a credential of ours proven
     /// wrong, and nothing else (docs/config.md, "What counts as a failed
     /// authentication"). That is a `portal` signature that does not verify
-    /// by the key of the peer it names, or an `authorization` cookie that
-    /// is no token of the terminal secret on a request refused for want
-    /// of a terminal. Not counted: what proves nothing either way (a
+    /// by the key of the peer it names, or an `authorization` cookie
+    /// holding a JWT the terminal secret did not sign, on a request
+    /// refused for want of a terminal. Not counted: what proves nothing either way (a
     /// malformed or unknown signature, another application's, a stale
     /// clock), a genuine signature refused for its use (replayed, on the
     /// wrong connection), the owner's stale token (signed with the

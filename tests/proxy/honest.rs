@@ -396,6 +396,13 @@ async fn only_our_credentials_proven_wrong_lock_an_address_out() {
             false,
         ),
         (
+            "a logout's empty cookie",
+            "/private/x",
+            Box::new(|| cookie("")),
+            401,
+            false,
+        ),
+        (
             "bad signature",
             "/peer/x",
             Box::new(|| s.signed(&stranger, &peer.id, "/peer/x", 0)),
