@@ -304,6 +304,19 @@ fn is_base64url(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
+/// Whether `value` has a compact JWT's shape: three non-empty parts of
+/// base64url digits, separated by dots (whoever signed it).
+pub(crate) fn is_jwt_shaped(value: &[u8]) -> bool {
+    let mut parts = 0;
+    for part in value.split(|&b| b == b'.') {
+        if part.is_empty() || !part.iter().all(|&b| is_base64url(b)) {
+            return false;
+        }
+        parts += 1;
+    }
+    parts == 3
+}
+
 /// An HMAC-SHA256 tag as the most lenient base64 decoders read the start
 /// of `rest`: the first 43 digits of either alphabet (256 bits, the last
 /// 2 ignored), every other byte skipped (padding, spaces, quotes, any

@@ -7,7 +7,7 @@
 
 use http::HeaderMap;
 
-use super::caller::{Caller, Terminals, Token, TERMINAL_COOKIE};
+use super::caller::{is_jwt_shaped, Caller, Terminals, Token, TERMINAL_COOKIE};
 
 /// Which terminal credentials the request carries, for stripping.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -126,22 +126,6 @@ impl Credentials {
         }
         (found, caller)
     }
-}
-
-/// Whether a cookie value has a compact JWT's shape: three non-empty
-/// parts of base64url digits, separated by dots.
-fn is_jwt_shaped(value: &[u8]) -> bool {
-    let mut parts = 0;
-    for part in value.split(|&b| b == b'.') {
-        let digits = part
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
-        if part.is_empty() || !digits {
-            return false;
-        }
-        parts += 1;
-    }
-    parts == 3
 }
 
 /// The token of an `Authorization: Bearer <token>` header value: the
