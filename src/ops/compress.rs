@@ -77,22 +77,66 @@ pub fn encoder(coding: Coding, level: usize) -> Option<Box<dyn Encode + Send + S
     }
 }
 
-/// A streaming gzip encoder that flushes each chunk (Pingora 0.9.1's
-/// holds what it has not yet compressed until its buffer fills or the
-/// answer ends: a streamed answer reached the client only at its end).
-pub struct Gzip {
-    encoder: flate2::write::GzEncoder<Vec<u8>>,
-    finished: bool,
+/// What each coding's crate offers under its own names: a writer into a
+/// `Vec<u8>` whose `flush` makes all input so far decodable from the
+/// output, and which ends its stream when finished.
+pub trait Compressor: std::io::Write + Send + Sync + Sized {
+    /// The output written so far, taken chunk by chunk.
+    fn output(&mut self) -> &mut Vec<u8>;
+    /// Ends the stream: the rest of the output, its trailer included.
+    fn finish(self) -> std::io::Result<Vec<u8>>;
+}
+
+/// gzip (`flate2`): `flush` is Z_SYNC_FLUSH.
+impl Compressor for flate2::write::GzEncoder<Vec<u8>> {
+    fn output(&mut self) -> &mut Vec<u8> {
+        self.get_mut()
+    }
+    fn finish(self) -> std::io::Result<Vec<u8>> {
+        flate2::write::GzEncoder::finish(self)
+    }
+}
+
+/// zstd: `flush` ends the current block.
+impl Compressor for zstd::stream::write::Encoder<'static, Vec<u8>> {
+    fn output(&mut self) -> &mut Vec<u8> {
+        self.get_mut()
+    }
+    fn finish(self) -> std::io::Result<Vec<u8>> {
+        zstd::stream::write::Encoder::finish(self)
+    }
+}
+
+/// Brotli: `flush` is BROTLI_OPERATION_FLUSH; `into_inner` writes the
+/// last meta-block.
+impl Compressor for brotli::CompressorWriter<Vec<u8>> {
+    fn output(&mut self) -> &mut Vec<u8> {
+        self.get_mut()
+    }
+    fn finish(self) -> std::io::Result<Vec<u8>> {
+        Ok(self.into_inner())
+    }
+}
+
+/// A streaming encoder of one answer that flushes each chunk (Pingora
+/// 0.9.1's gzip holds what it has not compressed until its buffer fills
+/// or the answer ends, so a streamed answer reached the client only at its
+/// end), ends its stream at the end, and counts what it read, wrote and
+/// took.
+pub struct Streaming<C> {
+    name: &'static str,
+    /// `None` once finished.
+    compressor: Option<C>,
     read: usize,
     written: usize,
     took: std::time::Duration,
 }
 
-impl Gzip {
-    pub fn new(level: u32) -> Self {
-        Gzip {
-            encoder: flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level)),
-            finished: false,
+impl<C> Streaming<C> {
+    fn with(name: &'static str, compressor: C) -> Self {
+        Streaming {
+            name,
+            compressor: Some(compressor),
             read: 0,
             written: 0,
             took: std::time::Duration::ZERO,
@@ -100,52 +144,57 @@ impl Gzip {
     }
 }
 
-impl Encode for Gzip {
+impl<C: Compressor> Encode for Streaming<C> {
     fn encode(&mut self, input: &[u8], end: bool) -> pingora::Result<Bytes> {
         use pingora::OrErr;
-        use std::io::Write;
-        if self.finished {
+        let Some(compressor) = self.compressor.as_mut() else {
             return Ok(Bytes::new());
-        }
+        };
         let started = std::time::Instant::now();
         self.read += input.len();
-        let failed = "while compressing with gzip";
-        self.encoder
+        let failed = || format!("while compressing with {}", self.name);
+        compressor
             .write_all(input)
-            .or_err(pingora::ErrorType::InternalError, failed)?;
-        if end {
-            self.encoder
-                .try_finish()
-                .or_err(pingora::ErrorType::InternalError, failed)?;
-            self.finished = true;
-        } else if !input.is_empty() {
-            // Z_SYNC_FLUSH: all input so far decodes from the output.
-            self.encoder
-                .flush()
-                .or_err(pingora::ErrorType::InternalError, failed)?;
-        }
-        let out = std::mem::take(self.encoder.get_mut());
+            .or_err_with(pingora::ErrorType::InternalError, failed)?;
+        let out = if end {
+            let compressor = self.compressor.take().expect("present above");
+            compressor
+                .finish()
+                .or_err_with(pingora::ErrorType::InternalError, failed)?
+        } else {
+            if !input.is_empty() {
+                // All input so far decodes from the output.
+                compressor
+                    .flush()
+                    .or_err_with(pingora::ErrorType::InternalError, failed)?;
+            }
+            std::mem::take(compressor.output())
+        };
         self.written += out.len();
         self.took += started.elapsed();
         Ok(out.into())
     }
 
     fn stat(&self) -> (&'static str, usize, usize, std::time::Duration) {
-        ("gzip", self.read, self.written, self.took)
+        (self.name, self.read, self.written, self.took)
     }
 }
 
-/// A streaming zstd encoder with a bounded window. Pingora 0.9.1's takes
-/// the level's own window (2 MiB at level 3): 3.6 MB held per answer
-/// against 2.0 MB with a 512 KiB window, for the same bytes on a 700 KB
-/// bundle (`cargo bench --bench compression`).
-pub struct Zstd {
-    encoder: zstd::stream::write::Encoder<'static, Vec<u8>>,
-    finished: bool,
-    read: usize,
-    written: usize,
-    took: std::time::Duration,
+/// gzip.
+pub type Gzip = Streaming<flate2::write::GzEncoder<Vec<u8>>>;
+
+impl Gzip {
+    pub fn new(level: u32) -> Self {
+        let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+        Streaming::with("gzip", encoder)
+    }
 }
+
+/// zstd with a bounded window. Pingora 0.9.1's takes the level's own
+/// window (2 MiB at level 3): 3.6 MB held per answer against 2.0 MB with
+/// a 512 KiB window, for the same bytes on a 700 KB bundle (`cargo bench
+/// --bench compression`).
+pub type Zstd = Streaming<zstd::stream::write::Encoder<'static, Vec<u8>>>;
 
 impl Zstd {
     /// 2^19 bytes: 512 KiB, as Brotli's.
@@ -155,119 +204,22 @@ impl Zstd {
         let level = i32::try_from(level).map_err(std::io::Error::other)?;
         let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), level)?;
         encoder.window_log(window_log)?;
-        Ok(Zstd {
-            encoder,
-            finished: false,
-            read: 0,
-            written: 0,
-            took: std::time::Duration::ZERO,
-        })
+        Ok(Streaming::with("zstd", encoder))
     }
 }
 
-impl Encode for Zstd {
-    fn encode(&mut self, input: &[u8], end: bool) -> pingora::Result<Bytes> {
-        use pingora::OrErr;
-        use std::io::Write;
-        if self.finished {
-            return Ok(Bytes::new());
-        }
-        let started = std::time::Instant::now();
-        self.read += input.len();
-        self.encoder.write_all(input).or_err(
-            pingora::ErrorType::InternalError,
-            "while compressing with zstd",
-        )?;
-        if end {
-            self.encoder.do_finish().or_err(
-                pingora::ErrorType::InternalError,
-                "while compressing with zstd",
-            )?;
-            self.finished = true;
-        } else if !input.is_empty() {
-            // Ends the block: all input so far decodes from the output.
-            self.encoder.flush().or_err(
-                pingora::ErrorType::InternalError,
-                "while compressing with zstd",
-            )?;
-        }
-        let out = std::mem::take(self.encoder.get_mut());
-        self.written += out.len();
-        self.took += started.elapsed();
-        Ok(out.into())
-    }
-
-    fn stat(&self) -> (&'static str, usize, usize, std::time::Duration) {
-        ("zstd", self.read, self.written, self.took)
-    }
-}
-
-/// A streaming Brotli encoder that ends its stream. Pingora 0.9.1's only
-/// flushes at the end and never writes Brotli's last meta-block, so a
-/// strict decoder (the `brotli` crate's) refuses its output as truncated.
-pub struct Brotli {
-    /// `None` once finished.
-    writer: Option<brotli::CompressorWriter<Vec<u8>>>,
-    read: usize,
-    written: usize,
-    took: std::time::Duration,
-}
+/// Brotli that ends its stream. Pingora 0.9.1's only flushes at the end
+/// and never writes Brotli's last meta-block, so a strict decoder (the
+/// `brotli` crate's) refuses its output as truncated.
+pub type Brotli = Streaming<brotli::CompressorWriter<Vec<u8>>>;
 
 impl Brotli {
     /// The window Pingora uses: 2^19 bytes (512 KiB).
     const WINDOW_BITS: u32 = 19;
 
     pub fn new(level: u32) -> Self {
-        Brotli {
-            writer: Some(brotli::CompressorWriter::new(
-                Vec::new(),
-                4096,
-                level,
-                Self::WINDOW_BITS,
-            )),
-            read: 0,
-            written: 0,
-            took: std::time::Duration::ZERO,
-        }
-    }
-}
-
-impl Encode for Brotli {
-    fn encode(&mut self, input: &[u8], end: bool) -> pingora::Result<Bytes> {
-        use pingora::OrErr;
-        use std::io::Write;
-        let started = std::time::Instant::now();
-        let Some(writer) = self.writer.as_mut() else {
-            return Ok(Bytes::new());
-        };
-        self.read += input.len();
-        writer.write_all(input).or_err(
-            pingora::ErrorType::InternalError,
-            "while compressing with Brotli",
-        )?;
-        let out = if end {
-            // Writes the last meta-block.
-            self.writer
-                .take()
-                .map(|w| w.into_inner())
-                .unwrap_or_default()
-        } else {
-            if !input.is_empty() {
-                // BROTLI_OPERATION_FLUSH: all input so far decodes.
-                writer.flush().or_err(
-                    pingora::ErrorType::InternalError,
-                    "while compressing with Brotli",
-                )?;
-            }
-            std::mem::take(writer.get_mut())
-        };
-        self.written += out.len();
-        self.took += started.elapsed();
-        Ok(out.into())
-    }
-
-    fn stat(&self) -> (&'static str, usize, usize, std::time::Duration) {
-        ("brotli", self.read, self.written, self.took)
+        let writer = brotli::CompressorWriter::new(Vec::new(), 4096, level, Self::WINDOW_BITS);
+        Streaming::with("brotli", writer)
     }
 }
 
