@@ -165,17 +165,16 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     {
         return Err(problem);
     }
+    let conf = server_conf(config);
     // One upgrade at a time: held until this one has the sockets.
     let upgrade_lock = if opt.upgrade {
-        Some(handover::UpgradeLock::take(
-            &server_conf(config).upgrade_sock,
-        )?)
+        Some(handover::UpgradeLock::take(&conf.upgrade_sock)?)
     } else {
         None
     };
     // Our `-c` is our own YAML, not Pingora's config file.
     opt.conf = None;
-    let mut server = Server::new_with_opt_and_conf(opt, server_conf(config));
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
     // Bootstrap (with -u, receiving the listening sockets) runs once the
     // server runs, after -d forked: the daemon tells the waiting parent it
     // is up first, then takes the sockets; the listeners start after it.

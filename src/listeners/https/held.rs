@@ -25,12 +25,14 @@ pub(super) async fn check_before_the_head(
     session: &mut Session,
     check: &mut Option<BodyCheck>,
 ) -> Result<Option<Refusal>> {
-    let small =
-        declared_length(&session.req_header().headers).is_some_and(|n| n <= BEFORE_THE_HEAD);
-    if check.is_none() || !small {
+    // Only a signed request with a body has a check: every other request
+    // is done here without reading a header.
+    if check.is_none() {
         return Ok(None);
     }
-    let Some(mut body) = check.take() else {
+    let small =
+        declared_length(&session.req_header().headers).is_some_and(|n| n <= BEFORE_THE_HEAD);
+    let Some(mut body) = check.take_if(|_| small) else {
         return Ok(None);
     };
     // Kept whole, to be sent upstream once the digest matched.
