@@ -11,12 +11,14 @@
 //!   listener, metrics). They gather inputs, ask `decision`, and apply what
 //!   it decided; they decide nothing themselves.
 //! - [`ops`]: running it: metrics, the access log, edge limits, TLS.
+//! - [`acme`]: the certificate obtained and renewed by ACME DNS-01.
 //! - At the top: the config, the identity key, start-up wiring (`server`),
 //!   the command-line subcommands and the demo.
 
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]
 
+pub mod acme;
 pub mod commands;
 pub mod config;
 pub mod demo;

@@ -28,6 +28,7 @@ pub mod outbound;
 pub mod path;
 pub mod peers;
 pub mod refusal;
+pub mod renewal;
 pub mod replay;
 pub mod revoke;
 pub mod route;

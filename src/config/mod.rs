@@ -42,6 +42,7 @@ impl std::fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+mod acme;
 mod compression;
 pub(crate) mod raw;
 mod resolver;
@@ -123,6 +124,8 @@ pub struct Config {
     pub proxy_protocol_from: Option<crate::ops::proxy_protocol::Trusted>,
     pub tls_cert_file: PathBuf,
     pub tls_key_file: PathBuf,
+    /// `tls.acme`: the certificate obtained and renewed by ACME.
+    pub acme: Option<crate::acme::Settings>,
     pub home_app: String,
     pub core_upstream: HostPort,
     pub upstreams: BTreeMap<String, AppUpstreams>,

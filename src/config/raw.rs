@@ -137,8 +137,102 @@ pub(crate) struct Listen {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Tls {
+    /// The certificate chain, leaf first (PEM); written by ACME when
+    /// `acme` is set.
     pub cert_file: String,
+    /// Its private key (PEM); written by ACME (mode 0600) when `acme` is set.
     pub key_file: String,
+    /// Obtain and renew the certificate by ACME DNS-01 (docs/certificates.md).
+    #[serde(default)]
+    pub acme: Option<Acme>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Acme {
+    /// The CA's ACME directory URL (https); Let's Encrypt's by default.
+    #[serde(default)]
+    pub directory: Option<String>,
+    /// Extra trust roots (PEM) for the directory's HTTPS.
+    #[serde(default)]
+    pub directory_ca_file: Option<String>,
+    /// The ACME account's credentials, made on first use (mode 0600);
+    /// `acme-account.json` beside `tls.cert_file` by default.
+    #[serde(default)]
+    pub account_file: Option<String>,
+    /// A contact address given to the CA (mailto:).
+    #[serde(default)]
+    pub email: Option<String>,
+    /// ip:port of DNS servers where the TXT record must be visible before
+    /// validation (default: the system's resolvers).
+    #[serde(default)]
+    pub dns_resolvers: Vec<String>,
+    /// Names ordered besides `<short_id>.<base_domain>` and its wildcard.
+    #[serde(default)]
+    pub extra_names: Vec<String>,
+    /// The certificate's key: `ecdsa-p256` (default) or `ecdsa-p384`.
+    #[serde(default)]
+    pub key_type: Option<String>,
+    /// How long the TXT record may take to be visible (default 120).
+    #[serde(default)]
+    pub propagation_timeout_seconds: Option<f64>,
+    /// The wait after a first failed order, doubled after each (default
+    /// 60, at most 6 hours between attempts).
+    #[serde(default)]
+    pub retry_initial_seconds: Option<f64>,
+    /// Orders at most in any hour (default 5).
+    #[serde(default)]
+    pub max_orders_per_hour: Option<usize>,
+    /// Who sets the _acme-challenge TXT record: exactly one solver.
+    pub dns01: Dns01,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Dns01 {
+    /// The Portal's controller, asked by requests signed with the identity key.
+    #[serde(default)]
+    pub portal_controller: Option<PortalController>,
+    /// lego's httpreq: POST <url>/present and <url>/cleanup.
+    #[serde(default)]
+    pub httpreq: Option<HttpReq>,
+    /// lego's exec: <command...> present|cleanup <fqdn> <value>.
+    #[serde(default)]
+    pub exec: Option<Exec>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PortalController {
+    /// https URL; the proxy POSTs to <url>/present and <url>/cleanup.
+    pub url: String,
+    /// Extra trust roots (PEM) for the controller's HTTPS.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HttpReq {
+    /// http(s) URL; the proxy POSTs to <url>/present and <url>/cleanup.
+    pub url: String,
+    /// Basic auth user name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// A file holding the basic auth password.
+    #[serde(default)]
+    pub password_file: Option<String>,
+    /// Extra trust roots (PEM) for the URL's HTTPS.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Exec {
+    /// The program and its first arguments; present|cleanup, the FQDN and
+    /// the value are appended.
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -31,7 +31,7 @@ impl Validator {
         });
     }
 
-    fn path(&mut self, key: &str, value: &str) -> PathBuf {
+    pub(super) fn path(&mut self, key: &str, value: &str) -> PathBuf {
         if value.is_empty() {
             self.error(key, "empty path");
         }
@@ -43,7 +43,7 @@ impl Validator {
         }
     }
 
-    fn addr(&mut self, key: &str, value: &str) -> Option<SocketAddr> {
+    pub(super) fn addr(&mut self, key: &str, value: &str) -> Option<SocketAddr> {
         match value.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
@@ -80,7 +80,7 @@ impl Validator {
         }
     }
 
-    fn seconds(&mut self, key: &str, value: Option<f64>, default: Duration) -> Duration {
+    pub(super) fn seconds(&mut self, key: &str, value: Option<f64>, default: Duration) -> Duration {
         match value {
             None => default,
             Some(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 * 7.0 => {
@@ -420,6 +420,7 @@ impl Validator {
         let proxy_protocol_from = self.proxy_protocol_from(&raw.listen.proxy_protocol_from);
         let tls_cert_file = self.path("tls.cert_file", &raw.tls.cert_file);
         let tls_key_file = self.path("tls.key_file", &raw.tls.key_file);
+        let acme = raw.tls.acme.and_then(|a| self.acme(a, &tls_cert_file));
         let home_app = raw.home_app.unwrap_or_else(|| DEFAULT_HOME_APP.to_string());
         if !is_app_name(&home_app) {
             self.error(
@@ -467,6 +468,7 @@ impl Validator {
             proxy_protocol_from,
             tls_cert_file,
             tls_key_file,
+            acme,
             home_app,
             core_upstream: core_upstream.expect("checked above"),
             upstreams,

@@ -32,7 +32,8 @@ struct Status<'a> {
 
 /// Why the proxy is not ready at `now` (Unix seconds), if it is not.
 /// Config, key and state are loaded before any listener starts; what can
-/// change while it runs is the certificate.
+/// change while it runs is the certificate (and, under `tls.acme`, a
+/// self-signed stand-in serves until the first is obtained: not ready).
 pub(crate) fn not_ready(validity: Option<(i64, i64)>, now: i64) -> Option<String> {
     match validity {
         None => Some("the certificate served cannot be read".into()),
@@ -67,7 +68,8 @@ impl ServeHttp for MetricsApp {
             ),
             "/readyz" => {
                 let now = crate::ops::unix_now();
-                match not_ready(self.certificate.validity(), now) {
+                let stand_in = self.certificate.stand_in_reason().map(|r| r.to_string());
+                match stand_in.or_else(|| not_ready(self.certificate.validity(), now)) {
                     None => json(
                         200,
                         &Status {

@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -54,6 +54,20 @@ pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> Result<Certified
     })
 }
 
+/// A certificate chain and its key from PEM text (what ACME obtained,
+/// checked before it is written).
+pub fn certified_key_from_pem(chain_pem: &str, key_pem: &str) -> Result<CertifiedKey, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("bad PEM: {e}"))?;
+    if chain.is_empty() {
+        return Err("no CERTIFICATE block".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| format!("no usable private key: {e}"))?;
+    certified_key(chain, key)
+}
+
 fn certified_key(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -67,18 +81,46 @@ fn certified_key(
 /// each handshake reads the current key once.
 pub struct CertResolver {
     current: ArcSwap<CertifiedKey>,
+    /// Why the certificate served is a stand-in, while it is one (under
+    /// `tls.acme`, until the first certificate is obtained).
+    stand_in: ArcSwapOption<String>,
 }
 
 impl CertResolver {
     pub fn new(key: CertifiedKey) -> Self {
         CertResolver {
             current: ArcSwap::from_pointee(key),
+            stand_in: ArcSwapOption::empty(),
+        }
+    }
+
+    /// Serves `key`, a stand-in for the certificate still to be obtained,
+    /// for `reason` (what `/readyz` answers meanwhile).
+    pub fn stand_in(key: CertifiedKey, reason: String) -> Self {
+        CertResolver {
+            current: ArcSwap::from_pointee(key),
+            stand_in: ArcSwapOption::from_pointee(reason),
         }
     }
 
     /// Serves `key` to every handshake that starts from now on.
     pub fn replace(&self, key: CertifiedKey) {
         self.current.store(Arc::new(key));
+        self.stand_in.store(None);
+    }
+
+    /// Why the certificate served is a stand-in; `None` once a real one
+    /// serves.
+    pub fn stand_in_reason(&self) -> Option<Arc<String>> {
+        self.stand_in.load_full()
+    }
+
+    /// Updates the stand-in's reason (nothing once a real certificate
+    /// serves).
+    pub fn set_stand_in_reason(&self, reason: String) {
+        let reason = Arc::new(reason);
+        self.stand_in
+            .rcu(|current| current.as_ref().map(|_| reason.clone()));
     }
 
     /// `(notBefore, notAfter)` of the certificate served now, Unix seconds.
@@ -103,6 +145,28 @@ impl ResolvesServerCert for CertResolver {
 /// seconds; `None` if it cannot be parsed.
 pub fn expiry(key: &CertifiedKey) -> Option<i64> {
     validity(key).map(|(_, not_after)| not_after)
+}
+
+/// The DNS names of the leaf certificate of `key` (its subject
+/// alternative names); empty if it cannot be parsed.
+pub fn dns_names(key: &CertifiedKey) -> Vec<String> {
+    let Some(leaf) = key.cert.first() else {
+        return Vec::new();
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(name) => Some(name.to_string()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// `(notBefore, notAfter)` of the leaf certificate of `key`, Unix seconds.
@@ -142,6 +206,13 @@ pub fn demo_certificate(domain: &str) -> Result<DemoCertificate, rcgen::Error> {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     })
+}
+
+/// A self-signed certificate for `domain` and `*.domain`, served under
+/// `tls.acme` until the CA's is obtained (never written to a file).
+pub fn stand_in_certificate(domain: &str) -> Result<CertifiedKey, String> {
+    let demo = demo_certificate(domain).map_err(|e| e.to_string())?;
+    certified_key_from_pem(&demo.cert_pem, &demo.key_pem)
 }
 
 #[cfg(test)]

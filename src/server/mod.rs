@@ -20,6 +20,7 @@ use pingora::services::listening::Service;
 use pingora::services::ServiceHandle;
 use rustls::sign::CertifiedKey;
 
+use crate::acme::AcmeService;
 use crate::config::Config;
 use crate::listeners::https::{Portal, PortalProxy};
 use crate::listeners::internal::client::PeerClient;
@@ -44,6 +45,7 @@ use portal_core::body::HeldBudget;
 use portal_core::decide::Policy;
 use portal_core::headers::{portal_value, PortalInfo};
 use portal_core::identity::Identity;
+use portal_core::renewal::certificate_names;
 use portal_core::replay::{Handover, ReplayCache};
 use portal_core::route::Router;
 use portal_core::snapshot::Snapshot;
@@ -60,6 +62,9 @@ pub struct Loaded {
     /// were read: a change made while the proxy starts is reloaded.
     pub state_fingerprint: u64,
     pub certificate_fingerprint: u64,
+    /// Under `tls.acme`, why [`Loaded::certificate`] is a self-signed
+    /// stand-in: the files hold none that loads yet.
+    pub stand_in: Option<String>,
 }
 
 impl Loaded {
@@ -80,9 +85,25 @@ pub fn load(config: &Config) -> Result<Loaded, Vec<String>> {
     let identity = crate::identity::load(&config.key_file)
         .map_err(|e| errors.push(format!("portal.key_file: {e}")))
         .ok();
-    let certificate = load_certified_key(&config.tls_cert_file, &config.tls_key_file)
-        .map_err(|e| errors.push(format!("tls: {e}")))
-        .ok();
+    let mut stand_in = None;
+    let certificate = match load_certified_key(&config.tls_cert_file, &config.tls_key_file) {
+        Ok(key) => Some(key),
+        // Under ACME, no certificate yet is the normal first start.
+        Err(e) if config.acme.is_some() => identity.as_ref().and_then(|identity| {
+            let domain = format!("{}.{}", identity.short_id(), config.base_domain);
+            let key = crate::ops::tls::stand_in_certificate(&domain)
+                .map_err(|e| errors.push(format!("tls: cannot make a stand-in certificate: {e}")))
+                .ok()?;
+            stand_in = Some(format!(
+                "no certificate yet: obtaining one by ACME ({e}); a self-signed stand-in serves meanwhile"
+            ));
+            Some(key)
+        }),
+        Err(e) => {
+            errors.push(format!("tls: {e}"));
+            None
+        }
+    };
     let state = crate::state::load(&config.state_dir)
         .map_err(|e| errors.push(format!("state_dir: {e}")))
         .ok();
@@ -94,6 +115,7 @@ pub fn load(config: &Config) -> Result<Loaded, Vec<String>> {
             state_errors,
             state_fingerprint,
             certificate_fingerprint,
+            stand_in,
         }),
         _ => Err(errors),
     }
@@ -216,7 +238,13 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         },
         cap.clone(),
     );
-    let resolver = Arc::new(CertResolver::new(loaded.certificate));
+    let resolver = Arc::new(match loaded.stand_in {
+        Some(reason) => {
+            warn!("tls: {reason}");
+            CertResolver::stand_in(loaded.certificate, reason)
+        }
+        None => CertResolver::new(loaded.certificate),
+    });
     let router = Router::new(
         identity.short_id(),
         &config.base_domain,
@@ -261,6 +289,20 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
             peer_roots: peer_client.clone(),
         },
     ));
+
+    if let Some(settings) = &config.acme {
+        server.add_service(background_service(
+            "acme",
+            AcmeService {
+                settings: settings.clone(),
+                names: certificate_names(&domain, &settings.extra_names),
+                cert_file: config.tls_cert_file.clone(),
+                key_file: config.tls_key_file.clone(),
+                identity: identity.clone(),
+                resolver: resolver.clone(),
+            },
+        ));
+    }
 
     let portal = Arc::new(Portal {
         policy: Policy {
@@ -475,6 +517,20 @@ pub fn check(config: &Config) -> bool {
             for e in &unbindable {
                 eprintln!("error: {e}");
             }
+            let acme = match &config.acme {
+                Some(settings) => {
+                    if let Some(reason) = &loaded.stand_in {
+                        println!("tls: {reason}");
+                    }
+                    let problems =
+                        crate::acme::check(settings, &config.tls_cert_file, &config.tls_key_file);
+                    for e in &problems {
+                        eprintln!("error: {e}");
+                    }
+                    problems.len()
+                }
+                None => 0,
+            };
             println!(
                 "portal {} at {}: {} app(s) loaded, {} state error(s)",
                 loaded.identity.id,
@@ -482,7 +538,7 @@ pub fn check(config: &Config) -> bool {
                 loaded.snapshot.apps.len(),
                 loaded.state_errors.len()
             );
-            loaded.state_errors.len() + unbindable.len()
+            loaded.state_errors.len() + unbindable.len() + acme
         }
     };
     verdict(&config.file.display().to_string(), problems)

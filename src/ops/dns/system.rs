@@ -115,6 +115,34 @@ fn classify(e: ResolveError) -> LookupError {
     }
 }
 
+impl Hickory {
+    /// The TXT records at `name` (each record's strings joined), asked
+    /// now (no cache): used by ACME to see its challenge record appear.
+    /// `Ok(empty)` when the name has none yet.
+    pub async fn txt(&self, name: &str) -> Result<Vec<String>, LookupError> {
+        let resolver = self.resolver.clone();
+        let name = name.to_string();
+        let asked = runtime().spawn(async move { resolver.txt_lookup(name).await });
+        match asked
+            .await
+            .map_err(|e| LookupError::Failed(format!("the lookup task failed: {e}")))?
+            .map_err(classify)
+        {
+            Ok(found) => Ok(found
+                .iter()
+                .map(|txt| {
+                    txt.txt_data()
+                        .iter()
+                        .map(|part| String::from_utf8_lossy(part))
+                        .collect::<String>()
+                })
+                .collect()),
+            Err(LookupError::NotFound(_)) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 #[async_trait]
 impl Lookup for Hickory {
     async fn lookup(&self, name: &str) -> Result<Answer, LookupError> {

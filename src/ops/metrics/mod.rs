@@ -14,8 +14,8 @@ pub(crate) use align::align_series;
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use portal_core::signature::SignatureError;
@@ -39,6 +39,12 @@ pub(crate) struct Metrics {
     pub certificate_expiry: Gauge,
     /// `portal_proxy_certificate_reloads_total{result}`.
     pub certificate_reloads: IntCounterVec,
+    /// `portal_proxy_acme_orders_total{result}`.
+    pub acme_orders: IntCounterVec,
+    /// `portal_proxy_acme_next_renewal_timestamp_seconds`.
+    pub acme_next_renewal: Gauge,
+    /// `portal_proxy_acme_consecutive_failures`.
+    pub acme_failures: IntGauge,
     /// `portal_proxy_outbound_requests_total{peer,status_class}`.
     pub outbound_requests: IntCounterVec,
     /// `portal_proxy_access_log_dropped_total`.
@@ -74,6 +80,17 @@ pub(crate) struct Metrics {
 /// The results of `portal_proxy_peer_handshakes_total{result}`.
 pub(crate) const PEER_HANDSHAKE_RESULTS: [&str; 4] =
     ["verified", "unknown_key", "bad_certificate", "bad_proof"];
+
+/// The results of `portal_proxy_acme_orders_total{result}`: `issued`,
+/// or where the order failed (`acme::Stage`).
+pub(crate) const ACME_ORDER_RESULTS: [&str; 6] = [
+    "issued",
+    "account_error",
+    "ca_error",
+    "solver_error",
+    "propagation_timeout",
+    "write_error",
+];
 
 /// The state file kinds of `portal_proxy_state_reloads_total{file}`.
 pub(crate) const STATE_FILE_KINDS: [&str; 6] = [
@@ -184,6 +201,31 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     for result in ["ok", "error"] {
         certificate_reloads.with_label_values(&[result]);
     }
+    let acme_orders = counter_vec(
+        &registry,
+        "portal_proxy_acme_orders_total",
+        "ACME orders placed under tls.acme, by result: issued, or where it failed (account_error, ca_error, solver_error, propagation_timeout, write_error). All 0 without tls.acme.",
+        &["result"],
+    );
+    for result in ACME_ORDER_RESULTS {
+        acme_orders.with_label_values(&[result]);
+    }
+    let acme_next_renewal = register(
+        &registry,
+        Gauge::new(
+            "portal_proxy_acme_next_renewal_timestamp_seconds",
+            "When the next ACME order is due (renewal, or retry after a failure), in Unix seconds; 0 without tls.acme.",
+        )
+        .expect("valid metric definition"),
+    );
+    let acme_failures = register(
+        &registry,
+        IntGauge::new(
+            "portal_proxy_acme_consecutive_failures",
+            "ACME orders failed in a row since the last success (0 when the last one succeeded or nothing was due).",
+        )
+        .expect("valid metric definition"),
+    );
     let outbound_requests = counter_vec(
         &registry,
         "portal_proxy_outbound_requests_total",
@@ -336,6 +378,9 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         state_entries,
         certificate_expiry,
         certificate_reloads,
+        acme_orders,
+        acme_next_renewal,
+        acme_failures,
         outbound_requests,
         access_log_dropped,
     }
