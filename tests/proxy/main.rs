@@ -6,6 +6,7 @@
 mod common;
 
 mod access;
+mod acme;
 mod cli;
 mod compression;
 mod config_schema;

@@ -2,6 +2,7 @@
 //! wildcard certificate made here), real upstreams on loopback ports chosen
 //! by the OS, and reqwest clients (HTTP/1.1 and HTTP/2) that trust the CA.
 
+pub mod acme;
 pub mod python;
 
 use std::collections::BTreeMap;
@@ -556,6 +557,8 @@ where
 pub struct Layout {
     pub listen: String,
     pub server: String,
+    /// Entries added to `tls:` (e.g. `, acme: {...}`).
+    pub tls: String,
     /// `RUST_LOG` of the process; `info` when empty.
     pub log_level: String,
     /// The process's open-files limit (`ulimit -n`), when set.
@@ -584,12 +587,17 @@ impl Proxy {
         for _attempt in 0..5 {
             let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-            let Layout { listen, server, .. } = layout;
+            let Layout {
+                listen,
+                server,
+                tls,
+                ..
+            } = layout;
             let config = format!(
                 "portal: {{ key_file: identity.pem, base_domain: {BASE_DOMAIN} }}\n\
                  state_dir: state\n\
                  listen: {{ https: \"{https}\", http: \"{http}\"{listen} }}\n\
-                 tls: {{ cert_file: cert.pem, key_file: key.pem }}\n\
+                 tls: {{ cert_file: cert.pem, key_file: key.pem{tls} }}\n\
                  server: {{ threads: 2, pid_file: proxy.pid, upgrade_sock: upgrade.sock{server} }}\n\
                  {extra}\n"
             );

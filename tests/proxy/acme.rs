@@ -1,0 +1,434 @@
+//! Certificates by ACME (docs/certificates.md), offline: the real binary
+//! against pebble, a real RFC 8555 CA, validating DNS-01 records at
+//! pebble-challtestsrv. The test controller verifies the Portal's
+//! signatures with an independent RFC 9421 implementation
+//! (`http-message-signatures`) before it sets a record. Each test waits
+//! for events (the served certificate, a counter, `/readyz`), bounded.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt as _;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::acme::{exec_hook_command, read_jsonl, Controller, Lab, Mode, NonceFront};
+use crate::common::*;
+
+/// How long a certificate may take: the issue's "within a minute".
+const WITHIN: Duration = Duration::from_secs(60);
+
+fn metrics_yaml() -> (SocketAddr, String) {
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    (
+        metrics,
+        format!("core: {{ upstream: \"127.0.0.1:1\" }}\nmetrics: {{ listen: \"{metrics}\" }}\n"),
+    )
+}
+
+/// `/readyz`: its status and reason.
+async fn readyz(metrics: SocketAddr) -> (u16, String) {
+    let answer = reqwest::get(format!("http://{metrics}/readyz"))
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    let body: Value = answer.json().await.unwrap();
+    (status, body["reason"].as_str().unwrap_or("").to_string())
+}
+
+/// The leaf a new client is served, when it chains to `trusted` (PEM).
+async fn served_leaf(proxy: &Proxy, files: &PortalFiles, trusted: &str) -> Result<Vec<u8>, String> {
+    let tls = tls_connect(proxy.https, &files.host("app"), trusted).await?;
+    Ok(tls.get_ref().1.peer_certificates().unwrap()[0].to_vec())
+}
+
+fn counter(text: &str, result: &str) -> f64 {
+    series_value(
+        text,
+        &format!("portal_proxy_acme_orders_total{{result=\"{result}\"}}"),
+    )
+    .unwrap_or(-1.0)
+}
+
+fn mode_of(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// A CA and, signed by it, a certificate for the Portal's names valid from
+/// 89 days ago to `hours_left` from now (a 90-day certificate near its
+/// end); written to `cert.pem` / `key.pem`. Returns the CA (PEM).
+fn near_its_end(files: &PortalFiles, hours_left: i64) -> String {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "old CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let mut params =
+        CertificateParams::new(vec![files.domain.clone(), format!("*.{}", files.domain)]).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(89);
+    params.not_after = now + time::Duration::hours(hours_left);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    std::fs::write(files.dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(files.dir.join("key.pem"), key.serialize_pem()).unwrap();
+    ca.pem()
+}
+
+/// Every call the controller logged was verified, for the Portal's own
+/// name, and each value presented was cleaned up.
+fn assert_calls_proper(calls: &[Value], domain: &str, signed: bool) {
+    assert!(!calls.is_empty());
+    for call in calls {
+        assert_eq!(call["verified"], true, "{call}");
+        assert_eq!(call["fqdn"], format!("_acme-challenge.{domain}."), "{call}");
+        if signed {
+            let covered: Vec<&str> = call["covered"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap())
+                .collect();
+            for c in ["@method", "@authority", "@path", "content-digest"] {
+                assert!(covered.contains(&c), "{c} not covered: {call}");
+            }
+        }
+    }
+    let presented: Vec<_> = calls
+        .iter()
+        .filter(|c| c["action"] == "present" && c["answer"] == 200)
+        .collect();
+    // The domain's value and the wildcard's, at one name.
+    assert!(presented.len() >= 2, "{calls:?}");
+    for p in presented {
+        assert!(
+            calls
+                .iter()
+                .any(|c| c["action"] == "cleanup" && c["value"] == p["value"]),
+            "{} was not cleaned up: {calls:?}",
+            p["value"]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_with_no_certificate_gets_one_through_its_signed_controller() {
+    let files = PortalFiles::new("acme-first");
+    std::fs::remove_file(files.dir.join("cert.pem")).unwrap();
+    std::fs::remove_file(files.dir.join("key.pem")).unwrap();
+    let lab = Lab::start(&files, 5);
+    // The controller's DNS provider fails twice before it works.
+    let controller = Controller::start(&lab, &files, Mode::Controller, 2);
+    let dns01 = format!(
+        "{{ portal_controller: {{ url: \"{}\", ca_file: \"{}\" }} }}",
+        controller.url,
+        lab.ca_file.display()
+    );
+    let (metrics, extra) = metrics_yaml();
+    let layout = Layout {
+        tls: lab.acme_yaml(&dns01),
+        ..Layout::default()
+    };
+    {
+        let proxy = Proxy::start_with(&files, &layout, &extra);
+        let root = lab.issuing_root().await;
+
+        // Meanwhile: listeners up, a self-signed stand-in, /readyz 503 with
+        // the reason, the metrics listener serving.
+        // (The first two orders fail, a second or more apart.)
+        let (status, reason) = readyz(metrics).await;
+        assert_eq!(status, 503, "{reason}");
+        assert!(reason.contains("no certificate yet"), "{reason}");
+        assert!(served_leaf(&proxy, &files, &root).await.is_err());
+        let refused_seen = eventually(WITHIN, || async {
+            let (status, reason) = readyz(metrics).await;
+            status == 503 && reason.contains("answered 503")
+        })
+        .await;
+        let issued = eventually(WITHIN, || async {
+            served_leaf(&proxy, &files, &root).await.is_ok()
+        })
+        .await;
+        assert!(
+            issued,
+            "no certificate of the CA served:\n{}",
+            proxy.log_text()
+        );
+        assert!(refused_seen, "/readyz never gave the controller's refusal");
+        assert_eq!(readyz(metrics).await, (200, String::new()));
+
+        // The CA's certificate serves HTTP/2 clients that trust its root.
+        let client = client(&root, Protocol::Http2);
+        let answer = client
+            .get(proxy.url(&files.host(""), "/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.version(), reqwest::Version::HTTP_2);
+
+        let text = metrics_text(metrics).await;
+        assert_eq!(counter(&text, "issued"), 1.0, "{text}");
+        assert_eq!(counter(&text, "solver_error"), 2.0, "{text}");
+        assert_eq!(
+            series_value(&text, "portal_proxy_acme_consecutive_failures"),
+            Some(0.0)
+        );
+        // Pebble's certificates last 5 years: the next renewal is years away.
+        let next = series_value(&text, "portal_proxy_acme_next_renewal_timestamp_seconds").unwrap();
+        assert!(
+            next > (std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                + 365 * 86_400) as f64,
+            "{next}"
+        );
+
+        assert_eq!(mode_of(&files.dir.join("key.pem")), 0o600);
+        assert_eq!(mode_of(&files.dir.join("acme-account.json")), 0o600);
+        let calls = controller.calls();
+        assert_calls_proper(&calls, &files.domain, true);
+        let refused = calls.iter().filter(|c| c["answer"] == 503).count();
+        assert_eq!(refused, 2, "{calls:?}");
+        // The CA's problem documents and the controller's answer are logged.
+        let log = proxy.log_text();
+        assert!(log.contains("the DNS provider is down (test)"), "{log}");
+    }
+
+    // A restart reuses the account and the certificate: no new order.
+    let proxy = Proxy::start_with(&files, &layout, &extra);
+    let root = lab.issuing_root().await;
+    assert!(served_leaf(&proxy, &files, &root).await.is_ok());
+    assert_eq!(readyz(metrics).await.0, 200);
+    let text = metrics_text(metrics).await;
+    assert_eq!(counter(&text, "issued"), 0.0);
+    assert!(
+        !proxy.log_text().contains("made at"),
+        "a second account was made"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_a_day_from_its_end_is_renewed_without_a_restart_by_httpreq() {
+    let files = PortalFiles::new("acme-renew");
+    let old_ca = near_its_end(&files, 24);
+    let lab = Lab::start(&files, 5);
+    let controller = Controller::start(&lab, &files, Mode::HttpReq, 0);
+    let password = files.dir.join("httpreq-password");
+    std::fs::write(
+        &password,
+        format!("{}\n", crate::common::acme::HTTPREQ_PASSWORD),
+    )
+    .unwrap();
+    let dns01 = format!(
+        "{{ httpreq: {{ url: \"{}\", username: portal, password_file: \"{}\", ca_file: \"{}\" }} }}",
+        controller.url,
+        password.display(),
+        lab.ca_file.display()
+    );
+    let (metrics, extra) = metrics_yaml();
+    let layout = Layout {
+        tls: lab.acme_yaml(&dns01),
+        ..Layout::default()
+    };
+    let proxy = Proxy::start_with(&files, &layout, &extra);
+    let pid = proxy.pid();
+    let root = lab.issuing_root().await;
+    let renewed = eventually(WITHIN, || async {
+        served_leaf(&proxy, &files, &root).await.is_ok()
+    })
+    .await;
+    assert!(renewed, "not renewed:\n{}", proxy.log_text());
+    assert_eq!(proxy.pid(), pid);
+    // New clients no longer get the old certificate.
+    assert!(served_leaf(&proxy, &files, &old_ca).await.is_err());
+    assert!(proxy
+        .log_text()
+        .contains("the certificate is due for renewal"));
+    assert_calls_proper(&controller.calls(), &files.domain, false);
+    let text = metrics_text(metrics).await;
+    assert_eq!(counter(&text, "issued"), 1.0, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_down_keeps_the_certificate_in_service_counted_and_retried() {
+    let files = PortalFiles::new("acme-down");
+    let old_ca = near_its_end(&files, 24);
+    let old_cert = std::fs::read(files.dir.join("cert.pem")).unwrap();
+    let lab = Lab::start(&files, 5);
+    // Nothing listens there.
+    let down = format!("https://127.0.0.1:{}/acme/dns01", free_port());
+    let dns01 = format!(
+        "{{ portal_controller: {{ url: \"{down}\", ca_file: \"{}\" }} }}",
+        lab.ca_file.display()
+    );
+    let (metrics, extra) = metrics_yaml();
+    let layout = Layout {
+        tls: lab.acme_yaml(&dns01),
+        ..Layout::default()
+    };
+    let proxy = Proxy::start_with(&files, &layout, &extra);
+    let retried = eventually(WITHIN, || async {
+        counter(&metrics_text(metrics).await, "solver_error") >= 2.0
+    })
+    .await;
+    assert!(retried, "not retried:\n{}", proxy.log_text());
+    let text = metrics_text(metrics).await;
+    assert!(series_value(&text, "portal_proxy_acme_consecutive_failures").unwrap() >= 2.0);
+    assert_eq!(counter(&text, "issued"), 0.0);
+    // The old certificate still serves, its files untouched, and the
+    // proxy is ready (the certificate is valid for a day yet).
+    assert!(served_leaf(&proxy, &files, &old_ca).await.is_ok());
+    assert_eq!(std::fs::read(files.dir.join("cert.pem")).unwrap(), old_cert);
+    assert_eq!(readyz(metrics).await.0, 200);
+    let log = proxy.log_text();
+    assert!(log.contains("the certificate in service stays"), "{log}");
+    assert!(log.contains(&down), "the log names the URL: {log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_hook_gets_a_certificate_from_a_ca_that_rejects_nonces() {
+    let files = PortalFiles::new("acme-exec");
+    std::fs::remove_file(files.dir.join("cert.pem")).unwrap();
+    std::fs::remove_file(files.dir.join("key.pem")).unwrap();
+    // Pebble rejects 5% of good nonces at random (its default), and the
+    // front every second POST: each is sent again with a new nonce.
+    let lab = Lab::start(&files, 5);
+    let front = NonceFront::start(&lab).await;
+    let hook_log = lab.dir.join("exec-hook.jsonl");
+    let dns01 = format!(
+        "{{ exec: {{ command: {} }} }}",
+        exec_hook_command(&lab, &hook_log)
+    );
+    let (metrics, extra) = metrics_yaml();
+    let layout = Layout {
+        tls: lab
+            .acme_yaml(&dns01)
+            .replace(&lab.directory, &front.directory),
+        ..Layout::default()
+    };
+    let proxy = Proxy::start_with(&files, &layout, &extra);
+    let root = lab.issuing_root().await;
+    let issued = eventually(WITHIN, || async {
+        served_leaf(&proxy, &files, &root).await.is_ok()
+    })
+    .await;
+    assert!(issued, "no certificate:\n{}", proxy.log_text());
+    // An account, an order, its authorizations and challenges, the
+    // finalization and the certificate: a dozen POSTs, half rejected.
+    let rejected = front.rejected.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        rejected >= 5,
+        "{rejected} rejected:\n{}\n{}",
+        std::fs::read_to_string(files.config_file()).unwrap(),
+        proxy.log_text()
+    );
+    let text = metrics_text(metrics).await;
+    assert_eq!(counter(&text, "issued"), 1.0, "{text}");
+    let calls = read_jsonl(&hook_log);
+    assert!(
+        calls.iter().filter(|c| c["action"] == "present").count() >= 2,
+        "{calls:?}"
+    );
+    assert!(
+        calls.iter().filter(|c| c["action"] == "cleanup").count() >= 2,
+        "{calls:?}"
+    );
+    for call in &calls {
+        assert_eq!(call["fqdn"], format!("_acme-challenge.{}.", files.domain));
+    }
+}
+
+#[test]
+fn dash_t_checks_the_acme_section_naming_each_key() {
+    let files = PortalFiles::new("acme-t");
+    std::fs::remove_file(files.dir.join("cert.pem")).unwrap();
+    let config = |tls: &str| {
+        format!(
+            "portal: {{ key_file: identity.pem, base_domain: {BASE_DOMAIN} }}\nstate_dir: state\n\
+             listen: {{ https: \"127.0.0.1:{}\" }}\ncore: {{ upstream: \"127.0.0.1:1\" }}\n\
+             tls: {{ cert_file: cert.pem, key_file: key.pem{tls} }}\n",
+            free_port()
+        )
+    };
+    let run = |tls: &str| {
+        std::fs::write(files.config_file(), config(tls)).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portal-proxy"))
+            .arg("-t")
+            .arg("-c")
+            .arg(files.config_file())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    // No certificate yet: passes, saying so.
+    let (ok, out) = run(", acme: { dns01: { exec: { command: [\"/bin/true\"] } } }");
+    assert!(ok, "{out}");
+    assert!(out.contains("no certificate yet"), "{out}");
+    // Without acme, the missing certificate is an error.
+    let (ok, out) = run("");
+    assert!(!ok && out.contains("cert.pem"), "{out}");
+    for (tls, names) in [
+        (", acme: { dns01: {} }", "tls.acme.dns01"),
+        (
+            ", acme: { dns01: { exec: { command: [\"/bin/true\"] }, httpreq: { url: \"https://h.example\" } } }",
+            "tls.acme.dns01",
+        ),
+        (
+            ", acme: { directory: \"http://ca.example/dir\", dns01: { exec: { command: [\"/bin/true\"] } } }",
+            "tls.acme.directory",
+        ),
+        (
+            ", acme: { key_type: rsa, dns01: { exec: { command: [\"/bin/true\"] } } }",
+            "tls.acme.key_type",
+        ),
+        (
+            ", acme: { dns01: { portal_controller: { url: \"http://c.example/x\" } } }",
+            "tls.acme.dns01.portal_controller.url",
+        ),
+        (
+            ", acme: { dns01: { exec: { command: [\"/no/such/hook\"] } } }",
+            "tls.acme.dns01.exec.command",
+        ),
+        (
+            ", acme: { directory_ca_file: missing.pem, dns01: { exec: { command: [\"/bin/true\"] } } }",
+            "tls.acme.directory_ca_file",
+        ),
+        (
+            ", acme: { extra_names: [\"not a name\"], dns01: { exec: { command: [\"/bin/true\"] } } }",
+            "tls.acme.extra_names[0]",
+        ),
+        (
+            ", acme: { email: \"nobody\", dns01: { exec: { command: [\"/bin/true\"] } } }",
+            "tls.acme.email",
+        ),
+        (
+            ", acme: { dns01: { exec: { command: [\"/bin/true\"] } }, surprise: 1 }",
+            "surprise",
+        ),
+    ] {
+        let (ok, out) = run(tls);
+        assert!(!ok, "{tls} passed: {out}");
+        assert!(out.contains(names), "{tls}: {names} not named in {out}");
+    }
+    // An account file of another CA is never used (nor overwritten).
+    std::fs::write(
+        files.dir.join("acme-account.json"),
+        r#"{"id": "x", "key_pkcs8": "AA", "directory": "https://other.example/dir"}"#,
+    )
+    .unwrap();
+    let (ok, out) = run(", acme: { dns01: { exec: { command: [\"/bin/true\"] } } }");
+    assert!(
+        !ok && out.contains("tls.acme.account_file") && out.contains("other.example"),
+        "{out}"
+    );
+}
