@@ -53,9 +53,10 @@ pub enum Why {
     Missing,
     /// The certificate does not name every name (a new `extra_names`).
     Names,
-    /// A third of its lifetime, or less, is left (or the CA's renewal
-    /// window has opened).
+    /// A third of its lifetime, or less, is left.
     Renewal,
+    /// The CA's renewal window (ARI) has come.
+    Suggested,
 }
 
 impl Why {
@@ -64,14 +65,17 @@ impl Why {
             Why::Missing => "there is no certificate yet",
             Why::Names => "the certificate does not name every name of the order",
             Why::Renewal => "the certificate is due for renewal",
+            Why::Suggested => "the CA's renewal window has come",
         }
     }
 }
 
 /// When the certificate held is next to be renewed: `Err(why)` when at
-/// once. `window` is the CA's renewal window (ACME Renewal Information,
-/// RFC 9773) when it offers one, with a point in it drawn by the caller
-/// ([`ari_time`]); otherwise the time when a third of the lifetime is left.
+/// once. It is due when a third of its lifetime is left, or earlier at
+/// `window_pick`: the point drawn by the caller ([`ari_time`]) in the
+/// renewal window the CA suggests where it offers one (ACME Renewal
+/// Information, RFC 9773; a CA that must revoke moves it forward). A
+/// window later than the third is not waited for.
 pub fn due(held: &Held, window_pick: Option<i64>) -> Result<i64, Why> {
     match *held {
         Held::Nothing => Err(Why::Missing),
@@ -80,7 +84,10 @@ pub fn due(held: &Held, window_pick: Option<i64>) -> Result<i64, Why> {
             not_before,
             not_after,
             ..
-        } => Ok(window_pick.unwrap_or_else(|| third_left(not_before, not_after))),
+        } => {
+            let third = third_left(not_before, not_after);
+            Ok(window_pick.map_or(third, |pick| pick.min(third)))
+        }
     }
 }
 
@@ -214,7 +221,10 @@ mod tests {
         assert_eq!(due(&Held::Nothing, None), Err(Why::Missing));
         assert_eq!(due(&held(false), Some(10)), Err(Why::Names));
         assert_eq!(due(&held(true), None), Ok(60));
-        assert_eq!(due(&held(true), Some(75)), Ok(75));
+        // The CA's window: earlier is taken, later is not waited for.
+        assert_eq!(due(&held(true), Some(20)), Ok(20));
+        assert_eq!(due(&held(true), Some(-5)), Ok(-5));
+        assert_eq!(due(&held(true), Some(75)), Ok(60));
         // Dates the wrong way round: due at once (at its notAfter, past).
         assert_eq!(third_left(100, 50), 50);
     }

@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+mod ari;
 mod client;
 mod files;
 mod order;
@@ -29,6 +30,7 @@ use pingora::services::background::BackgroundService;
 use rand::Rng as _;
 
 use crate::ops::tls::CertResolver;
+use instant_acme::CertificateIdentifier;
 use portal_core::identity::Identity;
 use portal_core::renewal::{self, Held, OrderBudget};
 
@@ -130,24 +132,28 @@ impl std::fmt::Display for Failure {
 }
 
 impl AcmeService {
-    /// The certificate in the files now, as renewal sees it.
-    fn held(&self) -> Held {
-        match crate::ops::tls::load_certified_key(&self.cert_file, &self.key_file) {
-            Err(_) => Held::Nothing,
-            Ok(key) => match crate::ops::tls::validity(&key) {
-                None => Held::Nothing,
-                Some((not_before, not_after)) => Held::Certificate {
-                    not_before,
-                    not_after,
-                    covers: renewal::covers(&crate::ops::tls::dns_names(&key), &self.names),
-                },
-            },
-        }
+    /// The certificate in the files now, as renewal sees it, and its ARI
+    /// identifier.
+    fn held(&self) -> (Held, Option<CertificateIdentifier<'static>>) {
+        let Ok(key) = crate::ops::tls::load_certified_key(&self.cert_file, &self.key_file) else {
+            return (Held::Nothing, None);
+        };
+        let Some((not_before, not_after)) = crate::ops::tls::validity(&key) else {
+            return (Held::Nothing, None);
+        };
+        let held = Held::Certificate {
+            not_before,
+            not_after,
+            covers: renewal::covers(&crate::ops::tls::dns_names(&key), &self.names),
+        };
+        let id =
+            crate::ops::tls::ari_parts(&key).map(|(aki, serial)| ari::identifier(&aki, &serial));
+        (held, id)
     }
 
     /// One order, its files written.
-    async fn renew(&self) -> Result<(), Failure> {
-        let issued = order::obtain(&self.settings, &self.names, &self.identity).await?;
+    async fn renew(&self, replaces: Option<CertificateIdentifier<'static>>) -> Result<(), Failure> {
+        let issued = order::obtain(&self.settings, &self.names, &self.identity, replaces).await?;
         files::write_certificate(&self.cert_file, &self.key_file, &issued).map_err(|message| {
             Failure {
                 stage: Stage::Write,
@@ -164,6 +170,7 @@ impl BackgroundService for AcmeService {
         let mut budget = OrderBudget::new(self.settings.max_orders_per_hour);
         let mut failures = 0u32;
         let mut retry_at: Option<i64> = None;
+        let mut ari = ari::Ari::default();
         info!(
             "ACME: certificates for {} from {}, TXT records by {}",
             self.names.join(", "),
@@ -172,7 +179,15 @@ impl BackgroundService for AcmeService {
         );
         loop {
             let now = crate::ops::unix_now();
-            let why = match renewal::due(&self.held(), None) {
+            let (held, id) = self.held();
+            // The CA's suggestion, for a certificate that names every name.
+            let pick = match (&held, &id) {
+                (Held::Certificate { covers: true, .. }, Some(id)) => {
+                    ari.pick(&self.settings, id, now).await
+                }
+                _ => None,
+            };
+            let why = match renewal::due(&held, pick) {
                 Ok(at) if at > now => {
                     // Nothing due: a later failure starts its backoff anew.
                     failures = 0;
@@ -185,6 +200,7 @@ impl BackgroundService for AcmeService {
                     }
                     continue;
                 }
+                Ok(at) if pick == Some(at) => renewal::Why::Suggested,
                 Ok(_) => renewal::Why::Renewal,
                 Err(why) => why,
             };
@@ -206,8 +222,10 @@ impl BackgroundService for AcmeService {
                 self.names.join(", "),
                 why.describe()
             );
+            // A renewal names what it replaces where the CA offers ARI.
+            let replaces = id.filter(|_| pick.is_some());
             let result = tokio::select! {
-                r = self.renew() => r,
+                r = self.renew(replaces) => r,
                 _ = shutdown.changed() => return,
             };
             match result {

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
-    NewOrder, Order, OrderStatus, Problem, RetryPolicy,
+    Account, AccountCredentials, AuthorizationStatus, CertificateIdentifier, ChallengeType,
+    Identifier, NewAccount, NewOrder, Order, OrderStatus, Problem, RetryPolicy,
 };
 use log::{info, warn};
 
@@ -114,18 +114,38 @@ const CA_POLL: RetryPolicy = RetryPolicy::new()
     .backoff(1.5)
     .timeout(Duration::from_secs(120));
 
-/// Obtains a certificate for `names` (the first is the subject).
+/// Obtains a certificate for `names` (the first is the subject); a
+/// renewal names the certificate it `replaces` where the CA offers ARI.
 pub(super) async fn obtain(
     settings: &Settings,
     names: &[String],
     identity: &Identity,
+    replaces: Option<CertificateIdentifier<'static>>,
 ) -> Result<Issued, Failure> {
     let account = account(settings).await?;
     let identifiers: Vec<Identifier> = names.iter().cloned().map(Identifier::Dns).collect();
-    let mut order = account
-        .new_order(&NewOrder::new(&identifiers))
-        .await
-        .map_err(ca("new order"))?;
+    let mut order = match replaces {
+        None => account.new_order(&NewOrder::new(&identifiers)).await,
+        Some(replaces) => {
+            let id = replaces.to_string();
+            match account
+                .new_order(&NewOrder::new(&identifiers).replaces(replaces))
+                .await
+            {
+                Ok(order) => Ok(order),
+                // Already replaced, or a CA that refuses the field: an
+                // order of its own.
+                Err(e) => {
+                    warn!(
+                        "ACME: the CA refused an order replacing {id} ({}); ordering anew",
+                        describe(&e)
+                    );
+                    account.new_order(&NewOrder::new(&identifiers)).await
+                }
+            }
+        }
+    }
+    .map_err(ca("new order"))?;
     let records = challenges(&mut order).await?;
     let solver = Solver::new(&settings.solver, identity).map_err(|e| failure(Stage::Solver, e))?;
     let mut presented = Vec::new();
@@ -166,17 +186,30 @@ pub(super) fn read_account(settings: &Settings) -> Result<Option<AccountCredenti
         .map_err(|e| bad(format!("not an account's credentials: {e}")))
 }
 
+/// The account of `account_file` when the file exists (never made here).
+pub(super) async fn existing_account(settings: &Settings) -> Result<Option<Account>, String> {
+    let Some(credentials) = read_account(settings)? else {
+        return Ok(None);
+    };
+    let http = super::client::acme_http(settings.directory_ca_file.as_deref())?;
+    Account::builder_with_http(http)
+        .from_credentials(credentials)
+        .await
+        .map(Some)
+        .map_err(|e| describe(&e))
+}
+
 /// The account of `account_file`, or a new one written there.
 async fn account(settings: &Settings) -> Result<Account, Failure> {
+    if let Some(account) = existing_account(settings)
+        .await
+        .map_err(|e| failure(Stage::Account, e))?
+    {
+        return Ok(account);
+    }
     let http = super::client::acme_http(settings.directory_ca_file.as_deref())
         .map_err(|e| failure(Stage::Account, e))?;
     let builder = Account::builder_with_http(http);
-    if let Some(credentials) = read_account(settings).map_err(|e| failure(Stage::Account, e))? {
-        return builder
-            .from_credentials(credentials)
-            .await
-            .map_err(|e| failure(Stage::Account, describe(&e)));
-    }
     let contact = settings.email.as_ref().map(|e| format!("mailto:{e}"));
     let contact: Vec<&str> = contact.iter().map(String::as_str).collect();
     let (account, credentials) = builder

@@ -169,6 +169,24 @@ pub fn dns_names(key: &CertifiedKey) -> Vec<String> {
         .collect()
 }
 
+/// The leaf's authority key identifier (`keyIdentifier` bytes) and serial
+/// number (the bytes of its DER integer): what names a certificate to
+/// its CA in ACME Renewal Information (RFC 9773 section 4.1). `None`
+/// without an authority key identifier.
+pub fn ari_parts(key: &CertifiedKey) -> Option<(Vec<u8>, Vec<u8>)> {
+    let leaf = key.cert.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    let aki = cert
+        .iter_extensions()
+        .find_map(|ext| match ext.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                aki.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
+            _ => None,
+        })?;
+    Some((aki, cert.tbs_certificate.raw_serial().to_vec()))
+}
+
 /// `(notBefore, notAfter)` of the leaf certificate of `key`, Unix seconds.
 pub fn validity(key: &CertifiedKey) -> Option<(i64, i64)> {
     let leaf = key.cert.first()?;

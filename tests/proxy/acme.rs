@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::acme::{exec_hook_command, read_jsonl, Controller, Lab, Mode, NonceFront};
+use crate::common::acme::{exec_hook_command, read_jsonl, Controller, Front, Lab, Mode};
 use crate::common::*;
 
 /// How long a certificate may take: the issue's "within a minute".
@@ -296,7 +296,7 @@ async fn an_exec_hook_gets_a_certificate_from_a_ca_that_rejects_nonces() {
     // Pebble rejects 5% of good nonces at random (its default), and the
     // front every second POST: each is sent again with a new nonce.
     let lab = Lab::start(&files, 5);
-    let front = NonceFront::start(&lab).await;
+    let front = Front::start(&lab, true, false).await;
     let hook_log = lab.dir.join("exec-hook.jsonl");
     let dns01 = format!(
         "{{ exec: {{ command: {} }} }}",
@@ -431,4 +431,93 @@ fn dash_t_checks_the_acme_section_naming_each_key() {
         !ok && out.contains("tls.acme.account_file") && out.contains("other.example"),
         "{out}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cas_renewal_window_brings_a_renewal_forward_naming_what_it_replaces() {
+    let files = PortalFiles::new("acme-ari");
+    std::fs::remove_file(files.dir.join("cert.pem")).unwrap();
+    std::fs::remove_file(files.dir.join("key.pem")).unwrap();
+    let lab = Lab::start(&files, 5);
+    // The CA offers ARI and puts the first certificate it issues into its
+    // renewal window at once, years before a third of its life is left.
+    let front = Front::start(&lab, false, true).await;
+    let hook_log = lab.dir.join("exec-hook.jsonl");
+    let dns01 = format!(
+        "{{ exec: {{ command: {} }} }}",
+        exec_hook_command(&lab, &hook_log)
+    );
+    let (metrics, extra) = metrics_yaml();
+    let layout = Layout {
+        tls: lab
+            .acme_yaml(&dns01)
+            .replace(&lab.directory, &front.directory),
+        ..Layout::default()
+    };
+    let proxy = Proxy::start_with(&files, &layout, &extra);
+    let root = lab.issuing_root().await;
+    let renewed = eventually(WITHIN, || async {
+        counter(&metrics_text(metrics).await, "issued") >= 2.0
+    })
+    .await;
+    assert!(renewed, "not renewed:\n{}", proxy.log_text());
+    // The renewal was asked of the CA for the certificate it replaced, and
+    // the CA is then asked about the new one, which is not due.
+    let asked_about_new = eventually(WITHIN, || async {
+        front
+            .ari_asked
+            .lock()
+            .unwrap()
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            >= 2
+    })
+    .await;
+    assert!(asked_about_new, "{:?}", front.ari_asked.lock().unwrap());
+    let asked = front.ari_asked.lock().unwrap().clone();
+    let replaces = front.replaces.lock().unwrap().clone();
+    assert_eq!(replaces.len(), 2, "{replaces:?}\n{}", proxy.log_text());
+    assert_eq!(replaces[0], None);
+    assert_eq!(
+        replaces[1].as_deref(),
+        Some(asked[0].as_str()),
+        "{replaces:?} {asked:?}"
+    );
+    // The identifier is the served certificate's own: AKI.serial (served
+    // once the reload has seen the files the CA was asked about).
+    let last = asked.last().unwrap().clone();
+    let served_is_asked = eventually(Duration::from_secs(5), || async {
+        ari_identifier(&served_leaf(&proxy, &files, &root).await.unwrap()) == last
+    })
+    .await;
+    assert!(served_is_asked, "{asked:?}");
+    assert_ne!(last, asked[0]);
+    assert!(proxy
+        .log_text()
+        .contains("the CA's renewal window has come"));
+    let text = metrics_text(metrics).await;
+    assert_eq!(counter(&text, "issued"), 2.0, "{text}");
+    assert_eq!(
+        series_value(&text, "portal_proxy_acme_consecutive_failures"),
+        Some(0.0)
+    );
+}
+
+/// RFC 9773 section 4.1: base64url(keyIdentifier) "." base64url(serial),
+/// computed here from the certificate with x509-parser.
+fn ari_identifier(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    let aki = cert
+        .iter_extensions()
+        .find_map(|e| match e.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
+                a.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
+            _ => None,
+        })
+        .unwrap();
+    format!("{}.{}", b64(&aki), b64(cert.tbs_certificate.raw_serial()))
 }
