@@ -247,7 +247,8 @@ impl BackgroundService for AcmeService {
                         self.settings.retry_initial.as_secs().max(1),
                         rand::thread_rng().gen(),
                     );
-                    retry_at = Some(now + delay as i64);
+                    // Counted from the failure: an order can take minutes.
+                    retry_at = Some(crate::ops::unix_now() + delay as i64);
                     metrics.acme_failures.set(failures as i64);
                     metrics
                         .acme_orders

@@ -289,6 +289,42 @@ async fn a_controller_down_keeps_the_certificate_in_service_counted_and_retried(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_refusal_is_logged_with_its_problem_document_and_shown_by_readyz() {
+    let files = PortalFiles::new("acme-refused");
+    std::fs::remove_file(files.dir.join("cert.pem")).unwrap();
+    std::fs::remove_file(files.dir.join("key.pem")).unwrap();
+    let lab = Lab::start_refusing(&files, 0, &["blocked.example"]);
+    let hook_log = lab.dir.join("exec-hook.jsonl");
+    let dns01 = format!(
+        "{{ exec: {{ command: {} }} }}",
+        exec_hook_command(&lab, &hook_log)
+    );
+    let (metrics, extra) = metrics_yaml();
+    let layout = Layout {
+        tls: lab
+            .acme_yaml(&dns01)
+            .replace("dns01:", "extra_names: [\"blocked.example\"], dns01:"),
+        ..Layout::default()
+    };
+    let proxy = Proxy::start_with(&files, &layout, &extra);
+    let refused = eventually(WITHIN, || async {
+        counter(&metrics_text(metrics).await, "ca_error") >= 1.0
+    })
+    .await;
+    assert!(refused, "{}", proxy.log_text());
+    let problem = "urn:ietf:params:acme:error:rejectedIdentifier";
+    let log = proxy.log_text();
+    assert!(log.contains(&format!("\"type\":\"{problem}\"")), "{log}");
+    let (status, reason) = readyz(metrics).await;
+    assert_eq!(status, 503);
+    assert!(reason.contains(problem), "{reason}");
+    // Nothing was presented: the order never got that far. No file written.
+    assert!(read_jsonl(&hook_log).is_empty());
+    assert!(!files.dir.join("cert.pem").exists());
+    assert_eq!(counter(&metrics_text(metrics).await, "issued"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exec_hook_gets_a_certificate_from_a_ca_that_rejects_nonces() {
     let files = PortalFiles::new("acme-exec");
     std::fs::remove_file(files.dir.join("cert.pem")).unwrap();

@@ -117,6 +117,12 @@ impl Lab {
     /// `nonce_reject` percent of good nonces with `badNonce` (pebble's
     /// own default is 5).
     pub fn start(files: &PortalFiles, nonce_reject: u32) -> Lab {
+        Lab::start_refusing(files, nonce_reject, &[])
+    }
+
+    /// [`Lab::start`] with pebble refusing to issue for `blocked` names
+    /// (its `domainBlocklist`: a `rejectedIdentifier` problem).
+    pub fn start_refusing(files: &PortalFiles, nonce_reject: u32, blocked: &[&str]) -> Lab {
         ensure_pebble();
         let dir = files.dir.join("acme-lab");
         std::fs::create_dir_all(&dir).unwrap();
@@ -153,6 +159,7 @@ impl Lab {
             "certificate": cert_file, "privateKey": key_file,
             "httpPort": port(), "tlsPort": port(),
             "ocspResponderURL": "", "externalAccountBindingRequired": false,
+            "domainBlocklist": blocked,
         }});
         let config_file = dir.join("pebble.json");
         std::fs::write(&config_file, config.to_string()).unwrap();
