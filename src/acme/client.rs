@@ -3,7 +3,6 @@
 //! optional PEM bundle of the operator's.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,46 +12,13 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+pub(super) use crate::ops::tls::client_config;
+
 /// The most of a solver's answer read (it is only logged).
 const MAX_ANSWER: usize = 16 * 1024;
 
 /// The longest a solver's HTTP call may take, answer included.
 pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A TLS client config trusting the system's roots and `ca_file`'s
-/// certificates (`what` names the setting in errors).
-pub(super) fn tls_config(
-    ca_file: Option<&Path>,
-    what: &str,
-) -> Result<rustls::ClientConfig, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        // A system root rustls cannot use is skipped, as browsers do.
-        let _ = roots.add(cert);
-    }
-    if let Some(file) = ca_file {
-        use rustls::pki_types::pem::PemObject;
-        let pem = std::fs::read(file)
-            .map_err(|e| format!("{what}: cannot read {}: {e}", file.display()))?;
-        let mut added = 0;
-        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| format!("{what}: {}: {e}", file.display()))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("{what}: {}: {e}", file.display()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(format!("{what}: {}: no certificate", file.display()));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("{what}: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
-}
 
 fn connector(config: rustls::ClientConfig, https_only: bool) -> HttpsConnector<HttpConnector> {
     let builder = HttpsConnectorBuilder::new().with_tls_config(config);
@@ -67,7 +33,7 @@ fn connector(config: rustls::ClientConfig, https_only: bool) -> HttpsConnector<H
 pub(super) fn acme_http(
     ca_file: Option<&Path>,
 ) -> Result<Box<dyn instant_acme::HttpClient>, String> {
-    let config = tls_config(ca_file, "tls.acme.directory_ca_file")?;
+    let config = client_config(ca_file, "tls.acme.directory_ca_file")?;
     Ok(Box::new(
         Client::builder(TokioExecutor::new())
             .build::<_, instant_acme::BodyWrapper<Bytes>>(connector(config, true)),

@@ -286,13 +286,13 @@ pub fn check(
 ) -> Vec<String> {
     let mut problems = Vec::new();
     if let Some(f) = &settings.directory_ca_file {
-        problems.extend(client::tls_config(Some(f), "tls.acme.directory_ca_file").err());
+        problems.extend(client::client_config(Some(f), "tls.acme.directory_ca_file").err());
     }
     match &settings.solver {
         SolverSettings::PortalController { ca_file, .. } => {
             if let Some(f) = ca_file {
                 let key = "tls.acme.dns01.portal_controller.ca_file";
-                problems.extend(client::tls_config(Some(f), key).err());
+                problems.extend(client::client_config(Some(f), key).err());
             }
         }
         SolverSettings::HttpReq {
@@ -302,7 +302,7 @@ pub fn check(
         } => {
             if let Some(f) = ca_file {
                 problems
-                    .extend(client::tls_config(Some(f), "tls.acme.dns01.httpreq.ca_file").err());
+                    .extend(client::client_config(Some(f), "tls.acme.dns01.httpreq.ca_file").err());
             }
             if let Some(f) = password_file {
                 if let Err(e) = std::fs::read(f) {

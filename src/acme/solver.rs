@@ -13,7 +13,7 @@ use portal_core::identity::Identity;
 use portal_core::outbound::SIGNATURE_VALIDITY;
 use portal_core::signature::{authority, signed_headers, Outgoing};
 
-use super::client::{tls_config, SolverClient};
+use super::client::{client_config, SolverClient};
 use super::SolverSettings;
 
 /// The longest an `exec` hook may run.
@@ -63,7 +63,7 @@ impl<'a> Solver<'a> {
             SolverSettings::PortalController { url, ca_file } => Solver::Controller {
                 url,
                 client: SolverClient::new(
-                    tls_config(
+                    client_config(
                         ca_file.as_deref(),
                         "tls.acme.dns01.portal_controller.ca_file",
                     )?,
@@ -102,7 +102,7 @@ impl<'a> Solver<'a> {
                 Solver::HttpReq {
                     url,
                     client: SolverClient::new(
-                        tls_config(ca_file.as_deref(), "tls.acme.dns01.httpreq.ca_file")?,
+                        client_config(ca_file.as_deref(), "tls.acme.dns01.httpreq.ca_file")?,
                         false,
                     ),
                     basic,

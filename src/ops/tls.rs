@@ -226,6 +226,39 @@ pub fn demo_certificate(domain: &str) -> Result<DemoCertificate, rcgen::Error> {
     })
 }
 
+/// A TLS client config trusting the system's roots (a root rustls cannot
+/// use is skipped, as browsers do) and the certificates of the PEM bundle
+/// `ca_file`; `what` names the setting in errors. Used by outbound peering
+/// (`peering.ca_file`) and by ACME (the directory's and solvers' roots).
+pub fn client_config(ca_file: Option<&Path>, what: &str) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        // A system root rustls cannot use is skipped, as browsers do.
+        let _ = roots.add(cert);
+    }
+    if let Some(file) = ca_file {
+        let pem = std::fs::read(file)
+            .map_err(|e| format!("{what}: cannot read {}: {e}", file.display()))?;
+        let mut added = 0;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| format!("{what}: {}: {e}", file.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("{what}: {}: {e}", file.display()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(format!("{what}: {}: no certificate", file.display()));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("{what}: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// A self-signed certificate for `domain` and `*.domain`, served under
 /// `tls.acme` until the CA's is obtained (never written to a file).
 pub fn stand_in_certificate(domain: &str) -> Result<CertifiedKey, String> {

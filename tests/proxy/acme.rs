@@ -17,12 +17,54 @@ use crate::common::*;
 /// How long a certificate may take: the issue's "within a minute".
 const WITHIN: Duration = Duration::from_secs(60);
 
-fn metrics_yaml() -> (SocketAddr, String) {
-    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    (
-        metrics,
-        format!("core: {{ upstream: \"127.0.0.1:1\" }}\nmetrics: {{ listen: \"{metrics}\" }}\n"),
-    )
+/// One test's Portal in the ACME lab: its files, the lab, the metrics
+/// listener's address and the `exec` hook's log.
+struct Scene {
+    lab: Lab,
+    files: PortalFiles,
+    metrics: SocketAddr,
+    hook_log: std::path::PathBuf,
+}
+
+impl Scene {
+    /// `name`'s Portal with no certificate, in a lab whose pebble rejects
+    /// `nonce_reject` percent of nonces and refuses the names `blocked`.
+    fn new(name: &str, nonce_reject: u32, blocked: &[&str]) -> Scene {
+        let files = PortalFiles::new(name);
+        std::fs::remove_file(files.dir.join("cert.pem")).unwrap();
+        std::fs::remove_file(files.dir.join("key.pem")).unwrap();
+        let lab = Lab::start(&files, nonce_reject, blocked);
+        Scene {
+            hook_log: lab.dir.join("exec-hook.jsonl"),
+            metrics: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+            lab,
+            files,
+        }
+    }
+
+    /// `tls.acme` with this lab's settings and the solver `dns01`.
+    fn acme(&self, dns01: &str) -> String {
+        self.lab.acme_yaml(dns01)
+    }
+
+    /// `tls.acme` with the `exec` hook that logs to [`Scene::hook_log`].
+    fn acme_exec(&self) -> String {
+        let command = exec_hook_command(&self.lab, &self.hook_log);
+        self.acme(&format!("{{ exec: {{ command: {command} }} }}"))
+    }
+
+    /// Starts the proxy with `acme` added to its `tls:` section.
+    fn start(&self, acme: String) -> Proxy {
+        let layout = Layout {
+            tls: acme,
+            ..Layout::default()
+        };
+        let extra = format!(
+            "core: {{ upstream: \"127.0.0.1:1\" }}\nmetrics: {{ listen: \"{}\" }}\n",
+            self.metrics
+        );
+        Proxy::start_with(&self.files, &layout, &extra)
+    }
 }
 
 /// `/readyz`: its status and reason.
@@ -115,24 +157,17 @@ fn assert_calls_proper(calls: &[Value], domain: &str, signed: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_portal_with_no_certificate_gets_one_through_its_signed_controller() {
-    let files = PortalFiles::new("acme-first");
-    std::fs::remove_file(files.dir.join("cert.pem")).unwrap();
-    std::fs::remove_file(files.dir.join("key.pem")).unwrap();
-    let lab = Lab::start(&files, 5);
+    let scene = Scene::new("acme-first", 5, &[]);
+    let (lab, files, metrics) = (&scene.lab, &scene.files, scene.metrics);
     // The controller's DNS provider fails twice before it works.
-    let controller = Controller::start(&lab, &files, Mode::Controller, 2);
-    let dns01 = format!(
+    let controller = Controller::start(lab, files, Mode::Controller, 2);
+    let acme = scene.acme(&format!(
         "{{ portal_controller: {{ url: \"{}\", ca_file: \"{}\" }} }}",
         controller.url,
         lab.ca_file.display()
-    );
-    let (metrics, extra) = metrics_yaml();
-    let layout = Layout {
-        tls: lab.acme_yaml(&dns01),
-        ..Layout::default()
-    };
+    ));
     {
-        let proxy = Proxy::start_with(&files, &layout, &extra);
+        let proxy = scene.start(acme.clone());
         let root = lab.issuing_root().await;
 
         // Meanwhile: listeners up, a self-signed stand-in, /readyz 503 with
@@ -141,14 +176,14 @@ async fn a_portal_with_no_certificate_gets_one_through_its_signed_controller() {
         let (status, reason) = readyz(metrics).await;
         assert_eq!(status, 503, "{reason}");
         assert!(reason.contains("no certificate yet"), "{reason}");
-        assert!(served_leaf(&proxy, &files, &root).await.is_err());
+        assert!(served_leaf(&proxy, files, &root).await.is_err());
         let refused_seen = eventually(WITHIN, || async {
             let (status, reason) = readyz(metrics).await;
             status == 503 && reason.contains("answered 503")
         })
         .await;
         let issued = eventually(WITHIN, || async {
-            served_leaf(&proxy, &files, &root).await.is_ok()
+            served_leaf(&proxy, files, &root).await.is_ok()
         })
         .await;
         assert!(
@@ -198,9 +233,9 @@ async fn a_portal_with_no_certificate_gets_one_through_its_signed_controller() {
     }
 
     // A restart reuses the account and the certificate: no new order.
-    let proxy = Proxy::start_with(&files, &layout, &extra);
+    let proxy = scene.start(acme);
     let root = lab.issuing_root().await;
-    assert!(served_leaf(&proxy, &files, &root).await.is_ok());
+    assert!(served_leaf(&proxy, files, &root).await.is_ok());
     assert_eq!(readyz(metrics).await.0, 200);
     let text = metrics_text(metrics).await;
     assert_eq!(counter(&text, "issued"), 0.0);
@@ -212,38 +247,32 @@ async fn a_portal_with_no_certificate_gets_one_through_its_signed_controller() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_a_day_from_its_end_is_renewed_without_a_restart_by_httpreq() {
-    let files = PortalFiles::new("acme-renew");
-    let old_ca = near_its_end(&files, 24);
-    let lab = Lab::start(&files, 5);
-    let controller = Controller::start(&lab, &files, Mode::HttpReq, 0);
+    let scene = Scene::new("acme-renew", 5, &[]);
+    let (lab, files, metrics) = (&scene.lab, &scene.files, scene.metrics);
+    let old_ca = near_its_end(files, 24);
+    let controller = Controller::start(lab, files, Mode::HttpReq, 0);
     let password = files.dir.join("httpreq-password");
     std::fs::write(
         &password,
         format!("{}\n", crate::common::acme::HTTPREQ_PASSWORD),
     )
     .unwrap();
-    let dns01 = format!(
+    let proxy = scene.start(scene.acme(&format!(
         "{{ httpreq: {{ url: \"{}\", username: portal, password_file: \"{}\", ca_file: \"{}\" }} }}",
         controller.url,
         password.display(),
         lab.ca_file.display()
-    );
-    let (metrics, extra) = metrics_yaml();
-    let layout = Layout {
-        tls: lab.acme_yaml(&dns01),
-        ..Layout::default()
-    };
-    let proxy = Proxy::start_with(&files, &layout, &extra);
+    )));
     let pid = proxy.pid();
     let root = lab.issuing_root().await;
     let renewed = eventually(WITHIN, || async {
-        served_leaf(&proxy, &files, &root).await.is_ok()
+        served_leaf(&proxy, files, &root).await.is_ok()
     })
     .await;
     assert!(renewed, "not renewed:\n{}", proxy.log_text());
     assert_eq!(proxy.pid(), pid);
     // New clients no longer get the old certificate.
-    assert!(served_leaf(&proxy, &files, &old_ca).await.is_err());
+    assert!(served_leaf(&proxy, files, &old_ca).await.is_err());
     assert!(proxy
         .log_text()
         .contains("the certificate is due for renewal"));
@@ -254,22 +283,16 @@ async fn a_certificate_a_day_from_its_end_is_renewed_without_a_restart_by_httpre
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_down_keeps_the_certificate_in_service_counted_and_retried() {
-    let files = PortalFiles::new("acme-down");
-    let old_ca = near_its_end(&files, 24);
+    let scene = Scene::new("acme-down", 5, &[]);
+    let (files, metrics) = (&scene.files, scene.metrics);
+    let old_ca = near_its_end(files, 24);
     let old_cert = std::fs::read(files.dir.join("cert.pem")).unwrap();
-    let lab = Lab::start(&files, 5);
     // Nothing listens there.
     let down = format!("https://127.0.0.1:{}/acme/dns01", free_port());
-    let dns01 = format!(
+    let proxy = scene.start(scene.acme(&format!(
         "{{ portal_controller: {{ url: \"{down}\", ca_file: \"{}\" }} }}",
-        lab.ca_file.display()
-    );
-    let (metrics, extra) = metrics_yaml();
-    let layout = Layout {
-        tls: lab.acme_yaml(&dns01),
-        ..Layout::default()
-    };
-    let proxy = Proxy::start_with(&files, &layout, &extra);
+        scene.lab.ca_file.display()
+    )));
     let retried = eventually(WITHIN, || async {
         counter(&metrics_text(metrics).await, "solver_error") >= 2.0
     })
@@ -280,7 +303,7 @@ async fn a_controller_down_keeps_the_certificate_in_service_counted_and_retried(
     assert_eq!(counter(&text, "issued"), 0.0);
     // The old certificate still serves, its files untouched, and the
     // proxy is ready (the certificate is valid for a day yet).
-    assert!(served_leaf(&proxy, &files, &old_ca).await.is_ok());
+    assert!(served_leaf(&proxy, files, &old_ca).await.is_ok());
     assert_eq!(std::fs::read(files.dir.join("cert.pem")).unwrap(), old_cert);
     assert_eq!(readyz(metrics).await.0, 200);
     let log = proxy.log_text();
@@ -290,23 +313,13 @@ async fn a_controller_down_keeps_the_certificate_in_service_counted_and_retried(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ca_refusal_is_logged_with_its_problem_document_and_shown_by_readyz() {
-    let files = PortalFiles::new("acme-refused");
-    std::fs::remove_file(files.dir.join("cert.pem")).unwrap();
-    std::fs::remove_file(files.dir.join("key.pem")).unwrap();
-    let lab = Lab::start_refusing(&files, 0, &["blocked.example"]);
-    let hook_log = lab.dir.join("exec-hook.jsonl");
-    let dns01 = format!(
-        "{{ exec: {{ command: {} }} }}",
-        exec_hook_command(&lab, &hook_log)
-    );
-    let (metrics, extra) = metrics_yaml();
-    let layout = Layout {
-        tls: lab
-            .acme_yaml(&dns01)
+    let scene = Scene::new("acme-refused", 0, &["blocked.example"]);
+    let (files, metrics, hook_log) = (&scene.files, scene.metrics, &scene.hook_log);
+    let proxy = scene.start(
+        scene
+            .acme_exec()
             .replace("dns01:", "extra_names: [\"blocked.example\"], dns01:"),
-        ..Layout::default()
-    };
-    let proxy = Proxy::start_with(&files, &layout, &extra);
+    );
     let refused = eventually(WITHIN, || async {
         counter(&metrics_text(metrics).await, "ca_error") >= 1.0
     })
@@ -319,51 +332,32 @@ async fn a_ca_refusal_is_logged_with_its_problem_document_and_shown_by_readyz() 
     assert_eq!(status, 503);
     assert!(reason.contains(problem), "{reason}");
     // Nothing was presented: the order never got that far. No file written.
-    assert!(read_jsonl(&hook_log).is_empty());
+    assert!(read_jsonl(hook_log).is_empty());
     assert!(!files.dir.join("cert.pem").exists());
     assert_eq!(counter(&metrics_text(metrics).await, "issued"), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exec_hook_gets_a_certificate_from_a_ca_that_rejects_nonces() {
-    let files = PortalFiles::new("acme-exec");
-    std::fs::remove_file(files.dir.join("cert.pem")).unwrap();
-    std::fs::remove_file(files.dir.join("key.pem")).unwrap();
     // Pebble rejects 5% of good nonces at random (its default), and the
     // front every second POST: each is sent again with a new nonce.
-    let lab = Lab::start(&files, 5);
-    let front = Front::start(&lab, true, false).await;
-    let hook_log = lab.dir.join("exec-hook.jsonl");
-    let dns01 = format!(
-        "{{ exec: {{ command: {} }} }}",
-        exec_hook_command(&lab, &hook_log)
-    );
-    let (metrics, extra) = metrics_yaml();
-    let layout = Layout {
-        tls: lab
-            .acme_yaml(&dns01)
-            .replace(&lab.directory, &front.directory),
-        ..Layout::default()
-    };
-    let proxy = Proxy::start_with(&files, &layout, &extra);
+    let scene = Scene::new("acme-exec", 5, &[]);
+    let (lab, files, metrics) = (&scene.lab, &scene.files, scene.metrics);
+    let front = Front::start(lab, true, false).await;
+    let proxy = scene.start(scene.acme_exec().replace(&lab.directory, &front.directory));
     let root = lab.issuing_root().await;
     let issued = eventually(WITHIN, || async {
-        served_leaf(&proxy, &files, &root).await.is_ok()
+        served_leaf(&proxy, files, &root).await.is_ok()
     })
     .await;
     assert!(issued, "no certificate:\n{}", proxy.log_text());
     // An account, an order, its authorizations and challenges, the
     // finalization and the certificate: a dozen POSTs, half rejected.
     let rejected = front.rejected.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(
-        rejected >= 5,
-        "{rejected} rejected:\n{}\n{}",
-        std::fs::read_to_string(files.config_file()).unwrap(),
-        proxy.log_text()
-    );
+    assert!(rejected >= 5, "{rejected} rejected:\n{}", proxy.log_text());
     let text = metrics_text(metrics).await;
     assert_eq!(counter(&text, "issued"), 1.0, "{text}");
-    let calls = read_jsonl(&hook_log);
+    let calls = read_jsonl(&scene.hook_log);
     assert!(
         calls.iter().filter(|c| c["action"] == "present").count() >= 2,
         "{calls:?}"
@@ -471,26 +465,12 @@ fn dash_t_checks_the_acme_section_naming_each_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cas_renewal_window_brings_a_renewal_forward_naming_what_it_replaces() {
-    let files = PortalFiles::new("acme-ari");
-    std::fs::remove_file(files.dir.join("cert.pem")).unwrap();
-    std::fs::remove_file(files.dir.join("key.pem")).unwrap();
-    let lab = Lab::start(&files, 5);
+    let scene = Scene::new("acme-ari", 5, &[]);
+    let (lab, files, metrics) = (&scene.lab, &scene.files, scene.metrics);
     // The CA offers ARI and puts the first certificate it issues into its
     // renewal window at once, years before a third of its life is left.
-    let front = Front::start(&lab, false, true).await;
-    let hook_log = lab.dir.join("exec-hook.jsonl");
-    let dns01 = format!(
-        "{{ exec: {{ command: {} }} }}",
-        exec_hook_command(&lab, &hook_log)
-    );
-    let (metrics, extra) = metrics_yaml();
-    let layout = Layout {
-        tls: lab
-            .acme_yaml(&dns01)
-            .replace(&lab.directory, &front.directory),
-        ..Layout::default()
-    };
-    let proxy = Proxy::start_with(&files, &layout, &extra);
+    let front = Front::start(lab, false, true).await;
+    let proxy = scene.start(scene.acme_exec().replace(&lab.directory, &front.directory));
     let root = lab.issuing_root().await;
     let renewed = eventually(WITHIN, || async {
         counter(&metrics_text(metrics).await, "issued") >= 2.0
@@ -524,7 +504,7 @@ async fn the_cas_renewal_window_brings_a_renewal_forward_naming_what_it_replaces
     // once the reload has seen the files the CA was asked about).
     let last = asked.last().unwrap().clone();
     let served_is_asked = eventually(Duration::from_secs(5), || async {
-        ari_identifier(&served_leaf(&proxy, &files, &root).await.unwrap()) == last
+        ari_identifier(&served_leaf(&proxy, files, &root).await.unwrap()) == last
     })
     .await;
     assert!(served_is_asked, "{asked:?}");

@@ -34,37 +34,7 @@ use rustls::sign::CertifiedKey;
 /// The trust roots of peer connections: the system's, plus the PEM
 /// bundle of `peering.ca_file`.
 pub(crate) fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for cert in native.certs {
-        // A system root rustls cannot use is skipped, as browsers do.
-        let _ = roots.add(cert);
-    }
-    if let Some(file) = ca_file {
-        use rustls::pki_types::pem::PemObject;
-        let pem = std::fs::read(file)
-            .map_err(|e| format!("peering.ca_file: cannot read {}: {e}", file.display()))?;
-        let mut added = 0;
-        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| format!("peering.ca_file: {}: {e}", file.display()))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("peering.ca_file: {}: {e}", file.display()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(format!(
-                "peering.ca_file: {}: no certificate",
-                file.display()
-            ));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("outbound TLS: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    crate::ops::tls::client_config(ca_file, "peering.ca_file")
 }
 
 /// Signs requests as this Portal and sends them to peers.

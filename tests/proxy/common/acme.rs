@@ -115,14 +115,9 @@ pub struct Lab {
 impl Lab {
     /// Starts the lab in `files.dir/acme-lab`; pebble rejects
     /// `nonce_reject` percent of good nonces with `badNonce` (pebble's
-    /// own default is 5).
-    pub fn start(files: &PortalFiles, nonce_reject: u32) -> Lab {
-        Lab::start_refusing(files, nonce_reject, &[])
-    }
-
-    /// [`Lab::start`] with pebble refusing to issue for `blocked` names
-    /// (its `domainBlocklist`: a `rejectedIdentifier` problem).
-    pub fn start_refusing(files: &PortalFiles, nonce_reject: u32, blocked: &[&str]) -> Lab {
+    /// own default is 5) and refuses to issue for the `blocked` names (its
+    /// `domainBlocklist`: a `rejectedIdentifier` problem).
+    pub fn start(files: &PortalFiles, nonce_reject: u32, blocked: &[&str]) -> Lab {
         ensure_pebble();
         let dir = files.dir.join("acme-lab");
         std::fs::create_dir_all(&dir).unwrap();
