@@ -203,7 +203,11 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     let bootstrap = server.bootstrap_as_a_service();
 
     record_state(&loaded.snapshot, &loaded.state_errors);
-    record_certificate_expiry(crate::ops::tls::expiry(&loaded.certificate));
+    // A stand-in's notAfter is no certificate's: 0 until the first one.
+    record_certificate_expiry(match loaded.stand_in {
+        Some(_) => Some(0),
+        None => crate::ops::tls::expiry(&loaded.certificate),
+    });
     let identity = Arc::new(loaded.identity);
     let state = Arc::new(SharedState::new(loaded.snapshot));
     let replay = Arc::new(ReplayCache::new(config.peering.replay_cache_per_peer));

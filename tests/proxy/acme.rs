@@ -177,6 +177,11 @@ async fn a_portal_with_no_certificate_gets_one_through_its_signed_controller() {
         assert_eq!(status, 503, "{reason}");
         assert!(reason.contains("no certificate yet"), "{reason}");
         assert!(served_leaf(&proxy, files, &root).await.is_err());
+        let expiry = "portal_proxy_certificate_expiry_timestamp_seconds";
+        assert_eq!(
+            series_value(&metrics_text(metrics).await, expiry),
+            Some(0.0)
+        );
         let refused_seen = eventually(WITHIN, || async {
             let (status, reason) = readyz(metrics).await;
             status == 503 && reason.contains("answered 503")
@@ -206,6 +211,12 @@ async fn a_portal_with_no_certificate_gets_one_through_its_signed_controller() {
         let text = metrics_text(metrics).await;
         assert_eq!(counter(&text, "issued"), 1.0, "{text}");
         assert_eq!(counter(&text, "solver_error"), 2.0, "{text}");
+        // The gauge follows the certificate now served (reloaded).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as f64;
+        assert!(series_value(&text, expiry).unwrap() > now, "{text}");
         assert_eq!(
             series_value(&text, "portal_proxy_acme_consecutive_failures"),
             Some(0.0)
