@@ -62,7 +62,9 @@ pub enum Why {
 impl Why {
     pub fn describe(self) -> &'static str {
         match self {
-            Why::Missing => "there is no certificate yet",
+            Why::Missing => {
+                "the files hold no certificate that loads (none yet, or one not matching its key)"
+            }
             Why::Names => "the certificate does not name every name of the order",
             Why::Renewal => "the certificate is due for renewal",
             Why::Suggested => "the CA's renewal window has come",
