@@ -1,7 +1,10 @@
 //! The serving certificate (README.md, "Operating it"): loaded from PEM
 //! files into a rustls resolver whose key can be swapped while connections are
-//! being served, and the self-signed certificate of the demo. Used when the
-//! HTTPS listener is built, and by the certificate reloader.
+//! being served (and which says why while a stand-in serves under
+//! `tls.acme`), the self-signed certificate of the demo, what a
+//! certificate names, and the trust roots of outbound TLS clients (the
+//! system's plus a PEM bundle). Used when the HTTPS listener is built, by
+//! the certificate reloader, by ACME and by outbound peering.
 
 #![forbid(unsafe_code)]
 
