@@ -69,20 +69,56 @@ fn client_h2(files: &PortalFiles) -> reqwest::Client {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn content_length_with_transfer_encoding_is_400() {
-    let (files, proxy) = setup("limits-smuggle", "");
+async fn content_length_with_transfer_encoding_is_400_and_the_connection_closed() {
+    let internal: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (files, proxy) = setup(
+        "limits-smuggle",
+        &format!("internal: {{ listen: \"{internal}\" }}\n"),
+    );
     let host = files.host("alpha");
+    // The client keeps the connection open (HTTP/1.1's default), with a
+    // second request queued behind the first: whatever the body was meant
+    // to be, nothing more is read from this connection.
     let request = format!(
-        "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n"
+        "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n\
+         GET / HTTP/1.1\r\nHost: {host}\r\n\r\n"
     );
-    let response = raw_exchange(proxy.https, &host, &files.ca_pem, &request)
-        .await
-        .unwrap();
-    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
-    assert!(
-        response.contains("Transfer-Encoding together"),
-        "{response}"
-    );
+    let within = Duration::from_secs(5);
+    let https = raw_exchange_closing(proxy.https, &host, &files.ca_pem, &request, within).await;
+    let internal = tcp_exchange_closing(internal, request.as_bytes(), within).await;
+    for (listener, got) in [("https", https), ("internal", internal)] {
+        assert!(
+            got.answer.starts_with("HTTP/1.1 400"),
+            "{listener}: {got:?}"
+        );
+        assert!(
+            got.answer.contains("Transfer-Encoding together"),
+            "{listener}: {got:?}"
+        );
+        assert!(
+            got.closed,
+            "{listener}: the connection stayed open: {got:?}"
+        );
+        // One answer: the queued request was never read.
+        assert_eq!(
+            got.answer.matches("HTTP/1.1 ").count(),
+            1,
+            "{listener}: {got:?}"
+        );
+    }
+    // The oracle tells the two apart: an honest request's connection is
+    // kept open for the next one.
+    let honest = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    let kept = raw_exchange_closing(
+        proxy.https,
+        &host,
+        &files.ca_pem,
+        &honest,
+        Duration::from_secs(1),
+    )
+    .await;
+    assert!(kept.answer.starts_with("HTTP/1.1 200"), "{kept:?}");
+    assert!(!kept.closed, "{kept:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1008,6 +1008,55 @@ pub async fn raw_exchange(
     Ok(String::from_utf8_lossy(&response).into_owned())
 }
 
+/// What a server answered to one request, and whether it then closed the
+/// connection.
+#[derive(Debug)]
+pub struct Closing {
+    pub answer: String,
+    /// The server closed the connection (EOF) within the bound given.
+    pub closed: bool,
+}
+
+/// Reads `stream` until the server closes it or `within` passes.
+async fn read_until_close(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    within: Duration,
+) -> Closing {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(within, stream.read_to_end(&mut out))
+        .await
+        .is_ok();
+    Closing {
+        answer: String::from_utf8_lossy(&out).into_owned(),
+        closed,
+    }
+}
+
+/// Sends `request` over a new TLS connection for `host` and reads until
+/// the server closes the connection, at most `within`: for answers after
+/// which the proxy must close (the client itself never asks it to).
+pub async fn raw_exchange_closing(
+    addr: SocketAddr,
+    host: &str,
+    ca_pem: &str,
+    request: &str,
+    within: Duration,
+) -> Closing {
+    use tokio::io::AsyncWriteExt;
+    let mut tls = tls_connect(addr, host, ca_pem).await.unwrap();
+    tls.write_all(request.as_bytes()).await.unwrap();
+    read_until_close(&mut tls, within).await
+}
+
+/// [`raw_exchange_closing`] over plain TCP (port 80, the internal listener).
+pub async fn tcp_exchange_closing(to: SocketAddr, bytes: &[u8], within: Duration) -> Closing {
+    use tokio::io::AsyncWriteExt;
+    let mut tcp = tokio::net::TcpStream::connect(to).await.unwrap();
+    tcp.write_all(bytes).await.unwrap();
+    read_until_close(&mut tcp, within).await
+}
+
 /// A TCP server on a loopback port that sends back every byte it gets
 /// (an MQTT broker stand-in), in a thread of its own.
 pub fn start_tcp_echo() -> SocketAddr {
