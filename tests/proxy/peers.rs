@@ -429,3 +429,79 @@ async fn a_peer_over_its_rate_is_refused() {
     }
     assert!(limited >= 10, "{limited} of 30 limited");
 }
+
+/// Signed bodies held for their digest share `peering.max_held_bodies_bytes`:
+/// one more than fits is refused with 503 and `Retry-After` before any of
+/// it reaches the app, and is served once the held body has gone on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_bodies_over_their_budget_are_503_with_retry_after() {
+    use tokio::io::AsyncWriteExt;
+    let s = setup(
+        "peer-held",
+        "peering: { transport: ca, max_signed_body_bytes: 1000, max_held_bodies_bytes: 1000 }\n",
+    );
+    let client = client(&s.files.ca_pem, Protocol::Http1);
+    // A: 1000 bytes declared, 600 sent, the rest held back by the client.
+    let body_a = [b'a'; 1000];
+    let authority = s.authority();
+    let mut head =
+        format!("POST /peer/a HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 1000\r\n");
+    for (name, value) in headers_for(&s.peer, "POST", &authority, "/peer/a", Some(&body_a), now()) {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut a = tls_connect(s.proxy.https, &s.files.host("app"), &s.files.ca_pem)
+        .await
+        .unwrap();
+    a.write_all(head.as_bytes()).await.unwrap();
+    a.write_all(&body_a[..600]).await.unwrap();
+    a.flush().await.unwrap();
+    // B: 500 bytes, over what is left once A's 600 are held.
+    let send_b = || async {
+        s.signed(&client, &s.peer, "POST", "/peer/b", Some(&[b'b'; 500]))
+            .send()
+            .await
+            .unwrap()
+    };
+    // Polled until A's bytes are held (each B a new signature).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let refused = loop {
+        let resp = send_b().await;
+        if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+            break resp;
+        }
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B was never refused while A's body was held"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1, "{retry_after}");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "service_unavailable", "{body}");
+    // Nothing of A or of a refused B reached the app so far.
+    let reached = |path: &str| {
+        s.app
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.0 == path)
+            .count()
+    };
+    assert_eq!(reached("/peer/a"), 0);
+    let b_before = reached("/peer/b");
+    // A's end: A goes on, its budget is freed, and B is served.
+    a.write_all(&body_a[600..]).await.unwrap();
+    let answer = read_response_head(&mut a).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(reached("/peer/a"), 1);
+    assert_eq!(send_b().await.status(), StatusCode::OK);
+    assert_eq!(reached("/peer/b"), b_before + 1);
+}
