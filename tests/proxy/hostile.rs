@@ -124,6 +124,15 @@ async fn path_forms_never_reach_a_private_path() {
     for (path, status) in refused {
         assert_eq!(s.raw_get(path, "").await, status, "{path}");
     }
+    // The same forms as HTTP/2 `:path`s, on one connection (a stream
+    // refused leaves it usable): each one sent, each one refused alike.
+    let host = s.files.host("files");
+    let mut h2 = h2_connect(s.proxy.https, &host, &s.files.ca_pem).await;
+    let authority = format!("{host}:{}", s.proxy.https.port());
+    for (path, status) in refused {
+        let (got, body) = h2_exchange(&mut h2, "GET", &authority, path).await;
+        assert_eq!(got, status, "h2 {path}: {body}");
+    }
     assert!(
         s.app_targets().is_empty(),
         "reached the app: {:?}",
@@ -225,19 +234,43 @@ async fn request_targets_that_are_not_paths_are_refused_on_every_listener() {
     // stream refused with 400 leaves it usable).
     let mut h2 = h2_connect(s.proxy.https, &host, &s.files.ca_pem).await;
     let authority = format!("{host}:{}", s.proxy.https.port());
+    // The ones the h2 crate cannot send as `:path` go as frames written by
+    // hand. A `:path` that does not start with `/` is a malformed request
+    // to the HTTP/2 layer, which resets the stream (PROTOCOL_ERROR) before
+    // the proxy sees it: as much a refusal as the 400.
+    let mut by_hand = Vec::new();
     for target in NOT_PATHS {
         let target = target.replace("{host}", &host);
-        let Ok(_) = target.parse::<http::uri::PathAndQuery>() else {
-            continue; // not sendable as `:path` by the h2 crate
-        };
-        let (status, body) = h2_exchange(&mut h2, "GET", &authority, &target).await;
-        assert_eq!(status, 400, "h2 {target}: {body}");
+        if target.parse::<http::uri::PathAndQuery>().is_ok() {
+            let (status, body) = h2_exchange(&mut h2, "GET", &authority, &target).await;
+            assert_eq!(status, 400, "h2 {target}: {body}");
+        } else {
+            let answer =
+                h2_raw_answer(s.proxy.https, &host, &s.files.ca_pem, &authority, &target).await;
+            by_hand.push((target, answer));
+        }
+    }
+    // Every form was sent one way or the other (all but `?admin` and `*`
+    // by hand), and each was refused.
+    assert_eq!(by_hand.len(), NOT_PATHS.len() - 2, "{by_hand:?}");
+    for (target, answer) in &by_hand {
+        assert!(
+            matches!(answer, Ok(H2Answer::Status(400) | H2Answer::Reset(1))),
+            "h2 by hand {target}: {answer:?}"
+        );
     }
     assert!(
         s.app_targets().is_empty(),
         "reached the app: {:?}",
         s.app_targets()
     );
+    // The hand-written client reads statuses right: a private path is
+    // 401 (a Huffman literal), a dot segment 400 (an indexed field).
+    for (path, expected) in [("/admin", 401), ("/public/..;/x", 400)] {
+        let answer = h2_raw_answer(s.proxy.https, &host, &s.files.ca_pem, &authority, path).await;
+        assert_eq!(answer, Ok(H2Answer::Status(expected)), "h2 by hand {path}");
+    }
+
     assert!(s.core.received.lock().unwrap().is_empty());
 
     // A relative target over the head limit: 431, as any other.

@@ -949,6 +949,139 @@ pub async fn h2_connect(
     send
 }
 
+/// How the server answered one HTTP/2 stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum H2Answer {
+    /// A response with this `:status`.
+    Status(u16),
+    /// `RST_STREAM` with this error code (1: PROTOCOL_ERROR, the HTTP/2
+    /// layer's answer to a malformed request, RFC 9113 section 8.1.1).
+    Reset(u32),
+}
+
+/// How the proxy answers an HTTP/2 `GET` whose `:path` is `path`, byte
+/// for byte: frames written by hand (HPACK literals, no Huffman), for
+/// `:path`s the `h2` crate refuses to send (`admin`, `ftp://...`).
+/// `Err` names what came instead (GOAWAY, a close, nothing).
+pub async fn h2_raw_answer(
+    addr: SocketAddr,
+    host: &str,
+    ca_pem: &str,
+    authority: &str,
+    path: &str,
+) -> Result<H2Answer, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let frame = |kind: u8, flags: u8, stream: u8, payload: &[u8]| {
+        let n = payload.len();
+        let mut f = vec![
+            (n >> 16) as u8,
+            (n >> 8) as u8,
+            n as u8,
+            kind,
+            flags,
+            0,
+            0,
+            0,
+            stream,
+        ];
+        f.extend_from_slice(payload);
+        f
+    };
+    assert!(path.len() < 127 && authority.len() < 127);
+    // :method GET, :scheme https (indexed), then :path and :authority as
+    // literals without indexing (indexed names 4 and 1).
+    let mut block = vec![0x82, 0x87, 0x04, path.len() as u8];
+    block.extend_from_slice(path.as_bytes());
+    block.extend([0x01, authority.len() as u8]);
+    block.extend_from_slice(authority.as_bytes());
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(frame(0x4, 0, 0, &[]));
+    hello.extend(frame(0x1, 0x5, 1, &block));
+    let mut tls = tls_connect_alpn(None, addr, host, ca_pem, &[b"h2"]).await?;
+    tls.write_all(&hello).await.map_err(|e| e.to_string())?;
+    let read = async {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            // Whole frames read so far.
+            while got.len() >= 9 {
+                let len =
+                    (usize::from(got[0]) << 16) | (usize::from(got[1]) << 8) | usize::from(got[2]);
+                if got.len() < 9 + len {
+                    break;
+                }
+                let (kind, stream) = (got[3], got[8] & 0x7f);
+                let payload: Vec<u8> = got[9..9 + len].to_vec();
+                got.drain(..9 + len);
+                match (kind, stream) {
+                    (0x1, 1) => return hpack_status(&payload).map(H2Answer::Status),
+                    (0x3, 1) if payload.len() == 4 => {
+                        let code =
+                            u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
+                        return Ok(H2Answer::Reset(code));
+                    }
+                    (0x7, _) => return Err(format!("GOAWAY {payload:?}")),
+                    _ => {}
+                }
+            }
+            let n = tls.read(&mut buf).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("closed".into());
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .map_err(|_| "no answer within 5 s".to_string())?
+}
+
+/// The `:status` of the first field of an HPACK header block: indexed
+/// (static entries 8 to 14) or a literal of name 8, its digits plain or
+/// Huffman coded (RFC 7541, appendix B: digits take 5 or 6 bits).
+fn hpack_status(block: &[u8]) -> Result<u16, String> {
+    const INDEXED: [u16; 7] = [200, 204, 206, 304, 400, 404, 500];
+    let first = *block.first().ok_or("an empty header block")?;
+    if first & 0x80 != 0 {
+        let index = usize::from(first & 0x7f);
+        return INDEXED
+            .get(index.wrapping_sub(8))
+            .copied()
+            .ok_or_else(|| format!("indexed field {index} first"));
+    }
+    // Literal with incremental indexing (0x40 | 8), without (8), never (0x18).
+    if ![0x48, 0x08, 0x18].contains(&first) {
+        return Err(format!("first field {first:#x} is no :status"));
+    }
+    let (huffman, len) = (block[1] & 0x80 != 0, usize::from(block[1] & 0x7f));
+    let value = &block[2..2 + len];
+    let digits = if !huffman {
+        String::from_utf8_lossy(value).into_owned()
+    } else {
+        let bits: Vec<bool> = value
+            .iter()
+            .flat_map(|b| (0..8).rev().map(move |i| b >> i & 1 == 1))
+            .collect();
+        let code = |from: usize, n: usize| {
+            bits[from..from + n]
+                .iter()
+                .fold(0u8, |c, &b| c << 1 | u8::from(b))
+        };
+        let (mut out, mut at) = (String::new(), 0);
+        while at + 5 <= bits.len() && out.len() < 3 {
+            match code(at, 5) {
+                c @ 0..=2 => (out.push((b'0' + c) as char), at += 5),
+                _ if at + 6 <= bits.len() && (0x19..=0x1f).contains(&code(at, 6)) => {
+                    (out.push((b'3' + code(at, 6) - 0x19) as char), at += 6)
+                }
+                _ => return Err(format!("not a Huffman digit at bit {at} of {value:?}")),
+            };
+        }
+        out
+    };
+    digits.parse().map_err(|_| format!("status {digits:?}"))
+}
+
 /// Sends `method` with `:authority` `authority` and `:path` `path` over
 /// `send`, and returns the status and the body as text (0 and the reason
 /// when the server reset the stream).
