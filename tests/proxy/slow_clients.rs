@@ -707,12 +707,18 @@ async fn connections_that_sent_a_request_cannot_lock_others_out() {
 /// address gives first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_flood_sheds_the_flooder_first() {
-    let s = setup("slow-new-flood", SMALL_CAP);
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let s = setup_with(
+        "slow-new-flood",
+        SMALL_CAP,
+        &format!("metrics: {{ listen: \"{metrics}\" }}\n"),
+    );
     let https = s.proxy.https;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flooding = stop.clone();
     let flood = tokio::spawn(async move {
         let mut held = std::collections::VecDeque::new();
+        let mut opened = 0usize;
         let deadline = Instant::now() + Duration::from_secs(8);
         while !flooding.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
             if let Ok(socket) = source_socket(Some(ATTACKER)) {
@@ -720,6 +726,7 @@ async fn a_connection_flood_sheds_the_flooder_first() {
                     tokio::time::timeout(Duration::from_millis(100), socket.connect(https)).await
                 {
                     held.push_back(c);
+                    opened += 1;
                 }
             }
             if held.len() > 300 {
@@ -727,7 +734,20 @@ async fn a_connection_flood_sheds_the_flooder_first() {
             }
             tokio::time::sleep(Duration::from_micros(2500)).await;
         }
+        opened
     });
+    // The flood is on: the cap of 64 is reached and connections are shed.
+    let shed = || async {
+        series_value(
+            &metrics_text(metrics).await,
+            "portal_proxy_connections_shed_total",
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || async { shed().await >= 1.0 }).await,
+        "the flood never reached the cap"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let host = s.files.host("web");
     let mut served = 0;
@@ -754,8 +774,14 @@ async fn a_connection_flood_sheds_the_flooder_first() {
         }
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = flood.await;
-    eprintln!("served {served} of 10 during the flood");
+    let opened = flood.await.unwrap();
+    let shed = shed().await;
+    eprintln!("served {served} of 10 during a flood of {opened} connections, {shed} shed");
+    // Over the 1.5 s or more of the ten probes, the flood went on.
+    assert!(
+        opened >= 300 && shed >= 64.0,
+        "{opened} opened, {shed} shed"
+    );
     assert!(served >= 9, "served {served} of 10 during the flood");
 }
 
