@@ -970,6 +970,37 @@ pub async fn h2_raw_answer(
     authority: &str,
     path: &str,
 ) -> Result<H2Answer, String> {
+    h2_raw_answer_with(addr, host, ca_pem, authority, path, &[]).await
+}
+
+/// An HPACK integer with an `n`-bit prefix (RFC 7541 section 5.1) after
+/// the bits `first` of its first byte.
+fn hpack_int(out: &mut Vec<u8>, first: u8, n: u32, value: usize) {
+    let max = (1usize << n) - 1;
+    if value < max {
+        out.push(first | value as u8);
+        return;
+    }
+    out.push(first | max as u8);
+    let mut rest = value - max;
+    while rest >= 128 {
+        out.push((rest % 128) as u8 | 0x80);
+        rest /= 128;
+    }
+    out.push(rest as u8);
+}
+
+/// [`h2_raw_answer`] with more header fields, sent whatever the server's
+/// `SETTINGS_MAX_HEADER_LIST_SIZE` (the block split into CONTINUATION
+/// frames of 16 KiB).
+pub async fn h2_raw_answer_with(
+    addr: SocketAddr,
+    host: &str,
+    ca_pem: &str,
+    authority: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> Result<H2Answer, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let frame = |kind: u8, flags: u8, stream: u8, payload: &[u8]| {
         let n = payload.len();
@@ -987,16 +1018,34 @@ pub async fn h2_raw_answer(
         f.extend_from_slice(payload);
         f
     };
-    assert!(path.len() < 127 && authority.len() < 127);
     // :method GET, :scheme https (indexed), then :path and :authority as
-    // literals without indexing (indexed names 4 and 1).
-    let mut block = vec![0x82, 0x87, 0x04, path.len() as u8];
-    block.extend_from_slice(path.as_bytes());
-    block.extend([0x01, authority.len() as u8]);
-    block.extend_from_slice(authority.as_bytes());
+    // literals without indexing (indexed names 4 and 1), then `fields` as
+    // literals with new names.
+    let mut block = vec![0x82, 0x87];
+    for (index, value) in [(4u8, path), (1, authority)] {
+        block.push(index);
+        hpack_int(&mut block, 0, 7, value.len());
+        block.extend_from_slice(value.as_bytes());
+    }
+    for (name, value) in fields {
+        block.push(0);
+        for text in [name, value] {
+            hpack_int(&mut block, 0, 7, text.len());
+            block.extend_from_slice(text.as_bytes());
+        }
+    }
     let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
     hello.extend(frame(0x4, 0, 0, &[]));
-    hello.extend(frame(0x1, 0x5, 1, &block));
+    let chunks: Vec<&[u8]> = block.chunks(16_384).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let last = i + 1 == chunks.len();
+        let (kind, flags) = match i {
+            // HEADERS: END_STREAM, and END_HEADERS when it is the only one.
+            0 => (0x1, 0x1 | if last { 0x4 } else { 0 }),
+            _ => (0x9, if last { 0x4 } else { 0 }),
+        };
+        hello.extend(frame(kind, flags, 1, chunk));
+    }
     let mut tls = tls_connect_alpn(None, addr, host, ca_pem, &[b"h2"]).await?;
     tls.write_all(&hello).await.map_err(|e| e.to_string())?;
     let read = async {
