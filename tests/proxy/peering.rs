@@ -604,9 +604,12 @@ async fn peering_ca_file_is_reloaded() {
     assert!(trusted, "the new trust roots are not used");
     // A file that does not load keeps the last good roots.
     std::fs::write(&ca_file, "not a certificate").unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let seen = eventually(Duration::from_secs(5), || async {
+        s.p1.proxy.log_text().contains("keeping the previous roots")
+    })
+    .await;
+    assert!(seen, "the bad file was never read");
     assert_eq!(call().await, StatusCode::OK);
-    assert!(s.p1.proxy.log_text().contains("keeping the previous roots"));
 }
 
 /// A TLS server holding a certificate for `*.<domain>` from a CA that
@@ -661,6 +664,22 @@ pub(crate) async fn rogue_listener(
 }
 
 /// Points Portal 1 at `rogue` for Portal 2, and makes it trust `ca` too.
+/// [`impersonate`], then waits until Portal 1 has reloaded both the
+/// peers and its trust roots (its log says so each time).
+async fn impersonate_reloaded(s: &Setup, rogue: SocketAddr, ca: &str) {
+    let count = |what: &str| s.p1.proxy.log_text().matches(what).count();
+    let before = (
+        count("state reloaded ("),
+        count("peering.ca_file reloaded ("),
+    );
+    impersonate(s, rogue, ca).await;
+    let reloaded = eventually(Duration::from_secs(5), || async {
+        count("state reloaded (") > before.0 && count("peering.ca_file reloaded (") > before.1
+    })
+    .await;
+    assert!(reloaded, "Portal 1 did not reload its peers and roots");
+}
+
 pub(crate) async fn impersonate(s: &Setup, rogue: SocketAddr, ca: &str) {
     let ca_file = s.p1.files.dir.join("peer-ca.pem");
     std::fs::write(&ca_file, format!("{}{ca}", s.p2.files.ca_pem)).unwrap();
@@ -933,10 +952,9 @@ async fn the_app_gets_only_what_the_peer_signed() {
         (Tamper::SignedDigest, 200),
     ] {
         let (mitm, ca) = tampering_server(&s, tamper).await;
-        impersonate(&s, mitm, &ca).await;
-        // The peers.json and CA reload: until then, answers come from
-        // the previous address; wait for the tampering one's.
-        tokio::time::sleep(Duration::from_millis(1200)).await;
+        // Until the peers.json and CA reload, answers come from the
+        // previous address.
+        impersonate_reloaded(&s, mitm, &ca).await;
         let resp = call().await.unwrap();
         assert_eq!(resp.status().as_u16(), want, "{tamper:?}");
         let headers = resp.headers().clone();
@@ -954,8 +972,7 @@ async fn the_app_gets_only_what_the_peer_signed() {
     }
     // A body changed after its digest was signed: the answer is cut.
     let (mitm, ca) = tampering_server(&s, Tamper::SignedDigestBodyChanged).await;
-    impersonate(&s, mitm, &ca).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    impersonate_reloaded(&s, mitm, &ca).await;
     let resp = call().await.unwrap();
     assert_eq!(
         resp.status(),
