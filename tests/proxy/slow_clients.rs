@@ -174,31 +174,33 @@ async fn one_client_holds_at_most_its_share() {
         "slow-per-client",
         "handshake_timeout_seconds: 30, max_connections_per_client: 20",
     );
-    // The harness's readiness probes (from this address too) are gone
-    // once Pingora has seen their handshakes fail.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // 25 connections from one address: 5 are closed at once (before any
+    // From an address of its own, so that nothing else (the harness's
+    // readiness probes) counts in its share.
+    let from: std::net::IpAddr = "127.0.0.9".parse().unwrap();
+    // 25 connections: the 5 over the limit are closed at once (before any
     // handshake), whichever the proxy happens to take last.
     let mut held = Vec::new();
     for _ in 0..25 {
-        held.push(TcpStream::connect(s.proxy.https).await.unwrap());
+        let socket = source_socket(Some(from)).unwrap();
+        held.push(socket.connect(s.proxy.https).await.unwrap());
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut closed = 0;
-    for conn in held.iter_mut() {
-        if closed_after(conn, Duration::from_millis(100))
-            .await
-            .is_some()
-        {
-            closed += 1;
-        }
-    }
-    assert_eq!(closed, 5, "connections over the per-client limit");
+    // Closed now (EOF or reset), looked at without waiting on any of them.
+    let is_closed = |c: &TcpStream| {
+        let mut buf = [0u8; 64];
+        !matches!(c.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    };
+    let closed = || held.iter().filter(|c| is_closed(c)).count();
+    let five = eventually(Duration::from_secs(5), || async { closed() >= 5 }).await;
+    assert!(five, "{} closed over the per-client limit of 20", closed());
+    assert_eq!(closed(), 5, "connections over the per-client limit");
     // Once the client closes the held ones, it is served again, long
     // before their handshake deadline.
     drop(held);
     let start = Instant::now();
-    let served = eventually(Duration::from_secs(5), || s.get_ok()).await;
+    let served = eventually(Duration::from_secs(5), || {
+        served_from(&s, from, Duration::from_secs(5))
+    })
+    .await;
     assert!(served && start.elapsed() < Duration::from_secs(5));
 }
 
@@ -206,10 +208,12 @@ async fn one_client_holds_at_most_its_share() {
 async fn an_idle_flood_at_the_cap_does_not_keep_a_client_out() {
     // A cap just above what the process holds at rest, and no per-client
     // limit to speak of: 120 idle connections fill it many times over.
-    let s = setup(
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let s = setup_with(
         "slow-flood",
         "max_client_connections: 64, max_connections_per_client: 10000, \
          handshake_timeout_seconds: 30, request_head_timeout_seconds: 30",
+        &format!("metrics: {{ listen: \"{metrics}\" }}\n"),
     );
     let mut flood = Vec::new();
     for _ in 0..120 {
@@ -217,6 +221,19 @@ async fn an_idle_flood_at_the_cap_does_not_keep_a_client_out() {
             flood.push(c);
         }
     }
+    // The flood happened: all 120 connected, and the cap was reached.
+    assert_eq!(flood.len(), 120);
+    let shed = || async {
+        series_value(
+            &metrics_text(metrics).await,
+            "portal_proxy_connections_shed_total",
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || async { shed().await >= 1.0 }).await,
+        "the flood never reached the cap"
+    );
     // The idle ones are shed for the real client, well inside their 30 s.
     let start = Instant::now();
     let served = eventually(Duration::from_secs(20), || s.get_ok()).await;
@@ -659,6 +676,18 @@ impl Setup {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_that_sent_a_request_cannot_lock_others_out() {
     let s = setup("slow-busy-flood", SMALL_CAP);
+    // Each phase starts once the proxy let the last one's connections go:
+    // its descriptors back to what it held before the first.
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", s.proxy.pid()))
+            .unwrap()
+            .count()
+    };
+    let at_rest = fds();
+    let settled = || async {
+        let back = eventually(Duration::from_secs(10), || async { fds() <= at_rest + 2 }).await;
+        assert!(back, "{} descriptors held, {at_rest} at rest", fds());
+    };
     let mut h1 = Vec::new();
     for _ in 0..80 {
         h1.extend(s.h1_after_one_request(ATTACKER).await);
@@ -666,8 +695,7 @@ async fn connections_that_sent_a_request_cannot_lock_others_out() {
     assert!(h1.len() >= 10, "only {} keep-alive connections", h1.len());
     s.served_within_5s("idle HTTP/1.1 keep-alive").await;
     drop(h1);
-    // Each phase starts once the last one's connections are gone.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    settled().await;
     let mut h2 = Vec::new();
     for _ in 0..80 {
         h2.extend(s.h2_after_one_request(ATTACKER).await);
@@ -675,7 +703,7 @@ async fn connections_that_sent_a_request_cannot_lock_others_out() {
     assert!(h2.len() >= 10, "only {} HTTP/2 connections", h2.len());
     s.served_within_5s("idle HTTP/2").await;
     drop(h2);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    settled().await;
     let mut relays = Vec::new();
     for _ in 0..80 {
         match s.mqtt_after_a_message(ATTACKER).await {
