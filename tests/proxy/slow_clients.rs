@@ -80,6 +80,13 @@ async fn closed_after<S: tokio::io::AsyncRead + Unpin>(
     }
 }
 
+/// Whether the proxy has closed `c` (EOF or reset) or written to it, seen
+/// without waiting: a socket with nothing to read is open.
+fn closed_now(c: &TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    !matches!(c.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
 impl Setup {
     async fn get_ok(&self) -> bool {
         let resp = client(&self.files.ca_pem, Protocol::Http1)
@@ -184,12 +191,7 @@ async fn one_client_holds_at_most_its_share() {
         let socket = source_socket(Some(from)).unwrap();
         held.push(socket.connect(s.proxy.https).await.unwrap());
     }
-    // Closed now (EOF or reset), looked at without waiting on any of them.
-    let is_closed = |c: &TcpStream| {
-        let mut buf = [0u8; 64];
-        !matches!(c.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-    };
-    let closed = || held.iter().filter(|c| is_closed(c)).count();
+    let closed = || held.iter().filter(|c| closed_now(c)).count();
     let five = eventually(Duration::from_secs(5), || async { closed() >= 5 }).await;
     assert!(five, "{} closed over the per-client limit of 20", closed());
     assert_eq!(closed(), 5, "connections over the per-client limit");
@@ -677,7 +679,9 @@ impl Setup {
 async fn connections_that_sent_a_request_cannot_lock_others_out() {
     let s = setup("slow-busy-flood", SMALL_CAP);
     // Each phase starts once the proxy let the last one's connections go:
-    // its descriptors back to what it held before the first.
+    // its descriptors back to what it held before the first, give or take
+    // the few the upstream keep-alive pool may keep (80 connections held
+    // are 160 or more).
     let fds = || {
         std::fs::read_dir(format!("/proc/{}/fd", s.proxy.pid()))
             .unwrap()
@@ -685,7 +689,7 @@ async fn connections_that_sent_a_request_cannot_lock_others_out() {
     };
     let at_rest = fds();
     let settled = || async {
-        let back = eventually(Duration::from_secs(10), || async { fds() <= at_rest + 2 }).await;
+        let back = eventually(Duration::from_secs(10), || async { fds() <= at_rest + 8 }).await;
         assert!(back, "{} descriptors held, {at_rest} at rest", fds());
     };
     let mut h1 = Vec::new();
@@ -1050,30 +1054,16 @@ async fn an_app_cannot_hold_the_internal_listener() {
             .await;
         pending.push(c);
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    // Open: no answer and no close within half a second, all looked at
-    // together (a refused connection may take a moment to be closed).
-    let mut looks = tokio::task::JoinSet::new();
-    for mut c in pending {
-        looks.spawn(async move {
-            let mut buf = [0u8; 64];
-            let quiet = tokio::time::timeout(Duration::from_millis(500), c.read(&mut buf))
-                .await
-                .is_err();
-            (quiet, c)
-        });
-    }
-    let mut open = 0;
-    let mut pending = Vec::new();
-    while let Some(Ok((quiet, c))) = looks.join_next().await {
-        open += usize::from(quiet);
-        pending.push(c);
-    }
-    // 64 admitted; a refused one or two may not be seen closed yet
-    // (measured: 64 or 65).
+    // 64 admitted, the rest closed: awaited (no fixed wait), then counted.
+    // Measured 64 to 66 open after 5 s: one or two over the limit are
+    // neither served nor closed (not explained yet; the public share's
+    // test counts exactly).
+    let open = || pending.iter().filter(|c| !closed_now(c)).count();
+    let settled = eventually(Duration::from_secs(5), || async { open() <= 64 }).await;
+    let held = open();
     assert!(
-        (50..=66).contains(&open),
-        "{open} connections held by one app"
+        (64..=66).contains(&held) && (settled || held > 64),
+        "{held} connections held by one app"
     );
     // Another app (address) is served by the internal listener.
     let answer = tcp_exchange(
