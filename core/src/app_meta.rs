@@ -299,7 +299,8 @@ mod tests {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
 
         /// Parsing never panics, on bytes or on JSON of any shape, and an
-        /// accepted file always has its `""` rule last.
+        /// accepted file always has its `""` rule last. (Such shapes are
+        /// all but never valid files: the next property generates those.)
         #[test]
         fn parsing_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300), json in json_value()) {
             let _ = AppMeta::parse("app", &bytes);
@@ -308,6 +309,86 @@ mod tests {
                 proptest::prop_assert_eq!(meta.paths.last().map(|r| r.prefix.as_str()), Some(""));
             }
         }
+
+        /// Every valid app file is accepted, with each of its rules and
+        /// its `""` rule last.
+        #[test]
+        fn valid_files_are_accepted_with_the_default_rule_last(json in app_file()) {
+            let text = serde_json::to_vec(&json).unwrap();
+            let meta = AppMeta::parse("app", &text);
+            proptest::prop_assert!(meta.is_ok(), "{}: {:?}", json, meta);
+            let meta = meta.unwrap();
+            proptest::prop_assert_eq!(meta.paths.last().map(|r| r.prefix.as_str()), Some(""));
+            proptest::prop_assert_eq!(meta.paths.len(), json["paths"].as_object().unwrap().len());
+        }
+    }
+
+    /// App files that are valid: a `port` or `entrypoints` (at most one
+    /// of each kind, in any order), rules for `""` and other prefixes
+    /// with any access and valid header names, and fields the parser
+    /// ignores.
+    fn app_file() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::json;
+        let entrypoint = |kind: &'static str| {
+            (prop::option::of("[a-z][a-z0-9-]{0,8}"), any::<u16>()).prop_map(
+                move |(name, port)| match name {
+                    Some(name) => json!({"container_name": name, "container_port": port, "entrypoint_port": kind}),
+                    None => json!({"container_port": port, "entrypoint_port": kind}),
+                },
+            )
+        };
+        let entry = prop_oneof![
+            any::<u16>().prop_map(|port| json!({"port": port})),
+            (
+                prop::option::of(entrypoint("http")),
+                prop::option::of(entrypoint("mqtt")),
+                any::<bool>()
+            )
+                .prop_map(|(http, mqtt, mqtt_first)| {
+                    let mut list: Vec<_> = [http, mqtt].into_iter().flatten().collect();
+                    if mqtt_first {
+                        list.reverse();
+                    }
+                    json!({"entrypoints": list})
+                }),
+        ];
+        let rule = (
+            prop::sample::select(vec!["public", "private", "peer"]),
+            prop::option::of(prop::collection::btree_map(
+                prop::sample::select(vec!["X-A", "x-b", "Remote-User", "X-Ptl-Client-Id"]),
+                prop::sample::select(vec!["", "x", "{{ auth.client_id }}"]),
+                0..3,
+            )),
+        )
+            .prop_map(|(access, headers)| match headers {
+                Some(headers) => json!({"access": access, "headers": headers}),
+                None => json!({"access": access}),
+            });
+        let prefixes = prop::sample::select(vec![
+            "/",
+            "/a",
+            "/a/",
+            "/a/b/",
+            "/mqtt",
+            "/x/",
+            "/caf\u{e9}/",
+        ]);
+        (
+            entry,
+            rule.clone(),
+            prop::collection::btree_map(prefixes, rule, 0..5),
+            any::<bool>(),
+        )
+            .prop_map(|(mut file, default, mut rules, extra)| {
+                rules.insert("", default);
+                file["paths"] = json!(rules);
+                if extra {
+                    file["name"] = json!("Files");
+                    file["version"] = json!(3);
+                }
+                file
+            })
     }
 
     /// JSON values shaped like app files: objects with the keys the

@@ -290,7 +290,8 @@ mod tests {
 
     proptest::proptest! {
         /// Chunks at any steady rate at or above the minimum are never
-        /// cut; under it, the body is cut once the grace is over.
+        /// cut; under it, the body is cut with the first chunk after the
+        /// grace.
         #[test]
         fn steady_rates(rate in 1u64..100_000, chunk in 1usize..65_536, min in 1u64..10_000) {
             let mut r = BodyRate::new(min, 10.0);
@@ -304,8 +305,16 @@ mod tests {
             }
             if rate >= min {
                 proptest::prop_assert_eq!(cut, None);
-            } else if let Some(at) = cut {
-                proptest::prop_assert!(at > 10.0);
+            } else {
+                if let Some(at) = cut {
+                    proptest::prop_assert!(at > 10.0);
+                }
+                // Under the minimum from the first byte: cut with the
+                // first chunk after the grace, if one came.
+                let after_grace = (1..200)
+                    .map(|i| (i * chunk) as f64 / rate as f64)
+                    .find(|&e| e > 10.0);
+                proptest::prop_assert_eq!(cut, after_grace);
             }
         }
     }

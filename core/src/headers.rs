@@ -507,30 +507,81 @@ mod tests {
             };
             proptest::prop_assert!(is_never_forwarded(&name), "{}", name);
         }
+    }
 
-        /// Loading any template never panics, and a template that loads
-        /// renders within the limits for every caller, the longest ones
-        /// included (what the load check promises the request path).
-        #[test]
-        fn loaded_templates_render_within_limits(pieces in proptest::collection::vec(
-            proptest::sample::select(vec![
+    /// Templates without a flaw of form: literal text and `{{ }}`
+    /// expressions that join the context's values with `~` through the
+    /// allowed filters, so that their length decides whether they load.
+    fn expression_template() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        // Mostly values as long as a name may be, and few filters, so
+        // that the rendered length and the source length both decide.
+        let long = prop::sample::select(vec![
+            "auth.client_id",
+            "auth.client_name",
+            "client_id",
+            "client_name",
+        ]);
+        let other = prop::sample::select(vec![
+            "auth.client_type",
+            "client_type",
+            "portal.id",
+            "portal.domain",
+            "portal.id[:6]",
+            "'*'",
+        ]);
+        let value = prop_oneof![2 => long, 1 => other];
+        let filters = vec![
+            " | upper",
+            " | lower",
+            " | title",
+            " | trim",
+            " | default('x')",
+            " | length",
+        ];
+        let filter = prop_oneof![3 => Just(""), 1 => prop::sample::select(filters)];
+        let expression = prop::collection::vec((value, filter), 1..24).prop_map(|terms| {
+            let terms: Vec<String> = terms.iter().map(|(v, f)| format!("{v}{f}")).collect();
+            format!("{{{{ {} }}}}", terms.join(" ~ "))
+        });
+        let segment = prop_oneof!["[a-z@./-]{0,6}", expression];
+        prop::collection::vec(segment, 1..10).prop_map(|s| s.concat())
+    }
+
+    /// Loading any template never panics, and a template that loads
+    /// renders within the limits for every caller, the longest ones
+    /// included (what the load check promises the request path); and at
+    /// least one generated template in eight holds an expression and
+    /// loads.
+    #[test]
+    fn loaded_templates_render_within_limits() {
+        use proptest::prelude::*;
+        #[rustfmt::skip]
+        let pieces = prop::collection::vec(
+            prop::sample::select(vec![
                 "{{ ", " }}", "auth.client_id", "auth.client_name", "client_type", "portal.id",
                 "portal.domain", "[:6]", " ~ ", " | upper", " | lower", " | default('x')",
                 "'*'", "*", "{% ", " %}", "(", ")", "+", "x", "'", "9999", ".", "range(9)",
             ]),
             0..40,
-        )) {
-            let source = pieces.concat();
+        )
+        .prop_map(|p| p.concat());
+        let sources = prop_oneof![pieces, expression_template()];
+        crate::test_support::check_accepting(file!(), 1024, 8, sources, |source| {
             let json = serde_json::json!({"port": 80, "paths": {"": {"access": "public", "headers": {"X-A": source}}}});
             let meta = AppMeta::parse("app", json.to_string().as_bytes()).unwrap();
-            if let Ok(headers) = AppHeaders::compile(&meta) {
-                for caller in Caller::samples() {
-                    let (out, _) = headers.render(0, &caller, &portal()).unwrap();
-                    for (_, value) in out {
-                        proptest::prop_assert!(value.len() <= crate::templates::MAX_VALUE_BYTES);
-                    }
+            let Ok(headers) = AppHeaders::compile(&meta) else {
+                return Ok(false);
+            };
+            for caller in Caller::samples() {
+                let (out, _) = headers.render(0, &caller, &portal()).unwrap();
+                for (_, value) in out {
+                    prop_assert!(value.len() <= crate::templates::MAX_VALUE_BYTES);
                 }
             }
-        }
+            // Text alone always loads: only templates with an expression
+            // count.
+            Ok(source.contains("{{"))
+        });
     }
 }
