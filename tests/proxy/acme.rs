@@ -221,16 +221,15 @@ async fn a_portal_with_no_certificate_gets_one_through_its_signed_controller() {
             series_value(&text, "portal_proxy_acme_consecutive_failures"),
             Some(0.0)
         );
-        // Pebble's certificates last 5 years: the next renewal is years away.
-        let next = series_value(&text, "portal_proxy_acme_next_renewal_timestamp_seconds").unwrap();
-        assert!(
-            next > (std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs()
-                + 365 * 86_400) as f64,
-            "{next}"
-        );
+        // Pebble's certificates last 5 years: the next renewal is years
+        // away (set once the service has looked at the new certificate).
+        let years_away = eventually(Duration::from_secs(10), || async {
+            let text = metrics_text(metrics).await;
+            series_value(&text, "portal_proxy_acme_next_renewal_timestamp_seconds")
+                .is_some_and(|next| next > now + 365.0 * 86_400.0)
+        })
+        .await;
+        assert!(years_away, "{}", metrics_text(metrics).await);
 
         assert_eq!(mode_of(&files.dir.join("key.pem")), 0o600);
         assert_eq!(mode_of(&files.dir.join("acme-account.json")), 0o600);
