@@ -438,17 +438,30 @@ async fn the_design_scenario_under_300_open_files() {
     }
     // 20 clients, each from an address of its own, dribbling header lines.
     let mut dribblers = Vec::new();
+    let dribbling = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for i in 0..20u8 {
         let from = std::net::IpAddr::from([127, 0, 0, 10 + i]);
         let addr = s.proxy.https;
         let (host, ca) = (host.clone(), s.files.ca_pem.clone());
+        let dribbling = dribbling.clone();
         dribblers.push(tokio::spawn(async move {
-            let Ok(mut tls) = tls_connect_from(Some(from), addr, &host, &ca).await else {
-                return;
+            // As an attacker would, it tries again until it is in: at
+            // the cap, a new handshake may be refused until idle
+            // connections have been shed.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut tls = loop {
+                match tls_connect_from(Some(from), addr, &host, &ca).await {
+                    Ok(tls) => break tls,
+                    Err(_) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(100)).await
+                    }
+                    Err(_) => return,
+                }
             };
             let _ = tls
                 .write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\n").as_bytes())
                 .await;
+            dribbling.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             for n in 0..25 {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 if tls
@@ -461,7 +474,16 @@ async fn the_design_scenario_under_300_open_files() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The twenty are in, each with its head begun.
+    let all_in = eventually(Duration::from_secs(10), || async {
+        dribbling.load(std::sync::atomic::Ordering::Relaxed) == 20
+    })
+    .await;
+    assert!(
+        all_in,
+        "{} dribblers connected",
+        dribbling.load(std::sync::atomic::Ordering::Relaxed)
+    );
     let start = Instant::now();
     let normal = std::net::IpAddr::from([127, 0, 0, 2]);
     let served = eventually(Duration::from_secs(20), || {
