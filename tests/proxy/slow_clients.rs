@@ -80,6 +80,12 @@ async fn closed_after<S: tokio::io::AsyncRead + Unpin>(
     }
 }
 
+/// `portal_proxy_connections_shed_total` on the metrics listener `metrics`.
+async fn shed_total(metrics: SocketAddr) -> f64 {
+    let text = metrics_text(metrics).await;
+    series_value(&text, "portal_proxy_connections_shed_total").unwrap_or(0.0)
+}
+
 /// Whether the proxy has closed `c` (EOF or reset) or written to it, seen
 /// without waiting: a socket with nothing to read is open.
 fn closed_now(c: &TcpStream) -> bool {
@@ -225,13 +231,7 @@ async fn an_idle_flood_at_the_cap_does_not_keep_a_client_out() {
     }
     // The flood happened: all 120 connected, and the cap was reached.
     assert_eq!(flood.len(), 120);
-    let shed = || async {
-        series_value(
-            &metrics_text(metrics).await,
-            "portal_proxy_connections_shed_total",
-        )
-        .unwrap_or(0.0)
-    };
+    let shed = || shed_total(metrics);
     assert!(
         eventually(Duration::from_secs(5), || async { shed().await >= 1.0 }).await,
         "the flood never reached the cap"
@@ -791,13 +791,7 @@ async fn a_connection_flood_sheds_the_flooder_first() {
         opened
     });
     // The flood is on: the cap of 64 is reached and connections are shed.
-    let shed = || async {
-        series_value(
-            &metrics_text(metrics).await,
-            "portal_proxy_connections_shed_total",
-        )
-        .unwrap_or(0.0)
-    };
+    let shed = || shed_total(metrics);
     assert!(
         eventually(Duration::from_secs(5), || async { shed().await >= 1.0 }).await,
         "the flood never reached the cap"
@@ -898,22 +892,7 @@ async fn a_dangling_http2_header_block_is_closed() {
     let mut tls = tls_connect_alpn(None, s.proxy.https, &host, &s.files.ca_pem, &[b"h2"])
         .await
         .unwrap();
-    let frame = |kind: u8, flags: u8, stream: u8, payload: &[u8]| {
-        let n = payload.len();
-        let mut f = vec![
-            (n >> 16) as u8,
-            (n >> 8) as u8,
-            n as u8,
-            kind,
-            flags,
-            0,
-            0,
-            0,
-            stream,
-        ];
-        f.extend_from_slice(payload);
-        f
-    };
+    let frame = h2_frame;
     // :method GET, :scheme https, :path /ok (literal), :authority (literal).
     let authority = format!("{host}:{}", s.proxy.https.port());
     let mut block = vec![0x82, 0x87, 0x04, 3];

@@ -973,6 +973,25 @@ pub async fn h2_raw_answer(
     h2_raw_answer_with(addr, host, ca_pem, authority, path, &[]).await
 }
 
+/// One HTTP/2 frame (RFC 9113 section 4.1): its 9-byte header (length,
+/// type, flags, stream) and `payload`.
+pub fn h2_frame(kind: u8, flags: u8, stream: u8, payload: &[u8]) -> Vec<u8> {
+    let n = payload.len();
+    let mut f = vec![
+        (n >> 16) as u8,
+        (n >> 8) as u8,
+        n as u8,
+        kind,
+        flags,
+        0,
+        0,
+        0,
+        stream,
+    ];
+    f.extend_from_slice(payload);
+    f
+}
+
 /// An HPACK integer with an `n`-bit prefix (RFC 7541 section 5.1) after
 /// the bits `first` of its first byte.
 fn hpack_int(out: &mut Vec<u8>, first: u8, n: u32, value: usize) {
@@ -1002,22 +1021,7 @@ pub async fn h2_raw_answer_with(
     fields: &[(&str, &str)],
 ) -> Result<H2Answer, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let frame = |kind: u8, flags: u8, stream: u8, payload: &[u8]| {
-        let n = payload.len();
-        let mut f = vec![
-            (n >> 16) as u8,
-            (n >> 8) as u8,
-            n as u8,
-            kind,
-            flags,
-            0,
-            0,
-            0,
-            stream,
-        ];
-        f.extend_from_slice(payload);
-        f
-    };
+    let frame = h2_frame;
     // :method GET, :scheme https (indexed), then :path and :authority as
     // literals without indexing (indexed names 4 and 1), then `fields` as
     // literals with new names.
