@@ -365,6 +365,32 @@ impl ProxyHttp for PortalProxy {
         Ok(None)
     }
 
+    /// A connection to the app that failed for want of a descriptor
+    /// (`EMFILE`) is tried again once a connection has been shed for it
+    /// (`Guard::make_room`), as admission at the cap would have: a new
+    /// client is not turned away with 502 because the cap's recount lags.
+    /// Each try sheds at most one; Pingora bounds the tries.
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        _ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let out_of_descriptors = e
+            .root_cause()
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(libc::EMFILE));
+        let ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        if out_of_descriptors && self.portal.guard.make_room(ip) {
+            e.set_retry(true);
+        }
+        e
+    }
+
     async fn fail_to_proxy(
         &self,
         session: &mut Session,

@@ -500,6 +500,24 @@ impl Guard {
 
     /// Recounts the cap's descriptors: those open, and the upstream
     /// sockets that connections without a request will open.
+    /// Frees descriptors when one was missing for an upstream socket
+    /// (`EMFILE` at connect: more sockets open than the cap's last recount
+    /// saw, on a machine too busy to have closed the shed ones yet): sheds
+    /// one public connection as admission at the cap does, for a request
+    /// of `ip`'s. The victim's duplicate is closed at once, its socket as
+    /// soon as Pingora sees the shutdown. True when one was shed.
+    pub(crate) fn make_room(&self, ip: Option<IpAddr>) -> bool {
+        let mut reg = self.registry();
+        let Some(victim) = reg.victim(ip, self.cap.max()) else {
+            return false;
+        };
+        victim.state.store(CLOSED, Ordering::Relaxed);
+        victim.close();
+        Self::release_locked(&mut reg, &victim, victim.digest());
+        METRICS.connections_shed.inc();
+        true
+    }
+
     pub(crate) fn recount_cap(&self) {
         let reserved = self.registry().awaiting_upstream();
         self.cap.recount(reserved);
