@@ -834,9 +834,13 @@ async fn a_connection_flood_sheds_the_flooder_first() {
         opened >= 300 && shed >= 64.0,
         "{opened} opened, {shed} shed"
     );
+    let refused = series_value(
+        &metrics_text(metrics).await,
+        "portal_proxy_connections_refused_total",
+    );
     assert!(
         served >= 9,
-        "served {served} of 10 during the flood: {outcomes:?}"
+        "served {served} of 10 during the flood: {outcomes:?} ({shed} shed, {refused:?} refused)"
     );
 }
 
