@@ -3,6 +3,7 @@
 //! `main` for `-t`, for a normal start and for the demo.
 
 mod bindable;
+mod check;
 mod handover;
 mod reload;
 mod signals;
@@ -41,6 +42,7 @@ use crate::ops::peer_tls::{
 use crate::ops::proxy_protocol::Trusted;
 use crate::ops::tls::{load_certified_key, CertResolver};
 use crate::state::{SharedState, StateError};
+pub use check::{check, verdict};
 use portal_core::body::HeldBudget;
 use portal_core::decide::Policy;
 use portal_core::headers::{portal_value, PortalInfo};
@@ -70,8 +72,12 @@ pub struct Loaded {
 impl Loaded {
     /// The Portal's domain, `<short_id>.<base_domain>`.
     pub fn domain(&self, config: &Config) -> String {
-        format!("{}.{}", self.identity.short_id(), config.base_domain)
+        portal_domain(&self.identity, config)
     }
+}
+
+fn portal_domain(identity: &Identity, config: &Config) -> String {
+    format!("{}.{}", identity.short_id(), config.base_domain)
 }
 
 /// Loads the files the config names. Errors are the reasons the proxy
@@ -90,8 +96,7 @@ pub fn load(config: &Config) -> Result<Loaded, Vec<String>> {
         Ok(key) => Some(key),
         // Under ACME, no certificate yet is the normal first start.
         Err(e) if config.acme.is_some() => identity.as_ref().and_then(|identity| {
-            let domain = format!("{}.{}", identity.short_id(), config.base_domain);
-            let key = crate::ops::tls::stand_in_certificate(&domain)
+            let key = crate::ops::tls::stand_in_certificate(&portal_domain(identity, config))
                 .map_err(|e| errors.push(format!("tls: cannot make a stand-in certificate: {e}")))
                 .ok()?;
             stand_in = Some(format!(
@@ -500,60 +505,4 @@ fn client_endpoint(addr: std::net::SocketAddr, tls: Option<TlsSettings>) -> List
         Some(tls) => endpoint.tls(tls),
         None => endpoint,
     }
-}
-
-/// `-t`: what an operator sees: every problem, then a one-line verdict.
-/// Returns whether everything is valid.
-pub fn check(config: &Config) -> bool {
-    let problems = match load(config) {
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("error: {e}");
-            }
-            errors.len()
-        }
-        Ok(loaded) => {
-            for e in &loaded.state_errors {
-                eprintln!("error: {e}");
-            }
-            // The listeners: free, or a running portal-proxy's to hand over.
-            let unbindable = bindable::check(config, true, true);
-            for e in &unbindable {
-                eprintln!("error: {e}");
-            }
-            let acme = match &config.acme {
-                Some(settings) => {
-                    if let Some(reason) = &loaded.stand_in {
-                        println!("tls: {reason}");
-                    }
-                    let problems =
-                        crate::acme::check(settings, &config.tls_cert_file, &config.tls_key_file);
-                    for e in &problems {
-                        eprintln!("error: {e}");
-                    }
-                    problems.len()
-                }
-                None => 0,
-            };
-            println!(
-                "portal {} at {}: {} app(s) loaded, {} state error(s)",
-                loaded.identity.id,
-                loaded.domain(config),
-                loaded.snapshot.apps.len(),
-                loaded.state_errors.len()
-            );
-            loaded.state_errors.len() + unbindable.len() + acme
-        }
-    };
-    verdict(&config.file.display().to_string(), problems)
-}
-
-/// The last line of `-t`; returns whether there was no problem.
-pub fn verdict(config_file: &str, problems: usize) -> bool {
-    if problems == 0 {
-        println!("portal-proxy -t: OK: {config_file} and what it names are valid");
-    } else {
-        eprintln!("portal-proxy -t: FAILED: {problems} problem(s) found, listed above");
-    }
-    problems == 0
 }

@@ -177,3 +177,11 @@ pub(super) async fn resolve(dns: &Dns, upstream: &HostPort) -> Result<SocketAddr
             err
         })
 }
+
+/// Whether connecting to the upstream failed for want of a descriptor
+/// (`EMFILE`), anywhere down the error's causes.
+pub(super) fn out_of_descriptors(e: &Error) -> bool {
+    e.root_cause()
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.raw_os_error() == Some(libc::EMFILE))
+}

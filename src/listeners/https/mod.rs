@@ -310,10 +310,7 @@ impl ProxyHttp for PortalProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        let client_ip = client_ip(session);
         let prepared = forward::prepare(
             upstream_request,
             ctx.plan()?,
@@ -377,15 +374,7 @@ impl ProxyHttp for PortalProxy {
         _ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let out_of_descriptors = e
-            .root_cause()
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.raw_os_error() == Some(libc::EMFILE));
-        let ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        if out_of_descriptors && self.portal.guard.make_room(ip) {
+        if forward::out_of_descriptors(&e) && self.portal.guard.make_room(client_ip(session)) {
             e.set_retry(true);
         }
         e
@@ -495,10 +484,8 @@ impl ProxyHttp for PortalProxy {
         }
         let req = session.req_header();
         let upstream = ctx.upstream().map(ToString::to_string).unwrap_or_default();
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| portal_core::outbound::canonical_ip(a.ip()).to_string())
+        let client = client_ip(session)
+            .map(|ip| portal_core::outbound::canonical_ip(ip).to_string())
             .unwrap_or_default();
         self.portal.access_log.log(&Entry {
             time: crate::ops::access_log::now_rfc3339(),
@@ -520,4 +507,9 @@ impl ProxyHttp for PortalProxy {
             duration_ms: duration.as_secs_f64() * 1000.0,
         });
     }
+}
+
+/// The client's IP address (none over a Unix socket).
+fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
+    session.client_addr()?.as_inet().map(|a| a.ip())
 }
