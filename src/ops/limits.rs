@@ -168,7 +168,7 @@ impl ConnectionCap {
         Arc::new(ConnectionCap {
             max,
             hard,
-            open: AtomicUsize::new(count_open_fds()),
+            open: AtomicUsize::new(count_open_fds().unwrap_or(0)),
             recounted_ms: std::sync::atomic::AtomicU64::new(0),
             started: std::time::Instant::now(),
         })
@@ -179,14 +179,23 @@ impl ConnectionCap {
     /// sockets that admitted connections will open for their next request
     /// (each counted as [`CONNECTION_FDS`] at admission), so that a
     /// recount during a flood does not forget them.
+    /// A count that cannot be made (no descriptor left even to read
+    /// `/proc/self/fd`: a burst of connections Pingora accepted before
+    /// their pre-TLS hook ran) counts the process full until the next one
+    /// succeeds; it once read as 0 and admitted the whole burst.
     pub(crate) fn recount(&self, reserved: usize) {
-        self.open
-            .store(count_open_fds() + reserved, Ordering::Relaxed);
+        match count_open_fds() {
+            Some(open) => self.open.store(open + reserved, Ordering::Relaxed),
+            None => {
+                self.open.fetch_max(self.hard, Ordering::Relaxed);
+            }
+        }
     }
 }
 
-fn count_open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+/// The descriptors open, or `None` when they cannot be counted.
+fn count_open_fds() -> Option<usize> {
+    std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count())
 }
 
 /// The descriptors one public connection holds once it sends a request:
@@ -244,11 +253,6 @@ impl ConnectionCap {
             })
             .is_ok()
     }
-
-    /// The cap, in descriptors.
-    pub(crate) fn max(&self) -> usize {
-        self.max
-    }
 }
 
 #[cfg(test)]
@@ -257,7 +261,7 @@ mod tests {
 
     #[test]
     fn the_cap_refuses_past_its_limit() {
-        let open = count_open_fds();
+        let open = count_open_fds().unwrap();
         assert!(open > 0);
         let cap = ConnectionCap::new(open + 1000);
         assert!(cap.try_admit(0, || 0));
@@ -273,7 +277,7 @@ mod tests {
         // upstream socket of its request: refused (the count as the cap
         // holds it, never recounted here).
         let with_room = |room: usize| {
-            let open = count_open_fds();
+            let open = count_open_fds().unwrap();
             ConnectionCap {
                 max: open + room,
                 hard: open + room,

@@ -362,6 +362,23 @@ impl ProxyHttp for PortalProxy {
         Ok(None)
     }
 
+    /// The request's upstream socket is open: the connection cap's
+    /// recount sees it from now on, no longer counted ahead.
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(in_flight) = ctx.received.in_flight.as_mut() {
+            in_flight.upstream_open();
+        }
+        Ok(())
+    }
+
     /// A connection to the app that failed for want of a descriptor
     /// (`EMFILE`) is tried again once a connection has been shed for it
     /// (`Guard::make_room`), as admission at the cap would have: a new
@@ -374,7 +391,7 @@ impl ProxyHttp for PortalProxy {
         _ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if forward::out_of_descriptors(&e) && self.portal.guard.make_room(client_ip(session)) {
+        if forward::out_of_descriptors(&e) && self.portal.guard.make_room(connection_key(session)) {
             e.set_retry(true);
         }
         e

@@ -27,9 +27,9 @@
 //!   (its upstream socket), and a new connection is admitted only with
 //!   room for three. The address holding the most gives first, its oldest
 //!   idle connection first; a connection with a request in flight is shed
-//!   only from an address at or over its fair share (the cap divided
-//!   among the addresses, the newcomer's included) for an address under
-//!   it. So neither a flood of idle connections nor connections that each
+//!   only from an address at or over its fair share (the descriptors
+//!   the public connections hold, divided among the addresses, the
+//!   newcomer's included) for an address under it. So neither a flood of idle connections nor connections that each
 //!   hold a request and its upstream socket can keep another client out;
 //! - the private listeners (metrics, internal) have limits of their own
 //!   ([`PRIVATE_PER_CLIENT`], [`PRIVATE_TOTAL`]): they neither count
@@ -104,6 +104,10 @@ pub(crate) struct Conn {
     digest: std::sync::atomic::AtomicUsize,
     /// Requests in flight: 0 or 1 on HTTP/1, open streams on HTTP/2.
     inflight: AtomicU32,
+    /// Requests in flight whose upstream socket is not open yet: the cap
+    /// counts each ahead, as it counts one for a connection between
+    /// requests.
+    connecting: AtomicU32,
     /// Milliseconds after `accepted` of its last request's end, or for a
     /// relay of its last byte either way: idle since then.
     quiet_since_ms: AtomicU64,
@@ -195,10 +199,23 @@ pub(crate) struct InFlight {
     guard: Arc<Guard>,
     /// Counted in its client's share (an HTTP/2 stream beyond the first).
     extra: bool,
+    /// Its upstream socket is open (or a pooled one reused).
+    upstream: bool,
+}
+
+impl InFlight {
+    /// Its upstream socket is open: counted by the cap's recount from now
+    /// on, no longer ahead of it.
+    pub(crate) fn upstream_open(&mut self) {
+        if !std::mem::replace(&mut self.upstream, true) {
+            self.conn.connecting.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        self.upstream_open();
         self.conn.inflight.fetch_sub(1, Ordering::AcqRel);
         self.conn.touch();
         if self.extra {
@@ -233,18 +250,21 @@ struct Registry {
 }
 
 impl Registry {
-    /// Public connections without a request in flight: each opens an
-    /// upstream socket for its next request, which the cap counts ahead.
+    /// The upstream sockets that public connections will open, which the
+    /// cap counts ahead: one for a connection without a request in flight
+    /// (for its next request), one for each request in flight whose
+    /// socket is not open yet (a burst of requests begun at once would
+    /// otherwise be recounted short of their sockets, and admit too many).
     fn awaiting_upstream(&self) -> usize {
         self.handshaking
             .values()
             .chain(self.serving.values())
-            .filter(|c| {
-                c.capped
-                    && c.state.load(Ordering::Relaxed) != CLOSED
-                    && c.inflight.load(Ordering::Relaxed) == 0
+            .filter(|c| c.capped && c.state.load(Ordering::Relaxed) != CLOSED)
+            .map(|c| match c.inflight.load(Ordering::Relaxed) {
+                0 => 1,
+                _ => c.connecting.load(Ordering::Relaxed) as usize,
             })
-            .count()
+            .sum()
     }
 
     /// A client's share in use: its public connections and extra streams.
@@ -254,14 +274,22 @@ impl Registry {
     }
 
     /// The public connection to shed so that one from `new_ip` is
-    /// admitted at the cap of `cap` descriptors, if there is one. What an
+    /// admitted at the cap, if there is one. What an
     /// address holds is counted in descriptors: two a connection (its
     /// socket and the guard's duplicate) and one a request in flight (the
     /// upstream socket it holds), so that uploads or streams that each
     /// hold an upstream socket weigh what they cost.
-    fn victim(&self, new_ip: Option<IpAddr>, cap: usize) -> Option<Arc<Conn>> {
+    /// `asking` is the connection that needs the room when it is already
+    /// admitted (a request of its own short of an upstream socket): never
+    /// its own victim, and not counted in its address's weight, so that it
+    /// is judged as it was at admission.
+    fn victim(&self, new_ip: Option<IpAddr>, asking: Option<&Arc<Conn>>) -> Option<Arc<Conn>> {
         let now = Instant::now();
-        let open = |c: &&Arc<Conn>| c.capped && c.state.load(Ordering::Relaxed) != CLOSED;
+        let open = |c: &&Arc<Conn>| {
+            c.capped
+                && c.state.load(Ordering::Relaxed) != CLOSED
+                && asking.is_none_or(|a| a.id != c.id)
+        };
         let conns: Vec<&Arc<Conn>> = self
             .handshaking
             .values()
@@ -285,11 +313,14 @@ impl Registry {
             return Some(c.clone());
         }
         // All busy: only an address at or over its fair share (the
-        // newcomer counted among the addresses) gives, to one under it: a
-        // cap full of addresses that each hold their share still lets a
-        // new one in, the oldest connection of the heaviest giving way.
+        // descriptors the connections hold, divided among the addresses,
+        // the newcomer's included) gives, to one under it: a cap full of
+        // addresses that each hold their share still lets a new one in,
+        // the oldest connection of the heaviest giving way. What no
+        // address holds (listeners, logs, shed sockets not yet closed) is
+        // no one's share.
         let addresses = held.len() + usize::from(new_ip.is_some_and(|ip| !held.contains_key(&ip)));
-        let share = cap / addresses.max(1);
+        let share = held.values().sum::<usize>() / addresses.max(1);
         let heaviest = busy
             .into_iter()
             .max_by_key(|c| (load(c), std::cmp::Reverse(c.accepted)))?;
@@ -396,7 +427,7 @@ impl Guard {
             // A private listener's connection (metrics, internal) is never
             // shed for a public one: the cap keeps them reachable.
             // Counted in descriptors, upstream sockets included.
-            match reg.victim(ip, self.cap.max()) {
+            match reg.victim(ip, None) {
                 Some(victim) if self.cap.admit_past() => {
                     victim.state.store(CLOSED, Ordering::Relaxed);
                     victim.close();
@@ -421,6 +452,7 @@ impl Guard {
             handshaken: tokio::sync::Notify::new(),
             digest: std::sync::atomic::AtomicUsize::new(0),
             inflight: AtomicU32::new(0),
+            connecting: AtomicU32::new(0),
             quiet_since_ms: AtomicU64::new(0),
             relay: AtomicBool::new(false),
         });
@@ -503,12 +535,15 @@ impl Guard {
     /// Frees descriptors when one was missing for an upstream socket
     /// (`EMFILE` at connect: more sockets open than the cap's last recount
     /// saw, on a machine too busy to have closed the shed ones yet): sheds
-    /// one public connection as admission at the cap does, for a request
-    /// of `ip`'s. The victim's duplicate is closed at once, its socket as
+    /// one public connection as admission at the cap does, for the request
+    /// of the connection whose socket digest is `digest` (itself never
+    /// shed, nor counted against its address: it was admitted). The victim's duplicate is closed at once, its socket as
     /// soon as Pingora sees the shutdown. True when one was shed.
-    pub(crate) fn make_room(&self, ip: Option<IpAddr>) -> bool {
+    pub(crate) fn make_room(&self, digest: Option<usize>) -> bool {
         let mut reg = self.registry();
-        let Some(victim) = reg.victim(ip, self.cap.max()) else {
+        let asking = digest.and_then(|d| reg.serving.get(&d).cloned());
+        let ip = asking.as_ref().and_then(|c| c.ip);
+        let Some(victim) = reg.victim(ip, asking.as_ref()) else {
             return false;
         };
         victim.state.store(CLOSED, Ordering::Relaxed);
@@ -540,11 +575,13 @@ impl Guard {
         let _ = conn
             .state
             .compare_exchange(WAITING, ACTIVE, Ordering::AcqRel, Ordering::Relaxed);
+        conn.connecting.fetch_add(1, Ordering::AcqRel);
         let extra = conn.inflight.fetch_add(1, Ordering::AcqRel) > 0 && conn.capped;
         let mut in_flight = InFlight {
             conn: conn.clone(),
             guard: self.clone(),
             extra: false,
+            upstream: false,
         };
         let (true, Some(ip)) = (extra, conn.ip) else {
             return Ok(Some(in_flight));

@@ -17,6 +17,7 @@ fn conn(id: u64, ip: [u8; 4], inflight: u32, idle_ms_ago: u64) -> Arc<Conn> {
         handshaken: tokio::sync::Notify::new(),
         digest: std::sync::atomic::AtomicUsize::new(0),
         inflight: AtomicU32::new(inflight),
+        connecting: AtomicU32::new(0),
         quiet_since_ms: AtomicU64::new(100_000 - idle_ms_ago),
         relay: AtomicBool::new(false),
     };
@@ -39,44 +40,54 @@ const C: [u8; 4] = [10, 0, 0, 3];
 #[test]
 fn who_gives_at_the_cap() {
     let new = Some(IpAddr::from(C));
-    type Case = (&'static str, Vec<Arc<Conn>>, usize, Option<u64>);
+    type Case = (&'static str, Vec<Arc<Conn>>, Option<u64>);
     #[rustfmt::skip]
     let cases: Vec<Case> = vec![
         ("the oldest idle of the most loaded address",
-         vec![conn(1, A, 0, 50_000), conn(2, B, 0, 90_000), conn(3, B, 0, 10_000), conn(4, B, 1, 0)], 10, Some(2)),
+         vec![conn(1, A, 0, 50_000), conn(2, B, 0, 90_000), conn(3, B, 0, 10_000), conn(4, B, 1, 0)], Some(2)),
         ("idle before busy, whatever the load",
-         vec![conn(1, A, 0, 1), conn(2, B, 1, 0), conn(3, B, 1, 0), conn(4, B, 1, 0)], 10, Some(1)),
+         vec![conn(1, A, 0, 1), conn(2, B, 1, 0), conn(3, B, 1, 0), conn(4, B, 1, 0)], Some(1)),
         ("all busy: the address over its share gives its oldest",
-         vec![conn(1, A, 1, 0), conn(2, B, 1, 0), conn(3, B, 1, 0), conn(4, B, 1, 0), conn(5, B, 1, 0)], 6, Some(2)),
-        ("all busy, none over its share: nobody",
-         vec![conn(1, A, 1, 0), conn(2, B, 1, 0)], 100, None),
-        ("nothing open", vec![], 10, None),
+         vec![conn(1, A, 1, 0), conn(2, B, 1, 0), conn(3, B, 1, 0), conn(4, B, 1, 0), conn(5, B, 1, 0)], Some(2)),
+        ("all busy, one connection an address: the oldest of them gives",
+         vec![conn(1, A, 1, 0), conn(2, B, 1, 0)], Some(1)),
+        ("all busy, the newcomer already over its share: nobody",
+         vec![conn(1, A, 1, 0), conn(2, B, 1, 0), conn(3, C, 1, 0), conn(4, C, 1, 0)], None),
+        ("nothing open", vec![], None),
     ];
-    for (what, conns, cap, want) in cases {
+    for (what, conns, want) in cases {
         let reg = registry(&conns);
-        assert_eq!(reg.victim(new, cap).map(|c| c.id), want, "{what}");
+        assert_eq!(reg.victim(new, None).map(|c| c.id), want, "{what}");
     }
-    // A relay is idle only once quiet for RELAY_QUIET.
+    // A connection asking for room for its own request is never its own
+    // victim, nor weighed against its address: judged as at admission.
+    let asking = conn(3, C, 1, 0);
+    let conns = [conn(1, A, 1, 0), conn(2, B, 1, 0), asking.clone()];
+    let reg = registry(&conns);
+    assert_eq!(reg.victim(new, Some(&asking)).map(|c| c.id), Some(1));
+    let alone = registry(std::slice::from_ref(&asking));
+    assert!(alone.victim(new, Some(&asking)).is_none());
+    // A relay is idle only once quiet for RELAY_QUIET: before, an idle
+    // connection idle for less time gives instead.
     let relay = conn(1, A, 0, 100);
     relay.relay.store(true, Ordering::Relaxed);
-    assert!(registry(std::slice::from_ref(&relay))
-        .victim(new, 100)
-        .is_none());
+    let other = conn(2, B, 0, 1);
+    let both = [relay.clone(), other];
+    assert_eq!(registry(&both).victim(new, None).map(|c| c.id), Some(2));
     relay.quiet_since_ms.store(0, Ordering::Relaxed);
-    assert_eq!(registry(&[relay]).victim(new, 100).map(|c| c.id), Some(1));
+    assert_eq!(registry(&both).victim(new, None).map(|c| c.id), Some(1));
 }
 
 proptest::proptest! {
     /// The connection shed is idle whenever one is, of an address
     /// holding the most descriptors among idle ones; a busy one only
-    /// from an address at or over its fair share of the cap's
-    /// descriptors (upstream sockets of requests in flight included),
-    /// for an address under it.
+    /// from an address at or over its fair share of the descriptors the
+    /// connections hold (upstream sockets of requests in flight
+    /// included), for an address under it.
     #[test]
     fn the_victim_is_fair(
         conns in proptest::collection::vec((0u8..4, 0u32..3, 0u64..90_000), 0..30),
         new in 0u8..5,
-        cap in 1usize..40,
     ) {
         let conns: Vec<Arc<Conn>> = conns
             .iter()
@@ -91,7 +102,7 @@ proptest::proptest! {
         let held = |ip: IpAddr| -> usize {
             conns.iter().filter(|c| c.ip == Some(ip)).map(|c| 2 + c.inflight.load(Ordering::Relaxed) as usize).sum()
         };
-        match reg.victim(Some(new_ip), cap) {
+        match reg.victim(Some(new_ip), None) {
             Some(v) if v.idle_since(now).is_some() => {
                 let most = idle.iter().map(|c| held(c.ip.unwrap())).max().unwrap();
                 proptest::prop_assert_eq!(held(v.ip.unwrap()), most);
@@ -99,7 +110,8 @@ proptest::proptest! {
             Some(v) => {
                 proptest::prop_assert!(idle.is_empty());
                 let addresses = reg.per_client.len() + usize::from(!reg.per_client.contains_key(&new_ip));
-                let share = cap / addresses;
+                let all: usize = conns.iter().map(|c| 2 + c.inflight.load(Ordering::Relaxed) as usize).sum();
+                let share = all / addresses;
                 proptest::prop_assert!(held(v.ip.unwrap()) >= share);
                 proptest::prop_assert!(held(new_ip) < share);
             }
