@@ -761,9 +761,12 @@ async fn connections_that_sent_a_request_cannot_lock_others_out() {
 /// address gives first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_flood_sheds_the_flooder_first() {
-    // No metrics listener here: with one configured, probes were shed in
-    // about one run in three (not explained yet; SECURITY.md).
-    let s = setup("slow-new-flood", SMALL_CAP);
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let s = setup_with(
+        "slow-new-flood",
+        SMALL_CAP,
+        &format!("metrics: {{ listen: \"{metrics}\" }}\n"),
+    );
     let https = s.proxy.https;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flooding = stop.clone();
@@ -787,7 +790,13 @@ async fn a_connection_flood_sheds_the_flooder_first() {
         }
         opened
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The flood is on: the cap of 64 descriptors is reached and
+    // connections are shed.
+    let shed = || shed_total(metrics);
+    assert!(
+        eventually(Duration::from_secs(5), || async { shed().await >= 1.0 }).await,
+        "the flood never reached the cap"
+    );
     let host = s.files.host("web");
     // Each probe's outcome, for the failure message: served, or where it
     // stopped.
@@ -818,13 +827,21 @@ async fn a_connection_flood_sheds_the_flooder_first() {
     let served = outcomes.iter().filter(|o| o.is_ok()).count();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let opened = flood.await.unwrap();
-    eprintln!("served {served} of 10 during a flood of {opened} connections");
+    let shed = shed().await;
+    let refused = series_value(
+        &metrics_text(metrics).await,
+        "portal_proxy_connections_refused_total",
+    );
+    eprintln!("served {served} of 10 during a flood of {opened} connections, {shed} shed");
     // The flood was on through the probes: over 1.5 s at 400 a second,
-    // far more connections than the cap of 64.
-    assert!(opened >= 300, "{opened} opened");
+    // far more connections than the cap of 64 descriptors, which shed.
     assert!(
-        served >= 9,
-        "served {served} of 10 during the flood: {outcomes:?}"
+        opened >= 300 && shed >= 64.0,
+        "{opened} opened, {shed} shed"
+    );
+    assert!(
+        served == 10,
+        "served {served} of 10 during the flood: {outcomes:?} ({shed} shed, {refused:?} refused)"
     );
 }
 

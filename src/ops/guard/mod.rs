@@ -25,8 +25,10 @@
 //!   What an address holds is counted in descriptors: two a connection
 //!   (its socket and the guard's duplicate) and one a request in flight
 //!   (its upstream socket), and a new connection is admitted only with
-//!   room for three. The address holding the most gives first, its oldest
-//!   idle connection first; a connection with a request in flight is shed
+//!   room for three. The address holding the most gives first (what it
+//!   pushed in past the cap in the last 5 to 10 s counted beside what it
+//!   holds: a flood whose connections are each shed for its next gives
+//!   before a client holding as much), its oldest idle connection first; a connection with a request in flight is shed
 //!   only from an address at or over its fair share (the descriptors
 //!   the public connections hold, divided among the addresses, the
 //!   newcomer's included) for an address under it. So neither a flood of idle connections nor connections that each
@@ -247,7 +249,15 @@ struct Registry {
     /// Private connections per client address, and in all.
     private_per_client: HashMap<IpAddr, usize>,
     private_open: usize,
+    /// Connections admitted past the cap (another shed for each) per
+    /// address, in this period of [`PUSH_PERIOD`] and the last one.
+    pushed: [HashMap<IpAddr, usize>; 2],
+    pushed_since: Option<Instant>,
 }
+
+/// How long an address's pushes past the cap weigh on it (one to two
+/// periods).
+const PUSH_PERIOD: Duration = Duration::from_secs(5);
 
 impl Registry {
     /// The upstream sockets that public connections will open, which the
@@ -265,6 +275,32 @@ impl Registry {
                 _ => c.connecting.load(Ordering::Relaxed) as usize,
             })
             .sum()
+    }
+
+    /// `ip` had a connection admitted past the cap.
+    fn pushed_in(&mut self, ip: Option<IpAddr>, now: Instant) {
+        self.age_pushes(now);
+        if let Some(ip) = ip {
+            *self.pushed[0].entry(ip).or_default() += 1;
+        }
+    }
+
+    /// Starts a new period of pushes when this one is over (from each
+    /// push and each recount of the cap, so that old pushes are forgotten
+    /// with no new one).
+    fn age_pushes(&mut self, now: Instant) {
+        let over = self
+            .pushed_since
+            .is_none_or(|since| now.saturating_duration_since(since) >= PUSH_PERIOD);
+        if over {
+            self.pushed[1] = std::mem::take(&mut self.pushed[0]);
+            self.pushed_since = Some(now);
+        }
+    }
+
+    /// Connections `ip` pushed in past the cap lately.
+    fn pushes(&self, ip: IpAddr) -> usize {
+        self.pushed.iter().filter_map(|p| p.get(&ip)).sum()
     }
 
     /// A client's share in use: its public connections and extra streams.
@@ -304,11 +340,17 @@ impl Registry {
         }
         let load = |c: &Arc<Conn>| c.ip.map_or(0, |ip| held[&ip]);
         // Idle first; among those, the most loaded address's, oldest idle.
+        // An address's load counts the connections it pushed in past the
+        // cap lately beside those it holds: a flood arriving faster than
+        // it holds (each of its connections shed for the next) gives
+        // before a client that holds as much but waits its turn.
+        let weight =
+            |c: &Arc<Conn>| load(c) + c.ip.map_or(0, |ip| self.pushes(ip)) * CONNECTION_WEIGHT;
         let (busy, idle): (Vec<&Arc<Conn>>, Vec<&Arc<Conn>>) =
             conns.into_iter().partition(|c| c.idle_since(now).is_none());
         if let Some(c) = idle
             .into_iter()
-            .min_by_key(|c| (std::cmp::Reverse(load(c)), c.idle_since(now)))
+            .min_by_key(|c| (std::cmp::Reverse(weight(c)), c.idle_since(now)))
         {
             return Some(c.clone());
         }
@@ -332,8 +374,12 @@ impl Registry {
 /// The descriptors a connection holds: its socket and the guard's
 /// duplicate, and one upstream socket for each request in flight.
 fn descriptors(conn: &Conn) -> usize {
-    2 + conn.inflight.load(Ordering::Relaxed) as usize
+    CONNECTION_WEIGHT + conn.inflight.load(Ordering::Relaxed) as usize
 }
+
+/// The descriptors of a connection without a request: its socket and
+/// the guard's duplicate.
+const CONNECTION_WEIGHT: usize = 2;
 
 /// Why a connection is not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -433,6 +479,7 @@ impl Guard {
                     victim.close();
                     // Its client slot and its place are free from now on.
                     Self::release_locked(&mut reg, &victim, victim.digest());
+                    reg.pushed_in(ip, Instant::now());
                     METRICS.connections_shed.inc();
                 }
                 _ => return refused(NotAdmitted::Cap),
@@ -554,7 +601,11 @@ impl Guard {
     }
 
     pub(crate) fn recount_cap(&self) {
-        let reserved = self.registry().awaiting_upstream();
+        let reserved = {
+            let mut reg = self.registry();
+            reg.age_pushes(Instant::now());
+            reg.awaiting_upstream()
+        };
         self.cap.recount(reserved);
     }
 

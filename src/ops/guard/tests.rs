@@ -67,6 +67,20 @@ fn who_gives_at_the_cap() {
     assert_eq!(reg.victim(new, Some(&asking)).map(|c| c.id), Some(1));
     let alone = registry(std::slice::from_ref(&asking));
     assert!(alone.victim(new, Some(&asking)).is_none());
+    // Two addresses holding alike: the one that pushed connections in
+    // past the cap lately gives first, its older idle connection or not;
+    // its pushes forgotten two periods later.
+    let probe = conn(1, A, 0, 90_000);
+    let flooder = conn(2, B, 0, 1);
+    let mut reg = registry(&[probe, flooder]);
+    assert_eq!(reg.victim(new, None).map(|c| c.id), Some(1));
+    let now = Instant::now();
+    reg.pushed_in(Some(IpAddr::from(B)), now);
+    assert_eq!(reg.victim(new, None).map(|c| c.id), Some(2));
+    reg.age_pushes(now + PUSH_PERIOD);
+    assert_eq!(reg.victim(new, None).map(|c| c.id), Some(2));
+    reg.age_pushes(now + PUSH_PERIOD * 2);
+    assert_eq!(reg.victim(new, None).map(|c| c.id), Some(1));
     // A relay is idle only once quiet for RELAY_QUIET: before, an idle
     // connection idle for less time gives instead.
     let relay = conn(1, A, 0, 100);
