@@ -1042,17 +1042,25 @@ async fn at_the_default_limits_one_address_cannot_lock_others_out() {
 }
 
 /// An app holding many pending calls on the internal listener is held to
-/// its own limit there (64 connections an address), and another app is
-/// still served.
+/// its own limit there (64 connections an address), exactly, even where
+/// port probes on the HTTPS listener left failed handshakes whose
+/// descriptor numbers its calls reuse; and another app is still served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_cannot_hold_the_internal_listener() {
     let internal: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     // The default limits: the public share (256) would let it hold 100.
-    let _s = setup_with(
+    let s = setup_with(
         "slow-internal",
         "",
         &format!("internal: {{ listen: \"{internal}\" }}\n"),
     );
+    // Port probes: TCP connections to the HTTPS listener closed before any
+    // TLS. Each handshake fails and stays registered until its deadline,
+    // its descriptor number free for the calls below. (Such a number once
+    // let a plain call take the registration: 65 or 66 held.)
+    for _ in 0..30 {
+        drop(TcpStream::connect(s.proxy.https).await.unwrap());
+    }
     let mut pending = Vec::new();
     for _ in 0..100 {
         let Ok(socket) = source_socket(Some(ATTACKER)) else {
@@ -1068,16 +1076,10 @@ async fn an_app_cannot_hold_the_internal_listener() {
         pending.push(c);
     }
     // 64 admitted, the rest closed: awaited (no fixed wait), then counted.
-    // Measured 64 to 66 open after 5 s: one or two over the limit are
-    // neither served nor closed (not explained yet; the public share's
-    // test counts exactly).
     let open = || pending.iter().filter(|c| !closed_now(c)).count();
-    let settled = eventually(Duration::from_secs(5), || async { open() <= 64 }).await;
+    eventually(Duration::from_secs(5), || async { open() <= 64 }).await;
     let held = open();
-    assert!(
-        (64..=66).contains(&held) && (settled || held > 64),
-        "{held} connections held by one app"
-    );
+    assert_eq!(held, 64, "connections held by one app");
     // Another app (address) is served by the internal listener.
     let answer = tcp_exchange(
         None,

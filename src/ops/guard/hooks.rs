@@ -185,7 +185,16 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
     ) -> Option<Stream> {
         let guard = &self.guard;
         let fd = stream.id() as RawFd;
-        let tls = guard.registry().handshaking.remove(&fd);
+        // Only a TLS connection is registered at its handshake. A plain
+        // one never takes the registration found on its descriptor's
+        // number: that is a TLS handshake that failed (a port probe), its
+        // number freed and reused by this connection, which admission
+        // forgets below. Taken, it let a plain connection past its own
+        // listener's limits, counted as another address's.
+        let tls = match stream.get_ssl_digest() {
+            Some(_) => guard.registry().handshaking.remove(&fd),
+            None => None,
+        };
         let conn = match tls {
             Some(conn) => {
                 if conn
