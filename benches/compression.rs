@@ -18,7 +18,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pingora::protocols::http::compression::Encode;
 use portal_core::encoding::Coding;
-use portal_proxy::ops::compress::{encoder, Zstd};
+use portal_proxy::compress::{encoder, Zstd};
 
 /// Each file of the bundle, where Debian's packages put it (`libjs-d3`,
 /// `node-bootstrap` or `libjs-bootstrap5`, `libjs-moment`; the first found).

@@ -14,10 +14,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection};
 
-use portal_proxy::ops::peer_tls::{
+use portal_proxy::tls::certificates::{demo_certificate, CertResolver};
+use portal_proxy::tls::peer::{
     identity_certificate, pinned_client_config, PeerAwareResolver, PeerClientKeys,
 };
-use portal_proxy::ops::tls::{demo_certificate, CertResolver};
 
 const DOMAIN: &str = "abcdef.portal.test";
 

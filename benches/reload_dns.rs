@@ -13,7 +13,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 use portal_core::identity::portal_id;
-use portal_proxy::ops::dns::{Answer, Dns, Lookup, LookupError, Settings, SystemClock};
+use portal_proxy::dns::{Answer, Dns, Lookup, LookupError, Settings, SystemClock};
 
 /// The same app_meta.json as the core's benches.
 const APP_META: &str = include_str!("../core/benches/app_meta.json");
@@ -128,7 +128,7 @@ fn dns(c: &mut Criterion) {
 /// for an anonymous client's address (the lockout check beside it), with
 /// 10,000 other addresses counted.
 fn rate(c: &mut Criterion) {
-    use portal_proxy::ops::rate::{RateLimits, RateSettings};
+    use portal_proxy::admission::rate::{RateLimits, RateSettings};
     let limits = RateLimits::new(RateSettings {
         anonymous_per_second: 1_000_000_000,
         ..RateSettings::default()

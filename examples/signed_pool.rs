@@ -90,7 +90,7 @@ fn main() {
                             outgoing,
                             now,
                             args.validity,
-                            &portal_proxy::ops::fresh_nonce(),
+                            &portal_proxy::clock::fresh_nonce(),
                         )
                         .expect("a GET without body always signs");
                         write!(buf, "GET {path} HTTP/1.1\r\nHost: {host}\r\n").unwrap();

@@ -81,7 +81,7 @@ pub fn sign(request: &SignRequest<'_>, now: i64) -> Result<String, String> {
         &outgoing,
         now,
         request.validity,
-        &crate::ops::fresh_nonce(),
+        &crate::clock::fresh_nonce(),
     )
     .map_err(|e| e.to_string())?;
     Ok(headers

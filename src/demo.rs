@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::ops::tls::demo_certificate;
+use crate::tls::certificates::demo_certificate;
 
 /// The demo app's name.
 const DEMO_APP: &str = "hello";

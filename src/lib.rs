@@ -8,10 +8,16 @@
 //! - [`state`]: what the Portal core writes under `state_dir`, loaded into
 //!   immutable snapshots and reloaded when it changes.
 //! - [`listeners`]: the Pingora shells (HTTPS, port 80, MQTT, the internal
-//!   listener, metrics). They gather inputs, ask `decision`, and apply what
+//!   listener, metrics). They gather inputs, ask the core, and apply what
 //!   it decided; they decide nothing themselves.
-//! - [`ops`]: running it: metrics, the access log, edge limits, TLS.
+//! - [`admission`]: who gets in and how much they may hold (the connection
+//!   guard, limits, rate limits, the PROXY header, requests in flight).
+//! - [`tls`]: the certificate served and pinned peer TLS.
+//! - [`observe`]: metrics, the access log, the process log.
+//! - [`dns`]: upstream names resolved and cached by their TTL.
+//! - [`compress`]: answers compressed for the clients that ask.
 //! - [`acme`]: the certificate obtained and renewed by ACME DNS-01.
+//! - [`clock`]: the clock and random source handed to the core.
 //! - At the top: the config, the identity key, start-up wiring (`server`),
 //!   the command-line subcommands and the demo.
 
@@ -19,11 +25,16 @@
 #![warn(unreachable_pub)]
 
 pub mod acme;
+pub mod admission;
+pub mod clock;
 pub mod commands;
+pub mod compress;
 pub mod config;
 pub mod demo;
+pub mod dns;
 pub mod identity;
 pub(crate) mod listeners;
-pub mod ops;
+pub mod observe;
 pub mod server;
 pub mod state;
+pub mod tls;

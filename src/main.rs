@@ -141,7 +141,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let opt = cli.run.into_pingora();
-    portal_proxy::ops::logging::init();
+    portal_proxy::observe::logging::init();
     match cli.command {
         Some(Command::Keygen { path }) => finish(commands::keygen(&path)),
         Some(Command::ConfigSchema) => finish(Ok(commands::config_schema())),
@@ -164,7 +164,7 @@ fn main() -> ExitCode {
                 validity,
                 url: &url,
             },
-            portal_proxy::ops::unix_now(),
+            portal_proxy::clock::unix_now(),
         )),
         Some(Command::Demo {
             dir,

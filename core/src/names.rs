@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 /// An upstream address: an IP socket address, or a host name resolved by DNS
-/// through the cache of `ops::dns`, each answer kept for its TTL
+/// through the cache of `dns`, each answer kept for its TTL
 /// (containers change addresses when restarted).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostPort {

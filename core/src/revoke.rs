@@ -5,7 +5,7 @@
 //! upgraded connection, a streaming response) that its caller could no
 //! longer open is closed. [`Opened`] is what a forwarded request was decided as;
 //! [`still_allowed`] decides it again against a new snapshot. Pure; the
-//! reload service applies it to the live requests of `ops::live`.
+//! reload service applies it to the live requests of `admission::live`.
 
 use super::access::{decide as access_decision, match_rule, stricter};
 use super::caller::Caller;

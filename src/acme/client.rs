@@ -12,7 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-pub(super) use crate::ops::tls::client_config;
+pub(super) use crate::tls::certificates::client_config;
 
 /// The most of a solver's answer read (it is only logged).
 const MAX_ANSWER: usize = 16 * 1024;

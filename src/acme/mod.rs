@@ -6,7 +6,7 @@
 //! `portal_core::renewal`'s; here are the clock, the files, the CA and
 //! the solvers that set the TXT record.
 //!
-//! May import `ops` (certificates, metrics, DNS) and `portal-core`; the
+//! May import `tls`, `observe`, `dns`, `clock` and `portal-core`; the
 //! config builds its [`Settings`], `server` starts its [`AcmeService`].
 
 #![forbid(unsafe_code)]
@@ -29,7 +29,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use rand::Rng as _;
 
-use crate::ops::tls::CertResolver;
+use crate::tls::certificates::CertResolver;
 use instant_acme::CertificateIdentifier;
 use portal_core::identity::Identity;
 use portal_core::renewal::{self, Held, OrderBudget};
@@ -135,19 +135,20 @@ impl AcmeService {
     /// The certificate in the files now, as renewal sees it, and its ARI
     /// identifier.
     fn held(&self) -> (Held, Option<CertificateIdentifier<'static>>) {
-        let Ok(key) = crate::ops::tls::load_certified_key(&self.cert_file, &self.key_file) else {
+        let Ok(key) = crate::tls::certificates::load_certified_key(&self.cert_file, &self.key_file)
+        else {
             return (Held::Nothing, None);
         };
-        let Some((not_before, not_after)) = crate::ops::tls::validity(&key) else {
+        let Some((not_before, not_after)) = crate::tls::certificates::validity(&key) else {
             return (Held::Nothing, None);
         };
         let held = Held::Certificate {
             not_before,
             not_after,
-            covers: renewal::covers(&crate::ops::tls::dns_names(&key), &self.names),
+            covers: renewal::covers(&crate::tls::certificates::dns_names(&key), &self.names),
         };
-        let id =
-            crate::ops::tls::ari_parts(&key).map(|(aki, serial)| ari::identifier(&aki, &serial));
+        let id = crate::tls::certificates::ari_parts(&key)
+            .map(|(aki, serial)| ari::identifier(&aki, &serial));
         (held, id)
     }
 
@@ -166,7 +167,7 @@ impl AcmeService {
 #[async_trait]
 impl BackgroundService for AcmeService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let metrics = &crate::ops::metrics::METRICS;
+        let metrics = &crate::observe::metrics::METRICS;
         let mut budget = OrderBudget::new(self.settings.max_orders_per_hour);
         let mut failures = 0u32;
         let mut retry_at: Option<i64> = None;
@@ -178,7 +179,7 @@ impl BackgroundService for AcmeService {
             self.settings.solver.name()
         );
         loop {
-            let now = crate::ops::unix_now();
+            let now = crate::clock::unix_now();
             let (held, id) = self.held();
             // The CA's suggestion, for a certificate that names every name.
             let pick = match (&held, &id) {
@@ -248,7 +249,7 @@ impl BackgroundService for AcmeService {
                         rand::thread_rng().gen(),
                     );
                     // Counted from the failure: an order can take minutes.
-                    retry_at = Some(crate::ops::unix_now() + delay as i64);
+                    retry_at = Some(crate::clock::unix_now() + delay as i64);
                     metrics.acme_failures.set(failures as i64);
                     metrics
                         .acme_orders

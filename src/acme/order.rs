@@ -18,7 +18,7 @@ use portal_core::identity::Identity;
 use portal_core::renewal::challenge_fqdn;
 
 /// Where an order failed: the label of
-/// `portal_proxy_acme_orders_total{result}` (`ops::metrics::ACME_ORDER_RESULTS`)
+/// `portal_proxy_acme_orders_total{result}` (`observe::metrics::ACME_ORDER_RESULTS`)
 /// and the log's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
@@ -360,13 +360,14 @@ async fn finalize(
         .map_err(ca("certificate"))?;
     let key_pem = key.serialize_pem();
     // Never write what would not serve.
-    let served = crate::ops::tls::certified_key_from_pem(&chain_pem, &key_pem).map_err(|e| {
-        failure(
-            Stage::Ca,
-            format!("the certificate issued does not load: {e}"),
-        )
-    })?;
-    let sans = crate::ops::tls::dns_names(&served);
+    let served =
+        crate::tls::certificates::certified_key_from_pem(&chain_pem, &key_pem).map_err(|e| {
+            failure(
+                Stage::Ca,
+                format!("the certificate issued does not load: {e}"),
+            )
+        })?;
+    let sans = crate::tls::certificates::dns_names(&served);
     if !portal_core::renewal::covers(&sans, names) {
         return Err(failure(
             Stage::Ca,

@@ -7,8 +7,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::ops::dns::system::Hickory;
-use crate::ops::dns::{LookupError, Settings};
+use crate::dns::system::Hickory;
+use crate::dns::{LookupError, Settings};
 
 /// How often the records are looked up.
 const POLL: Duration = Duration::from_secs(2);

@@ -136,9 +136,9 @@ impl<'a> Solver<'a> {
                                 path_and_query: path,
                                 body: Some(body),
                             },
-                            crate::ops::unix_now(),
+                            crate::clock::unix_now(),
                             SIGNATURE_VALIDITY,
-                            &crate::ops::fresh_nonce(),
+                            &crate::clock::fresh_nonce(),
                         )
                         .map_err(|e| format!("cannot sign the request: {e}"))?;
                         Ok(signed

@@ -2,7 +2,7 @@
 
 use super::raw;
 use super::validate::Validator;
-use crate::ops::compress::{Levels, Settings};
+use crate::compress::{Levels, Settings};
 
 impl Validator {
     pub(super) fn compression(&mut self, raw: raw::Compression) -> Settings {

@@ -74,7 +74,7 @@ pub struct Limits {
     pub min_body_bytes_per_second: u64,
     pub min_body_rate_grace: Duration,
     /// The request rate limits.
-    pub rate: crate::ops::rate::RateSettings,
+    pub rate: crate::admission::rate::RateSettings,
 }
 
 impl Default for Limits {
@@ -85,14 +85,14 @@ impl Default for Limits {
             downstream_idle_timeout: Duration::from_secs(60),
             max_request_header_bytes: portal_core::head::DEFAULT_MAX_HEADER_BYTES,
             max_request_headers: portal_core::head::DEFAULT_MAX_HEADERS,
-            max_client_connections: crate::ops::limits::default_max_connections(),
+            max_client_connections: crate::admission::limits::default_max_connections(),
             max_connections_per_client: 256,
             handshake_timeout: Duration::from_secs(10),
             request_head_timeout: Duration::from_secs(10),
             mqtt_idle_timeout: Duration::from_secs(600),
             min_body_bytes_per_second: 1024,
             min_body_rate_grace: Duration::from_secs(10),
-            rate: crate::ops::rate::RateSettings::default(),
+            rate: crate::admission::rate::RateSettings::default(),
         }
     }
 }
@@ -121,7 +121,7 @@ pub struct Config {
     pub listen_http: Option<SocketAddr>,
     pub listen_mqtts: Option<SocketAddr>,
     /// `listen.proxy_protocol_from`: `None` when empty.
-    pub proxy_protocol_from: Option<crate::ops::proxy_protocol::Trusted>,
+    pub proxy_protocol_from: Option<crate::admission::proxy_protocol::Trusted>,
     pub tls_cert_file: PathBuf,
     pub tls_key_file: PathBuf,
     /// `tls.acme`: the certificate obtained and renewed by ACME.
@@ -134,11 +134,11 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     pub server: ServerSettings,
     pub limits: Limits,
-    pub access_log: crate::ops::access_log::Target,
+    pub access_log: crate::observe::access_log::Target,
     /// The DNS cache of upstream names (`resolver:`).
-    pub resolver: crate::ops::dns::Settings,
+    pub resolver: crate::dns::Settings,
     /// Response compression (`compression:`).
-    pub compression: crate::ops::compress::Settings,
+    pub compression: crate::compress::Settings,
 }
 
 /// Peer request settings (docs/signing.md; docs/peering.md).

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::raw;
 use super::validate::Validator;
-use crate::ops::dns::Settings;
+use crate::dns::Settings;
 
 /// Name servers given at most (resolv.conf's limit is 3).
 const MAX_NAMESERVERS: usize = 8;

@@ -1,7 +1,7 @@
 //! The validation layer of the config: turns [`raw::Config`] into
 //! [`Config`], reporting every bad value at once, each with its key path.
 
-use crate::ops::proxy_protocol::Trusted;
+use crate::admission::proxy_protocol::Trusted;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -335,7 +335,7 @@ impl Validator {
                 raw_limits.min_body_rate_grace_seconds,
                 d.min_body_rate_grace,
             ),
-            rate: crate::ops::rate::RateSettings {
+            rate: crate::admission::rate::RateSettings {
                 anonymous_per_second: self.count(
                     "limits.anonymous_requests_per_second",
                     raw_limits.anonymous_requests_per_second,
@@ -359,24 +359,24 @@ impl Validator {
     }
 
     /// `access_log`: off, standard output or a file.
-    fn access_log(&mut self, raw: Option<raw::AccessLog>) -> crate::ops::access_log::Target {
+    fn access_log(&mut self, raw: Option<raw::AccessLog>) -> crate::observe::access_log::Target {
         match raw {
-            None => crate::ops::access_log::Target::Stdout,
+            None => crate::observe::access_log::Target::Stdout,
             Some(raw::AccessLog {
                 enabled: Some(false),
                 file: Some(_),
             }) => {
                 self.error("access_log", "a file is given but enabled is false");
-                crate::ops::access_log::Target::Off
+                crate::observe::access_log::Target::Off
             }
             Some(raw::AccessLog {
                 enabled: Some(false),
                 ..
-            }) => crate::ops::access_log::Target::Off,
+            }) => crate::observe::access_log::Target::Off,
             Some(raw::AccessLog { file: Some(f), .. }) => {
-                crate::ops::access_log::Target::File(self.path("access_log.file", &f))
+                crate::observe::access_log::Target::File(self.path("access_log.file", &f))
             }
-            Some(raw::AccessLog { file: None, .. }) => crate::ops::access_log::Target::Stdout,
+            Some(raw::AccessLog { file: None, .. }) => crate::observe::access_log::Target::Stdout,
         }
     }
 

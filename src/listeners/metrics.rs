@@ -13,11 +13,11 @@ use pingora::protocols::http::ServerSession;
 use serde::Serialize;
 
 use super::respond::{accept, refusal_response, uncached};
-use crate::ops::metrics::render;
-use crate::ops::tls::CertResolver;
+use crate::observe::metrics::render;
+use crate::tls::certificates::CertResolver;
 use portal_core::refusal::{Kind, Refusal};
 
-/// Serves the registry of [`crate::ops::metrics`] and the health checks.
+/// Serves the registry of [`crate::observe::metrics`] and the health checks.
 pub(crate) struct MetricsApp {
     /// The certificate served, for readiness.
     pub certificate: Arc<CertResolver>,
@@ -67,7 +67,7 @@ impl ServeHttp for MetricsApp {
                 },
             ),
             "/readyz" => {
-                let now = crate::ops::unix_now();
+                let now = crate::clock::unix_now();
                 let stand_in = self.certificate.stand_in_reason().map(|r| r.to_string());
                 match stand_in.or_else(|| not_ready(self.certificate.validity(), now)) {
                     None => json(

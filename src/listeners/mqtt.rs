@@ -3,7 +3,7 @@
 //! `<app>.<domain>`, and relays bytes to the app's `mqtt` entrypoint over
 //! plain TCP. No access control, as in Portal: MQTT brokers authenticate
 //! their clients themselves. The handshake deadline and the per-client
-//! limit of `ops::guard` apply, and a relay idle both ways for
+//! limit of `admission::guard` apply, and a relay idle both ways for
 //! `limits.mqtt_idle_timeout_seconds` is closed.
 
 use std::sync::Arc;
@@ -23,7 +23,7 @@ pub(crate) struct MqttRelay {
     pub state: Arc<SharedState>,
     pub router: Arc<Router>,
     /// Upstream names, cached.
-    pub dns: Arc<crate::ops::dns::Dns>,
+    pub dns: Arc<crate::dns::Dns>,
     pub connect_timeout: Duration,
     /// A relay with no byte either way for this long is closed
     /// (`limits.mqtt_idle_timeout_seconds`).
@@ -65,7 +65,7 @@ async fn relay(
                 }
             },
             _ = tokio::time::sleep(idle) => {
-                crate::ops::metrics::METRICS
+                crate::observe::metrics::METRICS
                     .slow_clients
                     .with_label_values(&["mqtt_idle"])
                     .inc();

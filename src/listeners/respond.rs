@@ -105,7 +105,7 @@ pub(crate) fn proxy_failure(e: &Error, what: &str) -> Option<Refusal> {
 }
 
 /// The `kind` label of `portal_proxy_upstream_errors_total`, one of
-/// `ops::metrics::UPSTREAM_ERROR_KINDS`.
+/// `observe::metrics::UPSTREAM_ERROR_KINDS`.
 pub(crate) fn error_kind(e: &Error) -> &'static str {
     use ErrorType::*;
     match e.etype() {
@@ -157,7 +157,7 @@ mod tests {
         ] {
             let kind = error_kind(&Error::new(etype.clone()));
             assert!(
-                crate::ops::metrics::UPSTREAM_ERROR_KINDS.contains(&kind),
+                crate::observe::metrics::UPSTREAM_ERROR_KINDS.contains(&kind),
                 "{etype:?} gives {kind}"
             );
         }

@@ -62,7 +62,7 @@ impl BackgroundService for HandoverService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         use tokio::signal::unix::{signal, SignalKind};
         if self.upgrading {
-            self.handover.took_over(crate::ops::unix_now());
+            self.handover.took_over(crate::clock::unix_now());
         }
         // The sockets are in hand: another upgrade may follow this one.
         drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()).take());
@@ -75,7 +75,7 @@ impl BackgroundService for HandoverService {
         };
         tokio::select! {
             _ = quit.recv() => {
-                self.handover.handed_over(crate::ops::unix_now());
+                self.handover.handed_over(crate::clock::unix_now());
                 info!("handing the listening sockets over: signatures over CA TLS created from now on are the next process's");
             }
             _ = shutdown.changed() => {}

@@ -22,7 +22,12 @@ use pingora::services::ServiceHandle;
 use rustls::sign::CertifiedKey;
 
 use crate::acme::AcmeService;
+use crate::admission::guard::{Guard, GuardLimits, Guarded, HandshakeGuard, Kind};
+use crate::admission::limits::ConnectionCap;
+use crate::admission::live::LiveRequests;
+use crate::admission::proxy_protocol::Trusted;
 use crate::config::Config;
+use crate::dns::Dns;
 use crate::listeners::https::{Portal, PortalProxy};
 use crate::listeners::internal::client::PeerClient;
 use crate::listeners::internal::core_client::CoreClient;
@@ -31,17 +36,10 @@ use crate::listeners::metrics::MetricsApp;
 use crate::listeners::mqtt::MqttRelay;
 use crate::listeners::plain::Strict;
 use crate::listeners::redirect::RedirectToHttps;
-use crate::ops::access_log::AccessLog;
-use crate::ops::dns::Dns;
-use crate::ops::guard::{Guard, GuardLimits, Guarded, HandshakeGuard, Kind};
-use crate::ops::limits::ConnectionCap;
-use crate::ops::live::LiveRequests;
-use crate::ops::peer_tls::{
-    identity_certificate, PeerAwareResolver, PeerClientKeys, RecordTlsPeer,
-};
-use crate::ops::proxy_protocol::Trusted;
-use crate::ops::tls::{load_certified_key, CertResolver};
+use crate::observe::access_log::AccessLog;
 use crate::state::{SharedState, StateError};
+use crate::tls::certificates::{load_certified_key, CertResolver};
+use crate::tls::peer::{identity_certificate, PeerAwareResolver, PeerClientKeys, RecordTlsPeer};
 pub use check::{check, verdict};
 use portal_core::body::HeldBudget;
 use portal_core::decide::Policy;
@@ -96,7 +94,7 @@ pub fn load(config: &Config) -> Result<Loaded, Vec<String>> {
         Ok(key) => Some(key),
         // Under ACME, no certificate yet is the normal first start.
         Err(e) if config.acme.is_some() => identity.as_ref().and_then(|identity| {
-            let key = crate::ops::tls::stand_in_certificate(&portal_domain(identity, config))
+            let key = crate::tls::certificates::stand_in_certificate(&portal_domain(identity, config))
                 .map_err(|e| errors.push(format!("tls: cannot make a stand-in certificate: {e}")))
                 .ok()?;
             stand_in = Some(format!(
@@ -211,7 +209,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     // A stand-in's notAfter is no certificate's: 0 until the first one.
     record_certificate_expiry(match loaded.stand_in {
         Some(_) => Some(0),
-        None => crate::ops::tls::expiry(&loaded.certificate),
+        None => crate::tls::certificates::expiry(&loaded.certificate),
     });
     let identity = Arc::new(loaded.identity);
     let state = Arc::new(SharedState::new(loaded.snapshot));
@@ -336,17 +334,17 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         live,
         identity: identity.clone(),
         dns: dns.clone(),
-        rate: crate::ops::rate::RateLimits::new(config.limits.rate),
-        compression: crate::ops::compress::Compressors::new(config.compression.clone()),
+        rate: crate::admission::rate::RateLimits::new(config.limits.rate),
+        compression: crate::compress::Compressors::new(config.compression.clone()),
     });
     let router = router_shared;
 
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, PortalProxy::new(portal));
-    proxy.h2_options = Some(crate::ops::limits::h2_options(
+    proxy.h2_options = Some(crate::admission::limits::h2_options(
         config.limits.max_request_header_bytes,
     ));
     let mut options = HttpServerOptions::default();
-    options.keepalive_request_limit = Some(crate::ops::limits::KEEPALIVE_REQUEST_LIMIT);
+    options.keepalive_request_limit = Some(crate::admission::limits::KEEPALIVE_REQUEST_LIMIT);
     options.h2_idle_timeout = Some(config.limits.downstream_idle_timeout);
     proxy.server_options = Some(options);
     // The MQTT listener's TLS: the CA certificate, nothing else.
@@ -356,7 +354,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
         Ok(tls)
     };
     // The HTTPS listener's: HTTP/2, and pinned peer TLS beside the CA
-    // certificate (ops::peer_tls).
+    // certificate (tls::peer).
     let https_tls = {
         let mut tls =
             TlsSettings::with_callbacks(Box::new(RecordTlsPeer)).map_err(|e| e.to_string())?;

@@ -4,7 +4,7 @@
 //! SIGHUP (which also reopens the access log file). Its tick also recounts
 //! open descriptors for the connection cap and ends the requests whose
 //! terminal token expired. Being a Pingora service, it runs after `-d` has
-//! forked. It is wiring: it reads files through `state` and `ops::tls`,
+//! forked. It is wiring: it reads files through `state` and `tls::certificates`,
 //! and tells the listeners' shared parts what changed.
 
 #![forbid(unsafe_code)]
@@ -17,13 +17,13 @@ use log::{error, info, warn};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
+use crate::admission::guard::Guard;
+use crate::admission::live::LiveRequests;
 use crate::listeners::internal::client::PeerClient;
-use crate::ops::access_log::AccessLog;
-use crate::ops::guard::Guard;
-use crate::ops::live::LiveRequests;
-use crate::ops::tls::{load_certified_key, CertResolver};
+use crate::observe::access_log::AccessLog;
 use crate::state::watch::{files_fingerprint, fingerprint, POLL_INTERVAL};
 use crate::state::{SharedState, StateError};
+use crate::tls::certificates::{load_certified_key, CertResolver};
 use portal_core::replay::ReplayCache;
 use portal_core::snapshot::Snapshot;
 
@@ -42,10 +42,10 @@ impl CertificateFiles {
     /// Loads the files again; a certificate that fails keeps the old one
     /// serving (README.md, "Operating it").
     pub(super) fn reload(&self, why: &str) {
-        let reloads = &crate::ops::metrics::METRICS.certificate_reloads;
+        let reloads = &crate::observe::metrics::METRICS.certificate_reloads;
         match load_certified_key(&self.cert_file, &self.key_file) {
             Ok(key) => {
-                let expires = crate::ops::tls::expiry(&key);
+                let expires = crate::tls::certificates::expiry(&key);
                 self.resolver.replace(key);
                 record_certificate_expiry(expires);
                 reloads.with_label_values(&["ok"]).inc();
@@ -65,7 +65,7 @@ impl CertificateFiles {
 /// Sets `portal_proxy_certificate_expiry_timestamp_seconds`.
 pub(super) fn record_certificate_expiry(expires: Option<i64>) {
     if let Some(t) = expires {
-        crate::ops::metrics::METRICS
+        crate::observe::metrics::METRICS
             .certificate_expiry
             .set(t as f64);
     }
@@ -73,9 +73,9 @@ pub(super) fn record_certificate_expiry(expires: Option<i64>) {
 
 /// Counts a state load by file kind and sets the entry gauges.
 pub(super) fn record_state(snapshot: &Snapshot, errors: &[StateError]) {
-    crate::ops::metrics::align_series(snapshot);
-    let m = &crate::ops::metrics::METRICS;
-    for kind in crate::ops::metrics::STATE_FILE_KINDS {
+    crate::observe::metrics::align_series(snapshot);
+    let m = &crate::observe::metrics::METRICS;
+    for kind in crate::observe::metrics::STATE_FILE_KINDS {
         let failed = errors.iter().filter(|e| e.kind == kind).count() as u64;
         if failed > 0 {
             m.state_reloads
@@ -145,7 +145,7 @@ impl Reloader {
                 }
                 let s = self.state.load();
                 record_state(&s, &errors);
-                let now = crate::ops::unix_now();
+                let now = crate::clock::unix_now();
                 self.replay
                     .retain_peers(|id| s.peers.get(id).is_some(), s.peers.len(), now);
                 let revoked = self.live.revoke(&s, now);
@@ -204,7 +204,7 @@ impl BackgroundService for Reloader {
                 _ = tick.tick() => {
                     self.guard.recount_cap();
                     // A terminal's token ends at its `exp`, reload or not.
-                    let expired = self.live.expire(crate::ops::unix_time());
+                    let expired = self.live.expire(crate::clock::unix_time());
                     if expired > 0 {
                         info!("{expired} open request(s) of a terminal whose token expired, closed unless they end within 1 s");
                     }

@@ -224,7 +224,7 @@ impl Setup {
         let identity = portal_proxy::identity::generate();
         portal_proxy::identity::write_new(&identity, &etc.join("identity.pem")).unwrap();
         let domain = format!("{}.{BASE_DOMAIN}", identity.short_id());
-        let cert = portal_proxy::ops::tls::demo_certificate(&domain).unwrap();
+        let cert = portal_proxy::tls::certificates::demo_certificate(&domain).unwrap();
         write(&etc.join("cert.pem"), &cert.cert_pem);
         write(&etc.join("key.pem"), &cert.key_pem);
         write(&etc.join("state/apps/files/app_meta.json"), APP_META);

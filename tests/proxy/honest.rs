@@ -120,14 +120,14 @@ impl Setup {
             path_and_query: path,
             body: None,
         };
-        let now = portal_proxy::ops::unix_now();
+        let now = portal_proxy::clock::unix_now();
         signed_headers(
             &who.signing_key,
             keyid,
             &outgoing,
             now - age,
             60,
-            &portal_proxy::ops::fresh_nonce(),
+            &portal_proxy::clock::fresh_nonce(),
         )
         .unwrap()
         .into_iter()
@@ -329,7 +329,7 @@ async fn pinned_from(
     source: &str,
     who: &Identity,
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    use portal_proxy::ops::peer_tls::{identity_certificate, pinned_client_config};
+    use portal_proxy::tls::peer::{identity_certificate, pinned_client_config};
     let own = identity_certificate(who, "caller.portal.test").unwrap();
     let key = s.files.identity.signing_key.verifying_key().to_bytes();
     let config = pinned_client_config(key, &own).unwrap();

@@ -357,7 +357,7 @@ fn our_signatures_verify_in_python() {
             &request,
             now(),
             60,
-            &portal_proxy::ops::fresh_nonce(),
+            &portal_proxy::clock::fresh_nonce(),
         )
         .unwrap();
         let result = python_verify(&peer, req, &headers).unwrap_or_else(|e| {

@@ -21,7 +21,7 @@ use portal_core::signature::{
 };
 
 fn now() -> i64 {
-    portal_proxy::ops::unix_now()
+    portal_proxy::clock::unix_now()
 }
 
 /// Requests of the shapes peers send: a query, none, an empty one, a
@@ -86,7 +86,7 @@ fn ours(who: &Identity, method: &str, url: &str, body: Option<&str>) -> Vec<(Str
         &outgoing,
         now(),
         60,
-        &portal_proxy::ops::fresh_nonce(),
+        &portal_proxy::clock::fresh_nonce(),
     )
     .unwrap()
     .into_iter()
@@ -219,7 +219,7 @@ async fn theirs(
     params
         .set_created(created)
         .set_expires(created + 60)
-        .set_nonce(&portal_proxy::ops::fresh_nonce())
+        .set_nonce(&portal_proxy::clock::fresh_nonce())
         .set_keyid(&who.id)
         .set_alg(&AlgorithmName::Ed25519)
         .set_tag("portal");

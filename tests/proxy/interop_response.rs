@@ -11,7 +11,7 @@ use portal_core::signature::{signed_headers, Outgoing};
 use serde_json::{json, Value};
 
 fn now() -> i64 {
-    portal_proxy::ops::unix_now()
+    portal_proxy::clock::unix_now()
 }
 
 /// A signed request of `caller` and the answer `answerer` signs for it.
@@ -52,7 +52,7 @@ fn exchange_with(
         &outgoing,
         now(),
         60,
-        &portal_proxy::ops::fresh_nonce(),
+        &portal_proxy::clock::fresh_nonce(),
     )
     .unwrap()
     .into_iter()

@@ -221,12 +221,12 @@ async fn metrics_count_known_traffic() {
         ),
         Some(1.0)
     );
-    let cert = portal_proxy::ops::tls::load_certified_key(
+    let cert = portal_proxy::tls::certificates::load_certified_key(
         &s.files.dir.join("cert.pem"),
         &s.files.dir.join("key.pem"),
     )
     .unwrap();
-    let expiry = portal_proxy::ops::tls::expiry(&cert).unwrap() as f64;
+    let expiry = portal_proxy::tls::certificates::expiry(&cert).unwrap() as f64;
     assert_eq!(
         value(&m, "portal_proxy_certificate_expiry_timestamp_seconds", &[]),
         Some(expiry)
@@ -422,7 +422,7 @@ async fn the_certificate_is_swapped_without_dropping_connections() {
 
     // A good new certificate from another CA: key first, then the
     // certificate, each renamed into place.
-    let new = portal_proxy::ops::tls::demo_certificate(&s.files.domain).unwrap();
+    let new = portal_proxy::tls::certificates::demo_certificate(&s.files.domain).unwrap();
     for (name, content) in [("key.pem", &new.key_pem), ("cert.pem", &new.cert_pem)] {
         let tmp = s.files.dir.join(format!(".{name}.tmp"));
         std::fs::write(&tmp, content).unwrap();
@@ -447,8 +447,8 @@ async fn the_certificate_is_swapped_without_dropping_connections() {
     let new_client = client(&new.ca_pem, Protocol::Http2);
     assert_eq!(get(&new_client).await.unwrap().status(), StatusCode::OK);
     let m = scrape(s.metrics).await;
-    let new_expiry = portal_proxy::ops::tls::expiry(
-        &portal_proxy::ops::tls::load_certified_key(
+    let new_expiry = portal_proxy::tls::certificates::expiry(
+        &portal_proxy::tls::certificates::load_certified_key(
             &s.files.dir.join("cert.pem"),
             &s.files.dir.join("key.pem"),
         )

@@ -1398,7 +1398,7 @@ async fn an_upgrade_fails_whole_or_happens_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_request_is_not_accepted_twice_across_an_upgrade() {
     use portal_core::signature::{signed_headers, Outgoing};
-    use portal_proxy::ops::unix_now;
+    use portal_proxy::clock::unix_now;
     use tokio::io::AsyncWriteExt;
     let files = PortalFiles::new("ops-handover");
     let (alpha, beta, core) = upstreams();
@@ -1424,7 +1424,7 @@ async fn a_signed_request_is_not_accepted_twice_across_an_upgrade() {
             path_and_query: path,
             body: None,
         };
-        let nonce = portal_proxy::ops::fresh_nonce();
+        let nonce = portal_proxy::clock::fresh_nonce();
         let headers = signed_headers(&peer.signing_key, &peer.id, &outgoing, created, 60, &nonce);
         let mut request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\n");
         for (name, value) in headers.unwrap() {

@@ -587,7 +587,7 @@ async fn peering_ca_file_is_reloaded() {
     s.peered().await;
     let ca_file = s.p1.files.dir.join("peer-ca.pem");
     // Another CA only: Portal 2's certificate is no longer trusted.
-    let other = portal_proxy::ops::tls::demo_certificate("other.test").unwrap();
+    let other = portal_proxy::tls::certificates::demo_certificate("other.test").unwrap();
     std::fs::write(&ca_file, &other.ca_pem).unwrap();
     let call = || async { s.call("peer/x").await.status() };
     let refused = eventually(Duration::from_secs(5), || async {
@@ -645,7 +645,7 @@ pub(crate) async fn rogue_listener(
     domain: &str,
 ) -> (tokio_rustls::TlsAcceptor, tokio::net::TcpListener, String) {
     use rustls::pki_types::pem::PemObject;
-    let cert = portal_proxy::ops::tls::demo_certificate(domain).unwrap();
+    let cert = portal_proxy::tls::certificates::demo_certificate(domain).unwrap();
     let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
         .map(Result::unwrap)
         .collect();

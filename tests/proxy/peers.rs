@@ -79,7 +79,7 @@ fn headers_for(
         &request,
         created,
         60,
-        &portal_proxy::ops::fresh_nonce(),
+        &portal_proxy::clock::fresh_nonce(),
     )
     .unwrap()
 }

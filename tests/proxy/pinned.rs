@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::*;
 use crate::peering::{impersonate, rogue_listener, setup, setup_with, Channel, Setup};
-use portal_proxy::ops::peer_tls::{
+use portal_proxy::tls::peer::{
     identity_certificate, pinned_client_config, PinnedServer, PEER_ALPN,
 };
 use reqwest::StatusCode;
@@ -95,7 +95,7 @@ fn count_what_is_seen(
 async fn ed25519_imposter(domain: &str) -> (tokio_rustls::TlsAcceptor, tokio::net::TcpListener) {
     let stranger = portal_proxy::identity::generate();
     let cert = identity_certificate(&stranger, domain).unwrap();
-    let resolver = portal_proxy::ops::tls::CertResolver::new((*cert).clone());
+    let resolver = portal_proxy::tls::certificates::CertResolver::new((*cert).clone());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -354,7 +354,7 @@ async fn only_a_proven_key_counts_as_verified() {
     let key = s.p2.files.identity.signing_key.verifying_key().to_bytes();
     let answer = exchange(
         &s,
-        portal_proxy::ops::peer_tls::pinned_client_config(key, &mixed).unwrap(),
+        portal_proxy::tls::peer::pinned_client_config(key, &mixed).unwrap(),
         &get(&host),
     )
     .await;

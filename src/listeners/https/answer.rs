@@ -11,7 +11,7 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
 
-use crate::ops::compress::{Compressing, Compressors};
+use crate::compress::{Compressing, Compressors};
 use portal_core::decide::AnswerBinding;
 use portal_core::encoding::{choose, compressed_etag, varies_on_accept_encoding, Exchange};
 use portal_core::identity::Identity;
@@ -33,7 +33,7 @@ pub(super) fn sign(
         head.status.as_u16(),
         &head.headers,
         &binding.as_request(),
-        crate::ops::unix_now(),
+        crate::clock::unix_now(),
     )
     .map_err(|e| Error::because(ErrorType::InternalError, "signing the answer", e))?;
     head.insert_header("signature-input", signed.signature_input)?;

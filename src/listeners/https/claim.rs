@@ -3,7 +3,7 @@
 //! `created` at all across an upgrade (`portal_core::replay::Handover`).
 
 use super::Portal;
-use crate::ops::metrics::METRICS;
+use crate::observe::metrics::METRICS;
 use portal_core::decide::{NonceClaim, PEER_NONCES};
 use portal_core::replay::ReplayError;
 

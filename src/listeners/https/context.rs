@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use pingora::{Error, ErrorType, Result};
 
+use crate::admission::guard::InFlight;
+use crate::admission::live::LiveRequest;
+use crate::compress::Compressing;
 use crate::listeners::respond::abort;
-use crate::ops::compress::Compressing;
-use crate::ops::guard::InFlight;
-use crate::ops::live::LiveRequest;
 use pingora::http::RequestHeader;
 use portal_core::body::BodyRate;
 use portal_core::decide::{AnswerBinding, Facts, Head, Plan};

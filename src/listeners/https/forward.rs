@@ -7,7 +7,7 @@ use log::warn;
 use pingora::http::RequestHeader;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
-use crate::ops::dns::Dns;
+use crate::dns::Dns;
 use portal_core::caller::TERMINAL_COOKIE;
 use portal_core::credentials::{remove_cookie, Credentials};
 use portal_core::decide::Plan;
@@ -162,7 +162,7 @@ fn strip_client_headers(
 
 /// Resolves an upstream for one connection attempt, through the DNS
 /// cache: container addresses change when containers restart, so a name's
-/// answer is kept for its TTL only (see `ops::dns`). A name without an
+/// answer is kept for its TTL only (see `dns`). A name without an
 /// address is `ConnectNoRoute`, a 502.
 pub(super) async fn resolve(dns: &Dns, upstream: &HostPort) -> Result<SocketAddr> {
     dns.resolve(&upstream.host, upstream.port)

@@ -3,7 +3,7 @@
 
 use pingora::proxy::Session;
 
-use crate::ops::rate::{ClientKey, RateLimits};
+use crate::admission::rate::{ClientKey, RateLimits};
 use portal_core::caller::Caller;
 use portal_core::decide::Decision;
 use portal_core::refusal::Refusal;

@@ -29,14 +29,14 @@ use pingora::{Error, Result};
 
 use super::request_host;
 use super::respond::write_refusal_with;
+use crate::admission::guard::{digest_key, Guard};
+use crate::admission::live::LiveRequests;
+use crate::admission::rate::RateLimits;
 use crate::config::Limits;
-use crate::ops::access_log::{AccessLog, Entry};
-use crate::ops::guard::{digest_key, Guard};
-use crate::ops::live::LiveRequests;
-use crate::ops::metrics;
-use crate::ops::peer_tls::TlsPeer;
-use crate::ops::rate::RateLimits;
+use crate::observe::access_log::{AccessLog, Entry};
+use crate::observe::metrics;
 use crate::state::SharedState;
+use crate::tls::peer::TlsPeer;
 use portal_core::body::BodyRate;
 use portal_core::caller::Caller;
 use portal_core::decide::{decide, Decision, Facts, Policy, Verdict};
@@ -68,11 +68,11 @@ pub(crate) struct Portal {
     /// signed with it.
     pub identity: Arc<Identity>,
     /// Upstream names, cached (shared with every listener).
-    pub dns: Arc<crate::ops::dns::Dns>,
+    pub dns: Arc<crate::dns::Dns>,
     /// Request rates per client address and per peer.
     pub rate: RateLimits,
     /// The encoders of compressed answers.
-    pub compression: crate::ops::compress::Compressors,
+    pub compression: crate::compress::Compressors,
 }
 
 /// The HTTPS listener's request handling.
@@ -180,7 +180,7 @@ impl ProxyHttp for PortalProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let client = limit::client_key(session);
         if let Stage::Undecided = ctx.stage {
-            let now = crate::ops::unix_now();
+            let now = crate::clock::unix_now();
             let snapshot = self.portal.state.load();
             let has_body = !session.is_body_empty();
             let ssl = ssl_digest(session);
@@ -300,7 +300,7 @@ impl ProxyHttp for PortalProxy {
         // Idle timeouts only: a body may stream for hours (README.md, "Operating it").
         peer.options.read_timeout = Some(limits.upstream_idle_timeout);
         peer.options.write_timeout = Some(limits.upstream_idle_timeout);
-        peer.options.tcp_recv_buf = Some(crate::ops::limits::UPSTREAM_RECV_BUFFER);
+        peer.options.tcp_recv_buf = Some(crate::admission::limits::UPSTREAM_RECV_BUFFER);
         Ok(Box::new(peer))
     }
 
@@ -505,7 +505,7 @@ impl ProxyHttp for PortalProxy {
             .map(|ip| portal_core::outbound::canonical_ip(ip).to_string())
             .unwrap_or_default();
         self.portal.access_log.log(&Entry {
-            time: crate::ops::access_log::now_rfc3339(),
+            time: crate::observe::access_log::now_rfc3339(),
             client: &client,
             host: ctx.received.host.as_deref().unwrap_or(""),
             app,

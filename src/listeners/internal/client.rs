@@ -20,7 +20,7 @@ use pingora::protocols::http::ServerSession;
 use super::failure::CallFailure;
 use crate::config::{Limits, Peering};
 use crate::listeners::{connect, ConnectError};
-use crate::ops::peer_tls::{pinned_client_config, wrong_key};
+use crate::tls::peer::{pinned_client_config, wrong_key};
 use portal_core::identity::Identity;
 use portal_core::outbound::{end_to_end, unsigned_refusal, SIGNATURE_VALIDITY};
 use portal_core::peers::Peer;
@@ -34,7 +34,7 @@ use rustls::sign::CertifiedKey;
 /// The trust roots of peer connections: the system's, plus the PEM
 /// bundle of `peering.ca_file`.
 pub(crate) fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
-    crate::ops::tls::client_config(ca_file, "peering.ca_file")
+    crate::tls::certificates::client_config(ca_file, "peering.ca_file")
 }
 
 /// Signs requests as this Portal and sends them to peers.
@@ -49,7 +49,7 @@ pub(crate) struct PeerClient {
     connect_timeout: Duration,
     idle_timeout: Duration,
     /// Peers' names, cached.
-    dns: Arc<crate::ops::dns::Dns>,
+    dns: Arc<crate::dns::Dns>,
     /// Which peers' TLS is pinned to their key.
     transports: Transports,
     /// What this Portal proves its key with in pinned peer TLS.
@@ -63,7 +63,7 @@ impl PeerClient {
         router: Arc<Router>,
         peering: &Peering,
         limits: &Limits,
-        dns: Arc<crate::ops::dns::Dns>,
+        dns: Arc<crate::dns::Dns>,
     ) -> Result<Self, String> {
         Ok(PeerClient {
             tls: ArcSwap::from_pointee(tls_config(peering.ca_file.as_deref())?),
@@ -110,7 +110,7 @@ impl PeerClient {
     /// A pinned peer's address answered with another key: whoever holds
     /// it is not the peer, and got no byte of the request.
     fn wrong_key(&self, peer: &Peer) -> CallFailure {
-        crate::ops::metrics::METRICS
+        crate::observe::metrics::METRICS
             .outbound_unverified
             .with_label_values(&[&peer.id])
             .inc();
@@ -206,9 +206,9 @@ impl PeerClient {
             &self.identity.signing_key,
             &self.identity.id,
             &outgoing,
-            crate::ops::unix_now(),
+            crate::clock::unix_now(),
             SIGNATURE_VALIDITY,
-            &crate::ops::fresh_nonce(),
+            &crate::clock::fresh_nonce(),
         )
         .map_err(|e| CallFailure::bad_request(format!("cannot sign the request: {e}")))?;
         let mut builder = hyper::Request::builder()
@@ -302,7 +302,7 @@ impl PeerClient {
             &binding,
             &peer.id,
             &peer.key,
-            crate::ops::unix_now(),
+            crate::clock::unix_now(),
             self.window,
         );
         // Only what the peer signed reaches the app; of an unsigned
@@ -318,7 +318,7 @@ impl PeerClient {
                     );
                     return Err(CallFailure::PeerRefused(peer.short_id().to_string(), kind));
                 }
-                crate::ops::metrics::METRICS
+                crate::observe::metrics::METRICS
                     .outbound_unverified
                     .with_label_values(&[&peer.id])
                     .inc();
@@ -332,7 +332,7 @@ impl PeerClient {
                 ));
             }
             Err(e) => {
-                crate::ops::metrics::METRICS
+                crate::observe::metrics::METRICS
                     .outbound_unverified
                     .with_label_values(&[&peer.id])
                     .inc();
@@ -359,7 +359,7 @@ impl PeerClient {
 }
 
 /// Whether a failed pinned handshake failed on the server's key: the key
-/// it presented is not the peer's ([`PinnedServer`](crate::ops::peer_tls::PinnedServer)
+/// it presented is not the peer's ([`PinnedServer`](crate::tls::peer::PinnedServer)
 /// refused it), or it has no ed25519 key to present (it answered the
 /// offer of ed25519 alone with `handshake_failure`).
 fn is_wrong_key(e: &std::io::Error) -> bool {

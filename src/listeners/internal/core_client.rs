@@ -28,7 +28,7 @@ pub(crate) const APP_HEADER: &str = "x-ptl-app";
 pub(crate) struct CoreClient {
     pub upstream: HostPort,
     /// The core's name, cached.
-    pub dns: Arc<crate::ops::dns::Dns>,
+    pub dns: Arc<crate::dns::Dns>,
     pub connect_timeout: Duration,
     /// Per read of the core's answer, never a total.
     pub idle_timeout: Duration,

@@ -129,7 +129,7 @@ impl InternalApi {
             Ok(code) => *code,
             Err(e) => Refusal::from(e.clone()).status(),
         };
-        crate::ops::metrics::outbound(&peer.id, crate::ops::metrics::status_class(code));
+        crate::observe::metrics::outbound(&peer.id, crate::observe::metrics::status_class(code));
         status.map(|_| ())
     }
 

@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use portal_core::identity::Identity;
-use portal_proxy::ops::tls::demo_certificate;
+use portal_proxy::tls::certificates::demo_certificate;
 use serde::{Deserialize, Serialize};
 
 /// What an echo upstream received, as it reports it in its JSON body.

@@ -18,8 +18,8 @@ use pingora::server::ShutdownWatch;
 
 use super::watched::Watched;
 use super::{Guard, ACTIVE, CLOSED, HANDSHAKE, WAITING};
-use crate::ops::metrics::METRICS;
-use crate::ops::proxy_protocol::{read_header, source, starts_a_header, Refused, Trusted};
+use crate::admission::proxy_protocol::{read_header, source, starts_a_header, Refused, Trusted};
+use crate::observe::metrics::METRICS;
 
 /// The key of a connection in [`Guard`]: its socket digest's address.
 pub(crate) fn digest_key(digest: &Arc<pingora::protocols::SocketDigest>) -> usize {

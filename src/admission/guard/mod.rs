@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::limits::ConnectionCap;
-use super::metrics::METRICS;
+use crate::observe::metrics::METRICS;
 
 /// The bounds of [`Guard`].
 #[derive(Debug, Clone, Copy)]

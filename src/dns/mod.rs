@@ -29,6 +29,8 @@
 //! The lookup itself is a [`Lookup`] and the time a [`Clock`], so that
 //! the cache's logic is tested without a resolver or waiting
 //! (`tests.rs`); [`system`] is the real one, over `hickory-resolver`.
+//!
+//! May import: `observe`, `clock`.
 
 #![forbid(unsafe_code)]
 
@@ -162,7 +164,7 @@ pub struct Dns {
 }
 
 fn metric(result: &str) {
-    crate::ops::metrics::METRICS
+    crate::observe::metrics::METRICS
         .dns_lookups
         .with_label_values(&[result])
         .inc();

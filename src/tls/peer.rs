@@ -48,8 +48,8 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
-use super::metrics::METRICS;
-use super::tls::CertResolver;
+use super::certificates::CertResolver;
+use crate::observe::metrics::METRICS;
 use portal_core::identity::{portal_id, Identity};
 
 /// The ALPN protocol a calling Portal offers (beside `http/1.1`, which
@@ -396,7 +396,7 @@ mod tests {
 
     #[test]
     fn a_ca_certificate_carries_no_ed25519_key() {
-        let demo = super::super::tls::demo_certificate("abcdef.example.org").unwrap();
+        let demo = super::super::certificates::demo_certificate("abcdef.example.org").unwrap();
         let der = CertificateDer::from_pem_slice(demo.cert_pem.as_bytes()).unwrap();
         let e = ed25519_key(der.as_ref()).unwrap_err();
         assert!(e.contains("not ed25519"), "{e}");

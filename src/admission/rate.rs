@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use pingora_limits::rate::Rate;
 
-use super::metrics::METRICS;
+use crate::observe::metrics::METRICS;
 use portal_core::refusal::Refusal;
 
 /// The window of the request rates.

@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::h2_frames::H2Frames;
 use super::{Conn, ACTIVE, CLOSED, WAITING};
-use crate::ops::metrics::METRICS;
+use crate::observe::metrics::METRICS;
 
 /// A client stream whose reads fail once its head deadline passed. On
 /// HTTP/1 it also sees where a head ends (the empty line), so it needs no

@@ -363,7 +363,7 @@ async fn the_cache_is_bounded() {
 }
 
 fn stale_count() -> u64 {
-    crate::ops::metrics::METRICS
+    crate::observe::metrics::METRICS
         .dns_lookups
         .with_label_values(&["stale"])
         .get()

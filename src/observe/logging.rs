@@ -48,7 +48,7 @@ impl Log for Redacting {
         }
         let text = record.args().to_string();
         if CONNECTION_ERRORS.iter().any(|m| text.starts_with(m)) {
-            let second = super::unix_now() as u64;
+            let second = crate::clock::unix_now() as u64;
             let mut burst = self.burst.lock().unwrap_or_else(|e| e.into_inner());
             if burst.0 == second {
                 burst.1 += 1;

@@ -117,7 +117,7 @@ impl AccessLog {
         match tx.try_send(line) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                crate::ops::metrics::METRICS.access_log_dropped.inc();
+                crate::observe::metrics::METRICS.access_log_dropped.inc();
             }
         }
     }

@@ -6,6 +6,8 @@
 //! `compression.max_concurrent` at once (each holds a window and tables:
 //! up to 2 MB), counted in `/metrics`. What is compressed is decided by
 //! `portal_core::encoding`.
+//!
+//! May import: `observe`, `clock`.
 
 #![forbid(unsafe_code)]
 
@@ -16,7 +18,7 @@ use bytes::Bytes;
 use pingora::protocols::http::compression::Encode;
 use portal_core::encoding::Coding;
 
-use crate::ops::metrics::METRICS;
+use crate::observe::metrics::METRICS;
 
 /// The level of each coding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

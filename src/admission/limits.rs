@@ -210,7 +210,7 @@ impl ConnectionCap {
     /// recount, as the [`CONNECTION_FDS`] descriptors it holds once its
     /// request is under way. `excluded` descriptors are left out of the
     /// count (those of the private listeners). The caller counts refusals
-    /// (`ops::guard` sheds first).
+    /// (`admission::guard` sheds first).
     pub(crate) fn try_admit(&self, excluded: usize, reserved: impl FnOnce() -> usize) -> bool {
         let fits = |open: usize| open.saturating_sub(excluded) + CONNECTION_FDS <= self.max;
         if self

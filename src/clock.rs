@@ -1,18 +1,5 @@
-//! Running the proxy (README.md, "Operating it"): Prometheus series, the access
-//! log, edge limits, TLS certificates and the DNS cache.
-
-pub(crate) mod access_log;
-pub mod compress;
-pub mod dns;
-pub(crate) mod guard;
-pub(crate) mod limits;
-pub(crate) mod live;
-pub mod logging;
-pub(crate) mod metrics;
-pub mod peer_tls;
-pub mod proxy_protocol;
-pub mod rate;
-pub mod tls;
+//! The one clock and random source the shells read and pass to the pure
+//! core (which reads neither). Any room may use it.
 
 /// Seconds since the Unix epoch: the one clock the shells read and pass
 /// to the pure core.

@@ -119,7 +119,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::ops::metrics::render;
+    use crate::observe::metrics::render;
     use portal_core::app_meta::AppMeta;
     use portal_core::headers::AppHeaders;
     use portal_core::identity::Identity;

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::ops::guard::Guard;
+use crate::admission::guard::Guard;
 use portal_core::revoke::{still_allowed, Opened};
 use portal_core::snapshot::Snapshot;
 
@@ -122,7 +122,7 @@ impl LiveRequests {
             }
         }
         if !due.is_empty() {
-            crate::ops::metrics::METRICS
+            crate::observe::metrics::METRICS
                 .requests_revoked
                 .inc_by(due.len() as u64);
         }
