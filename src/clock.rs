@@ -1,6 +1,8 @@
 //! The one clock and random source the shells read and pass to the pure
 //! core (which reads neither). Any room may use it.
 
+#![forbid(unsafe_code)]
+
 /// Seconds since the Unix epoch: the one clock the shells read and pass
 /// to the pure core.
 pub fn unix_now() -> i64 {

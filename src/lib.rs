@@ -37,4 +37,5 @@ pub(crate) mod listeners;
 pub mod observe;
 pub mod server;
 pub mod state;
+mod sys;
 pub mod tls;

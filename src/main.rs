@@ -1,6 +1,8 @@
 //! Command line: run the proxy (`-c FILE`, `-t` to check, `-u` to take over
 //! from a running instance), `keygen`, `id`, `demo`. Only wiring lives here.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

@@ -6,6 +6,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::sys::open_files_limit;
+
 /// HTTP/2 streams a client may have open at once (Envoy's edge value).
 pub(crate) const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
 /// HTTP/2 per-stream flow-control window (Envoy's edge value: 64 KiB).
@@ -38,18 +40,6 @@ pub(crate) fn h2_options(
         .max_send_buffer_size(H2_STREAM_SEND_BUFFER)
         .max_header_list_size(max_header_bytes as u32);
     options
-}
-
-/// The soft limit of open file descriptors of this process.
-#[allow(unsafe_code)]
-pub(crate) fn open_files_limit() -> Option<usize> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
-    (ok && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur as usize)
 }
 
 /// What one client connection is budgeted in memory: an idle keep-alive

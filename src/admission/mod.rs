@@ -6,6 +6,8 @@
 //!
 //! May import: `observe`, `clock`.
 
+#![forbid(unsafe_code)]
+
 pub(crate) mod guard;
 pub(crate) mod limits;
 pub(crate) mod live;

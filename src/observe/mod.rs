@@ -4,6 +4,8 @@
 //!
 //! May import: `clock` only. Every other room reports here.
 
+#![forbid(unsafe_code)]
+
 pub(crate) mod access_log;
 pub mod logging;
 pub(crate) mod metrics;

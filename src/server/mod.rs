@@ -2,6 +2,8 @@
 //! reports problems for `-t`, and wires the Pingora services. Used by
 //! `main` for `-t`, for a normal start and for the demo.
 
+#![forbid(unsafe_code)]
+
 mod bindable;
 mod check;
 mod handover;

@@ -4,5 +4,7 @@
 //!
 //! May import: `observe`, `clock`.
 
+#![forbid(unsafe_code)]
+
 pub mod certificates;
 pub mod peer;

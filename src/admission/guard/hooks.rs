@@ -28,17 +28,9 @@ pub(crate) fn digest_key(digest: &Arc<pingora::protocols::SocketDigest>) -> usiz
 
 /// The client address of a socket (Pingora sets the socket digest only
 /// after the pre-TLS hook, so it is asked of the socket itself).
-#[allow(unsafe_code)]
 fn peer_ip(fd: BorrowedFd<'_>) -> Option<IpAddr> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: the descriptor is open for the borrow; ManuallyDrop never
-    // closes it.
-    let socket =
-        std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd.as_raw_fd()) });
-    socket
-        .peer_addr()
-        .ok()
-        .map(|a| portal_core::outbound::canonical_ip(a.ip()))
+    let addr = socket2::SockRef::from(&fd).peer_addr().ok()?.as_socket()?;
+    Some(portal_core::outbound::canonical_ip(addr.ip()))
 }
 
 /// The rustls listeners' pre-TLS hook: the PROXY protocol header from
@@ -94,10 +86,7 @@ impl HandshakeGuard {
 impl PreTlsProcess for HandshakeGuard {
     async fn process(&self, stream: &mut L4Stream) -> pingora::Result<()> {
         let guard = &self.guard;
-        // SAFETY: the stream owns the descriptor for this whole call.
-        #[allow(unsafe_code)]
-        let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-        let socket_ip = peer_ip(fd);
+        let socket_ip = peer_ip(crate::sys::borrow_socket(&*stream));
         let trusted = self.proxy_protocol.as_deref();
         let from_balancer = trusted.is_some_and(|t| socket_ip.is_some_and(|ip| t.trusts(ip)));
         // Behind a load balancer, the client it names counts (its share,
@@ -109,7 +98,12 @@ impl PreTlsProcess for HandshakeGuard {
             socket_ip
         };
         let conn = guard
-            .admit(fd, client_ip, HANDSHAKE, true)
+            .admit(
+                crate::sys::borrow_socket(&*stream),
+                client_ip,
+                HANDSHAKE,
+                true,
+            )
             .map_err(accept_error)?;
         let timer_guard = guard.clone();
         let timer_conn = conn.clone();
@@ -213,9 +207,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             None if stream.get_ssl_digest().is_some() => return None,
             None => {
                 // A plain listener: admitted here.
-                // SAFETY: the stream owns the descriptor for this whole call.
-                #[allow(unsafe_code)]
-                let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+                let borrowed = crate::sys::borrow_socket(&stream);
                 let ip = peer_ip(borrowed);
                 guard.admit(borrowed, ip, WAITING, self.capped).ok()?
             }

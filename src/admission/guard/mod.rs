@@ -124,28 +124,22 @@ impl Conn {
 
     /// Ends the connection, whatever Pingora is doing with it, and closes
     /// the duplicate.
-    #[allow(unsafe_code)]
     fn close(&self) {
         if let Some(dup) = self.dup().take() {
-            // SAFETY: shutdown(2) on a descriptor we own.
-            unsafe {
-                libc::shutdown(dup.as_raw_fd(), libc::SHUT_RDWR);
-            }
+            let _ = socket2::SockRef::from(&dup).shutdown(std::net::Shutdown::Both);
         }
     }
 
     /// Whether Pingora has closed its descriptor of the socket (its number
     /// is free, or now names another socket than the duplicate's).
     fn dropped_by_pingora(&self) -> bool {
-        #[allow(unsafe_code)]
-        fn inode(fd: RawFd) -> Option<(u64, u64)> {
-            // SAFETY: fstat writes into the struct we own; a closed fd
-            // only makes it fail.
-            let mut st: libc::stat = unsafe { std::mem::zeroed() };
-            (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+        // What a descriptor number names now (`socket:[inode]`), read
+        // from /proc: no descriptor is borrowed that may be closed.
+        fn names(fd: RawFd) -> Option<std::path::PathBuf> {
+            std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()
         }
         match self.dup().as_ref() {
-            Some(dup) => inode(self.fd) != inode(dup.as_raw_fd()),
+            Some(dup) => names(self.fd) != names(dup.as_raw_fd()),
             None => true,
         }
     }
