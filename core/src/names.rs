@@ -1,5 +1,5 @@
 //! Names the Portal's state and config use: upstream addresses, DNS names
-//! and app names (docs/configuration.md, docs/state.md).
+//! and app names (docs/config.md, docs/state.md).
 
 use std::net::SocketAddr;
 

@@ -1,5 +1,6 @@
-//! Hot reload (docs/operations.md): a background service that polls the
-//! state files' and the certificate's sizes and modification times every
+//! Hot reload (docs/state.md, "how they reload"; README.md, "Operating
+//! it"): a background service that polls the state files' and the
+//! certificate's sizes and modification times every
 //! [`POLL_INTERVAL`] and reloads what changed, and everything at once on
 //! SIGHUP (which also reopens the access log file). Its tick also recounts
 //! open descriptors for the connection cap and ends the requests whose
