@@ -20,7 +20,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 
 use super::access::{decide as access_decision, match_rule, stricter};
-use super::body::{declared_length, BodyCheck, HeldBudget, TooLarge};
+use super::body::{BodyCheck, HeldBudget};
 use super::caller::Caller;
 use super::credentials::{Credentials, Unproved};
 use super::path::canonical_path;
@@ -31,11 +31,9 @@ use super::route::{
     normalize_host, strip_core_prefix, CoreAccess, Entrypoint, RouteError, Router, Target,
 };
 use super::signature::response::RequestBinding;
-use super::signature::{
-    self, ContentDigest, ParsedSignature, RequestParts, SignatureError, Window,
-};
+use super::signature::{self, RequestParts, SignatureError, Window};
 use super::target::{parse_target, RequestTarget};
-use super::transport::{Transport, Transports};
+use super::transport::Transports;
 use crate::app_meta::Access;
 use crate::names::HostPort;
 use crate::snapshot::{App, Snapshot};
@@ -375,8 +373,9 @@ fn plan(
                 has_body: head.has_body,
             };
             let pinned = head.tls_peer.is_some();
-            let (caller, check) = verify_peer(&signed, sig, pinned, snapshot, policy, now, nonce)
-                .inspect_err(|refusal| {
+            let verified = peer::verify(&signed, sig, pinned, snapshot, policy, now);
+            *nonce = verified.nonce;
+            let (caller, check) = verified.outcome.inspect_err(|refusal| {
                 facts.bad_signature = refusal.reason == Some(SignatureError::BadSignature.reason());
             })?;
             body_check = check;
@@ -460,66 +459,8 @@ fn plan(
     })
 }
 
-/// Verifies a peer's signature (docs/signing.md): the caller it proves
-/// and the digest check of a body. `pinned`: the connection was opened
-/// with the signer's key (checked by the caller). The nonce to claim is
-/// set as soon as the signature verified, whatever is refused after.
-fn verify_peer(
-    parts: &RequestParts<'_>,
-    sig: ParsedSignature,
-    pinned: bool,
-    snapshot: &Snapshot,
-    policy: &Policy,
-    now: i64,
-    nonce: &mut Option<NonceClaim>,
-) -> Result<(Caller, Option<BodyCheck>), Refusal> {
-    let peer = snapshot.peers.get(&sig.keyid);
-    signature::verify(parts, &sig, |_| peer.map(|p| p.key), now, policy.window)?;
-    let peer = peer.ok_or_else(|| SignatureError::UnknownPeer(sig.keyid.clone()))?;
-    *nonce = Some(NonceClaim {
-        peer: peer.id.clone(),
-        created: sig.created,
-        forget_at: sig.expires + policy.window.skew,
-        nonce: sig.nonce,
-        binding: Box::new(AnswerBinding {
-            method: parts.method.to_string(),
-            authority: parts.authority.to_string(),
-            path: parts.path.to_string(),
-            query: parts.query.map(str::to_string),
-            label: sig.label.clone(),
-            signature: sig.field.signature,
-        }),
-    });
-    if !pinned && policy.transports.of(&peer.id) == Transport::Pinned {
-        return Err(SignatureError::Unpinned(peer.id.clone()).into());
-    }
-    let caller = Caller::Peer {
-        id: peer.id.clone(),
-        name: peer.name.clone(),
-    };
-    let covers_digest = sig
-        .field
-        .components
-        .iter()
-        .any(|c| c == signature::CONTENT_DIGEST);
-    let check = if parts.has_body {
-        let digest = ContentDigest::from_headers(parts.headers)?;
-        if declared_length(parts.headers).is_some_and(|n| n > policy.max_signed_body as u64) {
-            return Err(TooLarge::SignedBody(policy.max_signed_body).into());
-        }
-        Some(BodyCheck::new(
-            digest,
-            policy.max_signed_body,
-            policy.held_bodies.clone(),
-        ))
-    } else {
-        if covers_digest && !ContentDigest::from_headers(parts.headers)?.matches(b"") {
-            return Err(SignatureError::DigestMismatch.into());
-        }
-        None
-    };
-    Ok((caller, check))
-}
+#[path = "decide_peer.rs"]
+mod peer;
 
 #[cfg(test)]
 #[path = "decide_tests.rs"]

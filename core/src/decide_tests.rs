@@ -15,6 +15,7 @@ use crate::headers::AppHeaders;
 use crate::identity::Identity;
 use crate::peers::Peers;
 use crate::signature::{nonce, signed_headers, Outgoing};
+use crate::transport::Transport;
 
 const SHORT: &str = "b2blla";
 const BASE: &str = "p.getportal.org";

@@ -12,6 +12,9 @@ pub(crate) mod mqtt;
 pub(crate) mod plain;
 pub(crate) mod redirect;
 pub(crate) mod respond;
+mod shared;
+
+pub(crate) use shared::Shared;
 
 use std::net::SocketAddr;
 use std::time::Duration;

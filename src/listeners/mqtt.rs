@@ -30,6 +30,19 @@ pub(crate) struct MqttRelay {
     pub idle_timeout: Duration,
 }
 
+impl MqttRelay {
+    /// The relay from the shared handles and the config's limits.
+    pub(crate) fn new(shared: &super::Shared, config: &crate::config::Config) -> MqttRelay {
+        MqttRelay {
+            state: shared.state.clone(),
+            router: shared.router.clone(),
+            dns: shared.dns.clone(),
+            connect_timeout: config.limits.upstream_connect_timeout,
+            idle_timeout: config.limits.mqtt_idle_timeout,
+        }
+    }
+}
+
 /// Relays bytes both ways until both sides are done, or until nothing
 /// moved for `idle`. Returns the bytes sent up and down.
 async fn relay(

@@ -8,12 +8,13 @@ mod bindable;
 mod check;
 mod handover;
 mod reload;
+mod runtime;
 mod signals;
 
 use std::sync::Arc;
 
 use log::{info, warn};
-use pingora::apps::{HttpServerOptions, ServerApp};
+use pingora::apps::ServerApp;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
@@ -23,35 +24,22 @@ use pingora::services::listening::Service;
 use pingora::services::ServiceHandle;
 use rustls::sign::CertifiedKey;
 
-use crate::acme::AcmeService;
-use crate::admission::guard::{Guard, GuardLimits, Guarded, HandshakeGuard, Kind};
-use crate::admission::limits::ConnectionCap;
-use crate::admission::live::LiveRequests;
+use crate::admission::guard::{Guard, Guarded, HandshakeGuard, Kind};
 use crate::admission::proxy_protocol::Trusted;
 use crate::config::Config;
-use crate::dns::Dns;
-use crate::listeners::https::{Portal, PortalProxy};
-use crate::listeners::internal::client::PeerClient;
-use crate::listeners::internal::core_client::CoreClient;
+use crate::listeners::https;
 use crate::listeners::internal::InternalApi;
 use crate::listeners::metrics::MetricsApp;
 use crate::listeners::mqtt::MqttRelay;
 use crate::listeners::plain::Strict;
 use crate::listeners::redirect::RedirectToHttps;
-use crate::observe::access_log::AccessLog;
-use crate::state::{SharedState, StateError};
-use crate::tls::certificates::{load_certified_key, CertResolver};
-use crate::tls::peer::{identity_certificate, PeerAwareResolver, PeerClientKeys, RecordTlsPeer};
+use crate::listeners::Shared;
+use crate::state::StateError;
+use crate::tls::certificates::load_certified_key;
 pub use check::{check, verdict};
-use portal_core::body::HeldBudget;
-use portal_core::decide::Policy;
-use portal_core::headers::{portal_value, PortalInfo};
 use portal_core::identity::Identity;
-use portal_core::renewal::certificate_names;
-use portal_core::replay::{Handover, ReplayCache};
-use portal_core::route::Router;
 use portal_core::snapshot::Snapshot;
-use reload::{record_certificate_expiry, record_state, CertificateFiles, Reloader};
+use reload::{record_certificate_expiry, record_state};
 
 /// Everything loaded from disk at start-up.
 pub struct Loaded {
@@ -165,23 +153,7 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     if opt.daemon {
         signals::exit_when_the_daemon_is_ready();
     }
-    for e in &loaded.state_errors {
-        warn!("state file left out: {e}");
-    }
-    let domain = loaded.domain(config);
-    info!(
-        "Portal {} serving *.{domain} with {} app(s): {}",
-        loaded.identity.id,
-        loaded.snapshot.apps.len(),
-        loaded
-            .snapshot
-            .apps
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-
+    announce(config, &loaded);
     // Pingora only panics the thread of a listener that cannot bind, and
     // the process would run on without it: find out now and refuse to
     // start. A graceful upgrade (`-u`) receives the running process's
@@ -194,11 +166,11 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     }
     let conf = server_conf(config);
     // One upgrade at a time: held until this one has the sockets.
-    let upgrade_lock = if opt.upgrade {
-        Some(handover::UpgradeLock::take(&conf.upgrade_sock)?)
-    } else {
-        None
+    let upgrade_lock = match opt.upgrade {
+        true => Some(handover::UpgradeLock::take(&conf.upgrade_sock)?),
+        false => None,
     };
+    let upgrading = upgrade_lock.is_some();
     // Our `-c` is our own YAML, not Pingora's config file.
     opt.conf = None;
     let mut server = Server::new_with_opt_and_conf(opt, conf);
@@ -206,232 +178,101 @@ pub fn build(config: &Config, loaded: Loaded, mut opt: Opt) -> Result<Server, St
     // server runs, after -d forked: the daemon tells the waiting parent it
     // is up first, then takes the sockets; the listeners start after it.
     let bootstrap = server.bootstrap_as_a_service();
+    let (shared, rest) = runtime::shared(config, loaded, upgrading)?;
+    let handover = handover::HandoverService {
+        handover: shared.handover.clone(),
+        upgrading,
+        lock: std::sync::Mutex::new(upgrade_lock),
+    };
+    server
+        .add_service(background_service("handover", handover))
+        .add_dependency(&bootstrap);
+    // Threads start in services: they run after `-d` forked.
+    if let Some(writer) = rest.log_writer {
+        server.add_service(background_service("access log", writer));
+    }
+    let reloader = runtime::reloader(&shared, config, rest.fingerprints);
+    server.add_service(background_service("reload", reloader));
+    if let Some(acme) = runtime::acme(&shared, config) {
+        server.add_service(background_service("acme", acme));
+    }
+    add_listeners(&mut server, &bootstrap, &shared, config)?;
+    Ok(server)
+}
 
+/// Adds every configured listener, each built from the shared handles
+/// and the config, started once the bootstrap has the sockets.
+fn add_listeners(
+    server: &mut Server,
+    bootstrap: &ServiceHandle,
+    shared: &Shared,
+    config: &Config,
+) -> Result<(), String> {
+    let (proxy, https_tls) = https::build(&server.configuration, shared, config)?;
+    let mut listeners = Listeners {
+        server,
+        guard: &shared.guard,
+        bootstrap,
+        proxy_protocol: config.proxy_protocol_from.clone().map(Arc::new),
+    };
+    let public = |tls| Exposure::Public(Some(tls));
+    listeners.add(
+        "https",
+        proxy,
+        Kind::Http,
+        public(https_tls),
+        config.listen_https,
+    );
+    if let Some(addr) = config.listen_mqtts {
+        let relay = MqttRelay::new(shared, config);
+        listeners.add("mqtts", relay, Kind::Relay, public(shared.ca_tls()?), addr);
+    }
+    if let Some(addr) = config.internal_listen {
+        let api = InternalApi::build(shared, config)?;
+        listeners.add("internal", api, Kind::Http, Exposure::Private, addr);
+    }
+    if let Some(addr) = config.metrics_listen {
+        let metrics = Strict(MetricsApp {
+            certificate: shared.certificate.clone(),
+        });
+        listeners.add("metrics", metrics, Kind::Http, Exposure::Private, addr);
+    }
+    if let Some(addr) = config.listen_http {
+        let redirect = Strict(RedirectToHttps {
+            https_port: config.listen_https.port(),
+            router: shared.router.clone(),
+        });
+        listeners.add(
+            "http redirect",
+            redirect,
+            Kind::Http,
+            Exposure::Public(None),
+            addr,
+        );
+    }
+    Ok(())
+}
+
+/// Logs what is served, and the state files left out; records the state
+/// and the certificate's expiry in the metrics.
+fn announce(config: &Config, loaded: &Loaded) {
+    for e in &loaded.state_errors {
+        warn!("state file left out: {e}");
+    }
+    let apps: Vec<&str> = loaded.snapshot.apps.keys().map(String::as_str).collect();
+    info!(
+        "Portal {} serving *.{} with {} app(s): {}",
+        loaded.identity.id,
+        loaded.domain(config),
+        apps.len(),
+        apps.join(", ")
+    );
     record_state(&loaded.snapshot, &loaded.state_errors);
     // A stand-in's notAfter is no certificate's: 0 until the first one.
     record_certificate_expiry(match loaded.stand_in {
         Some(_) => Some(0),
         None => crate::tls::certificates::expiry(&loaded.certificate),
     });
-    let identity = Arc::new(loaded.identity);
-    let state = Arc::new(SharedState::new(loaded.snapshot));
-    let replay = Arc::new(ReplayCache::new(config.peering.replay_cache_per_peer));
-    replay.retain_peers(|_| true, state.load().peers.len(), 0);
-    // Signatures over CA TLS split between the processes of an upgrade
-    // (docs/signing.md, "Restarts and upgrades").
-    let upgrading = upgrade_lock.is_some();
-    let handover = Arc::new(Handover::new(config.peering.window.skew + 1, upgrading));
-    server
-        .add_service(background_service(
-            "handover",
-            handover::HandoverService {
-                handover: handover.clone(),
-                upgrading,
-                lock: std::sync::Mutex::new(upgrade_lock),
-            },
-        ))
-        .add_dependency(&bootstrap);
-    // Threads start in services: they run after `-d` forked.
-    let (access_log, log_writer) =
-        AccessLog::new(config.access_log.clone()).map_err(|e| format!("access_log: {e}"))?;
-    if let Some(writer) = log_writer {
-        server.add_service(background_service("access log", writer));
-    }
-    let cap = ConnectionCap::new(config.limits.max_client_connections);
-    let live = Arc::new(LiveRequests::default());
-    let guard = Guard::new(
-        GuardLimits {
-            handshake: config.limits.handshake_timeout,
-            head: config.limits.request_head_timeout,
-            per_client: config.limits.max_connections_per_client,
-        },
-        cap.clone(),
-    );
-    let resolver = Arc::new(match loaded.stand_in {
-        Some(reason) => {
-            warn!("tls: {reason}");
-            CertResolver::stand_in(loaded.certificate, reason)
-        }
-        None => CertResolver::new(loaded.certificate),
-    });
-    let router = Router::new(
-        identity.short_id(),
-        &config.base_domain,
-        &config.home_app,
-        config.core_upstream.clone(),
-        config.upstreams.clone(),
-    );
-    let router_shared = Arc::new(router.clone());
-    // One DNS cache for every name the listeners connect to.
-    let dns = Arc::new(Dns::system(config.resolver.clone()));
-    // The outbound client exists with the internal listener; its trust
-    // roots (`peering.ca_file`) are reloaded like the certificate.
-    // What this Portal proves its identity key with in pinned peer TLS,
-    // both as the listener and as the caller.
-    let identity_certificate = identity_certificate(&identity, &domain)?;
-    let peer_client = match config.internal_listen {
-        Some(_) => Some(Arc::new(PeerClient::new(
-            identity.clone(),
-            identity_certificate.clone(),
-            router_shared.clone(),
-            &config.peering,
-            &config.limits,
-            dns.clone(),
-        )?)),
-        None => None,
-    };
-    server.add_service(background_service(
-        "reload",
-        Reloader {
-            state_dir: config.state_dir.clone(),
-            state: state.clone(),
-            replay: replay.clone(),
-            certificate: CertificateFiles {
-                cert_file: config.tls_cert_file.clone(),
-                key_file: config.tls_key_file.clone(),
-                resolver: resolver.clone(),
-            },
-            access_log: access_log.clone(),
-            fingerprints: (loaded.state_fingerprint, loaded.certificate_fingerprint),
-            live: live.clone(),
-            guard: guard.clone(),
-            peer_roots: peer_client.clone(),
-        },
-    ));
-
-    if let Some(settings) = &config.acme {
-        server.add_service(background_service(
-            "acme",
-            AcmeService {
-                settings: settings.clone(),
-                names: certificate_names(&domain, &settings.extra_names),
-                cert_file: config.tls_cert_file.clone(),
-                key_file: config.tls_key_file.clone(),
-                identity: identity.clone(),
-                resolver: resolver.clone(),
-            },
-        ));
-    }
-
-    let portal = Arc::new(Portal {
-        policy: Policy {
-            router: router.clone(),
-            window: config.peering.window,
-            max_signed_body: config.peering.max_signed_body,
-            held_bodies: Arc::new(HeldBudget::new(config.peering.max_held_bodies)),
-            transports: config.peering.transports.clone(),
-        },
-        limits: config.limits.clone(),
-        state: state.clone(),
-        template_portal: portal_value(&PortalInfo {
-            id: identity.id.clone(),
-            short_id: identity.short_id().to_string(),
-            domain: domain.clone(),
-            public_key_pem: identity.public_key_pem.clone(),
-        }),
-        replay: replay.clone(),
-        handover,
-        access_log,
-        guard: guard.clone(),
-        live,
-        identity: identity.clone(),
-        dns: dns.clone(),
-        rate: crate::admission::rate::RateLimits::new(config.limits.rate),
-        compression: crate::compress::Compressors::new(config.compression.clone()),
-    });
-    let router = router_shared;
-
-    let mut proxy = pingora::proxy::http_proxy(&server.configuration, PortalProxy::new(portal));
-    proxy.h2_options = Some(crate::admission::limits::h2_options(
-        config.limits.max_request_header_bytes,
-    ));
-    let mut options = HttpServerOptions::default();
-    options.keepalive_request_limit = Some(crate::admission::limits::KEEPALIVE_REQUEST_LIMIT);
-    options.h2_idle_timeout = Some(config.limits.downstream_idle_timeout);
-    proxy.server_options = Some(options);
-    // The MQTT listener's TLS: the CA certificate, nothing else.
-    let tls = || -> Result<TlsSettings, String> {
-        let mut tls = TlsSettings::intermediate("", "").map_err(|e| e.to_string())?;
-        tls.set_cert_resolver(resolver.clone());
-        Ok(tls)
-    };
-    // The HTTPS listener's: HTTP/2, and pinned peer TLS beside the CA
-    // certificate (tls::peer).
-    let https_tls = {
-        let mut tls =
-            TlsSettings::with_callbacks(Box::new(RecordTlsPeer)).map_err(|e| e.to_string())?;
-        tls.set_cert_resolver(Arc::new(PeerAwareResolver {
-            ca: resolver.clone(),
-            identity: identity_certificate.clone(),
-        }));
-        let peers = state.clone();
-        tls.set_client_cert_verifier(Arc::new(PeerClientKeys {
-            lookup: move |key: &[u8; 32]| {
-                let id = portal_core::identity::portal_id(key);
-                let snapshot = peers.load();
-                let peer = snapshot.peers.get(&id)?;
-                (peer.key.as_bytes() == key).then(|| peer.id.clone())
-            },
-        }));
-        tls.enable_h2();
-        tls
-    };
-    let mut listeners = Listeners {
-        server: &mut server,
-        guard: &guard,
-        bootstrap: &bootstrap,
-        proxy_protocol: config.proxy_protocol_from.clone().map(Arc::new),
-    };
-    listeners.add(
-        "https",
-        proxy,
-        Kind::Http,
-        Exposure::Public(Some(https_tls)),
-        config.listen_https,
-    );
-
-    if let Some(addr) = config.listen_mqtts {
-        let relay = MqttRelay {
-            state: state.clone(),
-            router: router.clone(),
-            dns: dns.clone(),
-            connect_timeout: config.limits.upstream_connect_timeout,
-            idle_timeout: config.limits.mqtt_idle_timeout,
-        };
-        let exposure = Exposure::Public(Some(tls()?));
-        listeners.add("mqtts", relay, Kind::Relay, exposure, addr);
-    }
-
-    if let Some(addr) = config.internal_listen {
-        let client = peer_client
-            .clone()
-            .ok_or("internal.listen is set but its client was not built")?;
-        let core = CoreClient {
-            upstream: config.core_upstream.clone(),
-            dns: dns.clone(),
-            connect_timeout: config.limits.upstream_connect_timeout,
-            idle_timeout: config.limits.upstream_idle_timeout,
-        };
-        let api = InternalApi::new(state.clone(), client, core, config.peering.max_signed_body);
-        listeners.add("internal", api, Kind::Http, Exposure::Private, addr);
-    }
-
-    if let Some(addr) = config.metrics_listen {
-        let metrics = Strict(MetricsApp {
-            certificate: resolver.clone(),
-        });
-        listeners.add("metrics", metrics, Kind::Http, Exposure::Private, addr);
-    }
-
-    if let Some(addr) = config.listen_http {
-        let redirect = Strict(RedirectToHttps {
-            https_port: config.listen_https.port(),
-            router: router.clone(),
-        });
-        let exposure = Exposure::Public(None);
-        listeners.add("http redirect", redirect, Kind::Http, exposure, addr);
-    }
-    Ok(server)
 }
 
 /// Who a listener serves.

@@ -1,3 +1,4 @@
+use super::registry::PUSH_PERIOD;
 use super::*;
 
 /// A connection for the registry alone (no socket).

@@ -7,15 +7,18 @@
 //! answer (signed for a peer, or compressed).
 
 mod answer;
+mod build;
 mod claim;
 mod context;
 mod forward;
 mod held;
 mod limit;
+mod record;
 
 use std::sync::Arc;
 use std::time::Instant;
 
+pub(crate) use build::build;
 pub(crate) use context::RequestCtx;
 use context::{Forwarding, Received, Stage};
 
@@ -33,7 +36,7 @@ use crate::admission::guard::{digest_key, Guard};
 use crate::admission::live::LiveRequests;
 use crate::admission::rate::RateLimits;
 use crate::config::Limits;
-use crate::observe::access_log::{AccessLog, Entry};
+use crate::observe::access_log::AccessLog;
 use crate::observe::metrics;
 use crate::state::SharedState;
 use crate::tls::peer::TlsPeer;
@@ -87,7 +90,7 @@ impl PortalProxy {
 }
 
 /// The connection's key in the [`Guard`].
-fn connection_key(session: &Session) -> Option<usize> {
+pub(super) fn connection_key(session: &Session) -> Option<usize> {
     session
         .as_downstream()
         .digest()?
@@ -457,76 +460,11 @@ impl ProxyHttp for PortalProxy {
     /// Counts the request and writes its access log line (docs/metrics.md);
     /// never waits.
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        drop(ctx.received.in_flight.take());
-        // HTTP/1: the next head's first byte starts its deadline (HTTP/2
-        // streams share a connection that other streams keep busy).
-        if !session.as_downstream().is_http2() {
-            if let Some(key) = connection_key(session) {
-                self.portal.guard.request_done(key);
-            }
-        }
-        let status = session
-            .response_written()
-            .map(|r| r.status.as_u16())
-            .unwrap_or(0);
-        let duration = ctx.received.started.elapsed();
-        let facts = ctx.facts();
-        let app = facts.map_or("", Facts::app_label);
-        let decision = match &ctx.stage {
-            Stage::Answered { refusal, .. } => refusal.code(),
-            Stage::Forwarded(_) => "forward",
-            // The client went away or sent garbage before a decision.
-            Stage::Undecided => "none",
-        };
-        if let Some(reason) = ctx.refusal().and_then(Refusal::signature_reason) {
-            metrics::signature_refused(reason);
-        }
-        let access = facts.and_then(|f| f.access).map_or("", |a| a.as_str());
-        let (client_type, client_id, _) = facts.map_or(&Caller::Anonymous, |f| &f.caller).parts();
-        let m = &metrics::METRICS;
-        m.requests
-            .with_label_values(&[
-                app,
-                access,
-                client_type,
-                decision,
-                metrics::status_class(status),
-            ])
-            .inc();
-        m.request_duration
-            .with_label_values(&[app])
-            .observe(duration.as_secs_f64());
-        if !self.portal.access_log.is_enabled() {
-            return;
-        }
-        let req = session.req_header();
-        let upstream = ctx.upstream().map(ToString::to_string).unwrap_or_default();
-        let client = client_ip(session)
-            .map(|ip| portal_core::outbound::canonical_ip(ip).to_string())
-            .unwrap_or_default();
-        self.portal.access_log.log(&Entry {
-            time: crate::observe::access_log::now_rfc3339(),
-            client: &client,
-            host: ctx.received.host.as_deref().unwrap_or(""),
-            app,
-            method: req.method.as_str(),
-            path: &super::logged_path(req),
-            status,
-            client_type,
-            client_id,
-            decision,
-            upstream: &upstream,
-            trace_id: ctx
-                .received
-                .trace
-                .as_ref()
-                .map_or("", |t| t.parent.trace_id()),
-            duration_ms: duration.as_secs_f64() * 1000.0,
-        });
+        record::record(&self.portal, session, ctx);
     }
 }
 
 /// The client's IP address (none over a Unix socket).
-fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
+pub(super) fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
     session.client_addr()?.as_inet().map(|a| a.ip())
 }

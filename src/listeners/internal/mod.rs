@@ -47,7 +47,31 @@ struct PeerListing<'a> {
 }
 
 impl InternalApi {
-    pub(crate) fn new(
+    /// The internal listener's app from the shared handles and the config
+    /// (its peer client is built with it: `internal.listen` set).
+    pub(crate) fn build(
+        shared: &super::Shared,
+        config: &crate::config::Config,
+    ) -> Result<Self, String> {
+        let client = shared
+            .peer_client
+            .clone()
+            .ok_or("internal.listen is set but its client was not built")?;
+        let core = CoreClient {
+            upstream: config.core_upstream.clone(),
+            dns: shared.dns.clone(),
+            connect_timeout: config.limits.upstream_connect_timeout,
+            idle_timeout: config.limits.upstream_idle_timeout,
+        };
+        Ok(InternalApi::new(
+            shared.state.clone(),
+            client,
+            core,
+            config.peering.max_signed_body,
+        ))
+    }
+
+    fn new(
         state: Arc<SharedState>,
         client: Arc<PeerClient>,
         core: CoreClient,
