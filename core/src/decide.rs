@@ -24,7 +24,7 @@ use super::body::{BodyCheck, HeldBudget};
 use super::caller::Caller;
 use super::credentials::{Credentials, Unproved};
 use super::path::canonical_path;
-use super::refusal::Refusal;
+use super::refusal::{Reason, Refusal};
 use super::replay::ReplayError;
 use super::revoke::{Opened, TerminalCredential};
 use super::route::{
@@ -120,15 +120,6 @@ pub struct Facts {
     /// names and does not verify (`bad_signature`).
     pub bad_signature: bool,
 }
-
-/// The reason of a verified peer's request refused because the peer holds
-/// its whole share of the replay cache (429).
-pub const PEER_NONCES: &str = "peer_nonces";
-
-/// The reason of a verified peer's request signed across a restart or
-/// graceful upgrade of the proxy, which this process cannot know to be
-/// fresh (503, `Retry-After: 1`).
-pub const HANDOVER: &str = "handover";
 
 /// The `app` label of requests to the Portal core: no app name has a `/`.
 pub const CORE_APP_LABEL: &str = "/core";
@@ -253,12 +244,12 @@ impl Decision {
             (Ok(()), _) | (_, None) => return self,
             (Err(ReplayError::Seen), Some(n)) => SignatureError::Replayed(n.nonce.clone()).into(),
             (Err(ReplayError::Full), Some(_)) => Refusal::too_many(
-                PEER_NONCES,
+                Reason::PeerNonces,
                 "this peer holds its whole share of live nonces; retry once some expire",
                 super::refusal::RETRY_AFTER_SECONDS,
             ),
             (Err(ReplayError::Handover), Some(_)) => Refusal::unavailable(
-                HANDOVER,
+                Reason::Handover,
                 "signed while this Portal's proxy was restarting or upgrading: its replay cache cannot tell whether the other process accepted it; sign the request anew",
                 1,
             ),

@@ -26,6 +26,7 @@ pub mod identity;
 pub mod names;
 pub mod outbound;
 pub mod path;
+pub mod peer_answer;
 pub mod peers;
 pub mod refusal;
 pub mod renewal;

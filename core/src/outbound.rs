@@ -10,7 +10,6 @@ use std::sync::Arc;
 use super::body::TooLarge;
 use super::headers::is_portal_header;
 use super::path::PathError;
-use super::refusal::Kind;
 use crate::peers::{Lookup, Peer, Peers};
 
 /// How long an outbound signature is valid: long enough for a slow
@@ -64,21 +63,6 @@ pub enum Call<'a> {
     /// Anything else: the Portal core's own API, which the listener stands
     /// in for at `http://portal_core/`.
     Core,
-}
-
-/// The statuses of a peer's refusal that reach the calling app even when
-/// the answer is not signed, and as what: a peer that no longer lists this
-/// Portal, or refuses the path or the rate, cannot bind its answer to a
-/// request it did not verify. Only the status goes on, under the proxy's
-/// own body (`peer_refused`): none of the unsigned answer's bytes.
-pub fn unsigned_refusal(status: u16) -> Option<Kind> {
-    match status {
-        401 => Some(Kind::Unauthorized),
-        403 => Some(Kind::Forbidden),
-        429 => Some(Kind::TooManyRequests),
-        503 => Some(Kind::Unavailable),
-        _ => None,
-    }
 }
 
 /// Reads the request's method and path (no query).

@@ -1,17 +1,6 @@
 use super::*;
 
 #[test]
-fn only_refusals_go_on_unsigned_and_with_their_own_status() {
-    let passed: Vec<u16> = (100..600)
-        .filter(|&s| unsigned_refusal(s).is_some())
-        .collect();
-    assert_eq!(passed, [401, 403, 429, 503]);
-    for status in passed {
-        assert_eq!(unsigned_refusal(status).map(Kind::status), Some(status));
-    }
-}
-
-#[test]
 fn calls() {
     let cases: &[(&str, &str, Result<Call, CallError>)] = &[
         ("GET", "/internal/peers", Ok(Call::ListPeers)),

@@ -84,16 +84,119 @@ impl Kind {
     }
 }
 
+/// The finer reason code of a refusal, for the callers that act on it
+/// (`reason` of the JSON body; the `reason` label of refused signatures):
+/// one closed list, which shells cannot add to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    // A peer's signature (401; docs/signing.md).
+    UnknownPeer,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    Replayed,
+    DigestMismatch,
+    MissingComponent,
+    Malformed,
+    /// Only an answer's: no signature where one is required.
+    Unsigned,
+    PeerMismatch,
+    Unpinned,
+    // The internal listener's peer names (404).
+    AmbiguousPeer,
+    // A peer's answer (502 or its status): not verified, or an unsigned
+    // refusal whose status goes on.
+    PeerUnverified,
+    PeerRefused,
+    // Rate limits (429).
+    AnonymousRate,
+    PeerRate,
+    FailedAuthentications,
+    /// A peer holding its whole share of the replay cache.
+    PeerNonces,
+    /// 503: signed while the proxy was upgrading.
+    Handover,
+}
+
+impl Reason {
+    /// Every reason, in the order above.
+    pub const ALL: [Reason; 19] = [
+        Reason::UnknownPeer,
+        Reason::BadSignature,
+        Reason::Expired,
+        Reason::NotYetValid,
+        Reason::Replayed,
+        Reason::DigestMismatch,
+        Reason::MissingComponent,
+        Reason::Malformed,
+        Reason::Unsigned,
+        Reason::PeerMismatch,
+        Reason::Unpinned,
+        Reason::AmbiguousPeer,
+        Reason::PeerUnverified,
+        Reason::PeerRefused,
+        Reason::AnonymousRate,
+        Reason::PeerRate,
+        Reason::FailedAuthentications,
+        Reason::PeerNonces,
+        Reason::Handover,
+    ];
+
+    /// Every reason a request's signature can be refused with (401), for
+    /// metrics that start at zero ([`Reason::Unsigned`] is only an
+    /// answer's).
+    pub const SIGNATURE: [Reason; 10] = [
+        Reason::UnknownPeer,
+        Reason::BadSignature,
+        Reason::Expired,
+        Reason::NotYetValid,
+        Reason::Replayed,
+        Reason::DigestMismatch,
+        Reason::MissingComponent,
+        Reason::Malformed,
+        Reason::PeerMismatch,
+        Reason::Unpinned,
+    ];
+
+    /// The code, as sent and counted.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::UnknownPeer => "unknown_peer",
+            Reason::BadSignature => "bad_signature",
+            Reason::Expired => "expired",
+            Reason::NotYetValid => "not_yet_valid",
+            Reason::Replayed => "replayed",
+            Reason::DigestMismatch => "digest_mismatch",
+            Reason::MissingComponent => "missing_component",
+            Reason::Malformed => "malformed",
+            Reason::Unsigned => "unsigned",
+            Reason::PeerMismatch => "peer_mismatch",
+            Reason::Unpinned => "unpinned",
+            Reason::AmbiguousPeer => "ambiguous_peer",
+            Reason::PeerUnverified => "peer_unverified",
+            Reason::PeerRefused => "peer_refused",
+            Reason::AnonymousRate => "anonymous_rate",
+            Reason::PeerRate => "peer_rate",
+            Reason::FailedAuthentications => "failed_authentications",
+            Reason::PeerNonces => "peer_nonces",
+            Reason::Handover => "handover",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A request the proxy answers itself: its kind, a finer reason code for
 /// the callers that act on it, and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub kind: Kind,
-    /// `reason` of the JSON body: a signature's failure (docs/signing.md),
-    /// `unknown_peer`, `ambiguous_peer`, `peer_unverified`, `peer_refused`,
-    /// and the rate limits' (`anonymous_rate`, `peer_rate`,
-    /// `failed_authentications`).
-    pub reason: Option<&'static str>,
+    /// `reason` of the JSON body.
+    pub reason: Option<Reason>,
     pub message: String,
     /// `Retry-After` in place of the kind's default.
     retry_after: Option<u32>,
@@ -112,7 +215,7 @@ impl Refusal {
         }
     }
 
-    pub fn with_reason(kind: Kind, reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn with_reason(kind: Kind, reason: Reason, message: impl Into<String>) -> Self {
         Refusal {
             kind,
             reason: Some(reason),
@@ -122,7 +225,7 @@ impl Refusal {
     }
 
     /// 429 from a rate limit: its reason, and how long to wait.
-    pub fn too_many(reason: &'static str, message: impl Into<String>, retry_after: u32) -> Self {
+    pub fn too_many(reason: Reason, message: impl Into<String>, retry_after: u32) -> Self {
         Refusal {
             retry_after: Some(retry_after),
             ..Refusal::with_reason(Kind::TooManyRequests, reason, message)
@@ -130,7 +233,7 @@ impl Refusal {
     }
 
     /// 503 for a reason of its own, with `Retry-After`.
-    pub fn unavailable(reason: &'static str, message: impl Into<String>, retry_after: u32) -> Self {
+    pub fn unavailable(reason: Reason, message: impl Into<String>, retry_after: u32) -> Self {
         Refusal {
             retry_after: Some(retry_after),
             ..Refusal::with_reason(Kind::Unavailable, reason, message)
@@ -143,7 +246,7 @@ impl Refusal {
     }
 
     /// The reason of a failed peer signature, if this is one.
-    pub fn signature_reason(&self) -> Option<&'static str> {
+    pub fn signature_reason(&self) -> Option<Reason> {
         self.reason.filter(|_| self.kind == Kind::Unauthorized)
     }
 }
@@ -223,10 +326,10 @@ impl From<CallError> for Refusal {
         match e {
             CallError::UnknownSource(_) => Refusal::new(Kind::Forbidden, message),
             CallError::UnknownPeer(_) => {
-                Refusal::with_reason(Kind::NotFound, "unknown_peer", message)
+                Refusal::with_reason(Kind::NotFound, Reason::UnknownPeer, message)
             }
             CallError::AmbiguousPeer(..) => {
-                Refusal::with_reason(Kind::NotFound, "ambiguous_peer", message)
+                Refusal::with_reason(Kind::NotFound, Reason::AmbiguousPeer, message)
             }
             CallError::Path(e) => e.into(),
             CallError::TooLarge(e) => e.into(),
@@ -275,7 +378,7 @@ impl Refusal {
         } else {
             let body = JsonBody {
                 error: self.code(),
-                reason: self.reason,
+                reason: self.reason.map(Reason::as_str),
                 message: self.message(),
             };
             let mut json = serde_json::to_vec(&body).expect("strings always serialize");

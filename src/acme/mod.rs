@@ -29,6 +29,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use rand::Rng as _;
 
+use crate::observe::metrics::AcmeOrder;
 use crate::tls::certificates::CertResolver;
 use instant_acme::CertificateIdentifier;
 use portal_core::identity::Identity;
@@ -234,7 +235,7 @@ impl BackgroundService for AcmeService {
                     failures = 0;
                     retry_at = None;
                     metrics.acme_failures.set(0);
-                    metrics.acme_orders.with_label_values(&["issued"]).inc();
+                    metrics.acme_orders.inc(AcmeOrder::Issued);
                     info!(
                         "ACME: certificate issued for {} and written to {} (served from the next reload)",
                         self.names.join(", "),
@@ -251,10 +252,7 @@ impl BackgroundService for AcmeService {
                     // Counted from the failure: an order can take minutes.
                     retry_at = Some(crate::clock::unix_now() + delay as i64);
                     metrics.acme_failures.set(failures as i64);
-                    metrics
-                        .acme_orders
-                        .with_label_values(&[failure.stage.label()])
-                        .inc();
+                    metrics.acme_orders.inc(failure.stage.label());
                     error!(
                         "ACME: order {failures} in a row failed, the certificate in service stays; next attempt in {delay} s: {failure}"
                     );

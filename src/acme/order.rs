@@ -14,11 +14,12 @@ use log::{info, warn};
 use super::propagation::wait_visible;
 use super::solver::{Action, Solver};
 use super::{files, Failure, KeyType, Settings};
+use crate::observe::metrics::AcmeOrder;
 use portal_core::identity::Identity;
 use portal_core::renewal::challenge_fqdn;
 
 /// Where an order failed: the label of
-/// `portal_proxy_acme_orders_total{result}` (`observe::metrics::ACME_ORDER_RESULTS`)
+/// `portal_proxy_acme_orders_total{result}` (`observe::metrics::AcmeOrder`)
 /// and the log's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
@@ -36,13 +37,13 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> AcmeOrder {
         match self {
-            Stage::Account => "account_error",
-            Stage::Ca => "ca_error",
-            Stage::Solver => "solver_error",
-            Stage::Propagation => "propagation_timeout",
-            Stage::Write => "write_error",
+            Stage::Account => AcmeOrder::AccountError,
+            Stage::Ca => AcmeOrder::CaError,
+            Stage::Solver => AcmeOrder::SolverError,
+            Stage::Propagation => AcmeOrder::PropagationTimeout,
+            Stage::Write => AcmeOrder::WriteError,
         }
     }
 

@@ -61,11 +61,12 @@ pub(crate) enum Refused {
 }
 
 impl Refused {
-    pub(crate) fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> crate::observe::metrics::ProxyHeader {
+        use crate::observe::metrics::ProxyHeader;
         match self {
-            Refused::Missing => "missing",
-            Refused::Malformed(_) => "malformed",
-            Refused::Closed => "closed",
+            Refused::Missing => ProxyHeader::Missing,
+            Refused::Malformed(_) => ProxyHeader::Malformed,
+            Refused::Closed => ProxyHeader::Closed,
         }
     }
 }

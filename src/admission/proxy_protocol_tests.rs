@@ -108,7 +108,7 @@ fn headers_name_their_client() {
             (Ok(addr), Ok(want)) => {
                 assert_eq!(addr.map(|a| a.to_string()).as_deref(), want, "{shown:?}")
             }
-            (Err(e), Err(label)) => assert_eq!(e.label(), label, "{shown:?}"),
+            (Err(e), Err(label)) => assert_eq!(e.label().as_str(), label, "{shown:?}"),
             (got, want) => panic!("{shown:?}: {got:?}, expected {want:?}"),
         }
     }
@@ -150,20 +150,20 @@ async fn what_is_no_header_is_refused_without_reading_on() {
     // A version 1 line without its end within 107 bytes.
     let long = format!("PROXY TCP4 {}", "1".repeat(200));
     let (read, rest) = read_then_rest(long.as_bytes()).await;
-    assert_eq!(read.unwrap_err().label(), "malformed");
+    assert_eq!(read.unwrap_err().label().as_str(), "malformed");
     assert_eq!(rest.len(), 200 + 11 + 6 - V1_MAX, "stopped at 107 bytes");
     // A version 2 signature gone wrong, a length over the limit.
     let mut bad = V2_SIGNATURE.to_vec();
     bad[11] = b'X';
     bad.extend_from_slice(&[0x21, 0x11, 0, 12]);
     assert_eq!(
-        read_then_rest(&bad).await.0.unwrap_err().label(),
+        read_then_rest(&bad).await.0.unwrap_err().label().as_str(),
         "malformed"
     );
     let mut big = V2_SIGNATURE.to_vec();
     big.extend_from_slice(&[0x21, 0x11, 0xff, 0xff]);
     assert_eq!(
-        read_then_rest(&big).await.0.unwrap_err().label(),
+        read_then_rest(&big).await.0.unwrap_err().label().as_str(),
         "malformed"
     );
     // Ended inside the header.

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use pingora_limits::rate::Rate;
 
-use crate::observe::metrics::METRICS;
-use portal_core::refusal::Refusal;
+use crate::observe::metrics::{RateLimit, METRICS};
+use portal_core::refusal::{Reason, Refusal};
 
 /// The window of the request rates.
 const SECOND: Duration = Duration::from_secs(1);
@@ -111,9 +111,9 @@ impl RateLimits {
     /// over the limit.
     pub fn anonymous(&self, client: ClientKey) -> Option<Refusal> {
         over(&self.anonymous, &client, self.settings.anonymous_per_second).then(|| {
-            METRICS.rate_limited.with_label_values(&["anonymous"]).inc();
+            METRICS.rate_limited.inc(RateLimit::Anonymous);
             Refusal::too_many(
-                "anonymous_rate",
+                Reason::AnonymousRate,
                 format!(
                     "more than {} requests a second from this address without signing in",
                     self.settings.anonymous_per_second
@@ -127,9 +127,9 @@ impl RateLimits {
     /// the limit.
     pub(crate) fn peer(&self, id: &str) -> Option<Refusal> {
         over(&self.peers, &id, self.settings.peer_per_second).then(|| {
-            METRICS.rate_limited.with_label_values(&["peer"]).inc();
+            METRICS.rate_limited.inc(RateLimit::Peer);
             Refusal::too_many(
-                "peer_rate",
+                Reason::PeerRate,
                 format!(
                     "more than {} requests a second from this peer",
                     self.settings.peer_per_second
@@ -141,12 +141,9 @@ impl RateLimits {
 
     /// The refusal of a locked-out client's request.
     pub(crate) fn lockout(&self) -> Refusal {
-        METRICS
-            .rate_limited
-            .with_label_values(&["failed_authentications"])
-            .inc();
+        METRICS.rate_limited.inc(RateLimit::FailedAuthentications);
         Refusal::too_many(
-            "failed_authentications",
+            Reason::FailedAuthentications,
             format!(
                 "more than {} failed authentications a minute from this address",
                 self.settings.failed_authentications_per_minute

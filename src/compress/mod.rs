@@ -251,8 +251,7 @@ impl Compressors {
         if taken.is_err() {
             METRICS
                 .compression_skipped
-                .with_label_values(&["max_concurrent"])
-                .inc();
+                .inc(crate::observe::metrics::CompressionSkipped::MaxConcurrent);
             return None;
         }
         let active = Slot(self.active.clone());

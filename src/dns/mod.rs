@@ -40,6 +40,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::observe::metrics::DnsLookup;
 use async_trait::async_trait;
 use log::{info, warn};
 
@@ -163,11 +164,8 @@ pub struct Dns {
     names: RwLock<HashMap<Box<str>, Arc<Slot>>>,
 }
 
-fn metric(result: &str) {
-    crate::observe::metrics::METRICS
-        .dns_lookups
-        .with_label_values(&[result])
-        .inc();
+fn metric(result: DnsLookup) {
+    crate::observe::metrics::METRICS.dns_lookups.inc(result);
 }
 
 impl Dns {
@@ -310,7 +308,7 @@ impl Dns {
         let retry = now + self.settings.min_ttl;
         match outcome {
             Ok(answer) => {
-                metric("ok");
+                metric(DnsLookup::Ok);
                 let ttl = answer
                     .ttl
                     .clamp(self.settings.min_ttl, self.settings.max_ttl);
@@ -324,7 +322,7 @@ impl Dns {
                 Ok(state.addrs.clone())
             }
             Err(LookupError::Failed(e)) if !state.addrs.is_empty() && now < state.stale_until => {
-                metric("stale");
+                metric(DnsLookup::Stale);
                 if state.warned.is_none_or(|at| now >= at + WARN_EVERY) {
                     state.warned = Some(now);
                     let expired = state.stale_until - self.settings.stale_max;
@@ -338,7 +336,7 @@ impl Dns {
                 Ok(state.addrs.clone())
             }
             Err(LookupError::Failed(e) | LookupError::NotFound(e)) => {
-                metric("error");
+                metric(DnsLookup::Error);
                 state.addrs = Arc::from([]);
                 state.fresh_until = retry;
                 state.stale_until = now;

@@ -365,6 +365,5 @@ async fn the_cache_is_bounded() {
 fn stale_count() -> u64 {
     crate::observe::metrics::METRICS
         .dns_lookups
-        .with_label_values(&["stale"])
-        .get()
+        .get(crate::observe::metrics::DnsLookup::Stale)
 }

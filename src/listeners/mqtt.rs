@@ -80,8 +80,7 @@ async fn relay(
             _ = tokio::time::sleep(idle) => {
                 crate::observe::metrics::METRICS
                     .slow_clients
-                    .with_label_values(&["mqtt_idle"])
-                    .inc();
+                    .inc(crate::observe::metrics::SlowPhase::MqttIdle);
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     format!("no byte either way for {idle:?}"),

@@ -11,6 +11,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::ServerSession;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
+use crate::observe::metrics::UpstreamError;
 use portal_core::refusal::{Kind, Refusal};
 
 /// The request's `Accept` header, which picks JSON or HTML.
@@ -104,19 +105,20 @@ pub(crate) fn proxy_failure(e: &Error, what: &str) -> Option<Refusal> {
     }
 }
 
-/// The `kind` label of `portal_proxy_upstream_errors_total`, one of
-/// `observe::metrics::UPSTREAM_ERROR_KINDS`.
-pub(crate) fn error_kind(e: &Error) -> &'static str {
+/// The `kind` label of `portal_proxy_upstream_errors_total`.
+pub(crate) fn error_kind(e: &Error) -> UpstreamError {
     use ErrorType::*;
     match e.etype() {
-        ConnectRefused => "connect_refused",
-        ConnectTimedout => "connect_timeout",
-        ConnectNoRoute => "unresolvable",
-        TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError => "tls",
-        ReadTimedout | WriteTimedout => "timeout",
-        ReadError | WriteError | ConnectionClosed => "connection_closed",
-        InvalidHTTPHeader | H1Error | H2Error | InvalidH2 | H2Downgrade => "protocol",
-        _ => "other",
+        ConnectRefused => UpstreamError::ConnectRefused,
+        ConnectTimedout => UpstreamError::ConnectTimeout,
+        ConnectNoRoute => UpstreamError::Unresolvable,
+        TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError => {
+            UpstreamError::Tls
+        }
+        ReadTimedout | WriteTimedout => UpstreamError::Timeout,
+        ReadError | WriteError | ConnectionClosed => UpstreamError::ConnectionClosed,
+        InvalidHTTPHeader | H1Error | H2Error | InvalidH2 | H2Downgrade => UpstreamError::Protocol,
+        _ => UpstreamError::Other,
     }
 }
 

@@ -22,6 +22,7 @@ use crate::admission::guard::Guard;
 use crate::admission::live::LiveRequests;
 use crate::listeners::internal::client::PeerClient;
 use crate::observe::access_log::AccessLog;
+use crate::observe::metrics::{LabelValue, Reload, StateFile};
 use crate::state::watch::{files_fingerprint, fingerprint, POLL_INTERVAL};
 use crate::state::{SharedState, StateError};
 use crate::tls::certificates::{load_certified_key, CertResolver};
@@ -49,14 +50,14 @@ impl CertificateFiles {
                 let expires = crate::tls::certificates::expiry(&key);
                 self.resolver.replace(key);
                 record_certificate_expiry(expires);
-                reloads.with_label_values(&["ok"]).inc();
+                reloads.inc(Reload::Ok);
                 info!(
                     "certificate reloaded ({why}), expires at {}",
                     expires.map_or("an unknown time".to_string(), |e| e.to_string())
                 );
             }
             Err(e) => {
-                reloads.with_label_values(&["error"]).inc();
+                reloads.inc(Reload::Error);
                 error!("certificate reload ({why}) failed, the previous certificate keeps serving: {e}");
             }
         }
@@ -76,14 +77,17 @@ pub(super) fn record_certificate_expiry(expires: Option<i64>) {
 pub(super) fn record_state(snapshot: &Snapshot, errors: &[StateError]) {
     crate::observe::metrics::align_series(snapshot);
     let m = &crate::observe::metrics::METRICS;
-    for kind in crate::observe::metrics::STATE_FILE_KINDS {
+    for &file in StateFile::ALL {
+        let kind = file.as_str();
         let failed = errors.iter().filter(|e| e.kind == kind).count() as u64;
         if failed > 0 {
             m.state_reloads
-                .with_label_values(&[kind, "error"])
+                .with_label_values(&[kind, Reload::Error.as_str()])
                 .inc_by(failed);
-        } else if kind != "state_dir" {
-            m.state_reloads.with_label_values(&[kind, "ok"]).inc();
+        } else if file != StateFile::StateDir {
+            m.state_reloads
+                .with_label_values(&[kind, Reload::Ok.as_str()])
+                .inc();
         }
     }
     for (kind, entries) in [

@@ -49,7 +49,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 use super::certificates::CertResolver;
-use crate::observe::metrics::METRICS;
+use crate::observe::metrics::{PeerHandshake, METRICS};
 use portal_core::identity::{portal_id, Identity};
 
 /// The ALPN protocol a calling Portal offers (beside `http/1.1`, which
@@ -180,11 +180,14 @@ where
     F: Fn(&[u8; 32]) -> Option<String>,
 {
     /// The peer whose key `cert` carries.
-    fn peer(&self, cert: &[u8]) -> Result<String, (&'static str, String)> {
-        let key = ed25519_key(cert).map_err(|e| ("bad_certificate", e))?;
+    fn peer(&self, cert: &[u8]) -> Result<String, (PeerHandshake, String)> {
+        let key = ed25519_key(cert).map_err(|e| (PeerHandshake::BadCertificate, e))?;
         (self.lookup)(&key).ok_or_else(|| {
             let id = portal_id(&key);
-            ("unknown_key", format!("Portal {id} is not in peers.json"))
+            (
+                PeerHandshake::UnknownKey,
+                format!("Portal {id} is not in peers.json"),
+            )
         })
     }
 }
@@ -217,7 +220,7 @@ where
         match self.peer(end_entity) {
             Ok(_) => Ok(ClientCertVerified::assertion()),
             Err((result, why)) => {
-                METRICS.peer_handshakes.with_label_values(&[result]).inc();
+                METRICS.peer_handshakes.inc(result);
                 log::warn!("pinned peer TLS refused: {why}");
                 Err(rustls::Error::InvalidCertificate(
                     CertificateError::ApplicationVerificationFailure,
@@ -244,10 +247,7 @@ where
         let key = ed25519_key(cert).map_err(rustls::Error::General)?;
         verify_signature(&key, message, dss).inspect_err(|_| {
             // A listed key's certificate, signed by another key.
-            METRICS
-                .peer_handshakes
-                .with_label_values(&["bad_proof"])
-                .inc();
+            METRICS.peer_handshakes.inc(PeerHandshake::BadProof);
         })
     }
 
@@ -274,10 +274,7 @@ impl TlsAccept for RecordTlsPeer {
         // Finished the handshake checked, gets this far: counted here, after
         // the proof (a listed key's certificate alone proves nothing).
         let key = ed25519_key(tls.peer_certificate_der()?).ok()?;
-        METRICS
-            .peer_handshakes
-            .with_label_values(&["verified"])
-            .inc();
+        METRICS.peer_handshakes.inc(PeerHandshake::Verified);
         Some(Arc::new(TlsPeer(portal_id(&key))))
     }
 }

@@ -5,6 +5,7 @@
 //! `request_filter` calls [`parse`] and [`verify`], `request_body_filter`
 //! checks the body against [`ContentDigest`].
 
+use crate::refusal::Reason;
 use ed25519_dalek::{Signature, VerifyingKey};
 use http::HeaderMap;
 use sfv::{Dictionary, InnerList, ListEntry, ListSerializer, Parser};
@@ -62,36 +63,21 @@ pub enum SignatureError {
 
 impl SignatureError {
     /// The reason code sent in the 401 body and counted in metrics.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            SignatureError::UnknownPeer(_) => "unknown_peer",
-            SignatureError::BadSignature => "bad_signature",
-            SignatureError::Expired { .. } => "expired",
-            SignatureError::NotYetValid { .. } => "not_yet_valid",
-            SignatureError::Replayed(_) => "replayed",
-            SignatureError::DigestMismatch => "digest_mismatch",
-            SignatureError::MissingComponent(_) => "missing_component",
-            SignatureError::Malformed(_) => "malformed",
-            SignatureError::Unsigned => "unsigned",
-            SignatureError::PeerMismatch { .. } => "peer_mismatch",
-            SignatureError::Unpinned(_) => "unpinned",
+            SignatureError::UnknownPeer(_) => Reason::UnknownPeer,
+            SignatureError::BadSignature => Reason::BadSignature,
+            SignatureError::Expired { .. } => Reason::Expired,
+            SignatureError::NotYetValid { .. } => Reason::NotYetValid,
+            SignatureError::Replayed(_) => Reason::Replayed,
+            SignatureError::DigestMismatch => Reason::DigestMismatch,
+            SignatureError::MissingComponent(_) => Reason::MissingComponent,
+            SignatureError::Malformed(_) => Reason::Malformed,
+            SignatureError::Unsigned => Reason::Unsigned,
+            SignatureError::PeerMismatch { .. } => Reason::PeerMismatch,
+            SignatureError::Unpinned(_) => Reason::Unpinned,
         }
     }
-
-    /// Every reason code a request can be refused with, for metrics that
-    /// start at zero ([`SignatureError::Unsigned`] is only an answer's).
-    pub const REASONS: [&'static str; 10] = [
-        "unknown_peer",
-        "bad_signature",
-        "expired",
-        "not_yet_valid",
-        "replayed",
-        "digest_mismatch",
-        "missing_component",
-        "malformed",
-        "peer_mismatch",
-        "unpinned",
-    ];
 }
 
 fn malformed(message: impl Into<String>) -> SignatureError {

@@ -285,7 +285,7 @@ fn the_signature_is_selected_by_its_tag() {
                 parsed.label
             }
             Ok(None) => "none".into(),
-            Err(e) => e.reason().into(),
+            Err(e) => e.reason().as_str().into(),
         };
         assert_eq!(got, want, "{input}");
     }
@@ -293,7 +293,8 @@ fn the_signature_is_selected_by_its_tag() {
 
 #[test]
 fn time_window() {
-    let reason = |created, expires| ok(&signed(None, created, expires)).map_err(|e| e.reason());
+    let reason =
+        |created, expires| ok(&signed(None, created, expires)).map_err(|e| e.reason().as_str());
     assert_eq!(reason(NOW - 10, NOW + 10), Ok(()));
     assert_eq!(reason(NOW + 5, NOW + 60), Ok(()), "5 s of skew allowed");
     assert_eq!(reason(NOW + 6, NOW + 60), Err("not_yet_valid"));
@@ -378,7 +379,7 @@ fn tampering_is_a_bad_signature() {
     ];
     for (what, result) in cases {
         assert_eq!(
-            result.map_err(|e| e.reason()),
+            result.map_err(|e| e.reason().as_str()),
             Err("bad_signature"),
             "{what}"
         );
@@ -388,7 +389,10 @@ fn tampering_is_a_bad_signature() {
     let mut t = signed(Some(b"body"), NOW, NOW + 60);
     t.headers
         .insert("content-digest", content_digest(b"other").parse().unwrap());
-    assert_eq!(ok(&t).map_err(|e| e.reason()), Err("bad_signature"));
+    assert_eq!(
+        ok(&t).map_err(|e| e.reason().as_str()),
+        Err("bad_signature")
+    );
     let digest = ContentDigest::from_headers(&s.headers).unwrap();
     assert!(!digest.matches(b"bodx"));
     // A flipped signature bit.
@@ -398,7 +402,10 @@ fn tampering_is_a_bad_signature() {
     let other = if &sig[8..9] == "A" { "B" } else { "A" };
     let flipped = format!("{}{other}{}", &sig[..8], &sig[9..]);
     t.headers.insert("signature", flipped.parse().unwrap());
-    assert_eq!(ok(&t).map_err(|e| e.reason()), Err("bad_signature"));
+    assert_eq!(
+        ok(&t).map_err(|e| e.reason().as_str()),
+        Err("bad_signature")
+    );
 }
 
 #[test]
@@ -414,11 +421,11 @@ fn unknown_peer_and_another_peers_key() {
         has_body: false,
     };
     let err = verify(&parts, &parsed, |_| None, NOW, Window::default()).unwrap_err();
-    assert_eq!(err.reason(), "unknown_peer");
+    assert_eq!(err.reason().as_str(), "unknown_peer");
     // keyid names a known peer, but the signature is by another key.
     let other = SigningKey::generate(&mut rand::rngs::OsRng).verifying_key();
     let err = verify(&parts, &parsed, |_| Some(other), NOW, Window::default()).unwrap_err();
-    assert_eq!(err.reason(), "bad_signature");
+    assert_eq!(err.reason().as_str(), "bad_signature");
 }
 
 /// Replaces the `portal` Signature-Input with `input` (signature unchanged).
@@ -504,7 +511,7 @@ fn refusals_by_reason() {
     ];
     for (input, reason) in cases {
         assert_eq!(
-            with_input(&s, &input).map_err(|e| e.reason()),
+            with_input(&s, &input).map_err(|e| e.reason().as_str()),
             Err(reason),
             "{input}"
         );
@@ -519,17 +526,20 @@ fn refusals_by_reason() {
             Some("x=1"),
             true
         )
-        .map_err(|e| e.reason()),
+        .map_err(|e| e.reason().as_str()),
         Err("missing_component")
     );
     // One of the two fields without the label.
     let mut h = s.headers.clone();
     h.insert("signature", "other=:AAAA:".parse().unwrap());
-    assert_eq!(parse(&h).map_err(|e| e.reason()).err(), Some("malformed"));
+    assert_eq!(
+        parse(&h).map_err(|e| e.reason().as_str()).err(),
+        Some("malformed")
+    );
     let mut h = s.headers.clone();
     h.insert("signature", "portal=:AAAA:".parse().unwrap());
     assert_eq!(
-        parse(&h).map_err(|e| e.reason()).err(),
+        parse(&h).map_err(|e| e.reason().as_str()).err(),
         Some("malformed"),
         "short signature"
     );
@@ -644,7 +654,7 @@ fn content_digest_parsing() {
         let h = headers(&[("content-digest", bad)]);
         assert_eq!(
             ContentDigest::from_headers(&h)
-                .map_err(|e| e.reason())
+                .map_err(|e| e.reason().as_str())
                 .err(),
             Some("malformed"),
             "{bad}"
@@ -652,7 +662,7 @@ fn content_digest_parsing() {
     }
     assert_eq!(
         ContentDigest::from_headers(&HeaderMap::new())
-            .map_err(|e| e.reason())
+            .map_err(|e| e.reason().as_str())
             .err(),
         Some("missing_component")
     );

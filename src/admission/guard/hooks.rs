@@ -19,7 +19,7 @@ use pingora::server::ShutdownWatch;
 use super::watched::Watched;
 use super::{Guard, ACTIVE, CLOSED, HANDSHAKE, WAITING};
 use crate::admission::proxy_protocol::{read_header, source, starts_a_header, Refused, Trusted};
-use crate::observe::metrics::METRICS;
+use crate::observe::metrics::{ProxyHeader, SlowPhase, METRICS};
 
 /// The key of a connection in [`Guard`]: its socket digest's address.
 pub(crate) fn digest_key(digest: &Arc<pingora::protocols::SocketDigest>) -> usize {
@@ -47,8 +47,8 @@ fn accept_error(why: impl ToString) -> Box<pingora::Error> {
     pingora::Error::explain(pingora::ErrorType::AcceptError, why.to_string())
 }
 
-fn count_proxy_protocol(result: &str) {
-    METRICS.proxy_protocol.with_label_values(&[result]).inc();
+fn count_proxy_protocol(result: ProxyHeader) {
+    METRICS.proxy_protocol.inc(result);
 }
 
 impl HandshakeGuard {
@@ -67,11 +67,11 @@ impl HandshakeGuard {
                 let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
                 let _ = digest.peer_addr.set(Some(client.into()));
                 stream.set_socket_digest(digest);
-                count_proxy_protocol("accepted");
+                count_proxy_protocol(ProxyHeader::Accepted);
                 Ok(Some(client.ip()))
             }
             Ok(None) => {
-                count_proxy_protocol("local");
+                count_proxy_protocol(ProxyHeader::Local);
                 Ok(None)
             }
             Err(refused) => {
@@ -119,7 +119,7 @@ impl PreTlsProcess for HandshakeGuard {
                 .compare_exchange(HANDSHAKE, CLOSED, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
-                METRICS.slow_clients.with_label_values(&["handshake"]).inc();
+                METRICS.slow_clients.inc(SlowPhase::Handshake);
                 conn.close();
             }
             // A handshake that failed ends here too (Pingora dropped it).
@@ -139,7 +139,7 @@ impl PreTlsProcess for HandshakeGuard {
                 conn.state.store(CLOSED, Ordering::Relaxed);
                 conn.close();
                 guard.release(&conn, None);
-                count_proxy_protocol("untrusted");
+                count_proxy_protocol(ProxyHeader::Untrusted);
                 return Err(accept_error(
                     "a PROXY protocol header from an address not in listen.proxy_protocol_from",
                 ));

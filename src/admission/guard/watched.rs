@@ -90,7 +90,9 @@ impl Watched {
 impl Watched {
     fn timed_out(&self) -> std::io::Error {
         if self.conn.state.swap(CLOSED, Ordering::Relaxed) != CLOSED {
-            METRICS.slow_clients.with_label_values(&["head"]).inc();
+            METRICS
+                .slow_clients
+                .inc(crate::observe::metrics::SlowPhase::Head);
         }
         std::io::Error::new(
             std::io::ErrorKind::TimedOut,

@@ -3,8 +3,8 @@
 //! `created` at all across an upgrade (`portal_core::replay::Handover`).
 
 use super::Portal;
-use crate::observe::metrics::METRICS;
-use portal_core::decide::{NonceClaim, PEER_NONCES};
+use crate::observe::metrics::{RateLimit, METRICS};
+use portal_core::decide::NonceClaim;
 use portal_core::replay::ReplayError;
 
 /// Claims the nonce of a verified signature, if the request has one. Over
@@ -32,7 +32,7 @@ pub(super) fn nonce(
     });
     match claimed {
         Err(ReplayError::Handover) => METRICS.handover_refusals.inc(),
-        Err(ReplayError::Full) => METRICS.rate_limited.with_label_values(&[PEER_NONCES]).inc(),
+        Err(ReplayError::Full) => METRICS.rate_limited.inc(RateLimit::PeerNonces),
         _ => {}
     }
     claimed

@@ -274,8 +274,7 @@ impl ProxyHttp for PortalProxy {
             if let Err(e) = rate.push(n, started.elapsed().as_secs_f64()) {
                 metrics::METRICS
                     .slow_clients
-                    .with_label_values(&["body_rate"])
-                    .inc();
+                    .inc(metrics::SlowPhase::BodyRate);
                 return Err(ctx.fail(e.into()));
             }
         }
@@ -415,7 +414,7 @@ impl ProxyHttp for PortalProxy {
         if *e.esource() == pingora::ErrorSource::Upstream {
             metrics::METRICS
                 .upstream_errors
-                .with_label_values(&[app, super::respond::error_kind(e)])
+                .with_label_values(&[app, super::respond::error_kind(e).as_str()])
                 .inc();
         }
         // A refusal decided while streaming the body (a digest mismatch, a

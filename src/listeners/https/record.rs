@@ -47,7 +47,7 @@ pub(super) fn record(portal: &Portal, session: &mut Session, ctx: &mut RequestCt
             access,
             client_type,
             decision,
-            metrics::status_class(status),
+            metrics::StatusClass::of(status).as_str(),
         ])
         .inc();
     m.request_duration

@@ -22,11 +22,12 @@ use crate::config::{Limits, Peering};
 use crate::listeners::{connect, ConnectError};
 use crate::tls::peer::{pinned_client_config, wrong_key};
 use portal_core::identity::Identity;
-use portal_core::outbound::{end_to_end, unsigned_refusal, SIGNATURE_VALIDITY};
+use portal_core::outbound::{end_to_end, SIGNATURE_VALIDITY};
+use portal_core::peer_answer::{self, AnswerVerdict};
 use portal_core::peers::Peer;
 use portal_core::route::Router;
 use portal_core::signature::response::{verify_response, RequestBinding};
-use portal_core::signature::{signed_headers, Outgoing, SignatureError};
+use portal_core::signature::{signed_headers, Outgoing};
 use portal_core::trace::Trace;
 use portal_core::transport::{Transport, Transports};
 use rustls::sign::CertifiedKey;
@@ -271,22 +272,6 @@ impl PeerClient {
             peer.id,
             response.status()
         );
-        // No request to a peer asks for an upgrade (the proxy does not
-        // tunnel): a 1xx is no answer to pass on.
-        if response.status().is_informational() {
-            warn!(
-                "peer {} answered {} to app {app:?}'s call, which asked for no upgrade: refused",
-                peer.id,
-                response.status()
-            );
-            return Err(CallFailure::BadAnswer(
-                peer.short_id().to_string(),
-                format!(
-                    "{} to a request that asked for no upgrade",
-                    response.status()
-                ),
-            ));
-        }
         // The peer proves its key on the answer, before the app sees it.
         let binding = RequestBinding {
             method: &method,
@@ -296,55 +281,63 @@ impl PeerClient {
             label: portal_core::signature::LABEL,
             signature: &our_signature,
         };
+        let status = response.status().as_u16();
         let verified = verify_response(
             response.headers(),
-            response.status().as_u16(),
+            status,
             &binding,
             &peer.id,
             &peer.key,
             crate::clock::unix_now(),
             self.window,
         );
-        // Only what the peer signed reaches the app; of an unsigned
-        // refusal, its status.
-        let status = response.status().as_u16();
-        let signed = match verified {
-            Ok(fields) => Some(fields),
-            Err(SignatureError::Unsigned) if self.require_signature => {
-                if let Some(kind) = unsigned_refusal(status) {
-                    info!(
-                        "peer {} refused app {app:?}'s call with an unsigned {status}: passed on as peer_refused",
-                        peer.id
-                    );
-                    return Err(CallFailure::PeerRefused(peer.short_id().to_string(), kind));
-                }
-                crate::observe::metrics::METRICS
-                    .outbound_unverified
-                    .with_label_values(&[&peer.id])
-                    .inc();
-                warn!(
-                    "peer {}'s answer ({status}) to {app:?} refused: it is not signed",
+        let short_id = peer.short_id().to_string();
+        let unverified = || {
+            crate::observe::metrics::METRICS
+                .outbound_unverified
+                .with_label_values(&[&peer.id])
+                .inc()
+        };
+        let signed = match peer_answer::judge(status, verified, self.require_signature) {
+            AnswerVerdict::PassOn {
+                signed,
+                unverified: false,
+            } => signed,
+            AnswerVerdict::PassOn {
+                signed,
+                unverified: true,
+            } => {
+                unverified();
+                warn!("peer {}'s answer to {app:?} is not signed; let through (peering.require_response_signature is false)", peer.id);
+                signed
+            }
+            AnswerVerdict::Refused(kind) => {
+                info!(
+                    "peer {} refused app {app:?}'s call with an unsigned {status}: passed on as peer_refused",
                     peer.id
                 );
-                return Err(CallFailure::PeerUnverified(
-                    peer.short_id().to_string(),
-                    SignatureError::Unsigned.to_string(),
-                ));
+                return Err(CallFailure::PeerRefused(short_id, kind));
             }
-            Err(e) => {
-                crate::observe::metrics::METRICS
-                    .outbound_unverified
-                    .with_label_values(&[&peer.id])
-                    .inc();
-                if self.require_signature {
-                    warn!("peer {}'s answer to {app:?} refused: {e}", peer.id);
-                    return Err(CallFailure::PeerUnverified(
-                        peer.short_id().to_string(),
-                        e.to_string(),
-                    ));
-                }
-                warn!("peer {}'s answer to {app:?} is not signed ({e}); let through (peering.require_response_signature is false)", peer.id);
-                None
+            AnswerVerdict::Unverified(e) => {
+                unverified();
+                warn!(
+                    "peer {}'s answer ({status}) to {app:?} refused: {e}",
+                    peer.id
+                );
+                return Err(CallFailure::PeerUnverified(short_id, e.to_string()));
+            }
+            AnswerVerdict::NoUpgradeAsked => {
+                warn!(
+                    "peer {} answered {status} to app {app:?}'s call, which asked for no upgrade: refused",
+                    peer.id
+                );
+                return Err(CallFailure::BadAnswer(
+                    short_id,
+                    format!(
+                        "{} to a request that asked for no upgrade",
+                        response.status()
+                    ),
+                ));
             }
         };
         let from = format!("peer {} (to app {app:?})", peer.id);

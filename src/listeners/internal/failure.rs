@@ -5,7 +5,7 @@
 use portal_core::body::TooLarge;
 use portal_core::outbound::CallError;
 use portal_core::path::PathError;
-use portal_core::refusal::{Kind, Refusal};
+use portal_core::refusal::{Kind, Reason, Refusal};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallFailure {
@@ -20,7 +20,7 @@ pub enum CallFailure {
     #[error("peer {0}'s answer does not carry its valid signature: {1}")]
     PeerUnverified(String, String),
     /// The peer refused the call with this status, unsigned: only the
-    /// status goes on ([`portal_core::outbound::unsigned_refusal`]).
+    /// status goes on ([`portal_core::peer_answer::unsigned_refusal`]).
     #[error("peer {0} refused the call with {status}; its answer is not signed, so only its status is passed on", status = .1.status())]
     PeerRefused(String, Kind),
     /// An answer the peering protocol does not allow (a 101 no request
@@ -57,10 +57,10 @@ impl From<CallFailure> for Refusal {
             CallFailure::NotAdmitted(e) => e.into(),
             CallFailure::PeerTimeout(_) => Refusal::new(Kind::GatewayTimeout, message),
             CallFailure::PeerRefused(_, kind) => {
-                Refusal::with_reason(kind, "peer_refused", message)
+                Refusal::with_reason(kind, Reason::PeerRefused, message)
             }
             CallFailure::PeerUnverified(..) | CallFailure::BadAnswer(..) => {
-                Refusal::with_reason(Kind::BadGateway, "peer_unverified", message)
+                Refusal::with_reason(Kind::BadGateway, Reason::PeerUnverified, message)
             }
             CallFailure::Unreachable(..) | CallFailure::BrokeOff | CallFailure::Internal(_) => {
                 Refusal::new(Kind::BadGateway, message)

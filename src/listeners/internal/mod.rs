@@ -153,7 +153,7 @@ impl InternalApi {
             Ok(code) => *code,
             Err(e) => Refusal::from(e.clone()).status(),
         };
-        crate::observe::metrics::outbound(&peer.id, crate::observe::metrics::status_class(code));
+        crate::observe::metrics::outbound(&peer.id, crate::observe::metrics::StatusClass::of(code));
         status.map(|_| ())
     }
 

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{LazyLock, Mutex};
 
-use super::{METRICS, STATUS_CLASSES, UPSTREAM_ERROR_KINDS};
+use super::{LabelValue, StatusClass, UpstreamError, METRICS};
 use portal_core::app_meta::Access;
 use portal_core::caller::Caller;
 use portal_core::decide::CORE_APP_LABEL;
@@ -84,14 +84,16 @@ pub(crate) fn align_series(snapshot: &Snapshot) {
         }
         if kept.is_none() {
             let _ = m.request_duration.remove_label_values(&[app]);
-            for kind in UPSTREAM_ERROR_KINDS {
-                let _ = m.upstream_errors.remove_label_values(&[app, kind]);
+            for kind in UpstreamError::ALL {
+                let _ = m.upstream_errors.remove_label_values(&[app, kind.as_str()]);
             }
         }
     }
     for peer in aligned.peers.difference(&peers) {
-        for class in STATUS_CLASSES {
-            let _ = m.outbound_requests.remove_label_values(&[peer, class]);
+        for class in StatusClass::ALL {
+            let _ = m
+                .outbound_requests
+                .remove_label_values(&[peer, class.as_str()]);
         }
         let _ = m.outbound_unverified.remove_label_values(&[peer]);
     }
@@ -101,13 +103,14 @@ pub(crate) fn align_series(snapshot: &Snapshot) {
             m.requests
                 .with_label_values(&[app, l[0], l[1], "forward", l[2]]);
         }
-        for kind in UPSTREAM_ERROR_KINDS {
-            m.upstream_errors.with_label_values(&[app, kind]);
+        for kind in UpstreamError::ALL {
+            m.upstream_errors.with_label_values(&[app, kind.as_str()]);
         }
     }
     for peer in &peers {
-        for class in STATUS_CLASSES {
-            m.outbound_requests.with_label_values(&[peer, class]);
+        for class in StatusClass::ALL {
+            m.outbound_requests
+                .with_label_values(&[peer, class.as_str()]);
         }
         m.outbound_unverified.with_label_values(&[peer]);
     }

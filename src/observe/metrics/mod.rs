@@ -8,8 +8,13 @@
 #![forbid(unsafe_code)]
 
 mod align;
+mod labels;
 
 pub(crate) use align::align_series;
+pub(crate) use labels::{
+    AcmeOrder, CompressionSkipped, Counted, DnsLookup, LabelValue, PeerHandshake, ProxyHeader,
+    RateLimit, Reload, SlowPhase, StateFile, StatusClass, UpstreamError,
+};
 
 use std::sync::LazyLock;
 
@@ -18,7 +23,7 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-use portal_core::signature::SignatureError;
+use portal_core::refusal::Reason;
 
 /// Every series of the proxy.
 pub(crate) struct Metrics {
@@ -38,9 +43,9 @@ pub(crate) struct Metrics {
     /// `portal_proxy_certificate_expiry_timestamp_seconds`.
     pub certificate_expiry: Gauge,
     /// `portal_proxy_certificate_reloads_total{result}`.
-    pub certificate_reloads: IntCounterVec,
+    pub certificate_reloads: Counted<Reload>,
     /// `portal_proxy_acme_orders_total{result}`.
-    pub acme_orders: IntCounterVec,
+    pub acme_orders: Counted<AcmeOrder>,
     /// `portal_proxy_acme_next_renewal_timestamp_seconds`.
     pub acme_next_renewal: Gauge,
     /// `portal_proxy_acme_consecutive_failures`.
@@ -54,7 +59,7 @@ pub(crate) struct Metrics {
     /// `portal_proxy_connections_shed_total`.
     pub connections_shed: IntCounter,
     /// `portal_proxy_slow_clients_total{phase}`.
-    pub slow_clients: IntCounterVec,
+    pub slow_clients: Counted<SlowPhase>,
     /// `portal_proxy_requests_revoked_total`.
     pub requests_revoked: IntCounter,
     /// `portal_proxy_handover_refusals_total`.
@@ -62,45 +67,20 @@ pub(crate) struct Metrics {
     /// `portal_proxy_outbound_unverified_total{peer}`.
     pub outbound_unverified: IntCounterVec,
     /// `portal_proxy_dns_lookups_total{result}`.
-    pub dns_lookups: IntCounterVec,
+    pub dns_lookups: Counted<DnsLookup>,
     /// `portal_proxy_peer_handshakes_total{result}`.
-    pub peer_handshakes: IntCounterVec,
+    pub peer_handshakes: Counted<PeerHandshake>,
     /// `portal_proxy_rate_limited_total{limit}`.
-    pub rate_limited: IntCounterVec,
+    pub rate_limited: Counted<RateLimit>,
     /// `portal_proxy_proxy_protocol_total{result}`.
-    pub proxy_protocol: IntCounterVec,
+    pub proxy_protocol: Counted<ProxyHeader>,
     /// `portal_proxy_compressed_responses_total{coding}`.
     pub compressed_responses: IntCounterVec,
     /// `portal_proxy_compression_bytes_total{coding,side}`.
     pub compression_bytes: IntCounterVec,
     /// `portal_proxy_compression_skipped_total{reason}`.
-    pub compression_skipped: IntCounterVec,
+    pub compression_skipped: Counted<CompressionSkipped>,
 }
-
-/// The results of `portal_proxy_peer_handshakes_total{result}`.
-pub(crate) const PEER_HANDSHAKE_RESULTS: [&str; 4] =
-    ["verified", "unknown_key", "bad_certificate", "bad_proof"];
-
-/// The results of `portal_proxy_acme_orders_total{result}`: `issued`,
-/// or where the order failed (`acme::Stage`).
-pub(crate) const ACME_ORDER_RESULTS: [&str; 6] = [
-    "issued",
-    "account_error",
-    "ca_error",
-    "solver_error",
-    "propagation_timeout",
-    "write_error",
-];
-
-/// The state file kinds of `portal_proxy_state_reloads_total{file}`.
-pub(crate) const STATE_FILE_KINDS: [&str; 6] = [
-    "state_dir",
-    "app",
-    "terminals",
-    "terminal_jwt_secret",
-    "peers",
-    "app_addresses",
-];
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
     registry
@@ -152,8 +132,8 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["reason"],
     );
     // Every reason is exported from the start, at zero.
-    for reason in SignatureError::REASONS {
-        signature_refusals.with_label_values(&[reason]);
+    for reason in Reason::SIGNATURE {
+        signature_refusals.with_label_values(&[reason.as_str()]);
     }
     let upstream_errors = counter_vec(
         &registry,
@@ -168,9 +148,9 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["file", "result"],
     );
     // Exported from 0, so that alerts on increase() see the first error.
-    for file in STATE_FILE_KINDS {
-        for result in ["ok", "error"] {
-            state_reloads.with_label_values(&[file, result]);
+    for file in StateFile::ALL {
+        for result in Reload::ALL {
+            state_reloads.with_label_values(&[file.as_str(), result.as_str()]);
         }
     }
     let state_entries = register(
@@ -192,24 +172,18 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         )
         .expect("valid metric definition"),
     );
-    let certificate_reloads = counter_vec(
+    let certificate_reloads: Counted<Reload> = Counted::new(
         &registry,
         "portal_proxy_certificate_reloads_total",
         "Loads of a changed certificate, by result (ok, or error: the previous certificate kept serving).",
-        &["result"],
+        "result",
     );
-    for result in ["ok", "error"] {
-        certificate_reloads.with_label_values(&[result]);
-    }
-    let acme_orders = counter_vec(
+    let acme_orders: Counted<AcmeOrder> = Counted::new(
         &registry,
         "portal_proxy_acme_orders_total",
         "ACME orders placed under tls.acme, by result: issued, or where it failed (account_error, ca_error, solver_error, propagation_timeout, write_error). All 0 without tls.acme.",
-        &["result"],
+        "result",
     );
-    for result in ACME_ORDER_RESULTS {
-        acme_orders.with_label_values(&[result]);
-    }
     let acme_next_renewal = register(
         &registry,
         Gauge::new(
@@ -256,15 +230,12 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         )
         .expect("valid metric definition"),
     );
-    let slow_clients = counter_vec(
+    let slow_clients: Counted<SlowPhase> = Counted::new(
         &registry,
         "portal_proxy_slow_clients_total",
-        "Client connections closed for being too slow, by phase: handshake (TLS), head (request head), mqtt_idle (MQTT relay idle).",
-        &["phase"],
+        "Client connections closed for being too slow, by phase: handshake (TLS), head (request head), mqtt_idle (MQTT relay idle), body_rate (a request body under limits.min_body_bytes_per_second).",
+        "phase",
     );
-    for phase in ["handshake", "head", "mqtt_idle"] {
-        slow_clients.with_label_values(&[phase]);
-    }
     let requests_revoked = register(
         &registry,
         IntCounter::new(
@@ -287,49 +258,30 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Answers of peers without a valid response signature (502 peer_unverified to the app, or let through when peering.require_response_signature is false).",
         &["peer"],
     );
-    let dns_lookups = counter_vec(
+    let dns_lookups: Counted<DnsLookup> = Counted::new(
         &registry,
         "portal_proxy_dns_lookups_total",
         "Upstream names asked of the resolver (a cached answer asks nothing), by result: ok, stale (the resolver failed and the last good answer was served), error (no address: 502).",
-        &["result"],
+        "result",
     );
-    for result in ["ok", "stale", "error"] {
-        dns_lookups.with_label_values(&[result]);
-    }
-    let peer_handshakes = counter_vec(
+    let peer_handshakes: Counted<PeerHandshake> = Counted::new(
         &registry,
         "portal_proxy_peer_handshakes_total",
         "TLS handshakes in which a calling Portal presented its identity key (pinned peer TLS), by result: verified (a peer of peers.json, counted once the handshake proved the key), unknown_key (no peer's: refused at the handshake), bad_certificate (no ed25519 key: refused), bad_proof (a listed key's certificate, the handshake signed by another key: refused).",
-        &["result"],
+        "result",
     );
-    for result in PEER_HANDSHAKE_RESULTS {
-        peer_handshakes.with_label_values(&[result]);
-    }
-    let rate_limited = counter_vec(
+    let rate_limited: Counted<RateLimit> = Counted::new(
         &registry,
         "portal_proxy_rate_limited_total",
         "Requests refused with 429 by a rate limit: anonymous (a client address over limits.anonymous_requests_per_second), peer (a peer over limits.peer_requests_per_second), failed_authentications (an address locked out after too many failed authentications), peer_nonces (a verified peer holding its whole share of the replay cache).",
-        &["limit"],
+        "limit",
     );
-    for limit in ["anonymous", "peer", "failed_authentications", "peer_nonces"] {
-        rate_limited.with_label_values(&[limit]);
-    }
-    let proxy_protocol = counter_vec(
+    let proxy_protocol: Counted<ProxyHeader> = Counted::new(
         &registry,
         "portal_proxy_proxy_protocol_total",
         "PROXY protocol headers on the TLS listeners, by result: accepted (from listen.proxy_protocol_from, naming the client), local (naming none: the balancer's own connection), missing, malformed or closed (from a trusted address: refused), untrusted (a header from any other address: refused).",
-        &["result"],
+        "result",
     );
-    for result in [
-        "accepted",
-        "local",
-        "missing",
-        "malformed",
-        "closed",
-        "untrusted",
-    ] {
-        proxy_protocol.with_label_values(&[result]);
-    }
     let compressed_responses = counter_vec(
         &registry,
         "portal_proxy_compressed_responses_total",
@@ -348,13 +300,12 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             compression_bytes.with_label_values(&[coding.token(), side]);
         }
     }
-    let compression_skipped = counter_vec(
+    let compression_skipped: Counted<CompressionSkipped> = Counted::new(
         &registry,
         "portal_proxy_compression_skipped_total",
         "Answers that would have been compressed but went as sent, by reason: max_concurrent (compression.max_concurrent encoders were at work).",
-        &["reason"],
+        "reason",
     );
-    compression_skipped.with_label_values(&["max_concurrent"]);
     Metrics {
         registry,
         peer_handshakes,
@@ -386,51 +337,22 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     }
 });
 
-/// The `kind` values of `portal_proxy_upstream_errors_total`
-/// (`listeners::respond::error_kind` gives one of them).
-pub(crate) const UPSTREAM_ERROR_KINDS: [&str; 8] = [
-    "connect_refused",
-    "connect_timeout",
-    "unresolvable",
-    "tls",
-    "timeout",
-    "connection_closed",
-    "protocol",
-    "other",
-];
-
-/// The `status_class` values of `portal_proxy_outbound_requests_total`
-/// ([`status_class`]).
-pub(crate) const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
-
 /// Counts a refused peer request by its reason (one of
-/// `SignatureError::REASONS`).
-pub(crate) fn signature_refused(reason: &str) {
+/// [`Reason::SIGNATURE`]).
+pub(crate) fn signature_refused(reason: Reason) {
     METRICS
         .signature_refusals
-        .with_label_values(&[reason])
+        .with_label_values(&[reason.as_str()])
         .inc();
 }
 
 /// Counts a request sent to a peer (`peer` is its Portal ID, from
 /// `peers.json`: a bounded set).
-pub(crate) fn outbound(peer: &str, status_class: &str) {
+pub(crate) fn outbound(peer: &str, status_class: StatusClass) {
     METRICS
         .outbound_requests
-        .with_label_values(&[peer, status_class])
+        .with_label_values(&[peer, status_class.as_str()])
         .inc();
-}
-
-/// `1xx` to `5xx`; `none` when no response was sent.
-pub(crate) fn status_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "none",
-    }
 }
 
 /// The registry in the Prometheus text format.

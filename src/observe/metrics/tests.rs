@@ -20,7 +20,7 @@ fn every_design_series_is_exported() {
         .inc();
     METRICS.state_entries.with_label_values(&["apps"]).set(1);
     METRICS.certificate_expiry.set(1.0);
-    outbound("p", "2xx");
+    outbound("p", StatusClass::Success);
     let text = String::from_utf8(render()).unwrap();
     for series in [
         "portal_proxy_requests_total{",
