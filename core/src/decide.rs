@@ -144,33 +144,6 @@ pub enum Verdict {
     Refuse(Refusal),
 }
 
-/// What the answer to a verified peer request is bound to: the request as
-/// it was signed, and its signature (docs/signing.md, response
-/// signatures).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AnswerBinding {
-    pub method: String,
-    pub authority: String,
-    pub path: String,
-    pub query: Option<String>,
-    /// The label of the request's signature.
-    pub label: String,
-    pub signature: [u8; 64],
-}
-
-impl AnswerBinding {
-    pub fn as_request(&self) -> RequestBinding<'_> {
-        RequestBinding {
-            method: &self.method,
-            authority: &self.authority,
-            path: &self.path,
-            query: self.query.as_deref(),
-            label: &self.label,
-            signature: &self.signature,
-        }
-    }
-}
-
 /// A verified signature's nonce, to be claimed in the replay cache, and
 /// what the answer must be bound to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,7 +158,7 @@ pub struct NonceClaim {
     /// allowed skew.
     pub forget_at: i64,
     /// For signing the answer, whatever it is.
-    pub binding: Box<AnswerBinding>,
+    pub binding: Box<RequestBinding<'static>>,
 }
 
 /// The decision of one request: what was learned of it, its [`Verdict`],

@@ -1,10 +1,11 @@
 //! A peer's signature verified, one stage of [`super::decide`]: the caller
 //! it proves, the nonce to claim, and the digest check of a body.
 
-use super::{AnswerBinding, NonceClaim, Policy};
+use super::{NonceClaim, Policy};
 use crate::body::{declared_length, BodyCheck, TooLarge};
 use crate::caller::Caller;
 use crate::refusal::Refusal;
+use crate::signature::response::RequestBinding;
 use crate::signature::{self, ContentDigest, ParsedSignature, RequestParts, SignatureError};
 use crate::snapshot::Snapshot;
 use crate::transport::Transport;
@@ -48,12 +49,12 @@ pub(super) fn verify(
         created: sig.created,
         forget_at: sig.expires + policy.window.skew,
         nonce: sig.nonce,
-        binding: Box::new(AnswerBinding {
-            method: parts.method.to_string(),
-            authority: parts.authority.to_string(),
-            path: parts.path.to_string(),
-            query: parts.query.map(str::to_string),
-            label: sig.label.clone(),
+        binding: Box::new(RequestBinding {
+            method: parts.method.to_string().into(),
+            authority: parts.authority.to_string().into(),
+            path: parts.path.to_string().into(),
+            query: parts.query.map(|q| q.to_string().into()),
+            label: sig.label.clone().into(),
             signature: sig.field.signature,
         }),
     });

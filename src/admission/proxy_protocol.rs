@@ -51,7 +51,7 @@ impl Trusted {
 /// Why a connection's PROXY header was not taken (the `result` label of
 /// `portal_proxy_proxy_protocol_total`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Refused {
+pub(crate) enum BadHeader {
     /// A trusted address sent something else first (a TLS ClientHello).
     Missing,
     /// A PROXY header that does not parse, or is over the limits.
@@ -60,23 +60,23 @@ pub(crate) enum Refused {
     Closed,
 }
 
-impl Refused {
+impl BadHeader {
     pub(crate) fn label(&self) -> crate::observe::metrics::ProxyHeader {
         use crate::observe::metrics::ProxyHeader;
         match self {
-            Refused::Missing => ProxyHeader::Missing,
-            Refused::Malformed(_) => ProxyHeader::Malformed,
-            Refused::Closed => ProxyHeader::Closed,
+            BadHeader::Missing => ProxyHeader::Missing,
+            BadHeader::Malformed(_) => ProxyHeader::Malformed,
+            BadHeader::Closed => ProxyHeader::Closed,
         }
     }
 }
 
-impl std::fmt::Display for Refused {
+impl std::fmt::Display for BadHeader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Refused::Missing => f.write_str("no PROXY protocol header"),
-            Refused::Malformed(why) => write!(f, "a malformed PROXY protocol header: {why}"),
-            Refused::Closed => f.write_str("the connection ended within its PROXY header"),
+            BadHeader::Missing => f.write_str("no PROXY protocol header"),
+            BadHeader::Malformed(why) => write!(f, "a malformed PROXY protocol header: {why}"),
+            BadHeader::Closed => f.write_str("the connection ended within its PROXY header"),
         }
     }
 }
@@ -90,15 +90,17 @@ pub(crate) fn starts_a_header(first: u8) -> bool {
 
 /// Reads one PROXY header from `stream`, exactly: nothing after it is
 /// read. Returns its bytes.
-pub(crate) async fn read_header<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Vec<u8>, Refused> {
-    let closed = |_| Refused::Closed;
+pub(crate) async fn read_header<S: AsyncRead + Unpin>(
+    stream: &mut S,
+) -> Result<Vec<u8>, BadHeader> {
+    let closed = |_| BadHeader::Closed;
     let mut header = vec![0u8; 6];
     stream.read_exact(&mut header).await.map_err(closed)?;
     if header == b"PROXY " {
         // Version 1: a line of at most 107 bytes.
         while !header.ends_with(b"\r\n") {
             if header.len() == V1_MAX {
-                return Err(Refused::Malformed(format!(
+                return Err(BadHeader::Malformed(format!(
                     "a version 1 header longer than {V1_MAX} bytes"
                 )));
             }
@@ -107,16 +109,16 @@ pub(crate) async fn read_header<S: AsyncRead + Unpin>(stream: &mut S) -> Result<
         return Ok(header);
     }
     if header[..] != V2_SIGNATURE[..6] {
-        return Err(Refused::Missing);
+        return Err(BadHeader::Missing);
     }
     header.resize(16, 0);
     stream.read_exact(&mut header[6..]).await.map_err(closed)?;
     if header[..12] != V2_SIGNATURE[..] {
-        return Err(Refused::Malformed("not the version 2 signature".into()));
+        return Err(BadHeader::Malformed("not the version 2 signature".into()));
     }
     let length = usize::from(u16::from_be_bytes([header[14], header[15]]));
     if length > V2_MAX_PAYLOAD {
-        return Err(Refused::Malformed(format!(
+        return Err(BadHeader::Malformed(format!(
             "{length} bytes of addresses and TLVs (at most {V2_MAX_PAYLOAD})"
         )));
     }
@@ -128,8 +130,8 @@ pub(crate) async fn read_header<S: AsyncRead + Unpin>(stream: &mut S) -> Result<
 /// The client a header names: its source address, or `None` when it names
 /// none (version 1 `UNKNOWN`, version 2 `LOCAL`: the load balancer's own
 /// connection, a health check; or a Unix or unspecified address).
-pub(crate) fn source(header: &[u8]) -> Result<Option<SocketAddr>, Refused> {
-    let malformed = |e: &dyn std::fmt::Display| Refused::Malformed(e.to_string());
+pub(crate) fn source(header: &[u8]) -> Result<Option<SocketAddr>, BadHeader> {
+    let malformed = |e: &dyn std::fmt::Display| BadHeader::Malformed(e.to_string());
     let named: Option<(IpAddr, u16)> = match HeaderResult::parse(header) {
         HeaderResult::V1(Ok(h)) => match h.addresses {
             v1::Addresses::Tcp4(a) => Some((a.source_address.into(), a.source_port)),

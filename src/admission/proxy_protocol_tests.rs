@@ -116,7 +116,7 @@ fn headers_name_their_client() {
 
 /// Reads the header from `bytes` followed by a TLS record's first
 /// bytes; returns the header and what was left unread.
-async fn read_then_rest(bytes: &[u8]) -> (Result<Vec<u8>, Refused>, Vec<u8>) {
+async fn read_then_rest(bytes: &[u8]) -> (Result<Vec<u8>, BadHeader>, Vec<u8>) {
     let mut input = bytes.to_vec();
     input.extend_from_slice(b"\x16\x03\x01TLS");
     let mut reader = std::io::Cursor::new(input);
@@ -146,7 +146,7 @@ async fn a_header_is_read_exactly_and_the_tls_bytes_stay() {
 async fn what_is_no_header_is_refused_without_reading_on() {
     // A ClientHello straight away: missing.
     let (read, _) = read_then_rest(b"").await;
-    assert_eq!(read, Err(Refused::Missing));
+    assert_eq!(read, Err(BadHeader::Missing));
     // A version 1 line without its end within 107 bytes.
     let long = format!("PROXY TCP4 {}", "1".repeat(200));
     let (read, rest) = read_then_rest(long.as_bytes()).await;
@@ -168,7 +168,7 @@ async fn what_is_no_header_is_refused_without_reading_on() {
     );
     // Ended inside the header.
     let mut reader = std::io::Cursor::new(b"PROXY TCP4 1.2.3.4".to_vec());
-    assert_eq!(read_header(&mut reader).await, Err(Refused::Closed));
+    assert_eq!(read_header(&mut reader).await, Err(BadHeader::Closed));
 }
 
 #[test]

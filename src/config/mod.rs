@@ -134,7 +134,7 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     pub server: ServerSettings,
     pub limits: Limits,
-    pub access_log: crate::observe::access_log::Target,
+    pub access_log: crate::observe::access_log::Sink,
     /// The DNS cache of upstream names (`resolver:`).
     pub resolver: crate::dns::Settings,
     /// Response compression (`compression:`).

@@ -60,14 +60,14 @@ fn design_example_parses() {
     assert_eq!(c.peering.max_signed_body, 8 * 1024 * 1024);
     assert_eq!(c.server.threads, 2);
     assert_eq!(c.limits.upstream_connect_timeout, Duration::from_secs(5));
-    assert_eq!(c.access_log, crate::observe::access_log::Target::Stdout);
+    assert_eq!(c.access_log, crate::observe::access_log::Sink::Stdout);
     let c = parse(&format!("{FULL}access_log: {{ file: log/access.log }}\n")).unwrap();
     assert_eq!(
         c.access_log,
-        crate::observe::access_log::Target::File(PathBuf::from("/etc/portal-proxy/log/access.log"))
+        crate::observe::access_log::Sink::File(PathBuf::from("/etc/portal-proxy/log/access.log"))
     );
     let c = parse(&format!("{FULL}access_log: {{ enabled: false }}\n")).unwrap();
-    assert_eq!(c.access_log, crate::observe::access_log::Target::Off);
+    assert_eq!(c.access_log, crate::observe::access_log::Sink::Off);
 }
 
 #[test]

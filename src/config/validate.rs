@@ -359,24 +359,24 @@ impl Validator {
     }
 
     /// `access_log`: off, standard output or a file.
-    fn access_log(&mut self, raw: Option<raw::AccessLog>) -> crate::observe::access_log::Target {
+    fn access_log(&mut self, raw: Option<raw::AccessLog>) -> crate::observe::access_log::Sink {
         match raw {
-            None => crate::observe::access_log::Target::Stdout,
+            None => crate::observe::access_log::Sink::Stdout,
             Some(raw::AccessLog {
                 enabled: Some(false),
                 file: Some(_),
             }) => {
                 self.error("access_log", "a file is given but enabled is false");
-                crate::observe::access_log::Target::Off
+                crate::observe::access_log::Sink::Off
             }
             Some(raw::AccessLog {
                 enabled: Some(false),
                 ..
-            }) => crate::observe::access_log::Target::Off,
+            }) => crate::observe::access_log::Sink::Off,
             Some(raw::AccessLog { file: Some(f), .. }) => {
-                crate::observe::access_log::Target::File(self.path("access_log.file", &f))
+                crate::observe::access_log::Sink::File(self.path("access_log.file", &f))
             }
-            Some(raw::AccessLog { file: None, .. }) => crate::observe::access_log::Target::Stdout,
+            Some(raw::AccessLog { file: None, .. }) => crate::observe::access_log::Sink::Stdout,
         }
     }
 

@@ -52,7 +52,7 @@ pub(crate) struct Entry<'a> {
 
 /// Where lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub enum Sink {
     Stdout,
     File(PathBuf),
     Off,
@@ -74,17 +74,17 @@ pub(crate) struct Writer {
 }
 
 /// What the writer thread takes: the queue, where to write, the target.
-type WriterParts = (Receiver<String>, Box<dyn Write + Send>, Target);
+type WriterParts = (Receiver<String>, Box<dyn Write + Send>, Sink);
 
 impl AccessLog {
     /// The queue and its writer, not yet running. A file that cannot be
     /// opened is an error now; later write errors are reported on stderr.
-    pub(crate) fn new(target: Target) -> std::io::Result<(AccessLog, Option<Writer>)> {
+    pub(crate) fn new(target: Sink) -> std::io::Result<(AccessLog, Option<Writer>)> {
         let reopen = Arc::new(AtomicBool::new(false));
         let out: Box<dyn Write + Send> = match &target {
-            Target::Off => return Ok((AccessLog { tx: None, reopen }, None)),
-            Target::Stdout => Box::new(std::io::stdout()),
-            Target::File(path) => Box::new(open(path)?),
+            Sink::Off => return Ok((AccessLog { tx: None, reopen }, None)),
+            Sink::Stdout => Box::new(std::io::stdout()),
+            Sink::File(path) => Box::new(open(path)?),
         };
         let (tx, rx) = sync_channel(CHANNEL_LINES);
         let writer = Writer {
@@ -102,7 +102,7 @@ impl AccessLog {
 
     /// [`AccessLog::new`] with the writer running at once.
     #[cfg(test)]
-    fn start(target: Target) -> std::io::Result<AccessLog> {
+    fn start(target: Sink) -> std::io::Result<AccessLog> {
         let (log, writer) = AccessLog::new(target)?;
         if let Some(writer) = writer {
             writer.spawn()?;
@@ -169,7 +169,7 @@ fn open(path: &PathBuf) -> std::io::Result<std::fs::File> {
 fn write_lines(
     rx: Receiver<String>,
     out: Box<dyn Write + Send>,
-    target: Target,
+    target: Sink,
     reopen: Arc<AtomicBool>,
 ) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
@@ -180,7 +180,7 @@ fn write_lines(
         std::thread::sleep(WRITE_INTERVAL);
         // A reopen asked before these lines were queued applies to them.
         if reopen.swap(false, Ordering::Relaxed) {
-            if let Target::File(path) = &target {
+            if let Sink::File(path) = &target {
                 let _ = out.flush();
                 match open(path) {
                     Ok(file) => out = std::io::BufWriter::with_capacity(64 * 1024, Box::new(file)),

@@ -6,7 +6,7 @@ fn lines_are_json_objects_in_the_file_and_reopen_follows_rotation() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("access.log");
-    let log = AccessLog::start(Target::File(path.clone())).unwrap();
+    let log = AccessLog::start(Sink::File(path.clone())).unwrap();
     let entry = Entry {
         time: now_rfc3339(),
         client: "203.0.113.7",

@@ -24,7 +24,7 @@ use pingora::services::listening::Service;
 use pingora::services::ServiceHandle;
 use rustls::sign::CertifiedKey;
 
-use crate::admission::guard::{Guard, Guarded, HandshakeGuard, Kind};
+use crate::admission::guard::{Guard, Guarded, HandshakeGuard, Serves};
 use crate::admission::proxy_protocol::Trusted;
 use crate::config::Config;
 use crate::listeners::https;
@@ -219,23 +219,29 @@ fn add_listeners(
     listeners.add(
         "https",
         proxy,
-        Kind::Http,
+        Serves::Http,
         public(https_tls),
         config.listen_https,
     );
     if let Some(addr) = config.listen_mqtts {
         let relay = MqttRelay::new(shared, config);
-        listeners.add("mqtts", relay, Kind::Relay, public(shared.ca_tls()?), addr);
+        listeners.add(
+            "mqtts",
+            relay,
+            Serves::Relay,
+            public(shared.ca_tls()?),
+            addr,
+        );
     }
     if let Some(addr) = config.internal_listen {
         let api = InternalApi::build(shared, config)?;
-        listeners.add("internal", api, Kind::Http, Exposure::Private, addr);
+        listeners.add("internal", api, Serves::Http, Exposure::Private, addr);
     }
     if let Some(addr) = config.metrics_listen {
         let metrics = Strict(MetricsApp {
             certificate: shared.certificate.clone(),
         });
-        listeners.add("metrics", metrics, Kind::Http, Exposure::Private, addr);
+        listeners.add("metrics", metrics, Serves::Http, Exposure::Private, addr);
     }
     if let Some(addr) = config.listen_http {
         let redirect = Strict(RedirectToHttps {
@@ -245,7 +251,7 @@ fn add_listeners(
         listeners.add(
             "http redirect",
             redirect,
-            Kind::Http,
+            Serves::Http,
             Exposure::Public(None),
             addr,
         );
@@ -300,14 +306,14 @@ impl Listeners<'_> {
         &mut self,
         name: &str,
         app: A,
-        kind: Kind,
+        serves: Serves,
         exposure: Exposure,
         addr: std::net::SocketAddr,
     ) {
         let guarded = Guarded {
             inner: Arc::new(app),
             guard: self.guard.clone(),
-            kind,
+            serves,
             capped: matches!(exposure, Exposure::Public(_)),
         };
         let mut service = Service::new(format!("portal-proxy {name}"), guarded);

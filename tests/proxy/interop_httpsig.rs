@@ -267,12 +267,12 @@ fn binding<'a>(
     signature: &'a [u8; 64],
 ) -> RequestBinding<'a> {
     RequestBinding {
-        method: req.method().as_str(),
-        authority,
-        path: req.uri().path(),
-        query: req.uri().query(),
-        label: "portal",
-        signature,
+        method: req.method().as_str().into(),
+        authority: authority.into(),
+        path: req.uri().path().into(),
+        query: req.uri().query().map(Into::into),
+        label: "portal".into(),
+        signature: *signature,
     }
 }
 

@@ -78,12 +78,12 @@ fn exchange_with(
         );
     }
     let binding = RequestBinding {
-        method: "POST",
-        authority: "files.b2blla.p.getportal.org",
-        path: "/peer/share",
-        query: Some("item=42&q=x"),
-        label: "portal",
-        signature: &signature,
+        method: "POST".into(),
+        authority: "files.b2blla.p.getportal.org".into(),
+        path: "/peer/share".into(),
+        query: Some("item=42&q=x".into()),
+        label: "portal".into(),
+        signature,
     };
     let signed = sign_response(
         &answerer.signing_key,
@@ -231,12 +231,12 @@ fn every_field_of_an_answer_is_covered_here_and_in_python() {
             .unwrap()
     };
     let binding = RequestBinding {
-        method: "POST",
-        authority: "files.b2blla.p.getportal.org",
-        path: "/peer/share",
-        query: Some("item=42&q=x"),
-        label: "portal",
-        signature: &request_sig,
+        method: "POST".into(),
+        authority: "files.b2blla.p.getportal.org".into(),
+        path: "/peer/share".into(),
+        query: Some("item=42&q=x".into()),
+        label: "portal".into(),
+        signature: request_sig,
     };
     let ours = |headers: &[(String, String)]| {
         let mut map = HeaderMap::new();

@@ -825,12 +825,12 @@ async fn tampering_server(s: &Setup, tamper: Tamper) -> (SocketAddr, String) {
                                     None => (parts.uri.path().to_string(), None),
                                 };
                                 let binding = portal_core::signature::response::RequestBinding {
-                                    method: parts.method.as_str(),
-                                    authority: &portal_core::signature::authority(&host),
-                                    path: &path,
-                                    query: query.as_deref(),
-                                    label: "portal",
-                                    signature: &req_sig,
+                                    method: parts.method.as_str().into(),
+                                    authority: portal_core::signature::authority(&host).into(),
+                                    path: path.as_str().into(),
+                                    query: query.as_deref().map(Into::into),
+                                    label: "portal".into(),
+                                    signature: req_sig,
                                 };
                                 head.headers.remove("signature");
                                 head.headers.remove("signature-input");

@@ -14,6 +14,8 @@
 //! answer carries `Content-Digest`, that is covered like any field and
 //! the caller checks the body against it as it streams.
 
+use std::borrow::Cow;
+
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
@@ -26,20 +28,37 @@ use super::{
     Window, LABEL, TAG,
 };
 
-/// The request an answer is bound to, as it was signed.
-#[derive(Debug, Clone, Copy)]
+/// The request an answer is bound to, as it was signed (docs/signing.md,
+/// response signatures): borrowed from a request at hand, or owned
+/// ([`RequestBinding::into_owned`]) to outlive it, as a verified peer's
+/// request is kept for its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestBinding<'a> {
-    pub method: &'a str,
+    pub method: Cow<'a, str>,
     /// `@authority` of the request (lower case, no default port).
-    pub authority: &'a str,
-    pub path: &'a str,
+    pub authority: Cow<'a, str>,
+    pub path: Cow<'a, str>,
     /// Without `?`; `None` when the request had none.
-    pub query: Option<&'a str>,
+    pub query: Option<Cow<'a, str>>,
     /// The label of the request's signature (`portal` when this Portal
     /// signed it; the sender's when selected by tag).
-    pub label: &'a str,
+    pub label: Cow<'a, str>,
     /// The request's signature.
-    pub signature: &'a [u8; 64],
+    pub signature: [u8; 64],
+}
+
+impl RequestBinding<'_> {
+    /// The same binding, owning its text.
+    pub fn into_owned(self) -> RequestBinding<'static> {
+        RequestBinding {
+            method: Cow::Owned(self.method.into_owned()),
+            authority: Cow::Owned(self.authority.into_owned()),
+            path: Cow::Owned(self.path.into_owned()),
+            query: self.query.map(|q| Cow::Owned(q.into_owned())),
+            label: Cow::Owned(self.label.into_owned()),
+            signature: self.signature,
+        }
+    }
 }
 
 /// The components every answer's signature starts with, serialized,
@@ -101,7 +120,7 @@ fn base(
     request: &RequestBinding<'_>,
     params: &str,
 ) -> Result<String, SignatureError> {
-    let mut lines: Vec<(String, String)> = bound(request.label)
+    let mut lines: Vec<(String, String)> = bound(&request.label)
         .into_iter()
         .zip([
             status.to_string(),
@@ -112,7 +131,7 @@ fn base(
             } else {
                 request.path.to_string()
             },
-            format!("?{}", request.query.unwrap_or("")),
+            format!("?{}", request.query.as_deref().unwrap_or("")),
             format!(":{}:", B64.encode(request.signature)),
         ])
         .collect();
@@ -148,7 +167,7 @@ pub fn sign_response(
         .into_iter()
         .map(str::to_string)
         .collect();
-    let ids: Vec<String> = bound(request.label)
+    let ids: Vec<String> = bound(&request.label)
         .into_iter()
         .chain(fields.iter().map(|n| format!("\"{n}\"")))
         .collect();
@@ -202,7 +221,7 @@ pub fn verify_response(
     let signature: [u8; 64] = signature
         .try_into()
         .map_err(|_| malformed("an ed25519 signature has 64 bytes"))?;
-    let fields = covered_fields(&input, headers, request.label)?;
+    let fields = covered_fields(&input, headers, &request.label)?;
     let created = input
         .params
         .get("created")

@@ -2,14 +2,14 @@ use super::*;
 
 const NOW: i64 = 1_800_000_000;
 
-fn request(signature: &[u8; 64]) -> RequestBinding<'_> {
+fn request(signature: &[u8; 64]) -> RequestBinding<'static> {
     RequestBinding {
-        method: "POST",
-        authority: "files.b2blla.p.getportal.org",
-        path: "/peer/share",
-        query: Some("item=42"),
-        label: "portal",
-        signature,
+        method: "POST".into(),
+        authority: "files.b2blla.p.getportal.org".into(),
+        path: "/peer/share".into(),
+        query: Some("item=42".into()),
+        label: "portal".into(),
+        signature: *signature,
     }
 }
 
@@ -144,7 +144,7 @@ fn the_answer_binds_the_request_label_and_is_selected_by_tag() {
     let key = SigningKey::from_bytes(&[3; 32]);
     let req_sig = [7u8; 64];
     let req = RequestBinding {
-        label: "sig1",
+        label: "sig1".into(),
         ..request(&req_sig)
     };
     let h = signed(200, Some("text/plain"), &key, &req);

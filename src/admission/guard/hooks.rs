@@ -18,7 +18,7 @@ use pingora::server::ShutdownWatch;
 
 use super::watched::Watched;
 use super::{Guard, ACTIVE, CLOSED, HANDSHAKE, WAITING};
-use crate::admission::proxy_protocol::{read_header, source, starts_a_header, Refused, Trusted};
+use crate::admission::proxy_protocol::{read_header, source, starts_a_header, BadHeader, Trusted};
 use crate::observe::metrics::{ProxyHeader, SlowPhase, METRICS};
 
 /// The key of a connection in [`Guard`]: its socket digest's address.
@@ -60,7 +60,7 @@ impl HandshakeGuard {
         let limit = self.guard.limits.handshake;
         let header = match tokio::time::timeout(limit, read_header(stream)).await {
             Ok(read) => read,
-            Err(_) => Err(Refused::Closed),
+            Err(_) => Err(BadHeader::Closed),
         };
         match header.and_then(|h| source(&h)) {
             Ok(Some(client)) => {
@@ -151,7 +151,7 @@ impl PreTlsProcess for HandshakeGuard {
 
 /// What a guarded listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub(crate) enum Serves {
     /// Requests with heads: the head deadline applies.
     Http,
     /// Bytes relayed (MQTT): no head, its own idle timeout; idle for the
@@ -163,7 +163,7 @@ pub(crate) enum Kind {
 pub(crate) struct Guarded<A> {
     pub inner: Arc<A>,
     pub guard: Arc<Guard>,
-    pub kind: Kind,
+    pub serves: Serves,
     /// Under the overall cap: the public listeners. The private ones
     /// (metrics, internal) stay reachable at the cap, so that an operator
     /// can see what is going on and apps keep their core.
@@ -217,12 +217,12 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             conn.digest.store(key, Ordering::Relaxed);
             guard.registry().serving.insert(key, conn.clone());
         }
-        let stream: Stream = match self.kind {
-            Kind::Relay => {
+        let stream: Stream = match self.serves {
+            Serves::Relay => {
                 conn.state.store(ACTIVE, Ordering::Relaxed);
                 Box::new(Watched::relay(stream, conn.clone()))
             }
-            Kind::Http => {
+            Serves::Http => {
                 conn.set_deadline(Some(Instant::now() + guard.limits.head));
                 Box::new(Watched::new(stream, conn.clone(), guard.limits.head))
             }

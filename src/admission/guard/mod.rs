@@ -384,7 +384,7 @@ mod watched;
 pub(crate) use conn::{Conn, InFlight};
 use registry::Registry;
 
-pub(crate) use hooks::{digest_key, Guarded, HandshakeGuard, Kind};
+pub(crate) use hooks::{digest_key, Guarded, HandshakeGuard, Serves};
 
 #[cfg(test)]
 mod tests;

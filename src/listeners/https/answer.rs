@@ -12,16 +12,16 @@ use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
 
 use crate::compress::{Compressing, Compressors};
-use portal_core::decide::AnswerBinding;
 use portal_core::encoding::{choose, compressed_etag, varies_on_accept_encoding, Exchange};
 use portal_core::identity::Identity;
 use portal_core::signature::response::sign_response;
+use portal_core::signature::response::RequestBinding;
 
 /// Adds this Portal's response signature to `head` when the request was a
 /// verified peer's (`binding`).
 pub(super) fn sign(
     identity: &Identity,
-    binding: Option<&AnswerBinding>,
+    binding: Option<&RequestBinding<'static>>,
     head: &mut ResponseHeader,
 ) -> Result<()> {
     let Some(binding) = binding else {
@@ -32,7 +32,7 @@ pub(super) fn sign(
         &identity.id,
         head.status.as_u16(),
         &head.headers,
-        &binding.as_request(),
+        binding,
         crate::clock::unix_now(),
     )
     .map_err(|e| Error::because(ErrorType::InternalError, "signing the answer", e))?;

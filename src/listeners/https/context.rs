@@ -13,9 +13,10 @@ use crate::compress::Compressing;
 use crate::listeners::respond::abort;
 use pingora::http::RequestHeader;
 use portal_core::body::BodyRate;
-use portal_core::decide::{AnswerBinding, Facts, Head, Plan};
+use portal_core::decide::{Facts, Head, Plan};
 use portal_core::names::HostPort;
 use portal_core::refusal::Refusal;
+use portal_core::signature::response::RequestBinding;
 use portal_core::trace::Trace;
 
 /// Carried from phase to phase of one request: what was received, and
@@ -34,7 +35,7 @@ pub(super) struct Received {
     pub(super) host: Option<String>,
     /// For a request whose peer signature verified: what the answer's
     /// signature binds it to, whatever the answer.
-    pub(super) binding: Option<Box<AnswerBinding>>,
+    pub(super) binding: Option<Box<RequestBinding<'static>>>,
     /// Its connection is busy while this is held.
     pub(super) in_flight: Option<InFlight>,
     /// The trace it carries on, once decided (docs/access.md, "Trace

@@ -274,12 +274,12 @@ impl PeerClient {
         );
         // The peer proves its key on the answer, before the app sees it.
         let binding = RequestBinding {
-            method: &method,
-            authority: &portal_core::signature::authority(&authority),
-            path,
-            query,
-            label: portal_core::signature::LABEL,
-            signature: &our_signature,
+            method: method.as_str().into(),
+            authority: portal_core::signature::authority(&authority).into(),
+            path: path.into(),
+            query: query.map(Into::into),
+            label: portal_core::signature::LABEL.into(),
+            signature: our_signature,
         };
         let status = response.status().as_u16();
         let verified = verify_response(
