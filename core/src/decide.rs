@@ -125,6 +125,13 @@ pub struct Facts {
 pub const CORE_APP_LABEL: &str = "/core";
 
 impl Facts {
+    /// Whether the caller may choose the request's trace (its
+    /// `traceparent` and other tracing systems' headers go on): a terminal
+    /// or a verified peer; an anonymous caller gets a fresh trace.
+    pub fn chooses_trace(&self) -> bool {
+        !matches!(self.caller, Caller::Anonymous)
+    }
+
     /// The `app` label of metrics: the app's name, [`CORE_APP_LABEL`], or
     /// `""` before routing.
     pub fn app_label(&self) -> &str {

@@ -41,7 +41,6 @@ use crate::observe::metrics;
 use crate::state::SharedState;
 use crate::tls::peer::TlsPeer;
 use portal_core::body::BodyRate;
-use portal_core::caller::Caller;
 use portal_core::decide::{decide, Decision, Facts, Policy, Verdict};
 use portal_core::identity::Identity;
 use portal_core::refusal::{Kind, Refusal};
@@ -199,11 +198,8 @@ impl ProxyHttp for PortalProxy {
                 None => decision.verdict,
             };
             let Decision { facts, nonce, .. } = decision;
-            // Terminals and verified peers choose the trace; anonymous
-            // callers get a fresh one.
-            let trusted = !matches!(facts.caller, Caller::Anonymous);
             let headers = &session.req_header().headers;
-            ctx.received.trace = Some(Trace::of(headers, trusted, rand::random()));
+            ctx.received.trace = Some(Trace::of(headers, facts.chooses_trace(), rand::random()));
             ctx.received.binding = nonce.map(|n| n.binding);
             ctx.stage = match verdict {
                 Verdict::Refuse(refusal) => Stage::Answered {
