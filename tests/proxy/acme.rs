@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -81,6 +81,20 @@ async fn readyz(metrics: SocketAddr) -> (u16, String) {
 async fn served_leaf(proxy: &Proxy, files: &PortalFiles, trusted: &str) -> Result<Vec<u8>, String> {
     let tls = tls_connect(proxy.https, &files.host("app"), trusted).await?;
     Ok(tls.get_ref().1.peer_certificates().unwrap()[0].to_vec())
+}
+
+/// The metrics once `n` orders are counted issued, or after 5 s. An order
+/// is counted when it ends, after its files are written, and the reload
+/// service may serve them (what the tests wait for) before that.
+async fn once_issued(metrics: SocketAddr, n: f64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = metrics_text(metrics).await;
+        if counter(&text, "issued") >= n || Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn counter(text: &str, result: &str) -> f64 {
@@ -208,7 +222,7 @@ async fn a_portal_with_no_certificate_gets_one_through_its_signed_controller() {
             .unwrap();
         assert_eq!(answer.version(), reqwest::Version::HTTP_2);
 
-        let text = metrics_text(metrics).await;
+        let text = once_issued(metrics, 1.0).await;
         assert_eq!(counter(&text, "issued"), 1.0, "{text}");
         assert_eq!(counter(&text, "solver_error"), 2.0, "{text}");
         // The gauge follows the certificate now served (reloaded).
@@ -287,7 +301,7 @@ async fn a_certificate_a_day_from_its_end_is_renewed_without_a_restart_by_httpre
         .log_text()
         .contains("the certificate is due for renewal"));
     assert_calls_proper(&controller.calls(), &files.domain, false);
-    let text = metrics_text(metrics).await;
+    let text = once_issued(metrics, 1.0).await;
     assert_eq!(counter(&text, "issued"), 1.0, "{text}");
 }
 
@@ -365,7 +379,7 @@ async fn an_exec_hook_gets_a_certificate_from_a_ca_that_rejects_nonces() {
     // finalization and the certificate: a dozen POSTs, half rejected.
     let rejected = front.rejected.load(std::sync::atomic::Ordering::SeqCst);
     assert!(rejected >= 5, "{rejected} rejected:\n{}", proxy.log_text());
-    let text = metrics_text(metrics).await;
+    let text = once_issued(metrics, 1.0).await;
     assert_eq!(counter(&text, "issued"), 1.0, "{text}");
     let calls = read_jsonl(&scene.hook_log);
     assert!(
@@ -522,7 +536,7 @@ async fn the_cas_renewal_window_brings_a_renewal_forward_naming_what_it_replaces
     assert!(proxy
         .log_text()
         .contains("the CA's renewal window has come"));
-    let text = metrics_text(metrics).await;
+    let text = once_issued(metrics, 2.0).await;
     assert_eq!(counter(&text, "issued"), 2.0, "{text}");
     assert_eq!(
         series_value(&text, "portal_proxy_acme_consecutive_failures"),
