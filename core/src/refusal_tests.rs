@@ -45,3 +45,19 @@ fn html_escapes_the_message() {
     assert!(body.contains("&lt;script&gt;"));
     assert!(!body.contains("<script>"));
 }
+
+#[test]
+fn reasons_are_distinct_and_the_signature_ones_first() {
+    let codes: std::collections::BTreeSet<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+    assert_eq!(codes.len(), Reason::ALL.len());
+    assert_eq!(Reason::SIGNATURE.len(), 10);
+    assert!(!Reason::SIGNATURE.contains(&Reason::Unsigned));
+    for e in [
+        SignatureError::BadSignature,
+        SignatureError::Malformed(String::new()),
+        SignatureError::Unpinned(String::new()),
+        SignatureError::UnknownPeer(String::new()),
+    ] {
+        assert!(Reason::SIGNATURE.contains(&e.reason()), "{e:?}");
+    }
+}
