@@ -23,7 +23,7 @@ use super::access::{decide as access_decision, match_rule, stricter};
 use super::body::{BodyCheck, HeldBudget};
 use super::caller::Caller;
 use super::credentials::{Credentials, Unproved};
-use super::path::canonical_path;
+use super::path::{canonical_path, CanonicalPath};
 use super::refusal::{Reason, Refusal};
 use super::replay::ReplayError;
 use super::revoke::{Opened, TerminalCredential};
@@ -359,7 +359,49 @@ fn plan(
     };
     facts.caller = caller;
 
-    let (rule, upstream, access) = match &target {
+    let (rule, upstream, access) = matched(&target, &canonical, &facts.caller, snapshot, policy)?;
+    facts.access = Some(access);
+    access_decision(access, &facts.caller)?;
+
+    let caller = facts.caller.clone();
+    let credential = match caller {
+        Caller::Terminal { .. } => {
+            snapshot
+                .terminals
+                .secret_id()
+                .map(|secret_id| TerminalCredential {
+                    secret_id,
+                    expires: credentials.terminal_expires,
+                })
+        }
+        _ => None,
+    };
+    let forward = forwarded_path(&target, &canonical, authority.is_some());
+    let opened = Arc::new(Opened::new(caller, credential, target, &canonical));
+    Ok(Plan {
+        rule,
+        upstream,
+        path: forward.map(|p| match query {
+            Some(q) => format!("{p}?{q}"),
+            None => p,
+        }),
+        credentials,
+        body_check,
+        opened,
+    })
+}
+
+/// The rule stage: the app's rule the path matches (the stricter of
+/// the path and its `;parameters`-free form), the upstream and the access
+/// that applies; the Portal core's part and its access otherwise.
+fn matched(
+    target: &Target,
+    canonical: &CanonicalPath<'_>,
+    caller: &Caller,
+    snapshot: &Snapshot,
+    policy: &Policy,
+) -> Result<(Option<MatchedRule>, HostPort, Access), Refusal> {
+    Ok(match target {
         Target::Core(CoreAccess::Internal) => return Err(RouteError::NotExposed.into()),
         Target::Core(core) => {
             let access = match core {
@@ -380,7 +422,7 @@ fn plan(
                     // Matched as Java servers read it too: the stricter rule.
                     let rule = match canonical.without_params.as_deref() {
                         Some(stripped) => {
-                            stricter(rules, rule, match_rule(rules, stripped)?, &facts.caller)
+                            stricter(rules, rule, match_rule(rules, stripped)?, caller)
                         }
                         None => rule,
                     };
@@ -390,44 +432,26 @@ fn plan(
             let access = app.meta.paths[rule].access;
             (Some(MatchedRule { app, index: rule }), upstream, access)
         }
-    };
-    facts.access = Some(access);
-    access_decision(access, &facts.caller)?;
+    })
+}
 
-    let caller = facts.caller.clone();
-    let credential = match caller {
-        Caller::Terminal { .. } => {
-            snapshot
-                .terminals
-                .secret_id()
-                .map(|secret_id| TerminalCredential {
-                    secret_id,
-                    expires: credentials.terminal_expires,
-                })
-        }
-        _ => None,
-    };
-    let forward = match &target {
+/// The path that goes upstream when it is not the one received: the
+/// core's without its prefix, a canonical path that differs, or the path
+/// of an absolute-form target.
+fn forwarded_path(
+    target: &Target,
+    canonical: &CanonicalPath<'_>,
+    absolute_form: bool,
+) -> Option<String> {
+    match target {
         Target::Core(_) => Some(strip_core_prefix(&canonical.path).to_string()),
         Target::App(_) => match &canonical.path {
             Cow::Owned(path) => Some(path.clone()),
             // Absolute-form: the path alone goes on.
-            Cow::Borrowed(path) if authority.is_some() => Some(path.to_string()),
+            Cow::Borrowed(path) if absolute_form => Some(path.to_string()),
             Cow::Borrowed(_) => None,
         },
-    };
-    let opened = Arc::new(Opened::new(caller, credential, target, &canonical));
-    Ok(Plan {
-        rule,
-        upstream,
-        path: forward.map(|p| match query {
-            Some(q) => format!("{p}?{q}"),
-            None => p,
-        }),
-        credentials,
-        body_check,
-        opened,
-    })
+    }
 }
 
 #[path = "decide_peer.rs"]
