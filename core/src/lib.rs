@@ -28,6 +28,7 @@ pub mod outbound;
 pub mod path;
 pub mod peer_answer;
 pub mod peers;
+pub mod proxy_header;
 pub mod rate;
 pub mod refusal;
 pub mod renewal;

@@ -5,14 +5,13 @@
 //! whose address then counts for the per-client limits, `X-Forwarded-For`
 //! and the access log. The header is read exactly, byte by byte where its
 //! length is not yet known, so that the TLS bytes after it stay unread;
-//! it is parsed by the `ppp` crate.
+//! the client it names is the core's (`portal_core::proxy_header`).
 
 #![forbid(unsafe_code)]
 
 use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
-use ppp::{v1, v2, HeaderResult};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The 12-byte signature of a version 2 header.
@@ -127,33 +126,10 @@ pub(crate) async fn read_header<S: AsyncRead + Unpin>(
     Ok(header)
 }
 
-/// The client a header names: its source address, or `None` when it names
-/// none (version 1 `UNKNOWN`, version 2 `LOCAL`: the load balancer's own
-/// connection, a health check; or a Unix or unspecified address).
+/// The client a header names (`portal_core::proxy_header::client`), or
+/// `None` when it names none.
 pub(crate) fn source(header: &[u8]) -> Result<Option<SocketAddr>, BadHeader> {
-    let malformed = |e: &dyn std::fmt::Display| BadHeader::Malformed(e.to_string());
-    let named: Option<(IpAddr, u16)> = match HeaderResult::parse(header) {
-        HeaderResult::V1(Ok(h)) => match h.addresses {
-            v1::Addresses::Tcp4(a) => Some((a.source_address.into(), a.source_port)),
-            v1::Addresses::Tcp6(a) => Some((a.source_address.into(), a.source_port)),
-            v1::Addresses::Unknown => None,
-        },
-        HeaderResult::V2(Ok(h)) => match (h.command, h.addresses) {
-            (v2::Command::Local, _) => None,
-            (v2::Command::Proxy, v2::Addresses::IPv4(a)) => {
-                Some((a.source_address.into(), a.source_port))
-            }
-            (v2::Command::Proxy, v2::Addresses::IPv6(a)) => {
-                Some((a.source_address.into(), a.source_port))
-            }
-            (v2::Command::Proxy, v2::Addresses::Unix(_) | v2::Addresses::Unspecified) => None,
-        },
-        HeaderResult::V1(Err(e)) => return Err(malformed(&e)),
-        HeaderResult::V2(Err(e)) => return Err(malformed(&e)),
-    };
-    // An IPv4 client written as IPv6 (`::ffff:a.b.c.d`) is that IPv4
-    // client, as the rest of the proxy counts it.
-    Ok(named.map(|(ip, port)| SocketAddr::new(portal_core::outbound::canonical_ip(ip), port)))
+    portal_core::proxy_header::client(header).map_err(BadHeader::Malformed)
 }
 
 #[cfg(test)]
