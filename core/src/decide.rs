@@ -252,9 +252,8 @@ impl Decision {
 /// Decides a request: route, path check, caller, rule and access (in the
 /// order of the module's comment). `now` is Unix seconds.
 pub fn decide(head: &Head<'_>, snapshot: &Snapshot, policy: &Policy, now: i64) -> Decision {
-    let mut facts = Facts::default();
-    let mut nonce = None;
-    let verdict = match plan(head, snapshot, policy, now, &mut facts, &mut nonce) {
+    let (facts, nonce, planned) = plan(head, snapshot, policy, now);
+    let verdict = match planned {
         Ok(plan) => Verdict::Forward(Box::new(plan)),
         Err(refusal) => Verdict::Refuse(refusal),
     };
@@ -265,106 +264,53 @@ pub fn decide(head: &Head<'_>, snapshot: &Snapshot, policy: &Policy, now: i64) -
     }
 }
 
+/// The stages in order, each returning what it learned: the facts known
+/// when the request was planned or refused, the nonce to claim (set as
+/// soon as a signature verified), and the plan or the refusal.
 fn plan(
     head: &Head<'_>,
     snapshot: &Snapshot,
     policy: &Policy,
     now: i64,
-    facts: &mut Facts,
-    nonce: &mut Option<NonceClaim>,
-) -> Result<Plan, Refusal> {
-    // The bytes the upstream would get are what is decided on: a target
-    // that is not a path starting with `/` (or an absolute URL for the
-    // Host) is refused, never matched as `/` and forwarded as sent.
-    let request = parse_target(head.method, head.target)?;
-    let RequestTarget::Path {
-        path,
-        query,
-        authority,
-    } = request
-    else {
-        return Err(Refusal::options());
-    };
-    let host_received = request.host(head.host)?;
-    let host = host_received
-        .and_then(normalize_host)
-        .ok_or(RouteError::NoHost)?;
-    // One canonical path for routing, matching and forwarding; a refused
-    // path is answered once the target is facts (counted for it).
-    let canonical = canonical_path(path);
-    let routed_path = canonical.as_ref().map_or(path, |c| c.path.as_ref());
-    let target = policy
-        .router
-        .route(&host, routed_path, |app| snapshot.http_app(app).is_some())?;
-    // Known from here on: later refusals are counted for this target.
-    facts.target = Some(target.clone());
-    let canonical = canonical?;
-    // What a server that drops `;parameters` reads may reach a stricter
-    // part of the core: the stricter applies.
-    let target = match (&target, canonical.without_params.as_deref()) {
-        (Target::Core(access), Some(stripped)) => {
-            match policy.router.route(&host, stripped, |_| false) {
-                Ok(Target::Core(other)) => Target::Core((*access).max(other)),
-                _ => target,
-            }
-        }
-        _ => target,
-    };
-
-    // A `portal` signature makes the caller a peer, or refuses the
-    // request, whatever else it carries (docs/access.md).
-    let signature = signature::parse(head.headers)?;
-    // A connection opened with a peer's key carries that peer's signed
-    // requests and nothing else: checked before any signature work.
-    if let Some(connection) = head.tls_peer {
-        if signature.as_ref().map(|s| s.keyid.as_str()) != Some(connection) {
-            return Err(SignatureError::PeerMismatch {
-                connection: connection.to_string(),
-            }
-            .into());
-        }
-    }
-    let (credentials, terminal) = Credentials::read(
-        head.headers,
-        &snapshot.terminals,
-        now.max(0) as u64,
-        signature.is_none(),
-    );
-    let mut body_check = None;
-    let caller = match signature {
-        Some(sig) => {
-            // Signed as received: the host and target before any rewriting.
-            let authority = signature::authority(host_received.unwrap_or(""));
-            let signed = RequestParts {
-                method: head.method,
-                authority: &authority,
-                path,
-                query,
-                headers: head.headers,
-                has_body: head.has_body,
+) -> (Facts, Option<NonceClaim>, Result<Plan, Refusal>) {
+    let routed = match routed(head, snapshot, policy) {
+        Ok(routed) => routed,
+        Err((target, refusal)) => {
+            let facts = Facts {
+                target,
+                ..Facts::default()
             };
-            let pinned = head.tls_peer.is_some();
-            let verified = peer::verify(&signed, sig, pinned, snapshot, policy, now);
-            *nonce = verified.nonce;
-            let (caller, check) = verified.outcome.inspect_err(|refusal| {
-                facts.bad_signature = refusal.reason == Some(SignatureError::BadSignature.reason());
-            })?;
-            body_check = check;
-            caller
-        }
-        None => {
-            facts.unproved_token = credentials.unproved;
-            terminal.unwrap_or(Caller::Anonymous)
+            return (facts, None, Err(refusal));
         }
     };
-    facts.caller = caller;
-
-    let (rule, upstream, access) = matched(&target, &canonical, &facts.caller, snapshot, policy)?;
+    let identified = identified(head, snapshot, policy, now, &routed);
+    let mut facts = Facts {
+        target: Some(routed.target.clone()),
+        access: None,
+        caller: identified.caller,
+        unproved_token: identified.unproved_token,
+        bad_signature: identified.bad_signature,
+    };
+    let nonce = identified.nonce;
+    let (credentials, body_check) = match identified.outcome {
+        Ok(found) => found,
+        Err(refusal) => return (facts, nonce, Err(refusal)),
+    };
+    let (rule, upstream, access) = match matched(
+        &routed.target,
+        &routed.canonical,
+        &facts.caller,
+        snapshot,
+        policy,
+    ) {
+        Ok(found) => found,
+        Err(refusal) => return (facts, nonce, Err(refusal)),
+    };
     facts.access = Some(access);
-    access_decision(access, &facts.caller)?;
-
-    let caller = facts.caller.clone();
-    let credential = match caller {
+    if let Err(denied) = access_decision(access, &facts.caller) {
+        return (facts, nonce, Err(denied.into()));
+    }
+    let credential = match facts.caller {
         Caller::Terminal { .. } => {
             snapshot
                 .terminals
@@ -376,83 +322,30 @@ fn plan(
         }
         _ => None,
     };
-    let forward = forwarded_path(&target, &canonical, authority.is_some());
-    let opened = Arc::new(Opened::new(caller, credential, target, &canonical));
-    Ok(Plan {
+    let forward = forwarded_path(&routed.target, &routed.canonical, routed.absolute_form);
+    let opened = Arc::new(Opened::new(
+        facts.caller.clone(),
+        credential,
+        routed.target.clone(),
+        &routed.canonical,
+    ));
+    let plan = Plan {
         rule,
         upstream,
-        path: forward.map(|p| match query {
+        path: forward.map(|p| match routed.query {
             Some(q) => format!("{p}?{q}"),
             None => p,
         }),
         credentials,
         body_check,
         opened,
-    })
+    };
+    (facts, nonce, Ok(plan))
 }
 
-/// The rule stage: the app's rule the path matches (the stricter of
-/// the path and its `;parameters`-free form), the upstream and the access
-/// that applies; the Portal core's part and its access otherwise.
-fn matched(
-    target: &Target,
-    canonical: &CanonicalPath<'_>,
-    caller: &Caller,
-    snapshot: &Snapshot,
-    policy: &Policy,
-) -> Result<(Option<MatchedRule>, HostPort, Access), Refusal> {
-    Ok(match target {
-        Target::Core(CoreAccess::Internal) => return Err(RouteError::NotExposed.into()),
-        Target::Core(core) => {
-            let access = match core {
-                CoreAccess::Protected => Access::Private,
-                _ => Access::Public,
-            };
-            (None, policy.router.core_upstream().clone(), access)
-        }
-        Target::App(name) => {
-            // Routing picked a loaded app with an `http` entrypoint; every
-            // app has the `""` rule, which matches every path.
-            let (app, upstream, rule) = snapshot
-                .http_app(name)
-                .and_then(|app| {
-                    let upstream = policy.router.upstream(&app.meta, Entrypoint::Http)?;
-                    let rules = &app.meta.paths;
-                    let rule = match_rule(rules, &canonical.path)?;
-                    // Matched as Java servers read it too: the stricter rule.
-                    let rule = match canonical.without_params.as_deref() {
-                        Some(stripped) => {
-                            stricter(rules, rule, match_rule(rules, stripped)?, caller)
-                        }
-                        None => rule,
-                    };
-                    Some((app.clone(), upstream, rule))
-                })
-                .ok_or_else(|| RouteError::UnknownApp(name.clone()))?;
-            let access = app.meta.paths[rule].access;
-            (Some(MatchedRule { app, index: rule }), upstream, access)
-        }
-    })
-}
-
-/// The path that goes upstream when it is not the one received: the
-/// core's without its prefix, a canonical path that differs, or the path
-/// of an absolute-form target.
-fn forwarded_path(
-    target: &Target,
-    canonical: &CanonicalPath<'_>,
-    absolute_form: bool,
-) -> Option<String> {
-    match target {
-        Target::Core(_) => Some(strip_core_prefix(&canonical.path).to_string()),
-        Target::App(_) => match &canonical.path {
-            Cow::Owned(path) => Some(path.clone()),
-            // Absolute-form: the path alone goes on.
-            Cow::Borrowed(path) if absolute_form => Some(path.to_string()),
-            Cow::Borrowed(_) => None,
-        },
-    }
-}
+#[path = "decide_stages.rs"]
+mod stages;
+use stages::{forwarded_path, identified, matched, routed};
 
 #[path = "decide_peer.rs"]
 mod peer;
