@@ -432,6 +432,11 @@ impl ProxyHttp for PortalProxy {
                     upstream.unwrap_or_default()
                 );
                 let status = refusal.status();
+                // The connection is not reused after a failure
+                // (`can_reuse_downstream: false` below): the answer says
+                // so, or a client could send its next request on it as it
+                // closes (seen: a peer's next body write reset).
+                session.set_keepalive(None);
                 let binding = ctx.received.binding.as_deref();
                 let sign =
                     |head: &mut ResponseHeader| answer::sign(&self.portal.identity, binding, head);
