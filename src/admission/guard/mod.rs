@@ -173,12 +173,8 @@ impl Guard {
             // Counted in descriptors, upstream sockets included.
             match reg.victim(ip, None) {
                 Some(victim) if self.cap.admit_past() => {
-                    victim.state.store(CLOSED, Ordering::Relaxed);
-                    victim.close();
-                    // Its client slot and its place are free from now on.
-                    Self::release_locked(&mut reg, &victim, victim.digest());
+                    Self::shed_locked(&mut reg, &victim);
                     reg.pushed_in(ip, Instant::now());
-                    METRICS.connections_shed.inc();
                 }
                 _ => return refused(NotAdmitted::Cap),
             }
@@ -275,15 +271,14 @@ impl Guard {
         self.registry().serving.get(&digest).cloned()
     }
 
-    /// Recounts the cap's descriptors: those open, and the upstream
-    /// sockets that connections without a request will open.
     /// Frees descriptors when one was missing for an upstream socket
     /// (`EMFILE` at connect: more sockets open than the cap's last recount
     /// saw, on a machine too busy to have closed the shed ones yet): sheds
     /// one public connection as admission at the cap does, for the request
     /// of the connection whose socket digest is `digest` (itself never
-    /// shed, nor counted against its address: it was admitted). The victim's duplicate is closed at once, its socket as
-    /// soon as Pingora sees the shutdown. True when one was shed.
+    /// shed, nor counted against its address: it was admitted). The
+    /// victim's duplicate is closed at once, its socket as soon as Pingora
+    /// sees the shutdown. True when one was shed.
     pub(crate) fn make_room(&self, digest: Option<usize>) -> bool {
         let mut reg = self.registry();
         let asking = digest.and_then(|d| reg.serving.get(&d).cloned());
@@ -291,13 +286,23 @@ impl Guard {
         let Some(victim) = reg.victim(ip, asking.as_ref()) else {
             return false;
         };
-        victim.state.store(CLOSED, Ordering::Relaxed);
-        victim.close();
-        Self::release_locked(&mut reg, &victim, victim.digest());
-        METRICS.connections_shed.inc();
+        Self::shed_locked(&mut reg, &victim);
         true
     }
 
+    /// Sheds `victim`: closed now, its client slot and its place free from
+    /// now on, counted.
+    fn shed_locked(reg: &mut Registry, victim: &Conn) {
+        victim.state.store(CLOSED, Ordering::Relaxed);
+        victim.close();
+        Self::release_locked(reg, victim, victim.digest());
+        METRICS.connections_shed.inc();
+    }
+
+    /// Recounts the cap's descriptors (the reload service's every tick):
+    /// those open, and the upstream sockets the public connections will
+    /// open ([`Registry::awaiting_upstream`]); old pushes past the cap are
+    /// aged on the way.
     pub(crate) fn recount_cap(&self) {
         let reserved = {
             let mut reg = self.registry();

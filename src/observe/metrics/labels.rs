@@ -5,7 +5,7 @@
 
 use std::marker::PhantomData;
 
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounterVec, Registry};
 
 /// A closed set of label values.
 pub(crate) trait LabelValue: Copy + 'static {
@@ -50,11 +50,7 @@ pub(crate) struct Counted<L> {
 
 impl<L: LabelValue> Counted<L> {
     pub(crate) fn new(registry: &Registry, name: &str, help: &str, label: &str) -> Self {
-        let vec =
-            IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric definition");
-        registry
-            .register(Box::new(vec.clone()))
-            .expect("each metric is registered once");
+        let vec = super::counter_vec(registry, name, help, &[label]);
         for value in L::ALL {
             vec.with_label_values(&[value.as_str()]);
         }
