@@ -15,6 +15,7 @@
 
 pub mod access;
 pub mod app_meta;
+pub mod assertion;
 pub mod body;
 pub mod caller;
 pub mod credentials;
