@@ -84,10 +84,9 @@ impl AssertionKey {
         let encoding = jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes());
         let x = URL_SAFE_NO_PAD.encode(signing.verifying_key().as_bytes());
         let kid = thumbprint(&x);
-        let certificate =
-            identity
-                .signing_key
-                .sign(format!("{CERTIFICATE_PREFIX}{x}").as_bytes());
+        let certificate = identity
+            .signing_key
+            .sign(format!("{CERTIFICATE_PREFIX}{x}").as_bytes());
         let key_set = serde_json::json!({"keys": [{
             "kty": "OKP",
             "crv": "Ed25519",

@@ -186,7 +186,7 @@ pub fn normalize_name(name: &str) -> String {
 
 /// `raw` is `normalized` once [`normalize_name`]d (no allocation: this
 /// runs for every header of every request).
-fn same_name(raw: &[u8], normalized: &str) -> bool {
+pub fn same_name(raw: &[u8], normalized: &str) -> bool {
     raw.len() == normalized.len()
         && raw.iter().zip(normalized.bytes()).all(|(&a, b)| {
             let a = if a == b'_' {

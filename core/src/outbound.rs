@@ -20,6 +20,8 @@ pub const SIGNATURE_VALIDITY: i64 = 60;
 pub const CALL_PREFIX: &str = "/internal/call_peer/";
 /// The path of the peer listing.
 pub const PEERS_PATH: &str = "/internal/peers";
+/// The path of the identity assertion's key set (docs/access.md).
+pub const ASSERTION_KEYS_PATH: &str = "/internal/assertion-keys";
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1), never forwarded.
 const HOP_BY_HOP: [&str; 9] = [
@@ -58,6 +60,8 @@ pub enum CallError {
 pub enum Call<'a> {
     /// `GET /internal/peers`.
     ListPeers,
+    /// `GET /internal/assertion-keys`.
+    AssertionKeys,
     /// `/internal/call_peer/<peer>/<path>`: `path` without its leading `/`.
     Peer { peer_ref: &'a str, path: &'a str },
     /// Anything else: the Portal core's own API, which the listener stands
@@ -72,6 +76,13 @@ pub fn parse_call<'a>(method: &str, path: &'a str) -> Result<Call<'a>, CallError
             Ok(Call::ListPeers)
         } else {
             Err(CallError::NotServed("use GET /internal/peers"))
+        };
+    }
+    if path == ASSERTION_KEYS_PATH {
+        return if method == "GET" {
+            Ok(Call::AssertionKeys)
+        } else {
+            Err(CallError::NotServed("use GET /internal/assertion-keys"))
         };
     }
     let Some(rest) = path.strip_prefix(CALL_PREFIX) else {

@@ -4,6 +4,12 @@ use super::*;
 fn calls() {
     let cases: &[(&str, &str, Result<Call, CallError>)] = &[
         ("GET", "/internal/peers", Ok(Call::ListPeers)),
+        ("GET", "/internal/assertion-keys", Ok(Call::AssertionKeys)),
+        (
+            "HEAD",
+            "/internal/assertion-keys",
+            Err(CallError::NotServed("use GET /internal/assertion-keys")),
+        ),
         (
             "POST",
             "/internal/peers",
@@ -34,6 +40,8 @@ fn calls() {
         "/",
         "/protected/peers",
         "/internal/peersx",
+        "/internal/assertion-keys/",
+        "/internal/assertion-keysx",
         "/internal/call_peer",
         "/core/x",
     ] {

@@ -43,11 +43,13 @@ impl std::fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 mod acme;
+mod assertion;
 mod compression;
 pub(crate) mod raw;
 mod resolver;
 mod validate;
 
+pub use assertion::{Assertion, DEFAULT_HEADER as DEFAULT_ASSERTION_HEADER};
 use portal_core::names::{AppUpstreams, HostPort};
 use validate::Validator;
 
@@ -139,6 +141,8 @@ pub struct Config {
     pub resolver: crate::dns::Settings,
     /// Response compression (`compression:`).
     pub compression: crate::compress::Settings,
+    /// The identity assertion (`assertion:`).
+    pub assertion: Assertion,
 }
 
 /// Peer request settings (docs/signing.md; docs/peering.md).

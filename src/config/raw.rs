@@ -49,6 +49,24 @@ pub(crate) struct Config {
     /// Compression of the apps' answers (default: on).
     #[serde(default)]
     pub compression: Option<Compression>,
+    /// The signed identity assertion sent to apps and the core (default: on).
+    #[serde(default)]
+    pub assertion: Option<Assertion>,
+}
+
+/// The identity assertion: an EdDSA JWT naming the caller, beside the identity headers.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Assertion {
+    /// false: no assertion is sent (true).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// The request header that carries it (X-Ptl-Assertion).
+    #[serde(default)]
+    pub header: Option<String>,
+    /// Its lifetime, 3 to 60 seconds (60).
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
 }
 
 /// Response compression: zstd, br or gzip by the client's Accept-Encoding.

@@ -290,3 +290,40 @@ fn proxy_protocol_sources_are_addresses_or_networks() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn assertion_defaults_and_overrides() {
+    let c = parse(FULL).unwrap();
+    assert!(c.assertion.enabled);
+    assert_eq!(c.assertion.header.as_str(), "x-ptl-assertion");
+    assert_eq!(c.assertion.ttl_seconds, 60);
+    let c = parse(&format!(
+        "{FULL}assertion: {{ enabled: false, header: Cf_Access_Jwt_Assertion, ttl_seconds: 3 }}\n"
+    ))
+    .unwrap();
+    assert!(!c.assertion.enabled);
+    // Any spelling names one header: stored as it is compared.
+    assert_eq!(c.assertion.header.as_str(), "cf-access-jwt-assertion");
+    assert_eq!(c.assertion.ttl_seconds, 3);
+}
+
+#[test]
+fn assertion_mistakes_name_their_key() {
+    let cases = [
+        ("header: \"X Ptl\"", "assertion.header: \"X Ptl\" is not a header name"),
+        ("header: \"\"", "assertion.header: \"\" is not a header name"),
+        ("header: Cookie", "assertion.header: \"Cookie\" is a header the proxy or HTTP uses for something else"),
+        ("header: X_Forwarded_User", "assertion.header: \"X_Forwarded_User\" is a header the proxy or HTTP uses for something else"),
+        ("header: X-Ptl-Client-Id", "assertion.header: \"X-Ptl-Client-Id\" is a header the proxy or HTTP uses for something else"),
+        ("header: Authorization", "assertion.header: \"Authorization\" is a header the proxy or HTTP uses for something else"),
+        ("ttl_seconds: 2", "assertion.ttl_seconds: 2 is not from 3 to 60"),
+        ("ttl_seconds: 61", "assertion.ttl_seconds: 61 is not from 3 to 60"),
+    ];
+    for (entry, want) in cases {
+        let e = errors(&format!("{FULL}assertion: {{ {entry} }}\n"));
+        assert_eq!(e.len(), 1, "{entry}: {e:?}");
+        assert!(e[0].starts_with(want), "{entry}: {e:?}");
+    }
+    let e = errors(&format!("{FULL}assertion: {{ ttl: 5 }}\n"));
+    assert!(e[0].starts_with("assertion.ttl: unknown field `ttl`"), "{e:?}");
+}

@@ -445,6 +445,7 @@ impl Validator {
         let access_log = self.access_log(raw.access_log);
         let resolver = self.resolver(raw.resolver.unwrap_or_default());
         let compression = self.compression(raw.compression.unwrap_or_default());
+        let assertion = self.assertion(raw.assertion.unwrap_or_default());
 
         self.distinct_listeners(&[
             ("listen.https", listen_https),
@@ -480,6 +481,7 @@ impl Validator {
             access_log,
             resolver,
             compression,
+            assertion,
         })
     }
 }

@@ -14,6 +14,7 @@ use crate::dns::Dns;
 use crate::observe::access_log::AccessLog;
 use crate::state::SharedState;
 use crate::tls::certificates::CertResolver;
+use portal_core::assertion::Assertions;
 use portal_core::identity::Identity;
 use portal_core::replay::{Handover, ReplayCache};
 use portal_core::route::Router;
@@ -45,6 +46,9 @@ pub(crate) struct Shared {
     /// The outbound client of peering, with the internal listener; its
     /// trust roots (`peering.ca_file`) are reloaded like the certificate.
     pub peer_client: Option<Arc<PeerClient>>,
+    /// Signs the identity assertions of requests to apps and the core;
+    /// its key set is published by the internal listener.
+    pub assertions: Arc<Assertions>,
 }
 
 impl Shared {

@@ -19,6 +19,7 @@ use crate::observe::access_log::{AccessLog, Writer};
 use crate::state::SharedState;
 use crate::tls::certificates::CertResolver;
 use crate::tls::peer::identity_certificate;
+use portal_core::assertion::Assertions;
 use portal_core::renewal::certificate_names;
 use portal_core::replay::{Handover, ReplayCache};
 use portal_core::route::Router;
@@ -81,6 +82,7 @@ pub(super) fn shared(
         )?)),
         None => None,
     };
+    let assertions = Arc::new(Assertions::new(&identity, config.assertion.ttl_seconds));
     let shared = Shared {
         identity,
         domain,
@@ -95,6 +97,7 @@ pub(super) fn shared(
         router,
         dns,
         peer_client,
+        assertions,
     };
     let fingerprints = (loaded.state_fingerprint, loaded.certificate_fingerprint);
     Ok((

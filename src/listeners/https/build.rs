@@ -53,6 +53,8 @@ pub(crate) fn build(
         dns: shared.dns.clone(),
         rate: RateLimits::new(config.limits.rate),
         compression: Compressors::new(config.compression.clone()),
+        assertion: config.assertion.clone(),
+        assertions: shared.assertions.clone(),
     });
     let mut proxy = pingora::proxy::http_proxy(conf, PortalProxy::new(portal));
     proxy.h2_options = Some(h2_options(config.limits.max_request_header_bytes));

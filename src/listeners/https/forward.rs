@@ -11,7 +11,7 @@ use crate::dns::Dns;
 use portal_core::caller::TERMINAL_COOKIE;
 use portal_core::credentials::{remove_cookie, Credentials};
 use portal_core::decide::Plan;
-use portal_core::headers::{is_never_forwarded, AppHeaders};
+use portal_core::headers::{is_never_forwarded, same_name, AppHeaders};
 use portal_core::names::HostPort;
 use portal_core::refusal::{Kind, Refusal};
 use portal_core::trace::{Trace, TRACEPARENT, TRACESTATE};
@@ -30,6 +30,14 @@ impl From<Box<Error>> for NotSent {
     }
 }
 
+/// The identity assertion of a request (docs/access.md): its header, in
+/// any spelling never the client's, and the token, unless assertions are
+/// off.
+pub(super) struct Assertion<'a> {
+    pub header: &'a http::HeaderName,
+    pub token: Option<http::HeaderValue>,
+}
+
 /// Rewrites the request that goes upstream as the plan says.
 pub(super) fn prepare(
     req: &mut RequestHeader,
@@ -38,9 +46,16 @@ pub(super) fn prepare(
     host: Option<&str>,
     trace: Option<&Trace>,
     template_portal: &minijinja::Value,
+    assertion: Assertion<'_>,
 ) -> Result<(), NotSent> {
     let app = plan.rule.as_ref().map(|r| (&r.app, r.index));
-    strip_client_headers(req, app.map(|(a, _)| &a.headers), &plan.credentials, trace);
+    strip_client_headers(
+        req,
+        app.map(|(a, _)| &a.headers),
+        assertion.header,
+        &plan.credentials,
+        trace,
+    );
     // The proxy's alone: the client's copies, in any spelling, are gone
     // (docs/access.md).
     if let Some(ip) = client_ip {
@@ -86,6 +101,10 @@ pub(super) fn prepare(
             }
         }
     }
+    // Last: an app template of the same name does not replace it.
+    if let Some(token) = assertion.token {
+        req.insert_header(assertion.header.clone(), token)?;
+    }
     if let Some(path) = &plan.path {
         let mut parts = req.uri.clone().into_parts();
         parts.path_and_query = Some(
@@ -104,10 +123,13 @@ pub(super) fn prepare(
 /// anonymous caller's other trace headers (`b3`, `x-datadog-*`, ...), the headers
 /// the app's rules set, and the terminal credentials the decision found
 /// (the `authorization` cookie, `Authorization` headers carrying a token
-/// signed with the terminal secret).
+/// signed with the terminal secret), and the assertion's header (an
+/// `X-Ptl-*` name already is a Portal header; `assertion.header` may name
+/// another).
 fn strip_client_headers(
     req: &mut RequestHeader,
     app: Option<&AppHeaders>,
+    assertion: &http::HeaderName,
     found: &Credentials,
     trace: Option<&Trace>,
 ) {
@@ -117,6 +139,7 @@ fn strip_client_headers(
         .filter(|name| {
             let name = name.as_str();
             trace.is_some_and(|t| t.strips(name))
+                || same_name(name.as_bytes(), assertion.as_str())
                 || match app {
                     Some(app) => app.strips(name),
                     None => is_never_forwarded(name),

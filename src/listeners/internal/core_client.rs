@@ -17,7 +17,7 @@ use pingora::protocols::http::ServerSession;
 
 use super::failure::CallFailure;
 use crate::listeners::{connect, ConnectError};
-use portal_core::headers::is_portal_header;
+use portal_core::headers::{is_portal_header, same_name};
 use portal_core::names::HostPort;
 use portal_core::outbound::end_to_end;
 
@@ -32,6 +32,9 @@ pub(crate) struct CoreClient {
     pub connect_timeout: Duration,
     /// Per read of the core's answer, never a total.
     pub idle_timeout: Duration,
+    /// `assertion.header`: an app's copy is removed like its `X-Ptl-*`
+    /// headers, whatever the name.
+    pub assertion_header: http::HeaderName,
 }
 
 /// The request body, as the app sends it: chunks through a channel.
@@ -90,7 +93,11 @@ impl CoreClient {
             .method(req.method.clone())
             .uri(target);
         for (name, value) in end_to_end(&req.headers, false).iter() {
-            if !is_portal_header(name.as_str()) && name != http::header::CONTENT_LENGTH {
+            let name_text = name.as_str();
+            if !is_portal_header(name_text)
+                && !same_name(name_text.as_bytes(), self.assertion_header.as_str())
+                && name != http::header::CONTENT_LENGTH
+            {
                 builder = builder.header(name, value);
             }
         }

@@ -37,6 +37,32 @@ pub(crate) struct InternalApi {
     client: Arc<PeerClient>,
     core: CoreClient,
     max_body: usize,
+    /// The identity assertion's JWK Set, as served.
+    assertion_keys: String,
+}
+
+/// A whole JSON answer.
+async fn write_json(
+    session: &mut ServerSession,
+    body: Bytes,
+    content_type: &'static str,
+    cache_control: &'static str,
+) -> Result<(), CallFailure> {
+    let mut resp = ResponseHeader::build(200, Some(3)).map_err(internal)?;
+    resp.insert_header("content-type", content_type)
+        .map_err(internal)?;
+    resp.insert_header("content-length", body.len())
+        .map_err(internal)?;
+    resp.insert_header("cache-control", cache_control)
+        .map_err(internal)?;
+    session
+        .write_response_header(Box::new(resp))
+        .await
+        .map_err(internal)?;
+    session
+        .write_response_body(body, true)
+        .await
+        .map_err(internal)
 }
 
 #[derive(Serialize)]
@@ -62,27 +88,15 @@ impl InternalApi {
             dns: shared.dns.clone(),
             connect_timeout: config.limits.upstream_connect_timeout,
             idle_timeout: config.limits.upstream_idle_timeout,
+            assertion_header: config.assertion.header.clone(),
         };
-        Ok(InternalApi::new(
-            shared.state.clone(),
+        Ok(InternalApi {
+            state: shared.state.clone(),
             client,
             core,
-            config.peering.max_signed_body,
-        ))
-    }
-
-    fn new(
-        state: Arc<SharedState>,
-        client: Arc<PeerClient>,
-        core: CoreClient,
-        max_body: usize,
-    ) -> Self {
-        InternalApi {
-            state,
-            client,
-            core,
-            max_body,
-        }
+            max_body: config.peering.max_signed_body,
+            assertion_keys: shared.assertions.key().key_set.clone(),
+        })
     }
 
     async fn handle(&self, session: &mut ServerSession) -> Result<(), CallFailure> {
@@ -91,6 +105,10 @@ impl InternalApi {
         check_path(&path)?;
         match parse_call(req.method.as_str(), &path)? {
             Call::ListPeers => self.list_peers(session).await,
+            Call::AssertionKeys => {
+                let keys = Bytes::from(self.assertion_keys.clone());
+                write_json(session, keys, "application/jwk-set+json", "max-age=300").await
+            }
             Call::Peer { peer_ref, path } => self.call_peer(session, peer_ref, path).await,
             Call::Core => {
                 let source = session
@@ -116,21 +134,7 @@ impl InternalApi {
             })
             .collect();
         let body = serde_json::to_vec(&list).expect("strings always serialize");
-        let mut resp = ResponseHeader::build(200, Some(3)).map_err(internal)?;
-        resp.insert_header("content-type", "application/json")
-            .map_err(internal)?;
-        resp.insert_header("content-length", body.len())
-            .map_err(internal)?;
-        resp.insert_header("cache-control", "no-store")
-            .map_err(internal)?;
-        session
-            .write_response_header(Box::new(resp))
-            .await
-            .map_err(internal)?;
-        session
-            .write_response_body(Bytes::from(body), true)
-            .await
-            .map_err(internal)
+        write_json(session, Bytes::from(body), "application/json", "no-store").await
     }
 
     async fn call_peer(
