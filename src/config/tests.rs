@@ -325,5 +325,8 @@ fn assertion_mistakes_name_their_key() {
         assert!(e[0].starts_with(want), "{entry}: {e:?}");
     }
     let e = errors(&format!("{FULL}assertion: {{ ttl: 5 }}\n"));
-    assert!(e[0].starts_with("assertion.ttl: unknown field `ttl`"), "{e:?}");
+    assert!(
+        e[0].starts_with("assertion.ttl: unknown field `ttl`"),
+        "{e:?}"
+    );
 }

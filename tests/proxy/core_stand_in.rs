@@ -22,7 +22,8 @@ fn setup(test: &str) -> Setup {
     let proxy = Proxy::start(
         &files,
         &format!(
-            "core: {{ upstream: \"{}\" }}\ninternal: {{ listen: \"{internal}\" }}\n",
+            "core: {{ upstream: \"{}\" }}\ninternal: {{ listen: \"{internal}\" }}\n\
+             assertion: {{ header: X-Portal-Assertion }}\n",
             core.addr
         ),
     );
@@ -55,7 +56,7 @@ async fn other_requests_go_to_the_core_unchanged() {
         "/p?",
     ] {
         let request = format!(
-            "GET {target} HTTP/1.1\r\nHost: portal_core\r\nX-Ptl-App: spoofed\r\nX_Ptl_Client_Id: spoofed\r\nConnection: close\r\n\r\n"
+            "GET {target} HTTP/1.1\r\nHost: portal_core\r\nX-Ptl-App: spoofed\r\nX_Ptl_Client_Id: spoofed\r\nX_Portal_Assertion: spoofed\r\nX-Portal-Assertion: spoofed\r\nConnection: close\r\n\r\n"
         );
         let echo = echo_of(&exchange([127, 0, 0, 1], s.internal, request.as_bytes()).await);
         assert_eq!(echo.target, target);
@@ -63,6 +64,15 @@ async fn other_requests_go_to_the_core_unchanged() {
         assert_eq!(echo.headers["x-ptl-app"], "web", "{target}");
         assert_eq!(echo.headers["host"], "portal_core");
         assert!(!echo.headers.contains_key("x_ptl_client_id"));
+        // The assertion's header, named otherwise by the config: no
+        // app's copy in any spelling.
+        for name in ["x-portal-assertion", "x_portal_assertion"] {
+            assert!(
+                !echo.headers.contains_key(name),
+                "{name}: {:?}",
+                echo.headers
+            );
+        }
     }
     // An unknown source: the core decides, with an empty X-Ptl-App.
     let echo = echo_of(

@@ -7,6 +7,7 @@ mod common;
 
 mod access;
 mod acme;
+mod assertion;
 mod cli;
 mod compression;
 mod config_schema;

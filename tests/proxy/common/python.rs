@@ -180,6 +180,12 @@ fn install_node_when_missing() {
     }
 }
 
+/// The `node_modules` folder with `jose` and `jsonwebtoken` (installed
+/// on first use), for `NODE_PATH`.
+pub fn node_modules() -> PathBuf {
+    node_packages().join("node_modules")
+}
+
 /// Runs `tests/interop/<script>.cjs` with Node.js and `input` as JSON on
 /// stdin: its JSON output.
 pub fn node(script: &str, input: &Value) -> Value {
