@@ -245,6 +245,13 @@ async fn an_app_calls_the_same_app_on_a_peer() {
     assert_eq!(echo.headers["x-ptl-client-name"], "Portal 1");
     assert_eq!(echo.headers["x-custom"], "kept");
     assert!(!echo.headers.contains_key("cookie"), "{:?}", echo.headers);
+    // The assertion says so too, and that the peer proved its key at the
+    // TLS handshake as well as by its signature.
+    let claims = assertion_claims(&echo, p2, "alpha");
+    assert_eq!(claims["sub"], p1.id.as_str());
+    assert_eq!(claims["ptl_type"], "peer");
+    assert_eq!(claims["ptl_name"], "Portal 1");
+    assert_eq!(claims["ptl_proof"], serde_json::json!(["signature", "tls"]));
     // Over pinned TLS, with no CA file on either side: Portal 2 saw
     // Portal 1's key at the handshake.
     let verified = series_value(
@@ -609,7 +616,34 @@ async fn peering_ca_file_is_reloaded() {
     })
     .await;
     assert!(seen, "the bad file was never read");
-    assert_eq!(call().await, StatusCode::OK);
+    let resp = s.call("peer/x").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    // Over CA TLS the signature is all Portal 2 verified.
+    let echo: Echo = resp.json().await.unwrap();
+    let claims = assertion_claims(&echo, &s.p2.files.identity, "alpha");
+    assert_eq!(claims["sub"], s.p1.files.identity.id.as_str());
+    assert_eq!(claims["ptl_proof"], serde_json::json!(["signature"]));
+}
+
+/// The claims of the identity assertion `echo` received from `portal`'s
+/// proxy for `app`, verified with `portal`'s assertion key.
+fn assertion_claims(
+    echo: &Echo,
+    portal: &portal_core::identity::Identity,
+    app: &str,
+) -> serde_json::Value {
+    let key = portal_core::assertion::AssertionKey::derive(portal).public_key();
+    let x = base64::engine::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, key);
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+    validation.set_audience(&[app]);
+    validation.set_issuer(&[&portal.id]);
+    jsonwebtoken::decode::<serde_json::Value>(
+        &echo.headers["x-ptl-assertion"],
+        &jsonwebtoken::DecodingKey::from_ed_components(&x).unwrap(),
+        &validation,
+    )
+    .expect("a valid assertion")
+    .claims
 }
 
 /// A TLS server holding a certificate for `*.<domain>` from a CA that
