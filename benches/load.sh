@@ -25,6 +25,7 @@
 #   IDLE_CONNECTIONS [1000]  connections held open by the idle-memory scenario
 #   SKIP_BUILD [0]       1: use the binaries already built
 #   KEEP_WORK [0]        1: keep the temp dir (configs, certificates, logs, raw output)
+#   PORTAL_EXTRA []      YAML lines added to portal-proxy's config (e.g. 'assertion: { enabled: false }')
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -51,6 +52,7 @@ ROUNDS="${ROUNDS:-5}"
 IDLE_CONNECTIONS="${IDLE_CONNECTIONS:-1000}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
 KEEP_WORK="${KEEP_WORK:-0}"
+PORTAL_EXTRA="${PORTAL_EXTRA:-}"
 # Source addresses of the idle connections (127.0.0.1 ... 127.0.0.N), so
 # that none holds more than portal-proxy's 256 connections per client.
 IDLE_SOURCES=8
@@ -366,6 +368,7 @@ limits: { anonymous_requests_per_second: 1000000, peer_requests_per_second: 1000
 peering: { transport: ca }
 server: { threads: $THREADS, pid_file: portal-proxy.pid, upgrade_sock: upgrade.sock,
           grace_period_seconds: 0, graceful_shutdown_timeout_seconds: 1 }
+$PORTAL_EXTRA
 EOF
 
 # --- start -------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! The pure functions every request (or every state reload) goes through:
 //! the whole decision of a request, host normalization and routing, Portal
-//! ID derivation, app_meta.json parsing, signature verification. Run with
+//! ID derivation, app_meta.json parsing, signature verification, the
+//! identity assertion. Run with
 //! `cargo bench -p portal-core` (no Pingora is built). The state reload and
 //! the DNS cache, which touch files and tokio, are the binary's
 //! `benches/reload_dns.rs`.
@@ -75,6 +76,30 @@ fn identity(c: &mut Criterion) {
     let key: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(37).wrapping_add(11));
     assert_eq!(portal_id(&key).len(), 103);
     c.bench_function("portal_id", |b| b.iter(|| portal_id(black_box(&key))));
+}
+
+/// The identity assertion of a request: the cached token of a busy caller
+/// (what nearly every request costs) beside a new one (once per caller and
+/// app every 40 s).
+fn assertion(c: &mut Criterion) {
+    use portal_core::assertion::Assertions;
+    use portal_core::caller::Caller;
+    let portal = portal_core::identity::Identity::from_signing_key(
+        ed25519_dalek::SigningKey::from_bytes(&[5; 32]),
+    );
+    let assertions = Assertions::new(&portal, 60);
+    let caller = Caller::Terminal {
+        id: "0f4c9a2e-terminal".into(),
+        name: "Phone".into(),
+    };
+    let mut group = c.benchmark_group("assertion");
+    group.bench_function("cached", |b| {
+        b.iter(|| assertions.for_caller(black_box("photos"), black_box(&caller), None, 1_000))
+    });
+    group.bench_function("sign", |b| {
+        b.iter(|| assertions.sign(black_box("photos"), black_box(&caller), None, 1_000))
+    });
+    group.finish();
 }
 
 fn app_meta(c: &mut Criterion) {
@@ -282,5 +307,5 @@ fn decision(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decision, routing, identity, app_meta, signature,);
+criterion_group!(benches, decision, routing, identity, app_meta, signature, assertion,);
 criterion_main!(benches);
