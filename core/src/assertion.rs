@@ -12,7 +12,7 @@
 //! signature per app every `2 * ttl / 3` seconds. Pure: the time comes in.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::RwLock;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -171,8 +171,10 @@ pub struct Assertions {
     issuer: String,
     ttl: u64,
     header: jsonwebtoken::Header,
-    /// By audience: the live tokens of its callers.
-    cache: Mutex<HashMap<String, Vec<Issued>>>,
+    /// By audience: the live tokens of its callers. Read under the read
+    /// lock; a token is made under the write lock, so that callers that
+    /// miss together wait for one signature, not make one each.
+    cache: RwLock<HashMap<String, Vec<Issued>>>,
 }
 
 impl std::fmt::Debug for Assertions {
@@ -196,7 +198,7 @@ impl Assertions {
             issuer: identity.id.clone(),
             ttl: ttl_seconds.clamp(*TTL_RANGE.start(), *TTL_RANGE.end()),
             header,
-            cache: Mutex::default(),
+            cache: RwLock::default(),
         }
     }
 
@@ -215,12 +217,19 @@ impl Assertions {
         proof: Option<PeerProof>,
         now: u64,
     ) -> HeaderValue {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(issued) = cache.get(audience).and_then(|live| {
-            live.iter()
-                .find(|i| i.caller == *caller && i.proof == proof && now < i.renew_at)
-        }) {
-            return issued.token.clone();
+        let live = |cache: &HashMap<String, Vec<Issued>>| {
+            cache.get(audience).and_then(|live| {
+                live.iter()
+                    .find(|i| i.caller == *caller && i.proof == proof && now < i.renew_at)
+                    .map(|i| i.token.clone())
+            })
+        };
+        if let Some(token) = live(&self.cache.read().unwrap_or_else(|e| e.into_inner())) {
+            return token;
+        }
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(token) = live(&cache) {
+            return token;
         }
         let token = self.sign(audience, caller, proof, now);
         if cache.values().map(Vec::len).sum::<usize>() >= MAX_CACHED {

@@ -141,10 +141,10 @@ fn the_cache_forgets_what_it_no_longer_hands_out() {
         };
         a.for_caller("photos", &caller, None, 1_000);
     }
-    assert_eq!(a.cache.lock().unwrap()["photos"].len(), 100);
+    assert_eq!(a.cache.read().unwrap()["photos"].len(), 100);
     // Renewing one drops the others that are due.
     a.for_caller("photos", &terminal(), None, 1_040);
-    assert_eq!(a.cache.lock().unwrap()["photos"].len(), 1);
+    assert_eq!(a.cache.read().unwrap()["photos"].len(), 1);
 }
 
 #[test]
