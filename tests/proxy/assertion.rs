@@ -647,6 +647,37 @@ async fn the_assertion_is_reused_then_renewed_and_the_key_set_is_served() {
         .await
         .unwrap();
     assert_eq!(post.status(), StatusCode::NOT_FOUND);
+    // The first token, replayed to the docs' apps once its `exp` has
+    // passed, is refused as expired; the renewed one still passes.
+    let keys_url = format!("http://{internal}/internal/assertion-keys");
+    let apps = [Language::Python, Language::Node].map(|l| {
+        (
+            l,
+            ExampleApp::start(l, &files.dir, "echo", &files.identity.id, &keys_url),
+        )
+    });
+    let exp = c["exp"].as_u64().unwrap();
+    while now() < exp + 1 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (language, app) in &apps {
+        let (status, body) = app.direct(Some(&first)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{language:?}: {body}");
+        let error = body["error"].as_str().unwrap().to_lowercase();
+        assert!(
+            error.contains("expired") || error.contains("err_jwt_expired"),
+            "{language:?}: {body}"
+        );
+    }
+    let fresh = get().await;
+    for (language, app) in &apps {
+        let (status, body) = app.direct(Some(&fresh)).await;
+        assert_eq!(
+            (status, &body["type"]),
+            (StatusCode::OK, &json!("anonymous")),
+            "{language:?}: {body}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
