@@ -8,6 +8,9 @@ use pingora::http::RequestHeader;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::dns::Dns;
+use crate::tls::peer::TlsPeer;
+use portal_core::assertion::{Assertions, PeerProof, CORE_AUDIENCE};
+use portal_core::caller::Caller;
 use portal_core::caller::TERMINAL_COOKIE;
 use portal_core::credentials::{remove_cookie, Credentials};
 use portal_core::decide::Plan;
@@ -116,6 +119,31 @@ pub(super) fn prepare(
         req.set_uri(uri);
     }
     Ok(())
+}
+
+/// The assertion of a forwarded request: its audience is the app (or
+/// the core), its caller the plan's; a peer whose connection proved the
+/// same key at the TLS handshake is asserted as such.
+pub(super) fn assertion_token(
+    assertions: &Assertions,
+    plan: &Plan,
+    tls_peer: Option<&TlsPeer>,
+) -> http::HeaderValue {
+    let audience = plan
+        .rule
+        .as_ref()
+        .map_or(CORE_AUDIENCE, |r| r.app.meta.name.as_str());
+    let caller = plan.caller();
+    let proof = match caller {
+        Caller::Peer { id, .. } => Some(if tls_peer.is_some_and(|p| p.0 == *id) {
+            PeerProof::SignatureAndTls
+        } else {
+            PeerProof::Signature
+        }),
+        _ => None,
+    };
+    let now = u64::try_from(crate::clock::unix_now()).unwrap_or(0);
+    assertions.for_caller(audience, caller, proof, now)
 }
 
 /// Removes what must never reach an upstream (docs/access.md): client

@@ -40,7 +40,7 @@ use crate::observe::access_log::AccessLog;
 use crate::observe::metrics;
 use crate::state::SharedState;
 use crate::tls::peer::TlsPeer;
-use portal_core::assertion::{Assertions, PeerProof, CORE_AUDIENCE};
+use portal_core::assertion::Assertions;
 use portal_core::body::BodyRate;
 use portal_core::decide::{decide, Decision, Facts, Policy, Verdict};
 use portal_core::identity::Identity;
@@ -79,33 +79,6 @@ pub(crate) struct Portal {
     /// The identity assertion's settings and signer.
     pub assertion: crate::config::Assertion,
     pub assertions: Arc<Assertions>,
-}
-
-/// The assertion of a forwarded request: its audience is the app (or
-/// the core), its caller the plan's; a peer whose connection proved the
-/// same key at the TLS handshake is asserted as such.
-fn assertion_for(
-    assertions: &Assertions,
-    plan: &portal_core::decide::Plan,
-    tls_peer: Option<&TlsPeer>,
-) -> http::HeaderValue {
-    let audience = plan
-        .rule
-        .as_ref()
-        .map_or(CORE_AUDIENCE, |r| r.app.meta.name.as_str());
-    let caller = plan.caller();
-    let proof = match caller {
-        portal_core::caller::Caller::Peer { id, .. } => {
-            Some(if tls_peer.is_some_and(|p| p.0 == *id) {
-                PeerProof::SignatureAndTls
-            } else {
-                PeerProof::Signature
-            })
-        }
-        _ => None,
-    };
-    let now = u64::try_from(crate::clock::unix_now()).unwrap_or(0);
-    assertions.for_caller(audience, caller, proof, now)
 }
 
 /// The HTTPS listener's request handling.
@@ -346,7 +319,7 @@ impl ProxyHttp for PortalProxy {
             token: self.portal.assertion.enabled.then(|| {
                 let ssl = ssl_digest(session);
                 let tls_peer = ssl.as_deref().and_then(|d| d.extension.get::<TlsPeer>());
-                assertion_for(&self.portal.assertions, plan, tls_peer)
+                forward::assertion_token(&self.portal.assertions, plan, tls_peer)
             }),
         };
         let prepared = forward::prepare(
