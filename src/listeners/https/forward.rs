@@ -1,4 +1,4 @@
-//! On the way to the upstream (docs/access.md): the forwarding headers, the identity headers of the plan's rule, what is removed from
+//! On the way to the upstream (docs/access.md): the forwarding headers, the identity headers of the plan's rule and the identity assertion, what is removed from
 //! the client's request, and how upstream names resolve.
 
 use std::net::{IpAddr, SocketAddr};
