@@ -208,15 +208,16 @@ impl Assertions {
 
     /// The token for `caller` calling `audience` (an app's name, or
     /// [`CORE_AUDIENCE`]) at `now` (Unix seconds): the cached one while
-    /// more than a third of its life is left, else a new one. `proof`:
-    /// how a peer was verified (`None` for other callers).
+    /// more than a third of its life is left, else a new one; and whether
+    /// it was signed now. `proof`: how a peer was verified (`None` for
+    /// other callers).
     pub fn for_caller(
         &self,
         audience: &str,
         caller: &Caller,
         proof: Option<PeerProof>,
         now: u64,
-    ) -> HeaderValue {
+    ) -> (HeaderValue, bool) {
         let live = |cache: &HashMap<String, Vec<Issued>>| {
             cache.get(audience).and_then(|live| {
                 live.iter()
@@ -225,11 +226,11 @@ impl Assertions {
             })
         };
         if let Some(token) = live(&self.cache.read().unwrap_or_else(|e| e.into_inner())) {
-            return token;
+            return (token, false);
         }
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         if let Some(token) = live(&cache) {
-            return token;
+            return (token, false);
         }
         let token = self.sign(audience, caller, proof, now);
         if cache.values().map(Vec::len).sum::<usize>() >= MAX_CACHED {
@@ -243,7 +244,7 @@ impl Assertions {
             token: token.clone(),
             renew_at: now + self.ttl - self.ttl / 3,
         });
-        token
+        (token, true)
     }
 
     /// A new token (see [`Assertions::for_caller`]).

@@ -94,19 +94,25 @@ fn each_caller_gets_its_type_id_and_name_and_anonymous_no_sub() {
 #[test]
 fn a_token_is_reused_until_a_third_of_its_life_is_left_per_audience_and_caller() {
     let a = Assertions::new(&identity(1), 60);
-    let first = a.for_caller("photos", &terminal(), None, 1_000);
+    let (first, signed) = a.for_caller("photos", &terminal(), None, 1_000);
+    assert!(signed);
     // Reused up to 40 s in, not at 40 s.
-    assert_eq!(a.for_caller("photos", &terminal(), None, 1_039), first);
-    let renewed = a.for_caller("photos", &terminal(), None, 1_040);
+    assert_eq!(
+        a.for_caller("photos", &terminal(), None, 1_039),
+        (first.clone(), false)
+    );
+    let renewed = a.for_caller("photos", &terminal(), None, 1_040).0;
     assert_ne!(renewed, first);
     assert_eq!(verified(&a, &renewed, "photos")["iat"], 1_040);
-    assert_eq!(a.for_caller("photos", &terminal(), None, 1_079), renewed);
+    assert_eq!(a.for_caller("photos", &terminal(), None, 1_079).0, renewed);
     // Another audience, caller or proof is another token.
     let others = [
-        a.for_caller("notes", &terminal(), None, 1_041),
-        a.for_caller("photos", &Caller::Anonymous, None, 1_041),
-        a.for_caller("photos", &peer(), Some(PeerProof::Signature), 1_041),
-        a.for_caller("photos", &peer(), Some(PeerProof::SignatureAndTls), 1_041),
+        a.for_caller("notes", &terminal(), None, 1_041).0,
+        a.for_caller("photos", &Caller::Anonymous, None, 1_041).0,
+        a.for_caller("photos", &peer(), Some(PeerProof::Signature), 1_041)
+            .0,
+        a.for_caller("photos", &peer(), Some(PeerProof::SignatureAndTls), 1_041)
+            .0,
         a.for_caller(
             "photos",
             &Caller::Terminal {
@@ -115,7 +121,8 @@ fn a_token_is_reused_until_a_third_of_its_life_is_left_per_audience_and_caller()
             },
             None,
             1_041,
-        ),
+        )
+        .0,
     ];
     for (i, token) in others.iter().enumerate() {
         assert_ne!(*token, renewed, "{i}");
@@ -126,9 +133,9 @@ fn a_token_is_reused_until_a_third_of_its_life_is_left_per_audience_and_caller()
     assert_eq!(verified(&a, &others[0], "notes")["aud"], "notes");
     // A short life is renewed as soon: 3 s lives 2 s in the cache.
     let short = Assertions::new(&identity(1), 3);
-    let t = short.for_caller("photos", &terminal(), None, 500);
-    assert_eq!(short.for_caller("photos", &terminal(), None, 501), t);
-    assert_ne!(short.for_caller("photos", &terminal(), None, 502), t);
+    let t = short.for_caller("photos", &terminal(), None, 500).0;
+    assert_eq!(short.for_caller("photos", &terminal(), None, 501).0, t);
+    assert_ne!(short.for_caller("photos", &terminal(), None, 502).0, t);
 }
 
 #[test]
@@ -139,11 +146,11 @@ fn the_cache_forgets_what_it_no_longer_hands_out() {
             id: format!("t{i}"),
             name: "n".into(),
         };
-        a.for_caller("photos", &caller, None, 1_000);
+        a.for_caller("photos", &caller, None, 1_000).0;
     }
     assert_eq!(a.cache.read().unwrap()["photos"].len(), 100);
     // Renewing one drops the others that are due.
-    a.for_caller("photos", &terminal(), None, 1_040);
+    a.for_caller("photos", &terminal(), None, 1_040).0;
     assert_eq!(a.cache.read().unwrap()["photos"].len(), 1);
 }
 

@@ -583,13 +583,22 @@ async fn the_assertion_is_reused_then_renewed_and_the_key_set_is_served() {
     let echo = Upstream::start("echo");
     files.app("echo", &app_meta(PATHS));
     let internal: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let proxy = Proxy::start(
         &files,
         &format!(
-            "core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams:\n  echo: \"{}\"\ninternal: {{ listen: \"{internal}\" }}\nassertion: {{ ttl_seconds: 3 }}\n",
+            "core: {{ upstream: \"127.0.0.1:1\" }}\nupstreams:\n  echo: \"{}\"\ninternal: {{ listen: \"{internal}\" }}\n\
+             metrics: {{ listen: \"{metrics}\" }}\nassertion: {{ ttl_seconds: 3 }}\n",
             echo.addr
         ),
     );
+    let signed = || async {
+        series_value(
+            &metrics_text(metrics).await,
+            "portal_proxy_assertions_signed_total",
+        )
+    };
+    assert_eq!(signed().await, Some(0.0), "exported from 0");
     let client = client(&files.ca_pem, Protocol::Http2);
     let get = || async {
         let resp = client
@@ -608,6 +617,7 @@ async fn the_assertion_is_reused_then_renewed_and_the_key_set_is_served() {
         first,
         "reused while two thirds of its life are left"
     );
+    assert_eq!(signed().await, Some(1.0), "two requests, one signature");
     // Renewed once a third of it is left: within 3 s, never expired when
     // handed out.
     let deadline = std::time::Instant::now() + Duration::from_secs(4);
@@ -625,6 +635,7 @@ async fn the_assertion_is_reused_then_renewed_and_the_key_set_is_served() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(claims(&renewed)["iat"].as_u64() >= Some(c["iat"].as_u64().unwrap() + 2));
+    assert_eq!(signed().await, Some(2.0), "many requests, one renewal");
     // The key set: the key that signed them, certified by the identity key.
     let resp = reqwest::get(format!("http://{internal}/internal/assertion-keys"))
         .await

@@ -143,7 +143,11 @@ pub(super) fn assertion_token(
         _ => None,
     };
     let now = u64::try_from(crate::clock::unix_now()).unwrap_or(0);
-    assertions.for_caller(audience, caller, proof, now)
+    let (token, signed) = assertions.for_caller(audience, caller, proof, now);
+    if signed {
+        crate::observe::metrics::METRICS.assertions_signed.inc();
+    }
+    token
 }
 
 /// Removes what must never reach an upstream (docs/access.md): client

@@ -62,6 +62,8 @@ pub(crate) struct Metrics {
     pub slow_clients: Counted<SlowPhase>,
     /// `portal_proxy_requests_revoked_total`.
     pub requests_revoked: IntCounter,
+    /// `portal_proxy_assertions_signed_total`.
+    pub assertions_signed: IntCounter,
     /// `portal_proxy_handover_refusals_total`.
     pub handover_refusals: IntCounter,
     /// `portal_proxy_outbound_unverified_total{peer}`.
@@ -244,6 +246,14 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         )
         .expect("valid metric definition"),
     );
+    let assertions_signed = register(
+        &registry,
+        IntCounter::new(
+            "portal_proxy_assertions_signed_total",
+            "Identity assertions signed (docs/access.md): a request reuses the token of its caller and app until a third of its life is left, so this grows by about one per caller and app every 40 s.",
+        )
+        .expect("valid metric definition"),
+    );
     let handover_refusals = register(
         &registry,
         IntCounter::new(
@@ -320,6 +330,7 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         connections_shed,
         slow_clients,
         requests_revoked,
+        assertions_signed,
         handover_refusals,
         requests,
         request_duration,
