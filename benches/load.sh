@@ -26,6 +26,7 @@
 #   SKIP_BUILD [0]       1: use the binaries already built
 #   KEEP_WORK [0]        1: keep the temp dir (configs, certificates, logs, raw output)
 #   PORTAL_EXTRA []      YAML lines added to portal-proxy's config (e.g. 'assertion: { enabled: false }')
+#   PORTAL_SERVER []     entries added to its server: section (e.g. ', work_stealing: false')
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -53,6 +54,7 @@ IDLE_CONNECTIONS="${IDLE_CONNECTIONS:-1000}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
 KEEP_WORK="${KEEP_WORK:-0}"
 PORTAL_EXTRA="${PORTAL_EXTRA:-}"
+PORTAL_SERVER="${PORTAL_SERVER:-}"
 # Source addresses of the idle connections (127.0.0.1 ... 127.0.0.N), so
 # that none holds more than portal-proxy's 256 connections per client.
 IDLE_SOURCES=8
@@ -367,7 +369,7 @@ access_log: { enabled: false }
 limits: { anonymous_requests_per_second: 1000000, peer_requests_per_second: 1000000 }
 peering: { transport: ca }
 server: { threads: $THREADS, pid_file: portal-proxy.pid, upgrade_sock: upgrade.sock,
-          grace_period_seconds: 0, graceful_shutdown_timeout_seconds: 1 }
+          grace_period_seconds: 0, graceful_shutdown_timeout_seconds: 1$PORTAL_SERVER }
 $PORTAL_EXTRA
 EOF
 

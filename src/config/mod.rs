@@ -109,6 +109,9 @@ pub struct ServerSettings {
     pub grace_period_seconds: Option<u64>,
     pub graceful_shutdown_timeout_seconds: Option<u64>,
     pub upstream_keepalive_pool_size: Option<usize>,
+    /// Pingora's `work_stealing`: one runtime per service whose threads
+    /// take each other's tasks (true), or one runtime per thread.
+    pub work_stealing: bool,
 }
 
 /// The validated config the rest of the proxy uses.
@@ -169,6 +172,9 @@ pub const DEFAULT_MAX_HELD_BODIES: usize = 64 * 1024 * 1024;
 
 /// Default of `peering.max_signed_body_bytes`: 8 MiB.
 pub const DEFAULT_MAX_SIGNED_BODY: usize = 8 * 1024 * 1024;
+
+/// Default of `server.work_stealing` (docs/config.md, "Threads").
+pub const DEFAULT_WORK_STEALING: bool = true;
 
 /// Default of `home_app`: the Portal's own terminal UI.
 pub const DEFAULT_HOME_APP: &str = "web-terminal";

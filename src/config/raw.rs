@@ -349,6 +349,9 @@ pub(crate) struct Server {
     pub graceful_shutdown_timeout_seconds: Option<u64>,
     #[serde(default)]
     pub upstream_keepalive_pool_size: Option<usize>,
+    /// true: a service's threads share one runtime and take each other's tasks; false: a runtime per thread, each connection staying on the thread that accepted it (docs/config.md, "Threads").
+    #[serde(default)]
+    pub work_stealing: Option<bool>,
 }
 
 /// Edge limits; each absent one takes its default (README.md, "Operating it").

@@ -263,6 +263,7 @@ impl Validator {
             grace_period_seconds: raw_server.grace_period_seconds,
             graceful_shutdown_timeout_seconds: raw_server.graceful_shutdown_timeout_seconds,
             upstream_keepalive_pool_size: raw_server.upstream_keepalive_pool_size,
+            work_stealing: raw_server.work_stealing.unwrap_or(DEFAULT_WORK_STEALING),
         }
     }
 

@@ -133,6 +133,7 @@ fn server_conf(config: &Config) -> ServerConf {
         // (systemd/portal-proxy.service).
         daemon_wait_for_ready: true,
         daemon_ready_timeout_seconds: std::num::NonZeroU64::new(DAEMON_READY_TIMEOUT_SECONDS),
+        work_stealing: s.work_stealing,
         ..ServerConf::default()
     };
     if let Some(p) = &s.pid_file {
@@ -353,3 +354,6 @@ fn client_endpoint(addr: std::net::SocketAddr, tls: Option<TlsSettings>) -> List
         None => endpoint,
     }
 }
+
+#[cfg(test)]
+mod tests;
