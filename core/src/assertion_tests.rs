@@ -146,11 +146,11 @@ fn the_cache_forgets_what_it_no_longer_hands_out() {
             id: format!("t{i}"),
             name: "n".into(),
         };
-        a.for_caller("photos", &caller, None, 1_000).0;
+        a.for_caller("photos", &caller, None, 1_000);
     }
     assert_eq!(a.cache.read().unwrap()["photos"].len(), 100);
     // Renewing one drops the others that are due.
-    a.for_caller("photos", &terminal(), None, 1_040).0;
+    a.for_caller("photos", &terminal(), None, 1_040);
     assert_eq!(a.cache.read().unwrap()["photos"].len(), 1);
 }
 
