@@ -14,7 +14,10 @@
 #
 # Environment (defaults in brackets):
 #   PROXIES [portal-proxy bare-pingora nginx haproxy caddy]
-#   SCENARIOS [idle-memory h1-keepalive h1-close h2 terminal signed]
+#   SCENARIOS [idle-memory h1-keepalive h1-close h2 terminal signed]; also: mixed
+#                        (the public path beside 2 connections fetching a 1 MiB
+#                        answer gzip-compressed, in a loop: the light requests'
+#                        latency when some work is heavy; portal-proxy only)
 #   THREADS [2]          threads / worker processes of every proxy
 #   UPSTREAM_WORKERS [1] worker_processes of the upstream nginx
 #   WRK_THREADS [2]  WRK_CONNECTIONS [64]      wrk -t / -c
@@ -73,16 +76,16 @@ for p in $PROXIES; do
     has "$p" "portal-proxy bare-pingora nginx haproxy caddy" || die "unknown proxy '$p' in PROXIES"
 done
 for s in $SCENARIOS; do
-    has "$s" "idle-memory h1-keepalive h1-close h2 terminal signed" || die "unknown scenario '$s' in SCENARIOS"
+    has "$s" "idle-memory h1-keepalive h1-close h2 terminal signed mixed" || die "unknown scenario '$s' in SCENARIOS"
 done
 if ! has portal-proxy "$PROXIES"; then
-    for s in terminal signed; do
+    for s in terminal signed mixed; do
         has "$s" "$SCENARIOS" && die "scenario $s needs portal-proxy in PROXIES"
     done
 fi
 # The scenarios measured in rounds, in a fixed order.
 LOAD_SCENARIOS=()
-for s in h1-keepalive h1-close h2 terminal signed; do
+for s in h1-keepalive h1-close h2 terminal signed mixed; do
     has "$s" "$SCENARIOS" && LOAD_SCENARIOS+=("$s")
 done
 read -r -a PROXY_LIST <<<"$PROXIES"
@@ -137,6 +140,7 @@ T_START="$(date +%s)"
 # --- temp dir and cleanup ------------------------------------------------------
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/portal-proxy-load.XXXXXX")"
 CLIENT_PID=""  # the load generator or idle client in progress
+HEAVY_PID=""   # the mixed scenario's heavy load in progress
 PIDS=()   # every server process started
 SIGS=()   # with this signal: nginx and HAProxy stop at once on TERM, Pingora on INT, Caddy on TERM
 cleanup() {
@@ -144,6 +148,7 @@ cleanup() {
     trap - EXIT INT TERM
     local i pid
     [ -z "$CLIENT_PID" ] || kill -TERM "$CLIENT_PID" 2>/dev/null || true
+    [ -z "$HEAVY_PID" ] || kill -TERM "$HEAVY_PID" 2>/dev/null || true
     for i in "${!PIDS[@]}"; do
         kill -"${SIGS[$i]}" "${PIDS[$i]}" 2>/dev/null || true
     done
@@ -215,6 +220,18 @@ log "Portal domain $DOMAIN, requests to Host $HOST"
 
 # --- upstream: nginx with a fixed 1 KiB body -----------------------------------
 BODY="$(printf '%*s' 1024 '' | tr ' ' 'x')"
+# The mixed scenario's heavy answer: 1 MiB of words drawn from 2,000, the
+# same every run (text that compresses as prose does, about 3:1).
+python3 -c '
+import random, sys
+r = random.Random(1)
+words = ["".join(r.choice("etaoinshrdlucmfwypvbgkjqxz") for _ in range(r.randint(2, 9))) for _ in range(2000)]
+out, n = [], 0
+while n < 1 << 20:
+    w = r.choice(words) + (" " if r.random() < 0.9 else ".\n")
+    out.append(w); n += len(w)
+sys.stdout.write("".join(out)[: 1 << 20])
+' >"$WORK/big.txt"
 nginx_common() { # $1 = name, $2 = worker_processes
     cat <<EOF
 worker_processes $2;
@@ -246,6 +263,8 @@ $(nginx_temp_paths upstream)
         location ~ /headers\$ {
             return 200 "host=\$http_host xff=\$http_x_forwarded_for proto=\$http_x_forwarded_proto xfh=\$http_x_forwarded_host conn=\$http_connection cookie=\$http_cookie\n";
         }
+        # The heavy answer of the mixed scenario: 1 MiB of words.
+        location = /big { alias $WORK/big.txt; }
         location / { return 200 "$BODY"; }
     }
 }
@@ -605,6 +624,12 @@ run_load() {
         h1-keepalive) cmd=("${wrk[@]}" -d"${secs}s" "$url") ;;
         h1-close) cmd=("${wrk[@]}" -d"${secs}s" -H "Connection: close" "$url") ;;
         terminal) cmd=("${wrk[@]}" -d"${secs}s" -H "Cookie: authorization=$JWT" "${url}private/") ;;
+        mixed)
+            cmd=("${wrk[@]}" -d"${secs}s" "$url")
+            # The heavy load, for as long as the light one runs.
+            wrk -t1 -c2 -d"$((secs + 1))s" --timeout 5s -H "Host: $HOST" -H "Accept-Encoding: gzip" \
+                "${url}big" >"$WORK/heavy.out" 2>&1 &
+            HEAVY_PID=$! ;;
         signed)
             signed_prepare "$secs"
             cmd=("${wrk[@]}" -d"${RUN_SECONDS}s" -s "$SIGNED_LUA" "${url}peer/" -- "$POOL" "$WRK_THREADS") ;;
@@ -620,6 +645,14 @@ run_load() {
     CLIENT_PID=$!
     wait "$CLIENT_PID" || die "$scenario against $proxy failed: $(cat "$out")"
     CLIENT_PID=""
+    local heavy=""
+    if [ -n "$HEAVY_PID" ]; then
+        wait "$HEAVY_PID" || die "the heavy load of $scenario failed: $(cat "$WORK/heavy.out")"
+        HEAVY_PID=""
+        heavy="$(awk '/requests in/ { print $1 }' "$WORK/heavy.out")"
+        [ "${heavy:-0}" -gt 0 ] || die "the heavy load of $scenario made no request: $(cat "$WORK/heavy.out")"
+        heavy="  (beside $heavy compressed 1 MiB answers)"
+    fi
     after="$(cpu_ticks "$pid")"
     kill -0 "$pid" 2>/dev/null || die "$proxy exited during the run"
     { printf '=== round %s, %s, %s (port %s): %s\n' "$round" "$scenario" "$proxy" "$port" "${cmd[*]}"; cat "$out"; } >>"$RAW"
@@ -641,8 +674,8 @@ run_load() {
     [ "$round" -gt 0 ] || return 0
     cpu_us="$(awk -v t="$((after - before))" -v hz="$CLK_TCK" -v n="$req" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')"
     rss="$(mib "$(mem_kb "$pid" VmRSS)")"
-    log "$(printf 'round %s %-12s %-12s %9.0f req/s %7s us CPU/req  p50 %7.2f ms  p99 %7.2f ms  RSS %6s MiB' \
-        "$round" "$scenario" "$proxy" "$rps" "$cpu_us" "$p50" "$p99" "$rss")"
+    log "$(printf 'round %s %-12s %-12s %9.0f req/s %7s us CPU/req  p50 %7.2f ms  p99 %7.2f ms  RSS %6s MiB%s' \
+        "$round" "$scenario" "$proxy" "$rps" "$cpu_us" "$p50" "$p99" "$rss" "$heavy")"
     printf '%s %s %s %s %s %s %s %s %s %s\n' "$round" "$scenario" "$proxy" "$RUN_SECONDS" "$req" \
         "$rps" "$cpu_us" "$p50" "$p99" "$rss" >>"$RESULTS"
 }
@@ -683,7 +716,7 @@ measure_idle() { # $1 = proxy
 
 runs=0
 for s in "${LOAD_SCENARIOS[@]}"; do
-    case "$s" in terminal | signed) runs=$((runs + 1)) ;; *) runs=$((runs + ${#PROXY_LIST[@]})) ;; esac
+    case "$s" in terminal | signed | mixed) runs=$((runs + 1)) ;; *) runs=$((runs + ${#PROXY_LIST[@]})) ;; esac
 done
 log "$runs runs per round, $ROUNDS rounds of ${DURATION}s: about $(( (runs * ROUNDS * (DURATION + 2) + runs * (WARMUP + 2)) / 60 + 1 )) minutes"
 
@@ -723,7 +756,7 @@ fi
 # proxies_for SCENARIO ROUND: the proxies of a scenario, reversed in even rounds.
 proxies_for() {
     local list=("${PROXY_LIST[@]}") i
-    case "$1" in terminal | signed) list=(portal-proxy) ;; esac
+    case "$1" in terminal | signed | mixed) list=(portal-proxy) ;; esac
     if [ $(($2 % 2)) -eq 0 ]; then
         for ((i = ${#list[@]} - 1; i >= 0; i--)); do echo "${list[$i]}"; done
     else

@@ -28,6 +28,7 @@ DESCRIPTIONS = {
     "h2": "public path, HTTP/2 over TLS (h2load)",
     "terminal": "terminal path: the owner's JWT cookie, a private path (wrk); portal-proxy only",
     "signed": "signed peer path: RFC 9421 ed25519 signature, fresh nonce each (wrk + signed.lua); portal-proxy only",
+    "mixed": "public path (wrk) beside 2 connections fetching a 1 MiB answer gzip-compressed in a loop; CPU/req counts both; portal-proxy only",
 }
 COMPARED = ["bare-pingora", "nginx", "haproxy", "caddy"]
 SHORT = {"bare-pingora": "bare", "nginx": "nginx", "haproxy": "haproxy", "caddy": "caddy"}
@@ -82,7 +83,7 @@ def main():
     out = []
     width = 24
     multi = [s for s in scenarios if s in ("h1-keepalive", "h1-close", "h2")]
-    portal_only = [s for s in scenarios if s in ("terminal", "signed")]
+    portal_only = [s for s in scenarios if s in ("terminal", "signed", "mixed")]
     cells_note = "each cell: median [min-max] over the rounds; ratios are of the medians"
     out.append(cells_note)
     for scenario in multi:
