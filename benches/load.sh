@@ -232,6 +232,9 @@ while n < 1 << 20:
     out.append(w); n += len(w)
 sys.stdout.write("".join(out)[: 1 << 20])
 ' >"$WORK/big.txt"
+# nginx's workers are not root: let them read it.
+chmod o+x "$WORK"
+chmod o+r "$WORK/big.txt"
 nginx_common() { # $1 = name, $2 = worker_processes
     cat <<EOF
 worker_processes $2;
@@ -651,6 +654,7 @@ run_load() {
         HEAVY_PID=""
         heavy="$(awk '/requests in/ { print $1 }' "$WORK/heavy.out")"
         [ "${heavy:-0}" -gt 0 ] || die "the heavy load of $scenario made no request: $(cat "$WORK/heavy.out")"
+        ! grep -q 'Non-2xx' "$WORK/heavy.out" || die "the heavy load of $scenario was refused: $(cat "$WORK/heavy.out")"
         heavy="  (beside $heavy compressed 1 MiB answers)"
     fi
     after="$(cpu_ticks "$pid")"
