@@ -8,7 +8,6 @@
 
 use std::collections::BTreeSet;
 use std::hint::black_box;
-use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -16,9 +15,9 @@ use portal_core::app_meta::AppMeta;
 use portal_core::identity::portal_id;
 use portal_core::route::{normalize_host, CoreAccess, Router, Target};
 
-/// An app_meta.json as the Portal core writes it: store metadata the proxy
-/// ignores, two entrypoints, several path rules with header templates.
-const APP_META: &str = include_str!("app_meta.json");
+mod fixture;
+
+use fixture::APP_META;
 
 fn routing(c: &mut Criterion) {
     let apps: BTreeSet<&str> = [
@@ -196,116 +195,18 @@ fn signature(c: &mut Criterion) {
 /// terminal on a private path (one JWT check), and a signed peer request
 /// (signature verification included; the replay cache is the shell's).
 fn decision(c: &mut Criterion) {
-    use ed25519_dalek::SigningKey;
-    use portal_core::caller::{TerminalEntry, Terminals};
-    use portal_core::decide::{decide, Head, Policy, Verdict};
-    use portal_core::headers::AppHeaders;
-    use portal_core::identity::Identity;
-    use portal_core::peers::Peers;
-    use portal_core::signature::{nonce, signed_headers, Outgoing, Window};
-    use portal_core::snapshot::{App, Snapshot};
-
-    let secret = b"0123456789abcdef0123456789abcdef";
-    let meta = AppMeta::parse("mosquitto", APP_META.as_bytes()).unwrap();
-    let headers = AppHeaders::compile(&meta).unwrap();
-    let mut apps = std::collections::BTreeMap::new();
-    apps.insert("mosquitto".to_string(), Arc::new(App { meta, headers }));
-    let peer = Identity::from_signing_key(SigningKey::from_bytes(&[7u8; 32]));
-    let peers_json = serde_json::json!([{
-        "id": peer.id, "name": "peer", "public_key": peer.public_key_pem,
-    }]);
-    let (peers, _) = Peers::parse(peers_json.to_string().as_bytes()).unwrap();
-    let snapshot = Snapshot {
-        apps,
-        terminals: Terminals::new(
-            Some(secret),
-            vec![TerminalEntry {
-                id: "t1".into(),
-                name: "Laptop".into(),
-            }],
-        ),
-        peers: Arc::new(peers),
-        app_addresses: Default::default(),
-    };
-    let policy = Policy {
-        router: Router::new(
-            "b2blla",
-            "p.getportal.org",
-            "web-terminal",
-            "127.0.0.1:8000".parse().unwrap(),
-            Default::default(),
-        ),
-        window: Window::default(),
-        max_signed_body: 8 << 20,
-        held_bodies: Arc::new(portal_core::body::HeldBudget::new(64 << 20)),
-        transports: Default::default(),
-    };
-    let host = "mosquitto.b2blla.p.getportal.org";
-    let now = 1_800_000_000;
-    let jwt = jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &serde_json::json!({"sub": "t1"}),
-        &jsonwebtoken::EncodingKey::from_secret(secret),
-    )
-    .unwrap();
-    let mut public = http::HeaderMap::new();
-    public.insert("accept", "text/html".parse().unwrap());
-    public.insert("user-agent", "Mozilla/5.0".parse().unwrap());
-    let mut terminal = public.clone();
-    terminal.insert(
-        "cookie",
-        format!("theme=dark; authorization={jwt}").parse().unwrap(),
-    );
-    let mut signed = public.clone();
-    let outgoing = Outgoing {
-        method: "GET",
-        authority: host,
-        path_and_query: "/api/peers/list",
-        body: None,
-    };
-    for (name, value) in signed_headers(
-        &peer.signing_key,
-        &peer.id,
-        &outgoing,
-        now,
-        60,
-        &nonce([9; 16]),
-    )
-    .unwrap()
-    {
-        signed.insert(name, value.parse().unwrap());
-    }
-    let head = |path: &'static str, headers, tls_peer| Head {
-        method: "GET",
-        host: Some(host),
-        target: path.as_bytes(),
-        headers,
-        has_body: false,
-        tls_peer,
-    };
-    // A peer's request comes over its pinned connection.
-    let cases = [
-        (
-            "public",
-            head("/public/index.html", &public, None),
-            "anonymous",
-        ),
-        ("terminal", head("/api/status", &terminal, None), "terminal"),
-        (
-            "peer",
-            head("/api/peers/list", &signed, Some(&peer.id)),
-            "peer",
-        ),
-    ];
+    use portal_core::decide::{decide, Verdict};
+    let fixture = fixture::Fixture::new();
     let mut group = c.benchmark_group("decide");
-    for (name, head, client_type) in cases {
+    for (name, head, client_type) in fixture.cases() {
         // The benchmarks measure what they are meant to.
-        match decide(&head, &snapshot, &policy, now).verdict {
+        let (snapshot, policy, now) = (&fixture.snapshot, &fixture.policy, fixture::NOW);
+        match decide(&head, snapshot, policy, now).verdict {
             Verdict::Forward(plan) => assert_eq!(plan.caller().client_type(), client_type),
             Verdict::Refuse(r) => panic!("{name}: refused: {r:?}"),
         }
         group.bench_function(name, |b| {
-            b.iter(|| decide(black_box(&head), &snapshot, &policy, now))
+            b.iter(|| decide(black_box(&head), snapshot, policy, now))
         });
     }
     group.finish();
