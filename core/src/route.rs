@@ -2,6 +2,7 @@
 //! the one [`Router`] that the HTTPS, MQTT and internal listeners ask.
 //! Pure.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::app_meta::AppMeta;
@@ -208,7 +209,7 @@ impl Router {
 /// The host a request names, as README.md, "How requests are handled" compares it: port dropped,
 /// lower case, one trailing dot removed. `None` when it is not a host name
 /// (empty, or bytes that no DNS name has).
-pub fn normalize_host(raw: &str) -> Option<String> {
+pub fn normalize_host(raw: &str) -> Option<Cow<'_, str>> {
     let host = if let Some(rest) = raw.strip_prefix('[') {
         // IPv6 literal: never a Portal host, but keep it for the 421 body.
         let end = rest.find(']')?;
@@ -228,7 +229,12 @@ pub fn normalize_host(raw: &str) -> Option<String> {
     {
         return None;
     }
-    Some(host.to_ascii_lowercase())
+    // Browsers send it in lower case: no copy then (every request).
+    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    })
 }
 
 /// The path the core receives: `/core` removed, query kept.

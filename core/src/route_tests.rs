@@ -120,6 +120,21 @@ fn host_normalization() {
     for (raw, want) in cases {
         assert_eq!(normalize_host(raw).as_deref(), want, "{raw:?}");
     }
+    // A host already in lower case (what browsers send) is not copied.
+    for raw in [
+        "app.b2blla.p.getportal.org",
+        "app.b2blla.p.getportal.org:443",
+        "x.y.",
+    ] {
+        assert!(
+            matches!(normalize_host(raw), Some(std::borrow::Cow::Borrowed(_))),
+            "{raw:?}"
+        );
+    }
+    assert!(matches!(
+        normalize_host("App.B2blla.p.getportal.org"),
+        Some(std::borrow::Cow::Owned(_))
+    ));
 }
 
 #[test]

@@ -55,7 +55,7 @@ impl RedirectToHttps {
         match self.router.name(&host) {
             HostName::Home | HostName::App(_) => {}
             HostName::Nested(_) | HostName::Foreign => {
-                return Err(RouteError::Misdirected(host).into())
+                return Err(RouteError::Misdirected(host.into_owned()).into())
             }
         }
         https_location(raw, path_and_query, self.https_port)
