@@ -30,6 +30,8 @@
 #   KEEP_WORK [0]        1: keep the temp dir (configs, certificates, logs, raw output)
 #   PORTAL_EXTRA []      YAML lines added to portal-proxy's config (e.g. 'assertion: { enabled: false }')
 #   PORTAL_SERVER []     entries added to its server: section (e.g. ', work_stealing: false')
+#   PACE_RPS []          pace every wrk load to about this many requests a second (benches/pace.lua),
+#                        so that paths of different costs compare at the same rate
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -58,6 +60,8 @@ SKIP_BUILD="${SKIP_BUILD:-0}"
 KEEP_WORK="${KEEP_WORK:-0}"
 PORTAL_EXTRA="${PORTAL_EXTRA:-}"
 PORTAL_SERVER="${PORTAL_SERVER:-}"
+PACE_RPS="${PACE_RPS:-}"
+PACE_LUA="$ROOT/benches/pace.lua"
 # Source addresses of the idle connections (127.0.0.1 ... 127.0.0.N), so
 # that none holds more than portal-proxy's 256 connections per client.
 IDLE_SOURCES=8
@@ -69,6 +73,12 @@ for v in THREADS UPSTREAM_WORKERS WRK_THREADS WRK_CONNECTIONS H2_CLIENTS H2_STRE
     case "${!v}" in '' | *[!0-9]*) die "$v=${!v} is not a whole number" ;; esac
     [ "${!v}" -gt 0 ] || die "$v must be at least 1"
 done
+if [ -n "$PACE_RPS" ]; then
+    case "$PACE_RPS" in *[!0-9]*) die "PACE_RPS=$PACE_RPS is not a whole number" ;; esac
+    [ "$PACE_RPS" -gt 0 ] || die "PACE_RPS must be at least 1"
+    # Each connection waits this long before each request (wrk's delay()).
+    export PACE_DELAY_MS=$((WRK_CONNECTIONS * 1000 / PACE_RPS))
+fi
 [ "$DURATION" -le 280 ] || die "DURATION must be at most 280 s (a peer signature is valid 300 s at most)"
 # has WORD LIST: is WORD one of the words of LIST?
 has() { case " $2 " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
@@ -623,10 +633,12 @@ run_load() {
     local url="https://127.0.0.1:$port/"
     RUN_SECONDS="$secs"
     local wrk=(wrk -t"$WRK_THREADS" -c"$WRK_CONNECTIONS" --timeout 5s --latency -H "Host: $HOST")
+    local paced=()
+    [ -z "$PACE_RPS" ] || paced=(-s "$PACE_LUA")
     case "$scenario" in
-        h1-keepalive) cmd=("${wrk[@]}" -d"${secs}s" "$url") ;;
-        h1-close) cmd=("${wrk[@]}" -d"${secs}s" -H "Connection: close" "$url") ;;
-        terminal) cmd=("${wrk[@]}" -d"${secs}s" -H "Cookie: authorization=$JWT" "${url}private/") ;;
+        h1-keepalive) cmd=("${wrk[@]}" "${paced[@]}" -d"${secs}s" "$url") ;;
+        h1-close) cmd=("${wrk[@]}" "${paced[@]}" -d"${secs}s" -H "Connection: close" "$url") ;;
+        terminal) cmd=("${wrk[@]}" "${paced[@]}" -d"${secs}s" -H "Cookie: authorization=$JWT" "${url}private/") ;;
         mixed)
             cmd=("${wrk[@]}" -d"${secs}s" "$url")
             # The heavy load, for as long as the light one runs.

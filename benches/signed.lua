@@ -10,6 +10,15 @@
 --
 -- The second argument must be wrk's -t.
 
+-- With PACE_DELAY_MS set (load.sh's PACE_RPS), each connection waits that
+-- long before each request.
+local pace = tonumber(os.getenv("PACE_DELAY_MS") or "")
+if pace then
+    function delay()
+        return pace
+    end
+end
+
 local threads = {}
 local count = 0
 
