@@ -11,13 +11,8 @@
 -- The second argument must be wrk's -t.
 
 -- With PACE_DELAY_MS set (load.sh's PACE_RPS), each connection waits that
--- long before each request.
-local pace = tonumber(os.getenv("PACE_DELAY_MS") or "")
-if pace then
-    function delay()
-        return pace
-    end
-end
+-- long before each request: pace.lua, beside this file.
+dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "pace.lua")
 
 local threads = {}
 local count = 0
