@@ -135,8 +135,20 @@ pub fn parse_field(
     headers: &HeaderMap,
     label: &str,
 ) -> Result<Option<SignatureField>, SignatureError> {
-    let input =
-        field_dictionary(headers, "signature-input")?.and_then(|mut d| d.shift_remove(label));
+    field_of(
+        field_dictionary(headers, "signature-input")?,
+        headers,
+        label,
+    )
+}
+
+/// [`parse_field`] with `Signature-Input` already parsed (`inputs`).
+fn field_of(
+    inputs: Option<Dictionary>,
+    headers: &HeaderMap,
+    label: &str,
+) -> Result<Option<SignatureField>, SignatureError> {
+    let input = inputs.and_then(|mut d| d.shift_remove(label));
     let signature = field_dictionary(headers, "signature")?;
     let signature = signature.as_ref().and_then(|d| d.get(label));
     let (input, signature) = match (input, signature) {
@@ -209,6 +221,11 @@ pub fn select_label(headers: &HeaderMap) -> Result<Option<String>, SignatureErro
     let Ok(Some(inputs)) = field_dictionary(headers, "signature-input") else {
         return Ok(None);
     };
+    label_among(&inputs)
+}
+
+/// [`select_label`] among the members of a parsed `Signature-Input`.
+fn label_among(inputs: &Dictionary) -> Result<Option<String>, SignatureError> {
     let tag_of = |entry: &ListEntry| match entry {
         ListEntry::InnerList(list) => list
             .params
@@ -240,10 +257,14 @@ pub fn select_label(headers: &HeaderMap) -> Result<Option<String>, SignatureErro
 /// none (it is then not a peer request); an error when it carries one
 /// that cannot be used.
 pub fn parse(headers: &HeaderMap) -> Result<Option<ParsedSignature>, SignatureError> {
-    let Some(label) = select_label(headers)? else {
+    // `Signature-Input` is parsed once, for the label and the field.
+    let Ok(Some(inputs)) = field_dictionary(headers, "signature-input") else {
         return Ok(None);
     };
-    let Some(field) = parse_field(headers, &label)? else {
+    let Some(label) = label_among(&inputs)? else {
+        return Ok(None);
+    };
+    let Some(field) = field_of(Some(inputs), headers, &label)? else {
         return Ok(None);
     };
     let param = |name: &str| field.input.params.get(name);
@@ -380,27 +401,43 @@ pub fn verify(
     .map_err(|_| SignatureError::BadSignature)
 }
 
-/// The value of one covered component (RFC 9421 section 2).
-fn component_value(parts: &RequestParts<'_>, name: &str) -> Result<String, SignatureError> {
+/// Appends the value of one covered component (RFC 9421 section 2) to
+/// `out`.
+fn push_component(
+    parts: &RequestParts<'_>,
+    name: &str,
+    out: &mut String,
+) -> Result<(), SignatureError> {
     let path = if parts.path.is_empty() {
         "/"
     } else {
         parts.path
     };
-    Ok(match name {
-        "@method" => parts.method.to_string(),
-        "@authority" => parts.authority.to_string(),
-        "@scheme" => "https".to_string(),
-        "@path" => path.to_string(),
-        "@query" => format!("?{}", parts.query.unwrap_or("")),
-        "@request-target" => match parts.query {
-            Some(q) => format!("{path}?{q}"),
-            None => path.to_string(),
-        },
-        "@target-uri" => match parts.query {
-            Some(q) => format!("https://{}{path}?{q}", parts.authority),
-            None => format!("https://{}{path}", parts.authority),
-        },
+    let query = |out: &mut String| {
+        if let Some(q) = parts.query {
+            out.push('?');
+            out.push_str(q);
+        }
+    };
+    match name {
+        "@method" => out.push_str(parts.method),
+        "@authority" => out.push_str(parts.authority),
+        "@scheme" => out.push_str("https"),
+        "@path" => out.push_str(path),
+        "@query" => {
+            out.push('?');
+            out.push_str(parts.query.unwrap_or(""));
+        }
+        "@request-target" => {
+            out.push_str(path);
+            query(out);
+        }
+        "@target-uri" => {
+            out.push_str("https://");
+            out.push_str(parts.authority);
+            out.push_str(path);
+            query(out);
+        }
         derived if derived.starts_with('@') => {
             return Err(malformed(format!("component {derived:?} is not supported")))
         }
@@ -413,9 +450,10 @@ fn component_value(parts: &RequestParts<'_>, name: &str) -> Result<String, Signa
             if !parts.headers.contains_key(field) {
                 return Err(SignatureError::MissingComponent(field.to_string()));
             }
-            field_value(parts.headers, field)?
+            push_field_value(parts.headers, field, out)?
         }
-    })
+    }
+    Ok(())
 }
 
 /// The signature base (RFC 9421 section 2.5) of `components` with the
@@ -427,14 +465,14 @@ pub fn signature_base(
 ) -> Result<String, SignatureError> {
     let mut base = String::with_capacity(256);
     for name in components {
-        let value = component_value(parts, name)?;
-        if value.contains('\n') {
-            return Err(malformed(format!("component {name:?} contains a newline")));
-        }
         base.push('"');
         base.push_str(name);
         base.push_str("\": ");
-        base.push_str(&value);
+        let start = base.len();
+        push_component(parts, name, &mut base)?;
+        if base[start..].contains('\n') {
+            return Err(malformed(format!("component {name:?} contains a newline")));
+        }
         base.push('\n');
     }
     base.push_str("\"@signature-params\": ");
@@ -456,6 +494,16 @@ fn serialize_inner_list(input: &InnerList) -> String {
 /// trimmed, joined by `, ` (RFC 9421 section 2.1), as text.
 fn field_value(headers: &HeaderMap, name: &str) -> Result<String, SignatureError> {
     let mut out = String::new();
+    push_field_value(headers, name, &mut out)?;
+    Ok(out)
+}
+
+/// [`field_value`], appended to `out`.
+fn push_field_value(
+    headers: &HeaderMap,
+    name: &str,
+    out: &mut String,
+) -> Result<(), SignatureError> {
     for (i, line) in headers.get_all(name).iter().enumerate() {
         let text = line
             .to_str()
@@ -465,7 +513,7 @@ fn field_value(headers: &HeaderMap, name: &str) -> Result<String, SignatureError
         }
         out.push_str(text.trim());
     }
-    Ok(out)
+    Ok(())
 }
 
 mod digest;
