@@ -20,6 +20,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 
 use super::access::{decide as access_decision, match_rule, stricter};
+use super::assertion::PeerProof;
 use super::body::{BodyCheck, HeldBudget};
 use super::caller::Caller;
 use super::credentials::{Credentials, Unproved};
@@ -97,6 +98,10 @@ pub struct Plan {
     pub body_check: Option<BodyCheck>,
     /// What it was decided as, to decide it again while it is open.
     pub opened: Arc<Opened>,
+    /// For a peer: what proved it (its signature, and its key at the TLS
+    /// handshake when the connection was pinned to it), as the identity
+    /// assertion states it. `None` for other callers.
+    pub peer_proof: Option<PeerProof>,
 }
 
 impl Plan {
@@ -329,6 +334,14 @@ fn plan(
         routed.target.clone(),
         &routed.canonical,
     ));
+    // A pinned connection carries its own peer's signed requests only
+    // (`identified` refused any other).
+    let peer_proof =
+        matches!(facts.caller, Caller::Peer { .. }).then_some(if head.tls_peer.is_some() {
+            PeerProof::SignatureAndTls
+        } else {
+            PeerProof::Signature
+        });
     let plan = Plan {
         rule,
         upstream,
@@ -339,6 +352,7 @@ fn plan(
         credentials,
         body_check,
         opened,
+        peer_proof,
     };
     (facts, nonce, Ok(plan))
 }

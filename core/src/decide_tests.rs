@@ -377,6 +377,20 @@ fn the_connection_and_the_signature_agree() {
         };
         let decision = decide(&head, &snapshot(), &policy, NOW);
         let got = summary(&decision);
+        // What the assertion will say proved the peer: its key at the
+        // handshake too when the connection was pinned to it.
+        if let Verdict::Forward(plan) = &decision.verdict {
+            let want_proof = Some(match tls_peer {
+                Some(_) => PeerProof::SignatureAndTls,
+                None => PeerProof::Signature,
+            });
+            if plan.peer_proof != want_proof {
+                failures.push(format!(
+                    "{transport:?} {tls_peer:?} {caller:?}: proof {:?}",
+                    plan.peer_proof
+                ));
+            }
+        }
         // A mismatch is refused before the signature is verified: no
         // nonce of the signer is claimed.
         if got == "401 peer_mismatch" && decision.nonce.is_some() {

@@ -8,9 +8,7 @@ use pingora::http::RequestHeader;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::dns::Dns;
-use crate::tls::peer::TlsPeer;
-use portal_core::assertion::{Assertions, PeerProof, CORE_AUDIENCE};
-use portal_core::caller::Caller;
+use portal_core::assertion::{Assertions, CORE_AUDIENCE};
 use portal_core::caller::TERMINAL_COOKIE;
 use portal_core::credentials::{remove_cookie, Credentials};
 use portal_core::decide::Plan;
@@ -122,28 +120,14 @@ pub(super) fn prepare(
 }
 
 /// The assertion of a forwarded request: its audience is the app (or
-/// the core), its caller the plan's; a peer whose connection proved the
-/// same key at the TLS handshake is asserted as such.
-pub(super) fn assertion_token(
-    assertions: &Assertions,
-    plan: &Plan,
-    tls_peer: Option<&TlsPeer>,
-) -> http::HeaderValue {
+/// the core), its caller and a peer's proof the plan's.
+pub(super) fn assertion_token(assertions: &Assertions, plan: &Plan) -> http::HeaderValue {
     let audience = plan
         .rule
         .as_ref()
         .map_or(CORE_AUDIENCE, |r| r.app.meta.name.as_str());
-    let caller = plan.caller();
-    let proof = match caller {
-        Caller::Peer { id, .. } => Some(if tls_peer.is_some_and(|p| p.0 == *id) {
-            PeerProof::SignatureAndTls
-        } else {
-            PeerProof::Signature
-        }),
-        _ => None,
-    };
     let now = u64::try_from(crate::clock::unix_now()).unwrap_or(0);
-    let (token, signed) = assertions.for_caller(audience, caller, proof, now);
+    let (token, signed) = assertions.for_caller(audience, plan.caller(), plan.peer_proof, now);
     if signed {
         crate::observe::metrics::METRICS.assertions_signed.inc();
     }

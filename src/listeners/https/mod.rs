@@ -316,11 +316,11 @@ impl ProxyHttp for PortalProxy {
         let plan = ctx.plan()?;
         let assertion = forward::Assertion {
             header: &self.portal.assertion.header,
-            token: self.portal.assertion.enabled.then(|| {
-                let ssl = ssl_digest(session);
-                let tls_peer = ssl.as_deref().and_then(|d| d.extension.get::<TlsPeer>());
-                forward::assertion_token(&self.portal.assertions, plan, tls_peer)
-            }),
+            token: self
+                .portal
+                .assertion
+                .enabled
+                .then(|| forward::assertion_token(&self.portal.assertions, plan)),
         };
         let prepared = forward::prepare(
             upstream_request,
