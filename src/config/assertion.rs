@@ -3,13 +3,13 @@
 
 use http::HeaderName;
 use portal_core::assertion::TTL_RANGE;
-use portal_core::headers::normalize_name;
+use portal_core::headers::{is_forwarding_header, normalize_name};
 
 use super::raw;
 use super::validate::Validator;
 
 /// The default header.
-pub const DEFAULT_HEADER: &str = "x-ptl-assertion";
+const DEFAULT_HEADER: &str = "x-ptl-assertion";
 
 /// `assertion:`, validated.
 #[derive(Debug, Clone)]
@@ -32,7 +32,8 @@ impl Default for Assertion {
 }
 
 /// Headers the proxy sets, removes or reads for another purpose, or that
-/// HTTP gives a meaning of its own: not an assertion's name.
+/// HTTP gives a meaning of its own: not an assertion's name (nor is any
+/// forwarding header, [`is_forwarding_header`]).
 const TAKEN: &[&str] = &[
     "host",
     "connection",
@@ -53,7 +54,6 @@ const TAKEN: &[&str] = &[
     "proxy-authorization",
     "signature",
     "signature-input",
-    "forwarded",
     "via",
     "traceparent",
     "tracestate",
@@ -75,10 +75,7 @@ impl Validator {
                         self.error("assertion.header", format!("{name:?} is not a header name"));
                         d.header
                     }
-                    Ok(_)
-                        if TAKEN.contains(&normal.as_str())
-                            || normal.starts_with("x-forwarded-") =>
-                    {
+                    Ok(_) if TAKEN.contains(&normal.as_str()) || is_forwarding_header(&normal) => {
                         self.error(
                             "assertion.header",
                             format!(

@@ -49,7 +49,7 @@ pub(crate) mod raw;
 mod resolver;
 mod validate;
 
-pub use assertion::{Assertion, DEFAULT_HEADER as DEFAULT_ASSERTION_HEADER};
+pub use assertion::Assertion;
 use portal_core::names::{AppUpstreams, HostPort};
 use validate::Validator;
 

@@ -314,6 +314,8 @@ fn assertion_mistakes_name_their_key() {
         ("header: \"\"", "assertion.header: \"\" is not a header name"),
         ("header: Cookie", "assertion.header: \"Cookie\" is a header the proxy or HTTP uses for something else"),
         ("header: X_Forwarded_User", "assertion.header: \"X_Forwarded_User\" is a header the proxy or HTTP uses for something else"),
+        ("header: Forwarded", "assertion.header: \"Forwarded\" is a header the proxy or HTTP uses for something else"),
+        ("header: X-Real-IP", "assertion.header: \"X-Real-IP\" is a header the proxy or HTTP uses for something else"),
         ("header: X-Ptl-Client-Id", "assertion.header: \"X-Ptl-Client-Id\" is a header the proxy or HTTP uses for something else"),
         ("header: Authorization", "assertion.header: \"Authorization\" is a header the proxy or HTTP uses for something else"),
         ("ttl_seconds: 2", "assertion.ttl_seconds: 2 is not from 3 to 60"),
