@@ -124,6 +124,20 @@ impl ExampleApp {
         let resp = request.send().await.unwrap();
         (resp.status(), resp.json().await.unwrap())
     }
+
+    /// Sends `token` straight to the app and requires a 401 whose error
+    /// (the library's message or code, lower-cased) names one of
+    /// `reasons`: refused for that reason, not another. `case` names the
+    /// attempt in a failure.
+    async fn refuses(&self, token: &str, reasons: &[&str], case: &str) {
+        let (status, body) = self.direct(Some(token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: {body}");
+        let error = body["error"].as_str().unwrap().to_lowercase();
+        assert!(
+            reasons.iter().any(|r| error.contains(r)),
+            "{case}: refused for another reason: {body}"
+        );
+    }
 }
 
 /// A server answering every request with `body` (a key set), on loopback.
@@ -376,13 +390,9 @@ async fn a_clients_assertion_never_reaches_an_app_or_the_core() {
             .await
             .unwrap();
         assert_eq!(answer(resp).await.1["type"], "anonymous", "{language:?}");
-        let (status, body) = example.direct(Some(&stolen)).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "{language:?}: {body}");
-        let error = body["error"].as_str().unwrap().to_lowercase();
-        assert!(
-            error.contains("audience") || error.contains("err_jwt_claim_validation_failed"),
-            "{language:?}: {body}"
-        );
+        let reasons = ["audience", "err_jwt_claim_validation_failed"];
+        let case = format!("{language:?}, another app's token");
+        example.refuses(&stolen, &reasons, &case).await;
     }
 }
 
@@ -485,17 +495,8 @@ async fn the_docs_apps_refuse_forged_altered_and_expired_assertions() {
             ),
         ];
         for (case, token, reasons) in cases {
-            let (status, body) = example.direct(Some(&token)).await;
-            assert_eq!(
-                status,
-                StatusCode::UNAUTHORIZED,
-                "{language:?} {case}: {body}"
-            );
-            let error = body["error"].as_str().unwrap().to_lowercase();
-            assert!(
-                reasons.iter().any(|r| error.contains(r)),
-                "{language:?} {case}: refused for another reason: {body}"
-            );
+            let case = format!("{language:?} {case}");
+            example.refuses(&token, reasons, &case).await;
         }
     }
 }
@@ -558,20 +559,13 @@ async fn the_docs_apps_take_no_key_their_portal_did_not_certify() {
                 &portal.id,
                 &format!("http://{keys}/internal/assertion-keys"),
             );
-            let (status, body) = app.direct(Some(token)).await;
-            let want = if accepted {
-                StatusCode::OK
+            let case = format!("{language:?} {case}");
+            if accepted {
+                let (status, body) = app.direct(Some(token)).await;
+                assert_eq!(status, StatusCode::OK, "{case}: {body}");
             } else {
-                StatusCode::UNAUTHORIZED
-            };
-            assert_eq!(status, want, "{language:?} {case}: {body}");
-            if !accepted {
-                let error = body["error"].as_str().unwrap().to_lowercase();
-                assert!(
-                    error.contains("not signed by this portal")
-                        || error.contains("err_jwks_no_matching_key"),
-                    "{language:?} {case}: {body}"
-                );
+                let reasons = ["not signed by this portal", "err_jwks_no_matching_key"];
+                app.refuses(token, &reasons, &case).await;
             }
         }
     }
@@ -672,13 +666,9 @@ async fn the_assertion_is_reused_then_renewed_and_the_key_set_is_served() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for (language, app) in &apps {
-        let (status, body) = app.direct(Some(&first)).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "{language:?}: {body}");
-        let error = body["error"].as_str().unwrap().to_lowercase();
-        assert!(
-            error.contains("expired") || error.contains("err_jwt_expired"),
-            "{language:?}: {body}"
-        );
+        let case = format!("{language:?}, replayed after its exp");
+        app.refuses(&first, &["expired", "err_jwt_expired"], &case)
+            .await;
     }
     let fresh = get().await;
     for (language, app) in &apps {
