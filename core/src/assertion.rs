@@ -49,7 +49,8 @@ const MAX_CACHED: usize = 16_384;
 
 /// The key assertions are signed with, and how it is published.
 pub struct AssertionKey {
-    signing: SigningKey,
+    /// The public key, raw (the private one is only in `encoding`).
+    public: [u8; 32],
     /// The same key as `jsonwebtoken` signs with (PKCS#8 DER).
     encoding: jsonwebtoken::EncodingKey,
     /// RFC 7638 thumbprint of the public key.
@@ -100,7 +101,7 @@ impl AssertionKey {
         }]})
         .to_string();
         AssertionKey {
-            signing,
+            public: signing.verifying_key().to_bytes(),
             encoding,
             kid,
             key_set,
@@ -109,7 +110,7 @@ impl AssertionKey {
 
     /// The public key, raw.
     pub fn public_key(&self) -> [u8; 32] {
-        self.signing.verifying_key().to_bytes()
+        self.public
     }
 }
 

@@ -38,7 +38,7 @@ pub(crate) struct InternalApi {
     core: CoreClient,
     max_body: usize,
     /// The identity assertion's JWK Set, as served.
-    assertion_keys: String,
+    assertion_keys: Bytes,
 }
 
 /// A whole JSON answer.
@@ -95,7 +95,7 @@ impl InternalApi {
             client,
             core,
             max_body: config.peering.max_signed_body,
-            assertion_keys: shared.assertions.key().key_set.clone(),
+            assertion_keys: Bytes::from(shared.assertions.key().key_set.clone()),
         })
     }
 
@@ -106,7 +106,7 @@ impl InternalApi {
         match parse_call(req.method.as_str(), &path)? {
             Call::ListPeers => self.list_peers(session).await,
             Call::AssertionKeys => {
-                let keys = Bytes::from(self.assertion_keys.clone());
+                let keys = self.assertion_keys.clone();
                 write_json(session, keys, "application/jwk-set+json", "max-age=300").await
             }
             Call::Peer { peer_ref, path } => self.call_peer(session, peer_ref, path).await,
