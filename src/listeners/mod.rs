@@ -9,6 +9,7 @@ pub(crate) mod https;
 pub(crate) mod internal;
 pub(crate) mod metrics;
 pub(crate) mod mqtt;
+pub(crate) mod parked;
 pub(crate) mod plain;
 pub(crate) mod redirect;
 pub(crate) mod respond;

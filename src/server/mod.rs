@@ -14,7 +14,7 @@ mod signals;
 use std::sync::Arc;
 
 use log::{info, warn};
-use pingora::apps::ServerApp;
+use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
@@ -31,6 +31,7 @@ use crate::listeners::https;
 use crate::listeners::internal::InternalApi;
 use crate::listeners::metrics::MetricsApp;
 use crate::listeners::mqtt::MqttRelay;
+use crate::listeners::parked::Parked;
 use crate::listeners::plain::Strict;
 use crate::listeners::redirect::RedirectToHttps;
 use crate::listeners::Shared;
@@ -217,13 +218,7 @@ fn add_listeners(
         proxy_protocol: config.proxy_protocol_from.clone().map(Arc::new),
     };
     let public = |tls| Exposure::Public(Some(tls));
-    listeners.add(
-        "https",
-        proxy,
-        Serves::Http,
-        public(https_tls),
-        config.listen_https,
-    );
+    listeners.add_http("https", proxy, public(https_tls), config.listen_https);
     if let Some(addr) = config.listen_mqtts {
         let relay = MqttRelay::new(shared, config);
         listeners.add(
@@ -236,26 +231,20 @@ fn add_listeners(
     }
     if let Some(addr) = config.internal_listen {
         let api = InternalApi::build(shared, config)?;
-        listeners.add("internal", api, Serves::Http, Exposure::Private, addr);
+        listeners.add_http("internal", api, Exposure::Private, addr);
     }
     if let Some(addr) = config.metrics_listen {
         let metrics = Strict(MetricsApp {
             certificate: shared.certificate.clone(),
         });
-        listeners.add("metrics", metrics, Serves::Http, Exposure::Private, addr);
+        listeners.add_http("metrics", metrics, Exposure::Private, addr);
     }
     if let Some(addr) = config.listen_http {
         let redirect = Strict(RedirectToHttps {
             https_port: config.listen_https.port(),
             router: shared.router.clone(),
         });
-        listeners.add(
-            "http redirect",
-            redirect,
-            Serves::Http,
-            Exposure::Public(None),
-            addr,
-        );
+        listeners.add_http("http redirect", redirect, Exposure::Public(None), addr);
     }
     Ok(())
 }
@@ -303,6 +292,17 @@ struct Listeners<'a> {
 }
 
 impl Listeners<'_> {
+    /// An HTTP listener: its idle HTTP/1 connections [`Parked`].
+    fn add_http<A: HttpServerApp + Send + Sync + 'static>(
+        &mut self,
+        name: &str,
+        app: A,
+        exposure: Exposure,
+        addr: std::net::SocketAddr,
+    ) {
+        self.add(name, Parked::new(app), Serves::Http, exposure, addr)
+    }
+
     fn add<A: ServerApp + Send + Sync + 'static>(
         &mut self,
         name: &str,
