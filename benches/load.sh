@@ -32,6 +32,10 @@
 #   PORTAL_SERVER []     entries added to its server: section (e.g. ', work_stealing: false')
 #   PACE_RPS []          pace every wrk load to about this many requests a second (benches/pace.lua),
 #                        so that paths of different costs compare at the same rate
+#   BASELINE_BIN []      another portal-proxy binary (an earlier build) measured beside this one,
+#                        as proxy portal-baseline, in every scenario and with the same config:
+#                        a before/after table of one run (needs portal-proxy in PROXIES)
+#   BASELINE_LABEL [baseline]  what the report calls that binary (e.g. a commit)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -61,6 +65,8 @@ KEEP_WORK="${KEEP_WORK:-0}"
 PORTAL_EXTRA="${PORTAL_EXTRA:-}"
 PORTAL_SERVER="${PORTAL_SERVER:-}"
 PACE_RPS="${PACE_RPS:-}"
+BASELINE_BIN="${BASELINE_BIN:-}"
+BASELINE_LABEL="${BASELINE_LABEL:-baseline}"
 PACE_LUA="$ROOT/benches/pace.lua"
 # Source addresses of the idle connections (127.0.0.1 ... 127.0.0.N), so
 # that none holds more than portal-proxy's 256 connections per client.
@@ -92,6 +98,13 @@ if ! has portal-proxy "$PROXIES"; then
     for s in terminal signed mixed; do
         has "$s" "$SCENARIOS" && die "scenario $s needs portal-proxy in PROXIES"
     done
+fi
+if [ -n "$BASELINE_BIN" ]; then
+    has portal-proxy "$PROXIES" || die "BASELINE_BIN needs portal-proxy in PROXIES"
+    [ -x "$BASELINE_BIN" ] || die "BASELINE_BIN=$BASELINE_BIN is not an executable"
+    # Right after portal-proxy.
+    PROXIES="$(printf '%s\n' $PROXIES | sed 's/^portal-proxy$/portal-proxy portal-baseline/' | tr '\n' ' ')"
+    PROXIES="${PROXIES% }"
 fi
 # The scenarios measured in rounds, in a fixed order.
 LOAD_SCENARIOS=()
@@ -404,6 +417,15 @@ server: { threads: $THREADS, pid_file: portal-proxy.pid, upgrade_sock: upgrade.s
           grace_period_seconds: 0, graceful_shutdown_timeout_seconds: 1$PORTAL_SERVER }
 $PORTAL_EXTRA
 EOF
+if [ -n "$BASELINE_BIN" ]; then
+    # The same config on its own port, pid file and upgrade socket.
+    sed -e "s/127.0.0.1:${PORT[portal-proxy]}/127.0.0.1:${PORT[portal-baseline]}/" \
+        -e 's/pid_file: portal-proxy.pid, upgrade_sock: upgrade.sock/pid_file: portal-baseline.pid, upgrade_sock: baseline-upgrade.sock/' \
+        "$WORK/portal-proxy.yaml" >"$WORK/portal-baseline.yaml"
+    grep -q "127.0.0.1:${PORT[portal-baseline]}" "$WORK/portal-baseline.yaml" \
+        && grep -q 'portal-baseline.pid' "$WORK/portal-baseline.yaml" \
+        || die "portal-baseline.yaml: the port or pid file was not replaced"
+fi
 
 # --- start -------------------------------------------------------------------------
 "$NGINX" -t -q -p "$WORK/nginx-upstream/" -e "$WORK/nginx-upstream.log" -c "$WORK/nginx-upstream.conf" \
@@ -420,6 +442,11 @@ start_proxy() { # $1 = proxy
             # wrk sends the URL's IP address as SNI, which rustls ignores with a
             # warning per handshake: keep those lines out of the measurement.
             RUST_LOG="warn,rustls=error" "$BIN" -c "$WORK/portal-proxy.yaml" >"$WORK/portal-proxy.log" 2>&1 &
+            SIGS+=(INT) ;;
+        portal-baseline)
+            "$BASELINE_BIN" -t -c "$WORK/portal-baseline.yaml" >"$WORK/portal-baseline-check.log" 2>&1 \
+                || die "portal-baseline -t refused the config: $(cat "$WORK/portal-baseline-check.log")"
+            RUST_LOG="warn,rustls=error" "$BASELINE_BIN" -c "$WORK/portal-baseline.yaml" >"$WORK/portal-baseline.log" 2>&1 &
             SIGS+=(INT) ;;
         bare-pingora)
             "$BARE" --listen "127.0.0.1:${PORT[$1]}" --upstream "127.0.0.1:$UPSTREAM_PORT" \
@@ -594,11 +621,11 @@ parse_h2load() { # $1 = output, $2 = log file
 # the next run waits until the previous pool's nonces are forgotten.
 SIGNED_NONCES=45000
 SIGNED_RATE=0        # highest signed requests/s seen so far
-SIGNED_FORGET_AT=0   # when portal-proxy has forgotten the last pool's nonces
+declare -A SIGNED_FORGET_AT   # per portal-proxy binary: when it has forgotten its last pool's nonces
 POOL="$WORK/pool.http"
-# signed_prepare SECONDS: writes a fresh pool; sets RUN_SECONDS.
+# signed_prepare SECONDS PROXY: writes a fresh pool; sets RUN_SECONDS.
 signed_prepare() {
-    local est="$SIGNED_RATE" count now validity
+    local est="$SIGNED_RATE" count now validity forget="${SIGNED_FORGET_AT[$2]:-0}"
     if [ "$est" -eq 0 ]; then
         est=20000   # no signed run yet: the warm-up's estimate (it is only WARMUP seconds)
     fi
@@ -608,14 +635,14 @@ signed_prepare() {
     [ "$RUN_SECONDS" -ge 1 ] || RUN_SECONDS=1
     count=$((est * RUN_SECONDS * 2 + 2000))
     now="$(date +%s)"
-    if [ "$now" -lt "$SIGNED_FORGET_AT" ]; then
-        log "signed: waiting $((SIGNED_FORGET_AT - now)) s until the previous pool's nonces expire"
-        sleep $((SIGNED_FORGET_AT - now))
+    if [ "$now" -lt "$forget" ]; then
+        log "signed: waiting $((forget - now)) s until $2 has forgotten the previous pool's nonces"
+        sleep $((forget - now))
     fi
     validity=$((RUN_SECONDS + 20))
     "$POOLGEN" --key "$WORK/peer.pem" --host "$HOST" --path /peer/ --count "$count" \
         --validity "$validity" --out "$POOL"
-    SIGNED_FORGET_AT=$(($(date +%s) + validity + 6))
+    SIGNED_FORGET_AT[$2]=$(($(date +%s) + validity + 6))
 }
 
 # --- one run -----------------------------------------------------------------------------------
@@ -646,7 +673,7 @@ run_load() {
                 "${url}big" >"$WORK/heavy.out" 2>&1 &
             HEAVY_PID=$! ;;
         signed)
-            signed_prepare "$secs"
+            signed_prepare "$secs" "$proxy"
             cmd=("${wrk[@]}" -d"${RUN_SECONDS}s" -s "$SIGNED_LUA" "${url}peer/" -- "$POOL" "$WRK_THREADS") ;;
         h2)
             rm -f "$WORK/h2.log"
@@ -772,7 +799,7 @@ fi
 # proxies_for SCENARIO ROUND: the proxies of a scenario, reversed in even rounds.
 proxies_for() {
     local list=("${PROXY_LIST[@]}") i
-    case "$1" in terminal | signed | mixed) list=(portal-proxy) ;; esac
+    case "$1" in terminal | signed | mixed) list=(portal-proxy ${BASELINE_BIN:+portal-baseline}) ;; esac
     if [ $(($2 % 2)) -eq 0 ]; then
         for ((i = ${#list[@]} - 1; i >= 0; i--)); do echo "${list[$i]}"; done
     else
@@ -797,6 +824,7 @@ versions=()
 for p in "${PROXY_LIST[@]}"; do
     case "$p" in
         portal-proxy) versions+=("portal-proxy $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')") ;;
+        portal-baseline) versions+=("portal-baseline $BASELINE_LABEL ($BASELINE_BIN)") ;;
         bare-pingora) versions+=("bare-pingora (pingora $(awk '/^name = "pingora"$/ {getline; print $3}' "$ROOT/Cargo.lock" | tr -d '"'))") ;;
         nginx) versions+=("$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')") ;;
         haproxy) versions+=("haproxy $("$HAPROXY" -v 2>/dev/null | awk 'NR == 1 {print $3}')") ;;

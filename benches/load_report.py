@@ -30,8 +30,11 @@ DESCRIPTIONS = {
     "signed": "signed peer path: RFC 9421 ed25519 signature, fresh nonce each (wrk + signed.lua); portal-proxy only",
     "mixed": "public path (wrk) beside 2 connections fetching a 1 MiB answer gzip-compressed in a loop; CPU/req counts both; portal-proxy only",
 }
-COMPARED = ["bare-pingora", "nginx", "haproxy", "caddy"]
-SHORT = {"bare-pingora": "bare", "nginx": "nginx", "haproxy": "haproxy", "caddy": "caddy"}
+# portal-baseline: another portal-proxy binary (BASELINE_BIN), the "before"
+# of a before/after table.
+COMPARED = ["portal-baseline", "bare-pingora", "nginx", "haproxy", "caddy"]
+SHORT = {"portal-baseline": "baseline", "bare-pingora": "bare", "nginx": "nginx",
+         "haproxy": "haproxy", "caddy": "caddy"}
 
 
 def load(path):
@@ -111,10 +114,18 @@ def main():
         cols = [("portal/own public", "portal-proxy"), ("portal/bare public", "bare-pingora"),
                 ("portal/caddy public", "caddy")]
         cols = [(n, p) for n, p in cols if (("h1-keepalive", p) in data)]
-        head = f"{'metric':<16} {'portal-proxy':>{width}}" + "".join(f" {n:>20}" for n, _ in cols)
+        own = [p for p in ("portal-proxy", "portal-baseline") if (scenario, p) in data]
+        before = "portal-baseline" in own
+        head = f"{'metric':<16} " + " ".join(f"{p:>{width}}" for p in own)
+        head += f" {'portal/baseline':>16}" if before else ""
+        head += "".join(f" {n:>20}" for n, _ in cols)
         out.append(head)
         for key, label, fmt in METRICS:
-            line = f"{label:<16} {cell(data.get((scenario, 'portal-proxy'), {}).get(key, []), fmt):>{width}}"
+            line = f"{label:<16} " + " ".join(
+                f"{cell(data.get((scenario, p), {}).get(key, []), fmt):>{width}}" for p in own
+            )
+            if before:
+                line += f" {ratio(med(scenario, 'portal-proxy', key), med(scenario, 'portal-baseline', key)):>16}"
             line += "".join(
                 f" {ratio(med(scenario, 'portal-proxy', key), med('h1-keepalive', p, key)):>20}"
                 for _, p in cols
