@@ -99,7 +99,8 @@ async fn next_head(stream: &mut Stream, shutdown: &ShutdownWatch) -> Option<Byte
         // A byte already there is read even at shutdown (its head has
         // started); Pingora's read came first too.
         biased;
-        read = tokio::time::timeout(
+        // Pingora's timer for the same wait (cheaper than tokio's).
+        read = pingora::time::timeout(
             Duration::from_secs(KEEPALIVE_SECONDS),
             stream.read(&mut first),
         ) => read,
