@@ -26,6 +26,7 @@
 #   WARMUP [2]           seconds of the unmeasured run of each proxy and scenario
 #   ROUNDS [5]           measured runs per proxy and scenario (order alternates)
 #   IDLE_CONNECTIONS [1000]  connections held open by the idle-memory scenario
+#   IDLE_PROTOCOL [h1]   h1: each idle connection served one HTTPS/1.1 request; h2: one HTTP/2 stream
 #   SKIP_BUILD [0]       1: use the binaries already built
 #   KEEP_WORK [0]        1: keep the temp dir (configs, certificates, logs, raw output)
 #   PORTAL_EXTRA []      YAML lines added to portal-proxy's config (e.g. 'assertion: { enabled: false }')
@@ -60,6 +61,8 @@ DURATION="${DURATION:-5}"
 WARMUP="${WARMUP:-2}"
 ROUNDS="${ROUNDS:-5}"
 IDLE_CONNECTIONS="${IDLE_CONNECTIONS:-1000}"
+IDLE_PROTOCOL="${IDLE_PROTOCOL:-h1}"
+case "$IDLE_PROTOCOL" in h1) IDLE_MODE=idle ;; h2) IDLE_MODE=idle-h2 ;; *) echo "IDLE_PROTOCOL is h1 or h2" >&2; exit 1 ;; esac
 SKIP_BUILD="${SKIP_BUILD:-0}"
 KEEP_WORK="${KEEP_WORK:-0}"
 PORTAL_EXTRA="${PORTAL_EXTRA:-}"
@@ -729,9 +732,11 @@ IDLE="$WORK/idle.tsv"
 measure_idle() { # $1 = proxy
     local proxy="$1" port="${PORT[$1]}" pid="${PID[$1]}" out="$WORK/idle-client.out"
     local rss0 pss0 rss1 open
+    # nginx's HTTP/2 listener is its own.
+    [ "$IDLE_PROTOCOL" != h2 ] || [ "$proxy" != nginx ] || port="$NGINX_H2_PORT"
     rss0="$(mem_kb "$pid" VmRSS)"
     pss0="$(mem_kb "$pid" Pss)"
-    python3 "$CLIENT" idle "$port" "$HOST" "$IDLE_CONNECTIONS" "$IDLE_SOURCES" >"$out" 2>&1 &
+    python3 "$CLIENT" "$IDLE_MODE" "$port" "$HOST" "$IDLE_CONNECTIONS" "$IDLE_SOURCES" >"$out" 2>&1 &
     CLIENT_PID=$!
     for _ in $(seq 1200); do
         grep -q '^ready' "$out" && break
@@ -747,8 +752,8 @@ measure_idle() { # $1 = proxy
     CLIENT_PID=""
     [ "$open" -ge "$IDLE_CONNECTIONS" ] || die "$proxy holds only $open of the $IDLE_CONNECTIONS idle connections"
     kill -0 "$pid" 2>/dev/null || die "$proxy exited during the idle-memory scenario"
-    log "$(printf 'idle-memory %-12s RSS %6s MiB (PSS %s MiB); with %s idle TLS connections %6s MiB (+%s)' \
-        "$proxy" "$(mib "$rss0")" "$(mib "$pss0")" "$open" "$(mib "$rss1")" "$(mib $((rss1 - rss0)))")"
+    log "$(printf 'idle-memory %-12s RSS %6s MiB (PSS %s MiB); with %s idle TLS connections (%s) %6s MiB (+%s)' \
+        "$proxy" "$(mib "$rss0")" "$(mib "$pss0")" "$open" "$IDLE_PROTOCOL" "$(mib "$rss1")" "$(mib $((rss1 - rss0)))")"
     printf '%s %s %s %s %s\n' "$proxy" "$(mib "$rss0")" "$(mib "$pss0")" "$(mib "$rss1")" "$open" >>"$IDLE"
     # Let the proxy see the connections go before the next one.
     for _ in $(seq 100); do
@@ -846,7 +851,7 @@ mkdir -p "$TARGET_DIR"
     echo "RSS = VmRSS of all the proxy's processes after the run"
     echo
     PROXIES="$PROXIES" SCENARIOS="${LOAD_SCENARIOS[*]}" ROUNDS="$ROUNDS" VERIFY_US="$VERIFY_US" SIGN_US="$SIGN_US" \
-        IDLE_CONNECTIONS="$IDLE_CONNECTIONS" python3 "$ROOT/benches/load_report.py" "$RESULTS" "$IDLE"
+        IDLE_CONNECTIONS="$IDLE_CONNECTIONS" IDLE_PROTOCOL="$IDLE_PROTOCOL" python3 "$ROOT/benches/load_report.py" "$RESULTS" "$IDLE"
     echo
     echo "checks: 200 and the upstream's exact body from every proxy (HTTP/1.1 and HTTP/2), the same"
     echo "        forwarded headers, the same TLS version; terminal and signed paths refuse without"

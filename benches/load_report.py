@@ -135,8 +135,10 @@ def main():
     if idle:
         n = os.environ.get("IDLE_CONNECTIONS", "1000")
         out.append("")
+        what = ("HTTP/2 connections (one stream each)" if os.environ.get("IDLE_PROTOCOL") == "h2"
+                else "keep-alive TLS connections (one request each)")
         out.append(f"== idle-memory: RSS of the idle proxy (all its processes), and what {n} idle "
-                   "keep-alive TLS connections (one request each) add; one measurement, before any load")
+                   f"{what} add; one measurement, before any load")
         by = {r[0]: r for r in idle}
         cols = [p for p in proxies if p in by]
         out.append(f"{'metric':<26} " + " ".join(f"{p:>13}" for p in cols))
