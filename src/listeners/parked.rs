@@ -35,7 +35,7 @@ use tokio::io::AsyncReadExt;
 
 /// How long a kept-alive connection may wait for its next request, in
 /// seconds (Pingora's own default, which this loop replaces).
-const KEEPALIVE_SECONDS: u64 = 60;
+pub(crate) const KEEPALIVE_SECONDS: u64 = 60;
 
 /// The buffer a head is read into (Pingora's first allocation for one).
 const HEAD_BUFFER: usize = 4096;

@@ -92,7 +92,7 @@ impl<T: ServeHttp + Send + Sync> HttpServerApp for Strict<T> {
         if !read_head(&mut session, "plain listener").await {
             return None;
         }
-        session.set_keepalive((!*shutdown.borrow()).then_some(60));
+        session.set_keepalive((!*shutdown.borrow()).then_some(super::parked::KEEPALIVE_SECONDS));
         let response: Response<Vec<u8>> = self.0.response(&mut session).await;
         let (parts, body) = response.into_parts();
         let head: ResponseHeader = parts.into();
