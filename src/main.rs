@@ -15,7 +15,9 @@ use portal_proxy::server;
 
 /// mimalloc instead of glibc's malloc: Pingora and rustls allocate and free
 /// buffers on every request, and glibc's allocator spent about a tenth of
-/// the proxy's CPU time doing so (benches/README.md, tuning log).
+/// the proxy's CPU time doing so (benches/README.md, tuning log). The
+/// default feature `mimalloc`; without it, the system's malloc.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
