@@ -37,6 +37,9 @@
 #                        as proxy portal-baseline, in every scenario and with the same config:
 #                        a before/after table of one run (needs portal-proxy in PROXIES)
 #   BASELINE_LABEL [baseline]  what the report calls that binary (e.g. a commit)
+#   START_SECONDS [15]   how long a proxy may take to answer at start
+#   STOP_SECONDS [5]     how long a stopped proxy may take to exit before it is killed
+#                        (benches/allocations.sh raises both: valgrind is slow to start and to write)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -70,6 +73,8 @@ PORTAL_SERVER="${PORTAL_SERVER:-}"
 PACE_RPS="${PACE_RPS:-}"
 BASELINE_BIN="${BASELINE_BIN:-}"
 BASELINE_LABEL="${BASELINE_LABEL:-baseline}"
+START_SECONDS="${START_SECONDS:-15}"
+STOP_SECONDS="${STOP_SECONDS:-5}"
 PACE_LUA="$ROOT/benches/pace.lua"
 # Source addresses of the idle connections (127.0.0.1 ... 127.0.0.N), so
 # that none holds more than portal-proxy's 256 connections per client.
@@ -179,7 +184,7 @@ cleanup() {
         kill -"${SIGS[$i]}" "${PIDS[$i]}" 2>/dev/null || true
     done
     for pid in ${CLIENT_PID:+"$CLIENT_PID"} "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        for _ in $(seq $((STOP_SECONDS * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
@@ -483,12 +488,12 @@ get() {
     curl -sk --max-time 5 -H "Host: $HOST" "$@" -o "$WORK/body" -w '%{http_code}' "$url"
 }
 wait_ready() { # $1 = name, $2 = pid, $3 = url
-    for _ in $(seq 150); do
+    for _ in $(seq $((START_SECONDS * 10))); do
         kill -0 "$2" 2>/dev/null || die "$1 exited at start"
         if [ "$(get "$3" 2>/dev/null || true)" = 200 ]; then return 0; fi
         sleep 0.1
     done
-    die "$1 does not answer 200 on $3 within 15 s"
+    die "$1 does not answer 200 on $3 within $START_SECONDS s"
 }
 wait_ready upstream "$UPSTREAM_PID" "http://127.0.0.1:$UPSTREAM_PORT/"
 for p in "${PROXY_LIST[@]}"; do wait_ready "$p" "${PID[$p]}" "https://127.0.0.1:${PORT[$p]}/"; done
@@ -774,7 +779,7 @@ stop_proxy() {
     for i in "${!PIDS[@]}"; do
         [ "${PIDS[$i]}" = "$pid" ] || continue
         kill -"${SIGS[$i]}" "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        for _ in $(seq $((STOP_SECONDS * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
         unset 'PIDS[i]' 'SIGS[i]'
