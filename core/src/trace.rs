@@ -141,9 +141,17 @@ impl TraceParent {
         if parent == [0; 8] {
             parent[7] = 1;
         }
-        TraceParent {
-            value: format!("00-{}-{}-00", hex(&trace), hex(&parent)),
-        }
+        // One allocation of the header's exact length: this runs for every
+        // request that brings no trace of its own (benches/README.md,
+        // "Allocations of the whole binary").
+        let mut value = String::with_capacity(TRACEPARENT_LEN);
+        value.push_str("00-");
+        push_hex(&mut value, &trace);
+        value.push('-');
+        push_hex(&mut value, &parent);
+        value.push_str("-00");
+        debug_assert_eq!(value.len(), TRACEPARENT_LEN);
+        TraceParent { value }
     }
 
     /// The header value.
@@ -231,8 +239,16 @@ fn is_nonzero_hex(bytes: &[u8]) -> bool {
     is_lower_hex(bytes) && bytes.iter().any(|&b| b != b'0')
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// The length of a version 00 `traceparent`: `00-` 32 hex `-` 16 hex `-00`.
+const TRACEPARENT_LEN: usize = 55;
+
+/// Appends `bytes` as lowercase hex digits.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
 }
 
 #[cfg(test)]

@@ -196,6 +196,17 @@ proptest! {
         prop_assert_eq!(made.as_str().len(), 55);
     }
 
+    /// The IDs are the drawn bytes in order, as `{:02x}` writes them (an
+    /// all-zero ID aside, which becomes 1).
+    #[test]
+    fn a_made_trace_spells_its_draw(random in any::<[u8; 24]>()) {
+        prop_assume!(random[..16] != [0; 16] && random[16..] != [0; 8]);
+        let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let expected = format!("00-{}-{}-00", hex(&random[..16]), hex(&random[16..]));
+        let made = TraceParent::fresh(random);
+        prop_assert_eq!(made.as_str(), expected.as_str());
+    }
+
     /// Every spelling of a listed name (any case, `_` for `-`) is one,
     /// and a listed prefix followed by anything.
     #[test]
