@@ -14,6 +14,8 @@
 # requests), and dhat_report.py divides what the serving made by the
 # requests served. Allocation counts, unlike times, barely move from run to
 # run. The report goes to target/allocations/report.txt.
+# valgrind runs the proxy about 50 times slower: a scenario takes a minute
+# or two, and counts do not depend on what else the machine is doing.
 #
 # Environment (defaults in brackets):
 #   SCENARIOS [h1-keepalive terminal signed]   load.sh scenarios, each under its own dhat run
@@ -21,6 +23,9 @@
 #   CONNECTIONS [4]      wrk connections
 #   SKIP_BUILD [0]       1: use target/dhat/release/portal-proxy and target/release as built
 #   TOP [12]             call sites listed per scenario
+#   DHAT_BIN [target/dhat/release/portal-proxy]  the binary measured (built as above; e.g. an
+#                        earlier commit's, copied aside, for a before/after)
+#   OUT [target/allocations]  where the profiles and the report go (each scenario's folder replaced)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,14 +34,14 @@ DURATION="${DURATION:-6}"
 CONNECTIONS="${CONNECTIONS:-4}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
 TOP="${TOP:-12}"
-OUT="$ROOT/target/allocations"
-DHAT_BIN="$ROOT/target/dhat/release/portal-proxy"
+OUT="${OUT:-$ROOT/target/allocations}"
+DHAT_BIN="${DHAT_BIN:-$ROOT/target/dhat/release/portal-proxy}"
 
 log() { printf '[allocations] %s\n' "$*" >&2; }
 die() { printf '[allocations] FAIL: %s\n' "$*" >&2; exit 1; }
 
 command -v valgrind >/dev/null || die "valgrind is missing (Debian package valgrind)"
-if [ "$SKIP_BUILD" != 1 ]; then
+if [ "$SKIP_BUILD" != 1 ] && [ "$DHAT_BIN" = "$ROOT/target/dhat/release/portal-proxy" ]; then
     log "cargo build: portal-proxy with the system's malloc and line tables (target/dhat)"
     (cd "$ROOT" && CARGO_PROFILE_RELEASE_DEBUG=line-tables-only CARGO_PROFILE_RELEASE_LTO=false \
         CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
@@ -46,7 +51,6 @@ if [ "$SKIP_BUILD" != 1 ]; then
 fi
 [ -x "$DHAT_BIN" ] || die "$DHAT_BIN is missing (run without SKIP_BUILD=1)"
 
-rm -rf "$OUT"
 mkdir -p "$OUT"
 # The baseline binary: the config check runs as it is, the proxy under dhat.
 cat >"$OUT/under-dhat.sh" <<WRAP
@@ -59,6 +63,7 @@ chmod +x "$OUT/under-dhat.sh"
 : >"$OUT/report.txt"
 for s in $SCENARIOS; do
     log "scenario $s: portal-proxy under dhat (a minute or two)"
+    rm -rf "${OUT:?}/$s"   # this script's own: a scenario's profile and load.sh's files
     mkdir -p "$OUT/$s"
     DHAT_OUT="$OUT/$s/dhat.json" TMPDIR="$OUT/$s" KEEP_WORK=1 SKIP_BUILD=1 \
         PROXIES=portal-proxy SCENARIOS="$s" ROUNDS=1 WARMUP=1 DURATION="$DURATION" \

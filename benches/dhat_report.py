@@ -8,8 +8,8 @@ Every allocation site of the profile (a stack, innermost frame first) is
 put in one of three parts by the frames of its stack:
 
 - serving: made while serving requests on an accepted connection (the
-  stack passes through portal-proxy's keep-alive loop or Pingora's HTTP
-  apps and proxy): divided by the requests served, which load.sh's raw
+  stack passes through portal-proxy's keep-alive loop or Pingora's
+  serving of a connection): divided by the requests served, which load.sh's raw
   output gives (the wrk runs against the baseline binary, warm-up
   included);
 - handshake: a TLS handshake or accept, outside serving: once per
@@ -42,10 +42,13 @@ OWNERS = (
     ("tokio", "tokio"),
     ("h2", "h2"),
 )
+# Frames of the loop that serves an accepted connection: this project's
+# HTTP/1 keep-alive loop, Pingora's (HTTP/2, and any other app).
 SERVING = (
     "portal_proxy::listeners::parked",
-    "pingora_proxy::",
-    "pingora_core::apps::",
+    "process_new_http",
+    "as pingora_core::apps::ServerApp>::process_new",
+    "as pingora_core::apps::HttpServerApp>::process_new",
 )
 HANDSHAKE = ("handshake", "pingora_core::listeners", "tls::server::accept", "pingora_core::protocols::tls")
 
