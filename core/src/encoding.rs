@@ -134,13 +134,7 @@ pub fn compressible_type(content_type: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(content_type) else {
         return false;
     };
-    let essence = text.split(';').next().unwrap_or("").trim();
-    // Borrowed when already lower case, as nearly every answer's is.
-    let essence: std::borrow::Cow<'_, str> = if essence.bytes().any(|b| b.is_ascii_uppercase()) {
-        essence.to_ascii_lowercase().into()
-    } else {
-        essence.into()
-    };
+    let essence = crate::names::ascii_lower(text.split(';').next().unwrap_or("").trim());
     let Some((kind, sub)) = essence.split_once('/') else {
         return false;
     };

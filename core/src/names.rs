@@ -1,7 +1,18 @@
 //! Names the Portal's state and config use: upstream addresses, DNS names
 //! and app names (docs/config.md, docs/state.md).
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
+
+/// `s` in ASCII lower case, borrowed when it is already (as nearly every
+/// Host and media type a request path compares is): no copy then.
+pub fn ascii_lower(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
 
 /// An upstream address: an IP socket address, or a host name resolved by DNS
 /// through the cache of `dns`, each answer kept for its TTL

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::app_meta::AppMeta;
-use crate::names::{AppUpstreams, HostPort};
+use crate::names::{ascii_lower, AppUpstreams, HostPort};
 use crate::snapshot::Snapshot;
 
 /// Where a request goes.
@@ -230,11 +230,7 @@ pub fn normalize_host(raw: &str) -> Option<Cow<'_, str>> {
         return None;
     }
     // Browsers send it in lower case: no copy then (every request).
-    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(host.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(host)
-    })
+    Some(ascii_lower(host))
 }
 
 /// The path the core receives: `/core` removed, query kept.
